@@ -1,0 +1,189 @@
+// Package proto is the Doorbell MDM wire contract: the JSON types exchanged over
+// the REST API and MQTT, the compliance rules, and topic names. It imports only
+// the standard library so every other package, the mobile library included, may
+// depend on it.
+package proto
+
+import (
+	"fmt"
+	"time"
+)
+
+// CapabilityVersion is the version of the contract this code speaks. It only
+// ever grows; each change is noted here with its date.
+//
+//   - 1 (2026-11-23): enroll, token registration, policy with cameraDisabled,
+//     compliance report, status, MQTT doorbell, FCM doorbell.
+const CapabilityVersion = 1
+
+// MaxBodyBytes is the largest request body the server accepts.
+const MaxBodyBytes = 64 << 10
+
+// ComplianceState is the server's verdict on a device. It is derived on read
+// by Evaluate and never stored as the source of truth.
+type ComplianceState string
+
+// The four compliance states, in the order Evaluate decides them.
+const (
+	StateUnknown      ComplianceState = "UNKNOWN"
+	StateStale        ComplianceState = "STALE"
+	StateNonCompliant ComplianceState = "NON_COMPLIANT"
+	StateCompliant    ComplianceState = "COMPLIANT"
+)
+
+// States lists every ComplianceState.
+var States = []ComplianceState{StateUnknown, StateStale, StateNonCompliant, StateCompliant}
+
+// Valid reports whether s is one of the four states.
+func (s ComplianceState) Valid() bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Settings are the managed device settings. They appear, flattened, both in
+// the desired DevicePolicy and in the observed ComplianceReport.
+type Settings struct {
+	CameraDisabled bool `json:"cameraDisabled"`
+}
+
+// DevicePolicy is the desired state of one device. Version is owned by the
+// server and grows by exactly one with every edit.
+type DevicePolicy struct {
+	Version int64 `json:"version"`
+	Settings
+}
+
+// IsSatisfiedBy reports whether the observed settings in r match p. It does
+// not look at versions; Evaluate does that first.
+func (p DevicePolicy) IsSatisfiedBy(r ComplianceReport) bool {
+	return p.Settings == r.Settings
+}
+
+// PolicyUpdate is an operator's edit of a device's desired settings. It has no
+// version: the server assigns one. Every field is required.
+type PolicyUpdate struct {
+	CameraDisabled *bool `json:"cameraDisabled"`
+}
+
+// Validate reports a missing field.
+func (u PolicyUpdate) Validate() error {
+	if u.CameraDisabled == nil {
+		return fmt.Errorf("cameraDisabled is required")
+	}
+	return nil
+}
+
+// Apply returns the settings u describes.
+func (u PolicyUpdate) Apply(s Settings) Settings {
+	if u.CameraDisabled != nil {
+		s.CameraDisabled = *u.CameraDisabled
+	}
+	return s
+}
+
+// ComplianceReport is what an agent observed after enforcing a policy.
+// Compliant is the agent's own opinion: stored, never trusted.
+type ComplianceReport struct {
+	AppliedPolicyVersion int64 `json:"appliedPolicyVersion"`
+	Settings
+	Compliant bool `json:"compliant"`
+}
+
+// Evaluate derives the compliance state of a device from its desired policy
+// and its last accepted report (nil when it never reported), in exactly the
+// order of the contract.
+func Evaluate(desired DevicePolicy, report *ComplianceReport) ComplianceState {
+	switch {
+	case report == nil:
+		return StateUnknown
+	case report.AppliedPolicyVersion < desired.Version:
+		return StateStale
+	case desired.IsSatisfiedBy(*report):
+		return StateCompliant
+	default:
+		return StateNonCompliant
+	}
+}
+
+// EnrollRequest is the body of POST /enroll.
+type EnrollRequest struct {
+	Model        string `json:"model"`
+	OSVersion    string `json:"osVersion"`
+	AgentVersion string `json:"agentVersion"`
+}
+
+// MQTTInfo tells an enrolled agent where to listen for its doorbell.
+type MQTTInfo struct {
+	URL   string `json:"url"`
+	Topic string `json:"topic"`
+}
+
+// EnrollResponse is the 201 answer to POST /enroll. DeviceSecret is shown
+// only here; the server keeps only its hash.
+type EnrollResponse struct {
+	DeviceID     string       `json:"deviceId"`
+	DeviceSecret string       `json:"deviceSecret"`
+	Policy       DevicePolicy `json:"policy"`
+	MQTT         MQTTInfo     `json:"mqtt"`
+}
+
+// TokenRegistration is the body of POST /devices/{id}/token.
+type TokenRegistration struct {
+	FCMToken string `json:"fcmToken"`
+}
+
+// DeviceStatus is the operator's view of one device. State is evaluated on
+// every read.
+type DeviceStatus struct {
+	DeviceID       string          `json:"deviceId"`
+	Model          string          `json:"model"`
+	OSVersion      string          `json:"osVersion"`
+	AgentVersion   string          `json:"agentVersion"`
+	EnrolledAt     time.Time       `json:"enrolledAt"`
+	LastReportAt   *time.Time      `json:"lastReportAt,omitempty"`
+	DesiredVersion int64           `json:"desiredVersion"`
+	AppliedVersion int64           `json:"appliedVersion"`
+	State          ComplianceState `json:"state"`
+	Connected      bool            `json:"connected"`
+	FCMRegistered  bool            `json:"fcmRegistered"`
+}
+
+// DeviceList is one page of GET /devices. NextAfter is the cursor for the
+// next page, empty on the last one.
+type DeviceList struct {
+	Devices   []DeviceStatus `json:"devices"`
+	NextAfter string         `json:"nextAfter"`
+}
+
+// ErrorBody is the body of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a machine-readable code and a human message.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// DoorbellType is the type of every doorbell message.
+const DoorbellType = "policy_changed"
+
+// Doorbell is the MQTT payload that wakes an agent. It never carries policy
+// content: the agent fetches the policy over HTTPS.
+type Doorbell struct {
+	Type    string `json:"type"`
+	Version int64  `json:"version"`
+}
+
+// PolicyChangedTopic is the MQTT topic on which deviceID's doorbell rings.
+func PolicyChangedTopic(deviceID string) string {
+	return "devices/" + deviceID + "/policy_changed"
+}
+
+// PolicyChangedWildcard matches every device's doorbell topic.
+const PolicyChangedWildcard = "devices/+/policy_changed"
