@@ -1,0 +1,554 @@
+// Package agent is the Doorbell MDM device agent: it enrolls the device, pulls
+// its desired policy, enforces it, reports what it observed, and listens for
+// doorbells that ask it to do so again. It imports only proto, paho and the
+// standard library so it can be built into the Android library.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// Config configures an Agent. ServerURL, Enforcer and IDStore are required;
+// every other zero value has the default documented on its field.
+type Config struct {
+	// ServerURL is the server's base URL, e.g. "http://127.0.0.1:8080".
+	ServerURL string
+	// EnrollToken is needed only when the agent has no identity yet, or the
+	// server no longer knows it (404) and it must enroll again.
+	EnrollToken string
+	// Enforcer makes the device match its policy.
+	Enforcer Enforcer
+	// IDStore persists the identity across restarts.
+	IDStore IDStore
+	// Interval is the periodic sync interval; 0 means DefaultInterval
+	// (15m). Every delay is jittered ±10%.
+	Interval time.Duration
+	// DisableMQTT is phone mode: no MQTT connection; doorbells arrive
+	// through OnPush (FCM).
+	DisableMQTT bool
+	// MQTTURL overrides the broker URL the server returned at enrollment.
+	MQTTURL string
+	// Model, OSVersion and AgentVersion are sent at enrollment.
+	Model, OSVersion, AgentVersion string
+	// HTTPClient makes the REST calls; nil means a client with a
+	// DefaultHTTPTimeout timeout.
+	HTTPClient *http.Client
+	// Logger receives the agent's logs; nil discards them. Secrets and
+	// tokens are never logged.
+	Logger *slog.Logger
+	// OnSync, when set, is called after every sync attempt, from the
+	// goroutine that ran it. It must not call Sync.
+	OnSync func(SyncResult)
+	// Clock is the source of time; nil means the real clock.
+	Clock Clock
+}
+
+// SyncResult describes one sync attempt.
+type SyncResult struct {
+	DeviceID string
+	// PolicyVersion is the desired policy version the sync worked on (0 if
+	// it never got that far).
+	PolicyVersion int64
+	// Skipped is true when the policy was unchanged (304), already reported
+	// and still matched, so nothing was enforced or reported.
+	Skipped bool
+	// Compliant is the agent's own verdict on what it reported.
+	Compliant bool
+	// EnforceErr is the Enforcer's error. A failed enforcement is still a
+	// successful sync: the device's unchanged state was reported.
+	EnforceErr error
+	// Err is why the sync failed, nil when it reported (or skipped).
+	Err      error
+	Duration time.Duration
+}
+
+// ErrNoEnrollToken is returned by Sync when the agent must enroll (it has
+// no identity, or the server no longer knows it) but has no enrollment token.
+var ErrNoEnrollToken = errors.New("agent is not enrolled and has no enrollment token")
+
+// Agent runs the device side of the loop. Its methods are safe for concurrent
+// use.
+type Agent struct {
+	cfg    Config
+	client *Client
+	log    *slog.Logger
+	clock  Clock
+	rnd    func() float64
+
+	// sem is held by whoever runs a sync or registers a token, so those
+	// never overlap and identity changes are serialised.
+	sem chan struct{}
+	// trigger holds at most one pending sync request (coalescing).
+	trigger chan struct{}
+	// idChanged tells the MQTT loop the identity became known or changed.
+	idChanged chan struct{}
+	running   atomic.Bool
+
+	mu       sync.Mutex
+	loaded   bool     // id was read from the store (or set by enrollment)
+	haveID   bool     // id is valid
+	id       Identity // the current identity
+	token    string   // the push token the device wants registered
+	etag     string   // ETag of policy; "" when none is cached
+	policy   proto.DevicePolicy
+	reported int64 // policy version last applied and reported successfully
+}
+
+// New validates cfg and returns an agent. It does no I/O.
+func New(cfg Config) (*Agent, error) {
+	if cfg.ServerURL == "" {
+		return nil, errors.New("agent config: ServerURL is required")
+	}
+	if cfg.Enforcer == nil {
+		return nil, errors.New("agent config: Enforcer is required")
+	}
+	if cfg.IDStore == nil {
+		return nil, errors.New("agent config: IDStore is required")
+	}
+	if cfg.Interval < 0 {
+		return nil, fmt.Errorf("agent config: Interval %v is negative", cfg.Interval)
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.MQTTURL != "" {
+		if u, err := url.Parse(cfg.MQTTURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("agent config: MQTTURL %q: want scheme://host:port", cfg.MQTTURL)
+		}
+	}
+	client, err := NewClient(cfg.ServerURL, cfg.HTTPClient)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if cfg.AgentVersion != "" {
+		client.userAgent = "doorbell-agent/" + cfg.AgentVersion
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	return &Agent{
+		cfg:       cfg,
+		client:    client,
+		log:       cfg.Logger.With("component", "agent"),
+		clock:     cfg.Clock,
+		rnd:       rand.Float64,
+		sem:       make(chan struct{}, 1),
+		trigger:   make(chan struct{}, 1),
+		idChanged: make(chan struct{}, 1),
+	}, nil
+}
+
+// Run syncs at once, then on a jittered periodic timer (with exponential
+// backoff after failures), on every Trigger, and, unless DisableMQTT, on
+// every MQTT (re)connect and doorbell. It returns nil once ctx is done and
+// every goroutine it started has stopped. Run may be called again after it
+// returned, but not twice at the same time.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("agent is already running")
+	}
+	defer a.running.Store(false)
+
+	a.Trigger() // the sync at start
+	var wg sync.WaitGroup
+	wg.Go(func() { a.scheduleLoop(ctx) })
+	if !a.cfg.DisableMQTT {
+		wg.Go(func() { a.mqttLoop(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// scheduleLoop runs a sync for every trigger or timer tick until ctx is
+// done. The timer restarts after every sync, so the interval counts from the
+// last sync, whatever caused it.
+func (a *Agent) scheduleLoop(ctx context.Context) {
+	var timer Timer
+	var tick <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.trigger:
+		case <-tick:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		err := a.Sync(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+		} else {
+			failures = 0
+		}
+		d := nextSyncDelay(failures, a.cfg.Interval, a.rnd)
+		if err != nil {
+			a.log.Warn("sync failed", "err", err, "failures", failures, "retryIn", d)
+		}
+		timer = a.clock.NewTimer(d)
+		tick = timer.C()
+	}
+}
+
+// Trigger asks for a sync soon. Triggers that arrive while one is pending or
+// a sync is running coalesce into one more sync. Without Run, the request
+// waits for Run.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// OnPush handles an FCM data message. A {"type": "policy_changed",
+// "version": "N"} message triggers a sync unless N is at most the version
+// already applied and reported; a message without a readable version
+// triggers one anyway (a needless sync costs only a 304). Other types are
+// ignored.
+func (a *Agent) OnPush(data map[string]string) {
+	if data["type"] != proto.DoorbellType {
+		a.log.Debug("ignoring push message", "type", data["type"])
+		return
+	}
+	v, err := strconv.ParseInt(data["version"], 10, 64)
+	if err != nil {
+		v = 0
+	}
+	a.ring(v, "fcm")
+}
+
+// ring triggers a sync for a doorbell announcing version, unless that
+// version (or a later one) was already applied and reported. version <= 0
+// means unknown.
+func (a *Agent) ring(version int64, source string) {
+	a.mu.Lock()
+	reported := a.reported
+	a.mu.Unlock()
+	if version > 0 && version <= reported {
+		a.log.Debug("doorbell for a version already reported", "source", source, "version", version, "reported", reported)
+		return
+	}
+	a.log.Info("doorbell", "source", source, "version", version)
+	a.Trigger()
+}
+
+// DeviceID returns the device id, "" while the agent is not enrolled.
+func (a *Agent) DeviceID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.loadLocked(); err != nil || !a.haveID {
+		return ""
+	}
+	return a.id.DeviceID
+}
+
+// pushTokenTimeout bounds SetPushToken, which has no context.
+const pushTokenTimeout = time.Minute
+
+// SetPushToken records the device's FCM token. When the agent is enrolled and
+// the token differs from the registered one it is registered at once (waiting
+// for a running sync to finish); otherwise it is registered by the sync that
+// enrolls. An unchanged token is never registered again, and one that failed
+// to register is retried by the next sync.
+func (a *Agent) SetPushToken(token string) error {
+	if token == "" {
+		return errors.New("setting push token: empty token")
+	}
+	a.mu.Lock()
+	a.token = token
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), pushTokenTimeout)
+	defer cancel()
+	select {
+	case a.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("setting push token: %w", ctx.Err())
+	}
+	defer func() { <-a.sem }()
+
+	a.mu.Lock()
+	err := a.loadLocked()
+	id, ok := a.id, a.haveID
+	a.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("setting push token: %w", err)
+	}
+	if !ok {
+		return nil // registered after enrollment
+	}
+	return a.registerToken(ctx, id)
+}
+
+// registerToken registers the wanted push token when it differs from the
+// one registered for id. The caller holds sem.
+func (a *Agent) registerToken(ctx context.Context, id Identity) error {
+	a.mu.Lock()
+	token := a.token
+	a.mu.Unlock()
+	if token == "" || token == id.FCMToken {
+		return nil
+	}
+	if err := a.client.RegisterToken(ctx, id.Credentials(), token); err != nil {
+		return err
+	}
+	id.FCMToken = token
+	a.mu.Lock()
+	if a.haveID && a.id.DeviceID == id.DeviceID {
+		a.id.FCMToken = token
+	}
+	a.mu.Unlock()
+	if err := a.cfg.IDStore.Save(id); err != nil {
+		// Registered, but a restart will register it once more.
+		a.log.Warn("saving identity after token registration", "err", err)
+	}
+	a.log.Info("push token registered", "deviceId", id.DeviceID)
+	return nil
+}
+
+// Sync runs one sync (runMdmSync) now: enroll if needed, register a pending
+// push token, fetch the policy, enforce it, observe and report. Syncs never
+// overlap: Sync waits for a running one to finish first.
+//
+// A failed enforcement is not an error: the device's unchanged state is
+// reported (non-compliant) and Sync returns nil, so a device that refuses
+// does not make the scheduler back off and spin; the error is in
+// SyncResult.EnforceErr and the log.
+func (a *Agent) Sync(ctx context.Context) error {
+	select {
+	case a.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-a.sem }()
+	start := a.clock.Now()
+	res := a.runMdmSync(ctx)
+	res.Duration = a.clock.Now().Sub(start)
+	if res.Err != nil {
+		a.log.Debug("sync failed", "deviceId", res.DeviceID, "err", res.Err)
+	} else {
+		a.log.Debug("sync done", "deviceId", res.DeviceID, "version", res.PolicyVersion,
+			"skipped", res.Skipped, "compliant", res.Compliant, "took", res.Duration)
+	}
+	if a.cfg.OnSync != nil {
+		a.cfg.OnSync(res)
+	}
+	return res.Err
+}
+
+// runMdmSync is one pass of the loop. The caller holds sem.
+func (a *Agent) runMdmSync(ctx context.Context) SyncResult {
+	id, err := a.ensureIdentity(ctx)
+	if err != nil {
+		return SyncResult{Err: err}
+	}
+	res := a.syncDevice(ctx, id)
+	if !IsNotFound(res.Err) {
+		return res
+	}
+	// The server does not know this device: it was deleted, or the server
+	// lost its data. Without an enrollment token the identity is kept, so
+	// the device recovers if the server comes back with it.
+	if a.cfg.EnrollToken == "" {
+		res.Err = fmt.Errorf("device %s is unknown to the server: %w (%w)", id.DeviceID, ErrNoEnrollToken, res.Err)
+		return res
+	}
+	a.log.Warn("server does not know this device; enrolling again", "deviceId", id.DeviceID)
+	if err := a.forgetIdentity(); err != nil {
+		res.Err = err
+		return res
+	}
+	id, err = a.ensureIdentity(ctx)
+	if err != nil {
+		return SyncResult{Err: err}
+	}
+	return a.syncDevice(ctx, id)
+}
+
+// ensureIdentity returns the stored identity, enrolling (and saving the new
+// identity before anything else) when there is none.
+func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
+	a.mu.Lock()
+	err := a.loadLocked()
+	id, ok := a.id, a.haveID
+	a.mu.Unlock()
+	if err != nil {
+		return Identity{}, err
+	}
+	if ok {
+		return id, nil
+	}
+	if a.cfg.EnrollToken == "" {
+		return Identity{}, ErrNoEnrollToken
+	}
+	resp, err := a.client.Enroll(ctx, a.cfg.EnrollToken, proto.EnrollRequest{
+		Model:        a.cfg.Model,
+		OSVersion:    a.cfg.OSVersion,
+		AgentVersion: a.cfg.AgentVersion,
+	})
+	if err != nil {
+		return Identity{}, err
+	}
+	id = Identity{
+		DeviceID:     resp.DeviceID,
+		DeviceSecret: resp.DeviceSecret,
+		MQTTURL:      resp.MQTT.URL,
+		Topic:        resp.MQTT.Topic,
+	}
+	// Saved before anything else: an identity the server knows but the
+	// device forgot would be an orphan.
+	if err := a.cfg.IDStore.Save(id); err != nil {
+		return Identity{}, fmt.Errorf("enrolled as %s but could not save the identity: %w", id.DeviceID, err)
+	}
+	a.setIdentity(id, true)
+	a.log.Info("enrolled", "identity", id)
+	return id, nil
+}
+
+// loadLocked reads the identity from the store once. The caller holds mu.
+func (a *Agent) loadLocked() error {
+	if a.loaded {
+		return nil
+	}
+	id, ok, err := a.cfg.IDStore.Load()
+	if err != nil {
+		return fmt.Errorf("loading identity: %w", err)
+	}
+	a.loaded, a.haveID, a.id = true, ok, id
+	if ok {
+		a.notifyIDChanged()
+	}
+	return nil
+}
+
+// setIdentity replaces the identity and forgets everything learned under the
+// previous one.
+func (a *Agent) setIdentity(id Identity, ok bool) {
+	a.mu.Lock()
+	if a.haveID && a.token == "" {
+		// Keep the old registered token wanted, so a re-enrolled device
+		// registers it under its new id.
+		a.token = a.id.FCMToken
+	}
+	a.loaded, a.haveID, a.id = true, ok, id
+	a.etag, a.policy, a.reported = "", proto.DevicePolicy{}, 0
+	a.mu.Unlock()
+	a.notifyIDChanged()
+}
+
+func (a *Agent) forgetIdentity() error {
+	if err := a.cfg.IDStore.Clear(); err != nil {
+		return fmt.Errorf("clearing identity: %w", err)
+	}
+	a.setIdentity(Identity{}, false)
+	return nil
+}
+
+func (a *Agent) notifyIDChanged() {
+	select {
+	case a.idChanged <- struct{}{}:
+	default:
+	}
+}
+
+// currentIdentity returns the identity if one is known, without I/O.
+func (a *Agent) currentIdentity() (Identity, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id, a.haveID
+}
+
+// syncDevice runs the device part of a sync for id. A 404 in res.Err makes
+// the caller enroll again.
+func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
+	res := SyncResult{DeviceID: id.DeviceID}
+	cred := id.Credentials()
+
+	// A token that fails to register does not fail the sync: the policy
+	// loop matters more, and the next sync retries the token.
+	if err := a.registerToken(ctx, id); err != nil {
+		if IsNotFound(err) {
+			res.Err = err
+			return res
+		}
+		a.log.Warn("registering push token", "deviceId", id.DeviceID, "err", err)
+	}
+
+	a.mu.Lock()
+	etag, cached, reported := a.etag, a.policy, a.reported
+	a.mu.Unlock()
+
+	pr, err := a.client.Policy(ctx, cred, etag)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	policy := pr.Policy
+	if pr.NotModified {
+		policy = cached
+	} else {
+		a.mu.Lock()
+		a.etag, a.policy = pr.ETag, pr.Policy
+		a.mu.Unlock()
+	}
+	res.PolicyVersion = policy.Version
+
+	// Unchanged, already reported, and the device still matches: a doorbell
+	// for an applied version costs only the 304.
+	if pr.NotModified && reported == policy.Version {
+		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed == policy.Settings {
+			res.Skipped, res.Compliant = true, true
+			return res
+		}
+	}
+
+	if err := a.cfg.Enforcer.Enforce(ctx, policy.Settings); err != nil {
+		res.EnforceErr = err
+		a.log.Warn("enforcing policy failed; reporting the device's actual state",
+			"deviceId", id.DeviceID, "version", policy.Version, "err", err)
+	}
+	// Observe even when Enforce failed: a device that refuses reports its
+	// unchanged state.
+	observed, err := a.cfg.Enforcer.Observe(ctx)
+	if err != nil {
+		res.Err = fmt.Errorf("observing device state: %w", err)
+		return res
+	}
+	report := proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed}
+	report.Compliant = policy.IsSatisfiedBy(report)
+	if err := a.client.Report(ctx, cred, report); err != nil {
+		res.Err = err
+		return res
+	}
+	a.mu.Lock()
+	if a.haveID && a.id.DeviceID == id.DeviceID {
+		a.reported = policy.Version
+	}
+	a.mu.Unlock()
+	res.Compliant = report.Compliant
+	return res
+}

@@ -1,0 +1,247 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// DefaultHTTPTimeout bounds every request of the client New builds when
+// Config.HTTPClient is nil.
+const DefaultHTTPTimeout = 30 * time.Second
+
+// Client is the device side of the REST contract. It holds no credentials:
+// every device call takes the Credentials it acts with, so one Client can
+// serve many devices (the fleet simulator does exactly that). It is safe for
+// concurrent use.
+type Client struct {
+	base      *url.URL
+	http      *http.Client
+	userAgent string
+}
+
+// Credentials authenticate device calls: the device id and its secret, sent
+// as "Authorization: Bearer <Secret>".
+type Credentials struct {
+	DeviceID string
+	Secret   string
+}
+
+// NewClient returns a client for the server at serverURL (for example
+// "http://127.0.0.1:8080"). A nil httpClient becomes one with a
+// DefaultHTTPTimeout timeout.
+func NewClient(serverURL string, httpClient *http.Client) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(serverURL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("parsing server URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server URL %q: want http(s)://host[:port]", serverURL)
+	}
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: DefaultHTTPTimeout}
+	}
+	return &Client{base: u, http: httpClient, userAgent: "doorbell-agent"}, nil
+}
+
+// PolicyResponse is the answer to a conditional policy fetch.
+type PolicyResponse struct {
+	// Policy is the desired policy; zero when NotModified.
+	Policy proto.DevicePolicy
+	// ETag identifies Policy; pass it back as the etag of the next fetch.
+	ETag string
+	// NotModified is true when the server answered 304: the policy the
+	// caller holds for the etag it sent is still current.
+	NotModified bool
+}
+
+// Enroll registers a new device with an enrollment token (POST /enroll).
+func (c *Client) Enroll(ctx context.Context, enrollToken string, req proto.EnrollRequest) (proto.EnrollResponse, error) {
+	var resp proto.EnrollResponse
+	_, err := c.do(ctx, http.MethodPost, "/enroll", enrollToken, nil, req, &resp, http.StatusCreated)
+	if err != nil {
+		return proto.EnrollResponse{}, fmt.Errorf("enrolling device: %w", err)
+	}
+	if resp.DeviceID == "" || resp.DeviceSecret == "" {
+		return proto.EnrollResponse{}, errors.New("enrolling device: server answered without a device id or secret")
+	}
+	return resp, nil
+}
+
+// Policy fetches the device's desired policy (GET /devices/{id}/policy).
+// A non-empty etag is sent as If-None-Match; when the server answers 304 the
+// result has NotModified set and the same ETag.
+func (c *Client) Policy(ctx context.Context, cred Credentials, etag string) (PolicyResponse, error) {
+	var hdr http.Header
+	if etag != "" {
+		hdr = http.Header{"If-None-Match": {etag}}
+	}
+	var p proto.DevicePolicy
+	resp, err := c.do(ctx, http.MethodGet, devicePath(cred.DeviceID, "policy"), cred.Secret, hdr, nil, &p, http.StatusOK, http.StatusNotModified)
+	if err != nil {
+		return PolicyResponse{}, fmt.Errorf("fetching policy: %w", err)
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		return PolicyResponse{ETag: etag, NotModified: true}, nil
+	}
+	tag := resp.Header.Get("ETag")
+	if tag == "" {
+		tag = `"` + strconv.FormatInt(p.Version, 10) + `"`
+	}
+	return PolicyResponse{Policy: p, ETag: tag}, nil
+}
+
+// Report sends what the device observed (POST /devices/{id}/report).
+func (c *Client) Report(ctx context.Context, cred Credentials, r proto.ComplianceReport) error {
+	if _, err := c.do(ctx, http.MethodPost, devicePath(cred.DeviceID, "report"), cred.Secret, nil, r, nil, http.StatusNoContent, http.StatusOK); err != nil {
+		return fmt.Errorf("reporting compliance: %w", err)
+	}
+	return nil
+}
+
+// RegisterToken registers the device's FCM token (POST /devices/{id}/token).
+func (c *Client) RegisterToken(ctx context.Context, cred Credentials, fcmToken string) error {
+	body := proto.TokenRegistration{FCMToken: fcmToken}
+	if _, err := c.do(ctx, http.MethodPost, devicePath(cred.DeviceID, "token"), cred.Secret, nil, body, nil, http.StatusNoContent, http.StatusOK); err != nil {
+		return fmt.Errorf("registering push token: %w", err)
+	}
+	return nil
+}
+
+func devicePath(deviceID, what string) string {
+	return "/devices/" + url.PathEscape(deviceID) + "/" + what
+}
+
+// do sends one request and decodes a JSON answer into out (when non-nil and
+// the answer has a body). Any status outside want becomes an error; a
+// contract error body becomes an *APIError.
+func (c *Client) do(ctx context.Context, method, path, bearer string, hdr http.Header, in, out any, want ...int) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encoding request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	// path is already escaped (devicePath), so plain concatenation is right.
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, proto.MaxBodyBytes))
+		resp.Body.Close()
+	}()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, proto.MaxBodyBytes))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer: %w", err)
+	}
+	ok := false
+	for _, s := range want {
+		if resp.StatusCode == s {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return nil, parseAPIError(resp.StatusCode, raw)
+	}
+	if out != nil && resp.StatusCode != http.StatusNotModified && resp.StatusCode != http.StatusNoContent {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("decoding answer: %w", err)
+		}
+	}
+	return resp, nil
+}
+
+// APIError is an error answer of the server: its HTTP status and the code and
+// message of the contract's error body (empty when the body was not one).
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("server answered %d %s", e.Status, http.StatusText(e.Status))
+	if e.Code != "" {
+		s += ": " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Temporary reports whether retrying the same request later may succeed
+// (server errors and rate limiting).
+func (e *APIError) Temporary() bool {
+	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+}
+
+func parseAPIError(status int, raw []byte) *APIError {
+	e := &APIError{Status: status}
+	var body proto.ErrorBody
+	if json.Unmarshal(raw, &body) == nil && body.Error.Code != "" {
+		e.Code, e.Message = body.Error.Code, body.Error.Message
+		return e
+	}
+	// Not a contract body (a proxy, a crash page): keep a short excerpt.
+	msg := strings.TrimSpace(string(raw))
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	e.Message = msg
+	return e
+}
+
+// StatusOf returns the HTTP status of the *APIError in err's chain, or 0.
+func StatusOf(err error) int {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// IsNotFound reports whether err is a 404 answer: the server does not know
+// the device (never enrolled there, or deleted).
+func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
+
+// IsUnauthorized reports whether err is a 401 answer: a wrong or missing
+// credential.
+func IsUnauthorized(err error) bool { return StatusOf(err) == http.StatusUnauthorized }
+
+// IsForbidden reports whether err is a 403 answer.
+func IsForbidden(err error) bool { return StatusOf(err) == http.StatusForbidden }
+
+// IsConflict reports whether err is a 409 answer (for example a report for
+// a policy version the server never issued).
+func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }

@@ -1,0 +1,85 @@
+package agent
+
+import "time"
+
+// Clock is the agent's source of time, injectable so tests drive the
+// scheduler without sleeping.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that sends on C once d has passed.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of *time.Timer the agent uses.
+type Timer interface {
+	C() <-chan time.Time
+	// Stop prevents the timer from firing; it reports whether it did.
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ t *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.t.C }
+func (t realTimer) Stop() bool          { return t.t.Stop() }
+
+// Scheduling constants.
+const (
+	// DefaultInterval is the periodic sync interval when Config.Interval is 0.
+	DefaultInterval = 15 * time.Minute
+	// syncBackoffBase is the first retry delay after a failed sync.
+	syncBackoffBase = 30 * time.Second
+	// syncJitter spreads every sync delay by ±10%.
+	syncJitter = 0.10
+	// mqttBackoffBase and mqttBackoffMax bound MQTT reconnect delays.
+	mqttBackoffBase = time.Second
+	mqttBackoffMax  = 2 * time.Minute
+	// mqttJitter is wider than syncJitter: a broker restart drops every
+	// device at the same instant, and the reconnects must spread out.
+	mqttJitter = 0.5
+)
+
+// backoff returns base·2^(attempt-1) capped at max (attempt 1 is base),
+// spread by ±jitter (a fraction of the delay) using rnd, which returns a
+// value in [0, 1). With max < base the delay is max.
+func backoff(attempt int, base, max time.Duration, jitter float64, rnd func() float64) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return spread(d, jitter, rnd)
+}
+
+// spread returns d·(1 ± jitter), uniformly distributed by rnd.
+func spread(d time.Duration, jitter float64, rnd func() float64) time.Duration {
+	f := 1 + jitter*(2*rnd()-1)
+	return time.Duration(float64(d) * f)
+}
+
+// nextSyncDelay is how long the scheduler waits before the next periodic
+// sync: the interval after a success (failures == 0), otherwise an
+// exponential backoff from 30s doubling per consecutive failure and capped at
+// the interval; always jittered ±10%.
+func nextSyncDelay(failures int, interval time.Duration, rnd func() float64) time.Duration {
+	if failures <= 0 {
+		return spread(interval, syncJitter, rnd)
+	}
+	return backoff(failures, syncBackoffBase, interval, syncJitter, rnd)
+}
+
+// mqttReconnectDelay is how long the MQTT loop waits before its attempt-th
+// consecutive reconnect: from 1s doubling to 2m, jittered ±50%.
+func mqttReconnectDelay(attempt int, rnd func() float64) time.Duration {
+	return backoff(attempt, mqttBackoffBase, mqttBackoffMax, mqttJitter, rnd)
+}
