@@ -1,0 +1,160 @@
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener is a mochi listeners.Listener over a net.Listener bound in New, so
+// the real address is known before Serve. Unlike mochi's own TCP listener it
+// survives transient accept errors, bounds the wait for CONNECT, logs refused
+// connections at debug level, and lets Close wait for every goroutine it
+// started.
+type listener struct {
+	id             string
+	ln             net.Listener
+	connectTimeout time.Duration
+	log            *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{} // connections whose establish call is running
+	wg     sync.WaitGroup        // the accept loop and every establish call
+	done   chan struct{}         // closed by Close; interrupts the accept backoff
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func newListener(id string, ln net.Listener, connectTimeout time.Duration) *listener {
+	return &listener{
+		id:             id,
+		ln:             ln,
+		connectTimeout: connectTimeout,
+		log:            slog.New(slog.DiscardHandler),
+		conns:          map[net.Conn]struct{}{},
+		done:           make(chan struct{}),
+	}
+}
+
+// ID returns the listener's id inside mochi.
+func (l *listener) ID() string { return l.id }
+
+// Address returns the bound address, with the real port.
+func (l *listener) Address() string { return l.ln.Addr().String() }
+
+// Protocol returns "tcp".
+func (l *listener) Protocol() string { return "tcp" }
+
+// Init receives mochi's logger; the socket is already bound.
+func (l *listener) Init(log *slog.Logger) error {
+	if log != nil {
+		l.log = log
+	}
+	return nil
+}
+
+// Serve accepts connections until Close and hands each to establish on its
+// own goroutine. mochi calls it on a goroutine of its own.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	defer l.wg.Done()
+
+	var backoff time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient (e.g. out of file descriptors): back off like
+			// net/http instead of giving up on the listener for good.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("mqtt accept failed", "error", err, "retry_in", backoff)
+			select {
+			case <-l.done:
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+
+		if !l.track(conn) {
+			_ = conn.Close()
+			return
+		}
+		// mochi sets no deadline until CONNECT is read; it replaces this one
+		// with the client's keepalive afterwards.
+		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+		go func() {
+			defer l.wg.Done()
+			defer l.untrack(conn)
+			if err := establish(l.id, conn); err != nil {
+				l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+// track registers a new connection, or reports false once closed.
+func (l *listener) track(conn net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[conn] = struct{}{}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *listener) untrack(conn net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, conn)
+}
+
+// Close stops accepting, has mochi disconnect its clients, closes any
+// connection that had not yet become a client (still sending CONNECT), and
+// waits until every establish call has returned. mochi calls it from
+// Server.Close just before waiting on its own client WaitGroup, which its
+// connection goroutines Add to only once running: waiting here first means
+// no Add can race that Wait.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	defer l.wait()
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	l.mu.Unlock()
+
+	_ = l.ln.Close()
+	closeClients(l.id)
+
+	l.mu.Lock()
+	for conn := range l.conns {
+		_ = conn.Close()
+	}
+	l.mu.Unlock()
+}
+
+// wait blocks until the accept loop and every establish call have returned.
+// Call it after Close.
+func (l *listener) wait() {
+	l.wg.Wait()
+}
