@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/agent"
+)
+
+// Version is the agent version reported at enrollment.
+var Version = "0.1.0"
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg       agent.Config
+		stateDir  string
+		enforcer  string
+		once      bool
+		logFormat string
+	)
+	fs.StringVar(&cfg.ServerURL, "server", "", "server URL, e.g. http://mdm.example.com:8080 (required)")
+	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "enrollment token (needed until the agent has enrolled)")
+	fs.StringVar(&stateDir, "state", "", "directory for the agent's identity (required)")
+	fs.DurationVar(&cfg.Interval, "interval", 15*time.Minute, "periodic sync interval (jittered)")
+	fs.StringVar(&enforcer, "enforcer", "", "file:PATH (a JSON file stands in for the device)")
+	fs.BoolVar(&once, "once", false, "sync once and exit")
+	fs.BoolVar(&cfg.DisableMQTT, "no-mqtt", false, "do not hold an MQTT connection (periodic sync only)")
+	fs.StringVar(&cfg.MQTTURL, "mqtt-url", "", "broker URL (default: the one the server gave at enrollment)")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.ServerURL == "" {
+		return errors.New("agent: --server is required")
+	}
+	if stateDir == "" {
+		return errors.New("agent: --state is required")
+	}
+	if cfg.Interval <= 0 {
+		return errors.New("agent: --interval must be positive")
+	}
+	var err error
+	if cfg.Enforcer, err = newEnforcer(enforcer); err != nil {
+		return err
+	}
+	if cfg.Logger, err = newLogger(logFormat, stderr); err != nil {
+		return err
+	}
+	cfg.IDStore = agent.NewFileIDStore(stateDir)
+	cfg.Model = runtime.GOOS + "/" + runtime.GOARCH
+	cfg.OSVersion = osVersion()
+	cfg.AgentVersion = Version
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	if once {
+		if err := a.Sync(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "synced device", a.DeviceID())
+		return nil
+	}
+	return a.Run(ctx)
+}
+
+func newEnforcer(spec string) (agent.Enforcer, error) {
+	switch {
+	case strings.HasPrefix(spec, "file:") && len(spec) > len("file:"):
+		return agent.NewFileEnforcer(strings.TrimPrefix(spec, "file:")), nil
+	case spec == "":
+		return nil, errors.New("agent: --enforcer is required (file:PATH)")
+	}
+	return nil, fmt.Errorf("agent: unknown --enforcer %q (want file:PATH)", spec)
+}
+
+// osVersion is PRETTY_NAME from /etc/os-release, or the OS name.
+func osVersion() string {
+	b, err := os.ReadFile("/etc/os-release")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return runtime.GOOS
+}

@@ -1,0 +1,234 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/server/store/bolt"
+)
+
+// DaemonConfig configures a whole server. Zero values are documented per
+// field; defaults are filled in by NewDaemon.
+type DaemonConfig struct {
+	// DataDir holds the database and generated tokens; "" = ./doorbell-data.
+	DataDir string
+	// HTTPAddr and MQTTAddr are listen addresses; "" = :8080 and :1883.
+	HTTPAddr, MQTTAddr string
+	// AdminToken and EnrollToken: "" = generated on first start, kept in
+	// DataDir and printed once to Out.
+	AdminToken, EnrollToken string
+	// MQTTURL is the broker URL handed to agents; "" = derived per request.
+	MQTTURL string
+	// FCM configures the FCM doorbell; nil = the FCM bell is off.
+	FCM *bridge.FCMConfig
+	// OnPresence, when set, is called after a device connects or
+	// disconnects over MQTT.
+	OnPresence func(deviceID string, connected bool)
+	// Logger: nil discards. Out receives generated tokens; nil = os.Stdout.
+	Logger *slog.Logger
+	Out    io.Writer
+}
+
+// Daemon is a running Doorbell server: the API, the embedded broker and the
+// bells, started and stopped as one group.
+type Daemon struct {
+	cfg    DaemonConfig
+	logger *slog.Logger
+	store  *bolt.Store
+	api    *API
+	broker *broker.Broker
+	bell   bridge.Bell
+	httpLn net.Listener
+}
+
+// NewDaemon opens the data dir and binds both listeners, so the addresses are
+// known before Run.
+func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./doorbell-data"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":8080"
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = ":1883"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	d := &Daemon{cfg: cfg, logger: cfg.Logger.With("component", "daemon")}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	if d.cfg.AdminToken, err = d.token(cfg.AdminToken, "admin-token", "admin token"); err != nil {
+		return nil, err
+	}
+	if d.cfg.EnrollToken, err = d.token(cfg.EnrollToken, "enroll-token", "enrollment token"); err != nil {
+		return nil, err
+	}
+	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db")); err != nil {
+		return nil, err
+	}
+	closers = append(closers, d.store.Close)
+
+	_, mqttPort, err := net.SplitHostPort(cfg.MQTTAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt %q: %w", cfg.MQTTAddr, err)
+	}
+	creds := Credentials{Devices: d.store, AdminToken: d.cfg.AdminToken}
+	d.broker, err = broker.New(creds, broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence})
+	if err != nil {
+		return nil, fmt.Errorf("starting broker: %w", err)
+	}
+	closers = append(closers, d.broker.Close)
+	if _, p, err := net.SplitHostPort(d.broker.Addr()); err == nil {
+		mqttPort = p
+	}
+
+	bells := []bridge.Bell{bridge.NewMQTTBell(d.broker, cfg.Logger)}
+	if cfg.FCM != nil {
+		fcmCfg := *cfg.FCM
+		if fcmCfg.Logger == nil {
+			fcmCfg.Logger = cfg.Logger
+		}
+		fcmCfg.OnInvalidToken = func(deviceID, token string) {
+			if err := d.store.DeleteFCMToken(context.Background(), deviceID, token); err != nil {
+				d.logger.Error("deleting dead FCM token", "device", deviceID, "err", err)
+			}
+		}
+		fcm, err := bridge.NewFCMBell(ctx, fcmCfg)
+		if err != nil {
+			return nil, fmt.Errorf("configuring FCM: %w", err)
+		}
+		bells = append(bells, fcm)
+		d.logger.Info("FCM doorbell on", "project", fcmCfg.ProjectID, "endpoint", fcmCfg.Endpoint)
+	} else {
+		d.logger.Info("FCM doorbell off: no --fcm-project given; phones are reached by periodic sync only")
+	}
+	d.bell = bridge.Multi(bells...)
+
+	d.api, err = New(d.store, Config{
+		AdminToken:  d.cfg.AdminToken,
+		EnrollToken: d.cfg.EnrollToken,
+		MQTTURL:     cfg.MQTTURL,
+		MQTTPort:    mqttPort,
+		Presence:    d.broker,
+		Bell:        d.bell,
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if d.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listening on --http %s: %w", cfg.HTTPAddr, err)
+	}
+	return d, nil
+}
+
+// token returns the configured token, or the one kept in the data dir, or a
+// new one it keeps there (mode 0600) and prints once.
+func (d *Daemon) token(configured, file, what string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	path := filepath.Join(d.cfg.DataDir, file)
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("reading %s: %w", what, err)
+	}
+	tok := randomToken(24)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("saving %s: %w", what, err)
+	}
+	fmt.Fprintf(d.cfg.Out, "Generated %s (kept in %s; shown only now): %s\n", what, path, tok)
+	return tok, nil
+}
+
+// HTTPAddr is the API's listen address.
+func (d *Daemon) HTTPAddr() string { return d.httpLn.Addr().String() }
+
+// MQTTAddr is the broker's listen address.
+func (d *Daemon) MQTTAddr() string { return d.broker.Addr() }
+
+// AdminToken is the operator token in force.
+func (d *Daemon) AdminToken() string { return d.cfg.AdminToken }
+
+// EnrollToken is the enrollment token in force.
+func (d *Daemon) EnrollToken() string { return d.cfg.EnrollToken }
+
+// Run serves until ctx is done, then stops the HTTP server, the broker and
+// the bells, and closes the database. Every goroutine has ended when it
+// returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+
+	if err := d.broker.Serve(); err != nil {
+		d.httpLn.Close()
+		d.broker.Close()
+		d.store.Close()
+		return fmt.Errorf("serving MQTT: %w", err)
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.bell.Run(ctx); err != nil {
+			errc <- fmt.Errorf("doorbells: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.api.App().Listener(d.httpLn); err != nil {
+			errc <- fmt.Errorf("serving HTTP: %w", err)
+		}
+	}()
+	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	if err := d.api.App().ShutdownWithTimeout(5 * time.Second); err != nil {
+		d.logger.Error("stopping HTTP", "err", err)
+	}
+	if err := d.broker.Close(); err != nil {
+		d.logger.Error("stopping broker", "err", err)
+	}
+	wg.Wait()
+	if err := d.store.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("closing database: %w", err)
+	}
+	d.logger.Info("stopped")
+	return runErr
+}

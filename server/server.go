@@ -1,0 +1,473 @@
+// Package server is the Doorbell MDM REST API (fiber) and the daemon that
+// runs it together with the embedded broker and the doorbells.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// Presence tells whether a device holds an MQTT session now.
+type Presence interface {
+	Connected(deviceID string) bool
+}
+
+// Config configures the API. AdminToken and EnrollToken are required.
+type Config struct {
+	AdminToken  string
+	EnrollToken string
+	// MQTTURL is the broker URL given to enrolling agents. Empty means
+	// tcp://<host the agent used for HTTP>:<MQTTPort>.
+	MQTTURL  string
+	MQTTPort string
+	// Presence answers DeviceStatus.connected; nil means nobody is connected.
+	Presence Presence
+	// Bell rings devices whose policy changed; nil rings nothing.
+	Bell bridge.Bell
+	// Logger receives internal errors; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// API is the REST API over a store.
+type API struct {
+	Credentials
+	store  store.Store
+	cfg    Config
+	logger *slog.Logger
+	app    *fiber.App
+}
+
+// Limits on what a client may send.
+const (
+	maxStringField = 256
+	maxFCMToken    = 4096
+	defaultLimit   = 500
+	maxLimit       = 1000
+)
+
+type nopPresence struct{}
+
+func (nopPresence) Connected(string) bool { return false }
+
+type nopBell struct{}
+
+func (nopBell) Ring(...bridge.Ring)           {}
+func (nopBell) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+// New returns the API. It does not listen; see App and Daemon.
+func New(st store.Store, cfg Config) (*API, error) {
+	if cfg.AdminToken == "" || cfg.EnrollToken == "" {
+		return nil, errors.New("server: admin token and enrollment token are required")
+	}
+	if cfg.Presence == nil {
+		cfg.Presence = nopPresence{}
+	}
+	if cfg.Bell == nil {
+		cfg.Bell = nopBell{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &API{Credentials: Credentials{Devices: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
+	a.app = fiber.New(fiber.Config{
+		AppName:               "doorbell",
+		BodyLimit:             proto.MaxBodyBytes,
+		ReadBufferSize:        8 << 10, // also the limit on request line + headers
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(a.logger),
+	})
+	a.routes()
+	return a, nil
+}
+
+// App returns the fiber application, for serving and for tests.
+func (a *API) App() *fiber.App { return a.app }
+
+func (a *API) routes() {
+	r := a.app
+	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	r.Post("/enroll", a.enroll)
+	r.Get("/devices", a.listDevices)
+	r.Get("/devices/:id/status", a.status)
+	r.Get("/devices/:id/policy", a.getPolicy)
+	r.Put("/devices/:id/policy", a.putPolicy)
+	r.Post("/devices/:id/report", a.report)
+	r.Post("/devices/:id/token", a.registerToken)
+	r.Use(func(c *fiber.Ctx) error {
+		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
+	})
+}
+
+// --- credentials -----------------------------------------------------------
+
+func bearer(c *fiber.Ctx) string {
+	h := c.Get(fiber.HeaderAuthorization)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func equalToken(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// Credentials checks operator tokens and device secrets. The API and the
+// broker share it; it implements broker.Credentials.
+type Credentials struct {
+	Devices    store.DeviceStore
+	AdminToken string
+}
+
+func (cr Credentials) isOperator(token string) bool {
+	return token != "" && equalToken(token, cr.AdminToken)
+}
+
+// AuthenticateDevice reports whether secret is deviceID's current secret.
+func (cr Credentials) AuthenticateDevice(deviceID, secret string) bool {
+	if deviceID == "" || secret == "" {
+		return false
+	}
+	d, err := cr.Devices.Device(context.Background(), deviceID)
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(hashSecret(secret), d.SecretHash) == 1
+}
+
+// AuthenticateOperator reports whether token is an operator token.
+func (cr Credentials) AuthenticateOperator(token string) bool { return cr.isOperator(token) }
+
+// operator admits the admin token. Any other valid credential (a device's)
+// is authenticated but not allowed: 403.
+func (a *API) operator(c *fiber.Ctx) error {
+	tok := bearer(c)
+	if tok == "" {
+		return errUnauthorized
+	}
+	if a.isOperator(tok) {
+		return nil
+	}
+	if _, err := a.store.DeviceBySecretHash(c.UserContext(), hashSecret(tok)); err == nil {
+		return errForbidden
+	}
+	return errUnauthorized
+}
+
+// device loads the device named in the path and admits its own secret (and
+// the admin token when allowOperator). An unknown device is 404 before any
+// credential check, so a revoked agent learns to re-enroll.
+func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
+	id := strings.Clone(c.Params("id"))
+	tok := bearer(c)
+	if tok == "" {
+		return store.Device{}, errUnauthorized
+	}
+	d, err := a.store.Device(c.UserContext(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, errDeviceNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("loading device: %w", err)
+	}
+	if allowOperator && a.isOperator(tok) {
+		return d, nil
+	}
+	h := hashSecret(tok)
+	if subtle.ConstantTimeCompare(h, d.SecretHash) == 1 {
+		return d, nil
+	}
+	if a.isOperator(tok) {
+		return d, errForbidden
+	}
+	if _, err := a.store.DeviceBySecretHash(c.UserContext(), h); err == nil {
+		return d, errForbidden
+	}
+	return d, errUnauthorized
+}
+
+// --- bodies ----------------------------------------------------------------
+
+// decode parses a JSON body into v. strict refuses unknown fields: operator
+// bodies are strict so a typo in a setting is an error, device bodies are
+// not so newer agents keep working with an older server.
+func decode(c *fiber.Ctx, v any, strict bool) error {
+	body := c.Body()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errorf(http.StatusBadRequest, "invalid_body", "request body is empty; want JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return errorf(http.StatusBadRequest, "invalid_body", "field %q must be %s, not %s", te.Field, te.Type, te.Value)
+		}
+		return errorf(http.StatusBadRequest, "invalid_body", "malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusBadRequest, "invalid_body", "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func checkString(name, v string, max int) error {
+	if len(v) > max {
+		return errorf(http.StatusBadRequest, "invalid_body", "%s is longer than %d bytes", name, max)
+	}
+	return nil
+}
+
+// --- handlers --------------------------------------------------------------
+
+func (a *API) enroll(c *fiber.Ctx) error {
+	tok := bearer(c)
+	if tok == "" || !equalToken(tok, a.cfg.EnrollToken) {
+		return errorf(http.StatusUnauthorized, "unauthorized", "missing or invalid enrollment token")
+	}
+	var req proto.EnrollRequest
+	if err := decode(c, &req, false); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"model": req.Model, "osVersion": req.OSVersion, "agentVersion": req.AgentVersion} {
+		if err := checkString(name, v, maxStringField); err != nil {
+			return err
+		}
+	}
+	id, secret := randomHex(16), randomToken(32)
+	d := store.Device{
+		ID:           id,
+		SecretHash:   hashSecret(secret),
+		Model:        req.Model,
+		OSVersion:    req.OSVersion,
+		AgentVersion: req.AgentVersion,
+		EnrolledAt:   a.cfg.Now().UTC().Truncate(time.Second),
+		Policy:       proto.DevicePolicy{Version: 1},
+	}
+	if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
+		return fmt.Errorf("enrolling device: %w", err)
+	}
+	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
+		DeviceID:     id,
+		DeviceSecret: secret,
+		Policy:       d.Policy,
+		MQTT:         proto.MQTTInfo{URL: a.mqttURL(c), Topic: proto.PolicyChangedTopic(id)},
+	})
+}
+
+func (a *API) mqttURL(c *fiber.Ctx) string {
+	if a.cfg.MQTTURL != "" {
+		return a.cfg.MQTTURL
+	}
+	host := c.Hostname()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return "tcp://" + net.JoinHostPort(host, a.cfg.MQTTPort)
+}
+
+func (a *API) getPolicy(c *fiber.Ctx) error {
+	d, err := a.device(c, true)
+	if err != nil {
+		return err
+	}
+	etag := `"` + strconv.FormatInt(d.Policy.Version, 10) + `"`
+	c.Set(fiber.HeaderETag, etag)
+	if c.Get(fiber.HeaderIfNoneMatch) == etag {
+		return c.SendStatus(http.StatusNotModified)
+	}
+	return c.JSON(d.Policy)
+}
+
+func (a *API) putPolicy(c *fiber.Ctx) error {
+	if err := a.operator(c); err != nil {
+		return err
+	}
+	var u proto.PolicyUpdate
+	if err := decode(c, &u, true); err != nil {
+		return err
+	}
+	if err := u.Validate(); err != nil {
+		return errorf(http.StatusBadRequest, "invalid_body", "%v", err)
+	}
+	id := strings.Clone(c.Params("id"))
+	d, changed, err := a.store.UpdatePolicy(c.UserContext(), id, u.Apply)
+	if errors.Is(err, store.ErrNotFound) {
+		return errDeviceNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("updating policy: %w", err)
+	}
+	// The edit is committed (fsynced) above; only now is the bell rung.
+	if changed {
+		a.cfg.Bell.Ring(bridge.Ring{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
+	}
+	return c.JSON(d.Policy)
+}
+
+func (a *API) report(c *fiber.Ctx) error {
+	d, err := a.device(c, false)
+	if err != nil {
+		return err
+	}
+	var r proto.ComplianceReport
+	if err := decode(c, &r, false); err != nil {
+		return err
+	}
+	if r.AppliedPolicyVersion < 0 {
+		return errorf(http.StatusBadRequest, "invalid_body", "appliedPolicyVersion must not be negative")
+	}
+	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: a.cfg.Now().UTC()})
+	switch {
+	case errors.Is(err, store.ErrVersionAhead):
+		return errorf(http.StatusConflict, "version_ahead", "appliedPolicyVersion %d is above the desired version %d", r.AppliedPolicyVersion, d.Policy.Version)
+	case errors.Is(err, store.ErrNotFound):
+		return errDeviceNotFound
+	case err != nil:
+		return fmt.Errorf("saving report: %w", err)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (a *API) registerToken(c *fiber.Ctx) error {
+	d, err := a.device(c, false)
+	if err != nil {
+		return err
+	}
+	var reg proto.TokenRegistration
+	if err := decode(c, &reg, false); err != nil {
+		return err
+	}
+	if reg.FCMToken == "" {
+		return errorf(http.StatusBadRequest, "invalid_body", "fcmToken is required")
+	}
+	if err := checkString("fcmToken", reg.FCMToken, maxFCMToken); err != nil {
+		return err
+	}
+	if err := a.store.SetFCMToken(c.UserContext(), d.ID, reg.FCMToken); err != nil {
+		return fmt.Errorf("registering token: %w", err)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (a *API) status(c *fiber.Ctx) error {
+	if err := a.operator(c); err != nil {
+		return err
+	}
+	d, err := a.store.Device(c.UserContext(), c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return errDeviceNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("loading device: %w", err)
+	}
+	return c.JSON(a.deviceStatus(d))
+}
+
+func (a *API) listDevices(c *fiber.Ctx) error {
+	if err := a.operator(c); err != nil {
+		return err
+	}
+	limit := defaultLimit
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return errorf(http.StatusBadRequest, "invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
+		}
+		limit = n
+	}
+	var match func(store.Device) bool
+	if s := c.Query("state"); s != "" {
+		want := proto.ComplianceState(s)
+		if !want.Valid() {
+			return errorf(http.StatusBadRequest, "invalid_query", "state must be one of %v", proto.States)
+		}
+		match = func(d store.Device) bool { return evaluate(d) == want }
+	}
+	devs, more, err := a.store.Devices(c.UserContext(), c.Query("after"), limit, match)
+	if err != nil {
+		return fmt.Errorf("listing devices: %w", err)
+	}
+	out := proto.DeviceList{Devices: make([]proto.DeviceStatus, 0, len(devs))}
+	for _, d := range devs {
+		out.Devices = append(out.Devices, a.deviceStatus(d))
+	}
+	if more && len(devs) > 0 {
+		out.NextAfter = devs[len(devs)-1].ID
+	}
+	return c.JSON(out)
+}
+
+func evaluate(d store.Device) proto.ComplianceState {
+	if d.Report == nil {
+		return proto.Evaluate(d.Policy, nil)
+	}
+	return proto.Evaluate(d.Policy, &d.Report.ComplianceReport)
+}
+
+func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
+	s := proto.DeviceStatus{
+		DeviceID:       d.ID,
+		Model:          d.Model,
+		OSVersion:      d.OSVersion,
+		AgentVersion:   d.AgentVersion,
+		EnrolledAt:     d.EnrolledAt,
+		DesiredVersion: d.Policy.Version,
+		State:          evaluate(d),
+		Connected:      a.cfg.Presence.Connected(d.ID),
+		FCMRegistered:  d.FCMToken != "",
+	}
+	if d.Report != nil {
+		t := d.Report.ReceivedAt
+		s.LastReportAt = &t
+		s.AppliedVersion = d.Report.AppliedPolicyVersion
+	}
+	return s
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never happens on Linux
+	}
+	return b
+}
+
+func randomHex(n int) string   { return hex.EncodeToString(randomBytes(n)) }
+func randomToken(n int) string { return base64.RawURLEncoding.EncodeToString(randomBytes(n)) }
