@@ -520,7 +520,7 @@ func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
 	// Unchanged, already reported, and the device still matches: a doorbell
 	// for an applied version costs only the 304.
 	if pr.NotModified && reported == policy.Version {
-		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed == policy.Settings {
+		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(policy.Settings) {
 			res.Skipped, res.Compliant = true, true
 			return res
 		}

@@ -6,6 +6,7 @@ package proto
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -46,9 +47,24 @@ func (s ComplianceState) Valid() bool {
 
 // Settings are the managed device settings. They appear, flattened, both in
 // the desired DevicePolicy and in the observed ComplianceReport.
+// CameraDisabled is always managed. Every other setting is optional: nil
+// means "not managed" in a policy and "not observed" in a report, and it is
+// omitted from the JSON, so a policy that only manages the camera looks
+// exactly as it did in capability version 1.
 type Settings struct {
-	CameraDisabled bool `json:"cameraDisabled"`
+	CameraDisabled          bool      `json:"cameraDisabled"`
+	ScreenCaptureDisabled   *bool     `json:"screenCaptureDisabled,omitempty"`
+	StatusBarDisabled       *bool     `json:"statusBarDisabled,omitempty"`
+	LockTaskPackages        *[]string `json:"lockTaskPackages,omitempty"`
+	USBFileTransferDisabled *bool     `json:"usbFileTransferDisabled,omitempty"`
+	PasswordMinLength       *int      `json:"passwordMinLength,omitempty"`
+	SSHPasswordAuthDisabled *bool     `json:"sshPasswordAuthDisabled,omitempty"`
+	AutoUpdatesEnabled      *bool     `json:"autoUpdatesEnabled,omitempty"`
 }
+
+// Equal reports whether s and o manage the same settings with the same
+// values.
+func (s Settings) Equal(o Settings) bool { return reflect.DeepEqual(s, o) }
 
 // DevicePolicy is the desired state of one device. Version is owned by the
 // server and grows by exactly one with every edit.
@@ -60,7 +76,7 @@ type DevicePolicy struct {
 // IsSatisfiedBy reports whether the observed settings in r match p. It does
 // not look at versions; Evaluate does that first.
 func (p DevicePolicy) IsSatisfiedBy(r ComplianceReport) bool {
-	return p.Settings == r.Settings
+	return p.Settings.Equal(r.Settings)
 }
 
 // PolicyUpdate is an operator's edit of a device's desired settings. It has no

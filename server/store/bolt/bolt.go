@@ -152,7 +152,7 @@ func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Set
 			return err
 		}
 		next := change(d.Policy.Settings)
-		if next == d.Policy.Settings {
+		if next.Equal(d.Policy.Settings) {
 			changed = false
 			return nil
 		}

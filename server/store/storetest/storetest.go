@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func testCreateAndGet(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != d.ID || got.Model != d.Model || !got.EnrolledAt.Equal(d.EnrolledAt) || got.Policy != d.Policy || got.Report != nil {
+	if got.ID != d.ID || got.Model != d.Model || !got.EnrolledAt.Equal(d.EnrolledAt) || !reflect.DeepEqual(got.Policy, d.Policy) || got.Report != nil {
 		t.Fatalf("Device = %+v, want %+v", got, d)
 	}
 	if _, err := s.Device(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
