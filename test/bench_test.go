@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server"
 )
@@ -24,11 +26,13 @@ type inProcess struct {
 	stop    func()
 }
 
-func startInProcess(tb testing.TB) *inProcess {
+// startInProcess starts the daemon and one agent. With fake set, the agent
+// is a phone: no MQTT, its doorbell comes only through the fake FCM server.
+func startInProcess(tb testing.TB, fake *fcmtest.Server) *inProcess {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	connected := make(chan string, 16)
-	d, err := server.NewDaemon(ctx, server.DaemonConfig{
+	cfg := server.DaemonConfig{
 		DataDir: tb.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
 		AdminToken: "bench-admin", EnrollToken: "bench-enroll",
 		OnPresence: func(id string, up bool) {
@@ -36,7 +40,11 @@ func startInProcess(tb testing.TB) *inProcess {
 				connected <- id
 			}
 		},
-	})
+	}
+	if fake != nil {
+		cfg.FCM = &bridge.FCMConfig{ProjectID: "bench", Endpoint: fake.URL}
+	}
+	d, err := server.NewDaemon(ctx, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,6 +55,7 @@ func startInProcess(tb testing.TB) *inProcess {
 	p.agent, err = agent.New(agent.Config{
 		ServerURL: p.url, EnrollToken: "bench-enroll", Interval: time.Hour,
 		Enforcer: &agent.MemoryEnforcer{}, IDStore: agent.NewFileIDStore(tb.TempDir()),
+		DisableMQTT: fake != nil,
 		OnSync: func(r agent.SyncResult) {
 			if r.Err == nil && !r.Skipped {
 				p.reports <- r.PolicyVersion
@@ -55,6 +64,12 @@ func startInProcess(tb testing.TB) *inProcess {
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if fake != nil {
+		fake.OnMessage(func(m fcmtest.Message) { p.agent.OnPush(m.Data) })
+		if err := p.agent.SetPushToken("bench-token"); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); p.agent.Run(ctx) }()
@@ -65,10 +80,12 @@ func startInProcess(tb testing.TB) *inProcess {
 	case <-time.After(30 * time.Second):
 		tb.Fatal("agent did not report")
 	}
-	select {
-	case <-connected:
-	case <-time.After(30 * time.Second):
-		tb.Fatal("agent did not connect over MQTT")
+	if fake == nil {
+		select {
+		case <-connected:
+		case <-time.After(30 * time.Second):
+			tb.Fatal("agent did not connect over MQTT")
+		}
 	}
 	p.stop = func() { cancel(); wg.Wait() }
 	tb.Cleanup(p.stop)
@@ -88,8 +105,14 @@ func (p *inProcess) do(tb testing.TB, method, path, body string) *http.Response 
 // BenchmarkEditToCompliant measures, for one MQTT-connected agent, the time
 // from an operator's PUT to the server answering COMPLIANT for the new
 // version: edit, fsync, doorbell, GET policy, enforce, report, status.
-func BenchmarkEditToCompliant(b *testing.B) {
-	p := startInProcess(b)
+func BenchmarkEditToCompliant(b *testing.B) { benchEditToCompliant(b, nil) }
+
+// BenchmarkEditToCompliantFCM is the same for a phone: the doorbell goes
+// through the real firebase SDK to a local fake FCM server.
+func BenchmarkEditToCompliantFCM(b *testing.B) { benchEditToCompliant(b, fcmtest.NewServer(b)) }
+
+func benchEditToCompliant(b *testing.B, fake *fcmtest.Server) {
+	p := startInProcess(b, fake)
 	id := p.agent.DeviceID()
 	// Drain the reports of syncs triggered by the MQTT connect.
 	for len(p.reports) > 0 {

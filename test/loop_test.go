@@ -88,6 +88,8 @@ func splitHostPort(t *testing.T, addr string) (string, string) {
 func TestLoop(t *testing.T) {
 	dataDir := t.TempDir()
 	srv := startServer(t, dataDir, "127.0.0.1:0", "127.0.0.1:0")
+	// Without FCM flags the FCM bell is off, and the server says so.
+	srv.waitLog("FCM doorbell off: no --fcm-project given; phones are reached by periodic sync only", 5*time.Second)
 
 	a := startAgent(t, "agent-a", srv, t.TempDir())
 	b := startAgent(t, "agent-b", srv, t.TempDir())
