@@ -198,6 +198,13 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("listening for mqtt on %s: %w", cfg.Addr, err)
 	}
 	l := newListener(listenerID, nl, connectTimeout)
+	l.disconnectAll = func() {
+		for _, cl := range server.Clients.GetAll() {
+			if !cl.Net.Inline && !cl.Closed() {
+				_ = server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	}
 	if err := server.AddListener(l); err != nil {
 		_ = nl.Close()
 		return nil, fmt.Errorf("adding mqtt listener: %w", err)
@@ -271,7 +278,8 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 
 // Disconnect closes deviceID's session at once (device revocation) and marks
 // the device disconnected before it returns. It does nothing when the device
-// is not connected.
+// is not connected. Revoke the device's secret first, or the device may log
+// straight back in.
 func (b *Broker) Disconnect(deviceID string) {
 	cl, ok := b.server.Clients.Get(deviceID)
 	if !ok || roleOf(cl) != roleDevice {

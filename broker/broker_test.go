@@ -665,9 +665,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if _, err := conn.Write(connectPacket(t, "dev-a", secrets["dev-a"])); err != nil {
 		t.Fatalf("write CONNECT: %v", err)
 	}
-	connack := make([]byte, 4)
-	if _, err := io.ReadFull(conn, connack); err != nil || connack[3] != 0 {
-		t.Fatalf("CONNACK = %v, %v; want accepted", connack, err)
+	if ack := readConnack(t, conn, 4); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK reason %#x, want accepted", ack.ReasonCode)
 	}
 	if _, err := conn.Write(connectPacket(t, "dev-a", second)); err != nil {
 		t.Fatalf("write second CONNECT: %v", err)
@@ -695,15 +694,22 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
+// connectPacket encodes an MQTT 3.1.1 CONNECT.
 func connectPacket(t *testing.T, id, password string) []byte {
+	t.Helper()
+	return connectPacketV(t, 4, 30, id, password)
+}
+
+// connectPacketV encodes a CONNECT of the given protocol version and keepalive.
+func connectPacketV(t *testing.T, version byte, keepalive uint16, id, password string) []byte {
 	t.Helper()
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: 4,
+		ProtocolVersion: version,
 		Connect: packets.ConnectParams{
 			ProtocolName:     []byte("MQTT"),
 			Clean:            true,
-			Keepalive:        30,
+			Keepalive:        keepalive,
 			ClientIdentifier: id,
 			UsernameFlag:     true,
 			Username:         []byte(id),
@@ -733,4 +739,77 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// readConnack reads and decodes one CONNACK of the given protocol version.
+func readConnack(t *testing.T, conn net.Conn, version byte) packets.Packet {
+	t.Helper()
+	if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		t.Fatalf("reading CONNACK: %v", err)
+	}
+	pk := packets.Packet{ProtocolVersion: version}
+	if err := pk.FixedHeader.Decode(first[0]); err != nil || pk.FixedHeader.Type != packets.Connack {
+		t.Fatalf("first packet type %d (%v), want CONNACK", pk.FixedHeader.Type, err)
+	}
+	r := &byteReader{conn}
+	n, _, err := packets.DecodeLength(r)
+	if err != nil {
+		t.Fatalf("reading CONNACK length: %v", err)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(conn, body); err != nil {
+		t.Fatalf("reading CONNACK: %v", err)
+	}
+	if err := pk.ConnackDecode(body); err != nil {
+		t.Fatalf("decoding CONNACK: %v", err)
+	}
+	return pk
+}
+
+type byteReader struct{ r io.Reader }
+
+func (b *byteReader) ReadByte() (byte, error) {
+	var p [1]byte
+	_, err := io.ReadFull(b.r, p[:])
+	return p[0], err
+}
+
+func TestKeepaliveBoundedForMQTT5(t *testing.T) {
+	tb := startBroker(t, nil)
+	tests := []struct {
+		name      string
+		version   byte
+		keepalive uint16
+		wantFlag  bool   // the CONNACK carries a Server Keep Alive
+		want      uint16 // its value
+	}{
+		{name: "v5 none", version: 5, keepalive: 0, wantFlag: true, want: 20 * 60},
+		{name: "v5 too long", version: 5, keepalive: 2 * 60 * 60, wantFlag: true, want: 20 * 60},
+		{name: "v5 within bounds", version: 5, keepalive: 60},
+		{name: "v3 none cannot be told", version: 4, keepalive: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", tb.Addr())
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write(connectPacketV(t, tt.version, tt.keepalive, "dev-a", secrets["dev-a"])); err != nil {
+				t.Fatalf("write CONNECT: %v", err)
+			}
+			ack := readConnack(t, conn, tt.version)
+			if ack.ReasonCode != 0 {
+				t.Fatalf("CONNACK reason %#x, want accepted", ack.ReasonCode)
+			}
+			if ack.Properties.ServerKeepAliveFlag != tt.wantFlag || ack.Properties.ServerKeepAlive != tt.want {
+				t.Errorf("Server Keep Alive = %v %d, want %v %d",
+					ack.Properties.ServerKeepAliveFlag, ack.Properties.ServerKeepAlive, tt.wantFlag, tt.want)
+			}
+		})
+	}
 }

@@ -20,6 +20,7 @@ type listener struct {
 	ln             net.Listener
 	connectTimeout time.Duration
 	log            *slog.Logger
+	disconnectAll  func() // disconnects every client; set before Serve
 
 	mu     sync.Mutex
 	closed bool
@@ -125,13 +126,18 @@ func (l *listener) untrack(conn net.Conn) {
 	delete(l.conns, conn)
 }
 
-// Close stops accepting, has mochi disconnect its clients, closes any
-// connection that had not yet become a client (still sending CONNECT), and
-// waits until every establish call has returned. mochi calls it from
-// Server.Close just before waiting on its own client WaitGroup, which its
-// connection goroutines Add to only once running: waiting here first means
+// Close stops accepting, disconnects every client, closes any connection
+// that had not yet become a client (still sending CONNECT), and waits until
+// every establish call has returned.
+//
+// Two mochi v2.7.9 bugs shape it. mochi's closeClients callback
+// (Clients.GetByListener) takes the clients' read lock twice, which
+// deadlocks against any client connecting or leaving at that moment, so it
+// is not called: disconnectAll does the job. And mochi calls Close from
+// Server.Close just before waiting on its client WaitGroup, which its
+// connection goroutines Add to only once running; waiting here first means
 // no Add can race that Wait.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+func (l *listener) Close(_ listeners.CloseFn) {
 	defer l.wait()
 
 	l.mu.Lock()
@@ -144,7 +150,9 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 
 	_ = l.ln.Close()
-	closeClients(l.id)
+	if l.disconnectAll != nil {
+		l.disconnectAll()
+	}
 
 	l.mu.Lock()
 	for conn := range l.conns {
