@@ -207,7 +207,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := d.api.App().Listener(d.httpLn); err != nil {
+		if err := d.api.App().Listener(d.httpLn); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("serving HTTP: %w", err)
 		}
 	}()
@@ -222,6 +222,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.api.App().ShutdownWithTimeout(5 * time.Second); err != nil {
 		d.logger.Error("stopping HTTP", "err", err)
 	}
+	// Shutdown is a no-op when fasthttp has not started serving yet (a
+	// signal right at start); closing the listener stops Serve either way.
+	d.httpLn.Close()
 	if err := d.broker.Close(); err != nil {
 		d.logger.Error("stopping broker", "err", err)
 	}
