@@ -155,7 +155,8 @@ func New(cfg Config) (*Agent, error) {
 
 // Run syncs at once, then on a jittered periodic timer (with exponential
 // backoff after failures), on every Trigger, and, unless DisableMQTT, on
-// every MQTT (re)connect and doorbell. It returns nil once ctx is done and
+// every MQTT (re)connect and doorbell, and, when the Enforcer is a Watcher,
+// on every change of a watched file. It returns nil once ctx is done and
 // every goroutine it started has stopped. Run may be called again after it
 // returned, but not twice at the same time.
 func (a *Agent) Run(ctx context.Context) error {
@@ -169,6 +170,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.scheduleLoop(ctx) })
 	if !a.cfg.DisableMQTT {
 		wg.Go(func() { a.mqttLoop(ctx) })
+	}
+	if w, ok := a.cfg.Enforcer.(Watcher); ok {
+		wg.Go(func() { a.watchLoop(ctx, w) })
 	}
 	wg.Wait()
 	return nil

@@ -7,7 +7,7 @@ import (
 )
 
 // TestDeps keeps the agent small enough for the mobile library: outside the
-// standard library it may depend only on proto and paho (with paho's own
+// standard library it may depend only on proto, paho and fsnotify (with their own
 // dependencies).
 func TestDeps(t *testing.T) {
 	goBin, err := exec.LookPath("go")
@@ -26,6 +26,9 @@ func TestDeps(t *testing.T) {
 		"github.com/gorilla/websocket",
 		"golang.org/x/net/",
 		"golang.org/x/sync/",
+		// fsnotify, for real-time drift, and its own dependency.
+		"github.com/fsnotify/fsnotify",
+		"golang.org/x/sys/",
 	}
 	forbidden := []string{"gofiber", "bbolt", "mochi-mqtt", "firebase.google.com"}
 	for _, dep := range strings.Fields(string(out)) {

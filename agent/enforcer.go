@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
 	"sync"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -27,16 +28,27 @@ type Enforcer interface {
 var ErrLocked = errors.New("device is locked: settings not changed")
 
 // FileEnforcer stands in for a device: a JSON file holds the device's actual
-// settings under the policy's own field names ({"cameraDisabled": true}).
-// Enforce writes the file atomically and keeps keys it does not manage;
-// "locked": true in the file makes Enforce fail with ErrLocked and change
-// nothing, like a device that refuses.
+// settings under the policy's own field names ({"cameraDisabled": true,
+// "sshPasswordAuthDisabled": false, "lockTaskPackages": ["com.example"]}).
+// It supports every setting. Enforce writes the managed settings and keeps
+// every other key as it is: a nil optional setting is not managed, so its
+// key is left alone, as are keys the policy does not know. It writes
+// atomically, and only when a value changes, so enforcing a matching device
+// does not touch the file. "locked": true in the file makes Enforce fail with
+// ErrLocked and change nothing, like a device that refuses. It is a Watcher
+// of its file.
 type FileEnforcer struct {
 	path string
 	mu   sync.Mutex
 }
 
-var _ Enforcer = (*FileEnforcer)(nil)
+var (
+	_ Enforcer = (*FileEnforcer)(nil)
+	_ Watcher  = (*FileEnforcer)(nil)
+)
+
+// WatchPaths implements Watcher.
+func (e *FileEnforcer) WatchPaths() []string { return []string{e.path} }
 
 // NewFileEnforcer returns an enforcer backed by the file at path. The file
 // need not exist: a missing file is a device with zero settings.
@@ -74,8 +86,14 @@ func (e *FileEnforcer) Enforce(ctx context.Context, desired proto.Settings) erro
 	if err := json.Unmarshal(b, &managed); err != nil {
 		return err
 	}
+	changed := false
 	for k, v := range managed {
-		doc[k] = v
+		if old, ok := doc[k]; !ok || !sameJSON(old, v) {
+			doc[k], changed = v, true
+		}
+	}
+	if !changed {
+		return nil
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -134,9 +152,47 @@ func (e *FileEnforcer) read() (map[string]json.RawMessage, error) {
 	return doc, nil
 }
 
-// MemoryEnforcer is a device held in memory, for simulators and tests. Set
-// changes its state behind the agent's back (drift); SetLocked makes it
-// refuse like a locked device.
+// sameJSON reports whether two JSON values are equal, whatever their
+// formatting.
+func sameJSON(a, b json.RawMessage) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// mergeSettings returns base with every setting desired manages (cameraDisabled
+// and the non-nil optional ones) replaced, sharing no memory with either.
+func mergeSettings(base, desired proto.Settings) proto.Settings {
+	out := cloneSettings(base)
+	b, err := json.Marshal(desired) // nil settings are omitted
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	if err != nil {
+		panic("agent: settings do not round-trip through JSON: " + err.Error())
+	}
+	return out
+}
+
+// cloneSettings returns a deep copy of s.
+func cloneSettings(s proto.Settings) proto.Settings {
+	var out proto.Settings
+	b, err := json.Marshal(s)
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	if err != nil {
+		panic("agent: settings do not round-trip through JSON: " + err.Error())
+	}
+	return out
+}
+
+// MemoryEnforcer is a device held in memory, for simulators and tests. Like
+// a real device it supports every setting and keeps the settings a policy
+// does not manage. Set changes its state behind the agent's back (drift);
+// SetLocked makes it refuse like a locked device.
 type MemoryEnforcer struct {
 	mu     sync.Mutex
 	state  proto.Settings
@@ -155,7 +211,7 @@ func (m *MemoryEnforcer) Enforce(ctx context.Context, desired proto.Settings) er
 	if m.locked {
 		return ErrLocked
 	}
-	m.state = desired
+	m.state = mergeSettings(m.state, desired)
 	return nil
 }
 
@@ -166,14 +222,14 @@ func (m *MemoryEnforcer) Observe(ctx context.Context) (proto.Settings, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.state, nil
+	return cloneSettings(m.state), nil
 }
 
 // Set replaces the device's actual settings.
 func (m *MemoryEnforcer) Set(s proto.Settings) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.state = s
+	m.state = cloneSettings(s)
 }
 
 // SetLocked makes Enforce fail with ErrLocked (true) or work again (false).

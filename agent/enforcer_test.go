@@ -68,6 +68,28 @@ func TestFileEnforcer(t *testing.T) {
 			wantObserve: proto.Settings{CameraDisabled: true},
 		},
 		{
+			name:        "optional settings are written; unmanaged ones keep their keys",
+			initial:     `{"cameraDisabled": false, "statusBarDisabled": true, "passwordMinLength": 6}`,
+			enforce:     proto.Settings{CameraDisabled: true, SSHPasswordAuthDisabled: ptr(true), LockTaskPackages: ptr([]string{"com.example.kiosk"}), PasswordMinLength: ptr(10)},
+			wantObserve: proto.Settings{CameraDisabled: true, StatusBarDisabled: ptr(true), SSHPasswordAuthDisabled: ptr(true), LockTaskPackages: ptr([]string{"com.example.kiosk"}), PasswordMinLength: ptr(10)},
+			wantKeys:    map[string]any{"statusBarDisabled": true, "sshPasswordAuthDisabled": true, "lockTaskPackages": []string{"com.example.kiosk"}, "passwordMinLength": 10},
+		},
+		{
+			name:        "a matching hand-formatted file is not rewritten",
+			initial:     `{"cameraDisabled":true,"autoUpdatesEnabled":false}`,
+			enforce:     proto.Settings{CameraDisabled: true, AutoUpdatesEnabled: ptr(false)},
+			wantObserve: proto.Settings{CameraDisabled: true, AutoUpdatesEnabled: ptr(false)},
+			unchanged:   true,
+		},
+		{
+			name:        "locked refuses optional settings too",
+			initial:     `{"cameraDisabled": true, "usbFileTransferDisabled": false, "locked": true}`,
+			enforce:     proto.Settings{CameraDisabled: true, USBFileTransferDisabled: ptr(true)},
+			wantErr:     agent.ErrLocked,
+			wantObserve: proto.Settings{CameraDisabled: true, USBFileTransferDisabled: ptr(false)},
+			unchanged:   true,
+		},
+		{
 			name:      "not JSON is an error and nothing changes",
 			initial:   `camera off please`,
 			enforce:   proto.Settings{CameraDisabled: true},
@@ -107,8 +129,8 @@ func TestFileEnforcer(t *testing.T) {
 			}
 			if !tt.anyErr {
 				got, err := e.Observe(t.Context())
-				if err != nil || got != tt.wantObserve {
-					t.Errorf("Observe = %+v, %v; want %+v", got, err, tt.wantObserve)
+				if err != nil || !got.Equal(tt.wantObserve) {
+					t.Errorf("Observe = %s, %v; want %s", mustJSON(t, got), err, mustJSON(t, tt.wantObserve))
 				}
 			}
 			if tt.wantKeys != nil {

@@ -31,7 +31,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "enrollment token (needed until the agent has enrolled)")
 	fs.StringVar(&stateDir, "state", "", "directory for the agent's identity (required)")
 	fs.DurationVar(&cfg.Interval, "interval", 15*time.Minute, "periodic sync interval (jittered)")
-	fs.StringVar(&enforcer, "enforcer", "", "file:PATH (a JSON file stands in for the device)")
+	fs.StringVar(&enforcer, "enforcer", "", "file:PATH (a JSON file stands in for the device), or linux[:ROOT] (this Linux host, as root; ROOT prefixes every path)")
 	fs.BoolVar(&once, "once", false, "sync once and exit")
 	fs.BoolVar(&cfg.DisableMQTT, "no-mqtt", false, "do not hold an MQTT connection (periodic sync only)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", "", "broker URL (default: the one the server gave at enrollment)")
@@ -77,10 +77,14 @@ func newEnforcer(spec string) (agent.Enforcer, error) {
 	switch {
 	case strings.HasPrefix(spec, "file:") && len(spec) > len("file:"):
 		return agent.NewFileEnforcer(strings.TrimPrefix(spec, "file:")), nil
+	case spec == "linux":
+		return agent.NewLinuxEnforcer("/"), nil
+	case strings.HasPrefix(spec, "linux:") && len(spec) > len("linux:"):
+		return agent.NewLinuxEnforcer(strings.TrimPrefix(spec, "linux:")), nil
 	case spec == "":
-		return nil, errors.New("agent: --enforcer is required (file:PATH)")
+		return nil, errors.New("agent: --enforcer is required (file:PATH or linux[:ROOT])")
 	}
-	return nil, fmt.Errorf("agent: unknown --enforcer %q (want file:PATH)", spec)
+	return nil, fmt.Errorf("agent: unknown --enforcer %q (want file:PATH or linux[:ROOT])", spec)
 }
 
 // osVersion is PRETTY_NAME from /etc/os-release, or the OS name.
