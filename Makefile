@@ -1,9 +1,9 @@
 # Doorbell MDM. Two commands matter: `make run` and `make test`.
 GO      ?= go
 BIN     := bin/doorbell
-APT_PKGS := mosquitto-clients mosquitto
+APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev
 
-.PHONY: run test build deps vet fmt-check clean
+.PHONY: run test build deps vet fmt-check clean aar
 
 ## run: start the server with its embedded defaults (HTTP :8080, MQTT :1883, data in ./doorbell-data)
 run:
@@ -37,3 +37,14 @@ fmt-check:
 
 clean:
 	rm -rf bin
+
+## aar: the Android library (android/app/libs/doorbell.aar) for the app; needs the Android SDK and NDK
+aar:
+	@if [ -z "$$ANDROID_HOME" ] || [ -z "$$ANDROID_NDK_HOME" ]; then \
+	  echo "make aar needs the Android SDK and NDK: set ANDROID_HOME and ANDROID_NDK_HOME (see docs/ANDROID.md)."; \
+	  echo "They are not installed on this machine; the host-JVM binding test in make test checks the bindings instead."; \
+	  exit 1; \
+	fi
+	$(GO) build -o bin/ golang.org/x/mobile/cmd/gobind golang.org/x/mobile/cmd/gomobile
+	PATH="$(CURDIR)/bin:$$PATH" bin/gomobile bind -target=android -androidapi 26 -javapkg=org.doorbellmdm \
+	  -o android/app/libs/doorbell.aar ./android

@@ -1,0 +1,166 @@
+package doorbell
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// cameraDisabled is the JSON name of the only setting the app enforces.
+const cameraDisabled = "cameraDisabled"
+
+// enforcerAdapter turns the app's Enforcer into an agent.Enforcer.
+type enforcerAdapter struct{ e Enforcer }
+
+var (
+	_ agent.Enforcer  = enforcerAdapter{}
+	_ agent.Supporter = enforcerAdapter{}
+)
+
+// Enforce implements agent.Enforcer. A Java exception becomes a
+// *agent.SettingsError naming cameraDisabled.
+func (a enforcerAdapter) Enforce(ctx context.Context, desired proto.Settings) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer recoverTo(&err)
+	if err := a.e.SetCameraDisabled(desired.CameraDisabled); err != nil {
+		return &agent.SettingsError{Failed: map[string]string{cameraDisabled: err.Error()}}
+	}
+	return nil
+}
+
+// Observe implements agent.Enforcer. Only the camera is observed, so a policy
+// that manages another setting is reported as not matching.
+func (a enforcerAdapter) Observe(ctx context.Context) (s proto.Settings, err error) {
+	if err := ctx.Err(); err != nil {
+		return proto.Settings{}, err
+	}
+	defer recoverTo(&err)
+	disabled, err := a.e.IsCameraDisabled()
+	if err != nil {
+		return proto.Settings{}, fmt.Errorf("reading cameraDisabled: %w", err)
+	}
+	return proto.Settings{CameraDisabled: disabled}, nil
+}
+
+// Supports implements agent.Supporter: the app enforces the camera only.
+func (enforcerAdapter) Supports(setting string) bool { return setting == cameraDisabled }
+
+// storeAdapter keeps the agent's Identity as JSON under IdentityKey.
+type storeAdapter struct{ s Store }
+
+var _ agent.IDStore = storeAdapter{}
+
+// Load implements agent.IDStore.
+func (a storeAdapter) Load() (id agent.Identity, ok bool, err error) {
+	defer recoverTo(&err)
+	v, err := a.s.Get(IdentityKey)
+	if err != nil {
+		return agent.Identity{}, false, fmt.Errorf("reading identity: %w", err)
+	}
+	if v == "" {
+		return agent.Identity{}, false, nil
+	}
+	if err := json.Unmarshal([]byte(v), &id); err != nil {
+		return agent.Identity{}, false, fmt.Errorf("reading identity: %w", err)
+	}
+	if id.DeviceID == "" || id.DeviceSecret == "" {
+		return agent.Identity{}, false, fmt.Errorf("reading identity: no device id or secret")
+	}
+	return id, true, nil
+}
+
+// Save implements agent.IDStore.
+func (a storeAdapter) Save(id agent.Identity) (err error) {
+	defer recoverTo(&err)
+	b, err := json.Marshal(id)
+	if err != nil {
+		return fmt.Errorf("saving identity: %w", err)
+	}
+	if err := a.s.Put(IdentityKey, string(b)); err != nil {
+		return fmt.Errorf("saving identity: %w", err)
+	}
+	return nil
+}
+
+// Clear implements agent.IDStore.
+func (a storeAdapter) Clear() (err error) {
+	defer recoverTo(&err)
+	if err := a.s.Delete(IdentityKey); err != nil {
+		return fmt.Errorf("clearing identity: %w", err)
+	}
+	return nil
+}
+
+// newSlogLogger returns a slog.Logger that hands each record, as one line of
+// text without the time (logcat has its own), to l. A nil l discards.
+func newSlogLogger(l Logger, debug bool) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	sink := &lineSink{l: l}
+	text := slog.NewTextHandler(sink, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})
+	return slog.New(&logHandler{Handler: text, sink: sink})
+}
+
+// lineSink collects what a TextHandler writes for one record. Its mutex is
+// held by logHandler.Handle from before the record is formatted until it is
+// handed on, so records never mix.
+type lineSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	l   Logger
+}
+
+func (s *lineSink) Write(p []byte) (int, error) { return s.buf.Write(p) }
+
+// logHandler forwards each formatted record to the app's Logger with its
+// level.
+type logHandler struct {
+	slog.Handler
+	sink *lineSink
+}
+
+func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.sink.mu.Lock()
+	defer h.sink.mu.Unlock()
+	h.sink.buf.Reset()
+	if err := h.Handler.Handle(ctx, r); err != nil {
+		return err
+	}
+	line := strings.TrimSpace(h.sink.buf.String())
+	func() {
+		// A logger that panics must not take the agent down.
+		defer func() { _ = recover() }()
+		h.sink.l.Log(r.Level.String(), line)
+	}()
+	return nil
+}
+
+func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &logHandler{Handler: h.Handler.WithAttrs(attrs), sink: h.sink}
+}
+
+func (h *logHandler) WithGroup(name string) slog.Handler {
+	return &logHandler{Handler: h.Handler.WithGroup(name), sink: h.sink}
+}

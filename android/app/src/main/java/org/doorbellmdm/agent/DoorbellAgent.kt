@@ -1,0 +1,62 @@
+package org.doorbellmdm.agent
+
+import android.content.Context
+import android.os.Build
+import org.doorbellmdm.doorbell.Agent
+import org.doorbellmdm.doorbell.Doorbell
+
+/**
+ * The one Go agent of this process. Every decision (enrolling, syncing,
+ * coalescing doorbells, reporting) is made in Go; this object only builds the
+ * agent from the app's settings and hands it the Android pieces.
+ */
+object DoorbellAgent {
+    private const val PREFS = "doorbell-agent"
+    private const val KEY_SERVER_URL = "config.serverUrl"
+    private const val KEY_ENROLL_TOKEN = "config.enrollToken"
+    private const val KEY_KIOSK = "config.kiosk"
+
+    @Volatile private var agent: Agent? = null
+
+    /** Returns the agent, creating it on first use. */
+    fun get(context: Context): Agent =
+        agent ?: synchronized(this) {
+            agent ?: create(context.applicationContext).also { agent = it }
+        }
+
+    /** Whether this device is a kiosk (MQTT doorbell in a foreground service). */
+    fun isKiosk(context: Context): Boolean =
+        prefs(context).getBoolean(KEY_KIOSK, BuildConfig.KIOSK)
+
+    /**
+     * Saves settings handed over at provisioning (the QR code's admin extras
+     * bundle). The next get() builds the agent with them.
+     */
+    fun saveProvisioningExtras(context: Context, serverUrl: String?, enrollToken: String?, kiosk: Boolean?) {
+        synchronized(this) {
+            prefs(context).edit().apply {
+                serverUrl?.let { putString(KEY_SERVER_URL, it) }
+                enrollToken?.let { putString(KEY_ENROLL_TOKEN, it) }
+                kiosk?.let { putBoolean(KEY_KIOSK, it) }
+            }.commit()
+            agent = null
+        }
+    }
+
+    private fun create(context: Context): Agent {
+        val prefs = prefs(context)
+        val config = Doorbell.newConfig().apply {
+            setServerURL(prefs.getString(KEY_SERVER_URL, null) ?: BuildConfig.SERVER_URL)
+            setEnrollToken(prefs.getString(KEY_ENROLL_TOKEN, null) ?: BuildConfig.ENROLL_TOKEN)
+            // Phones sleep: no MQTT, the FCM doorbell wakes them instead.
+            setDisableMQTT(!isKiosk(context))
+            setModel("${Build.MANUFACTURER} ${Build.MODEL}")
+            setOSVersion("Android ${Build.VERSION.RELEASE} (API ${Build.VERSION.SDK_INT})")
+            setAgentVersion(BuildConfig.VERSION_NAME)
+        }
+        return Agent(config, DpmEnforcer(context), PrefsStore(prefs), LogcatLogger())
+    }
+
+    private fun prefs(context: Context) =
+        context.applicationContext.getSharedPreferences(PREFS, Context.MODE_PRIVATE)
+}

@@ -1,0 +1,71 @@
+package org.doorbellmdm.agent
+
+import android.app.Notification
+import android.app.NotificationChannel
+import android.app.NotificationManager
+import android.app.Service
+import android.content.Context
+import android.content.Intent
+import android.content.pm.ServiceInfo
+import android.os.Build
+import android.os.IBinder
+import android.util.Log
+import androidx.core.app.NotificationCompat
+import androidx.core.app.ServiceCompat
+import androidx.core.content.ContextCompat
+
+/**
+ * Kiosks only: keeps the Go agent's own loop (MQTT doorbell, periodic sync)
+ * running in a foreground service.
+ */
+class KioskService : Service() {
+    override fun onCreate() {
+        super.onCreate()
+        val type = if (Build.VERSION.SDK_INT >= 34) ServiceInfo.FOREGROUND_SERVICE_TYPE_SPECIAL_USE else 0
+        ServiceCompat.startForeground(this, NOTIFICATION_ID, notification(), type)
+        try {
+            DoorbellAgent.get(this).startDoorbell()
+        } catch (e: Exception) {
+            Log.e(LogcatLogger.TAG, "starting the doorbell: ${e.message}")
+            stopSelf()
+        }
+    }
+
+    override fun onStartCommand(intent: Intent?, flags: Int, startId: Int): Int = START_STICKY
+
+    override fun onDestroy() {
+        // stop() waits for the MQTT session to close: not on the main thread.
+        val agent = DoorbellAgent.get(this)
+        Thread {
+            try {
+                agent.stop()
+            } catch (e: Exception) {
+                Log.w(LogcatLogger.TAG, "stopping the doorbell: ${e.message}")
+            }
+        }.start()
+        super.onDestroy()
+    }
+
+    override fun onBind(intent: Intent?): IBinder? = null
+
+    private fun notification(): Notification {
+        val manager = getSystemService(NotificationManager::class.java)
+        manager.createNotificationChannel(
+            NotificationChannel(CHANNEL, getString(R.string.kiosk_channel), NotificationManager.IMPORTANCE_MIN),
+        )
+        return NotificationCompat.Builder(this, CHANNEL)
+            .setSmallIcon(android.R.drawable.stat_notify_sync)
+            .setContentTitle(getString(R.string.kiosk_notification))
+            .setOngoing(true)
+            .build()
+    }
+
+    companion object {
+        private const val CHANNEL = "doorbell"
+        private const val NOTIFICATION_ID = 1
+
+        fun start(context: Context) {
+            ContextCompat.startForegroundService(context, Intent(context, KioskService::class.java))
+        }
+    }
+}

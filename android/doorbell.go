@@ -1,0 +1,249 @@
+// Package doorbell is the Doorbell MDM agent as a gomobile library: the Go
+// agent (package agent) behind an API of gobind-supported types only, for the
+// thin Android app in android/app.
+//
+// Built with `gomobile bind -javapkg=org.doorbellmdm` (see `make aar`), Java and
+// Kotlin see the package as org.doorbellmdm.doorbell:
+//
+//	Doorbell.newAgent(Config, Enforcer, Store, Logger) -> Agent
+//	Doorbell.newConfig() -> Config           (setServerURL, setEnrollToken, ...)
+//	Agent.sync(), onPushMessage(json), onNewToken(token),
+//	Agent.startDoorbell(), stop(), deviceID()
+//	Enforcer, Store, Logger                  (interfaces the app implements)
+//
+// Every exported function and method recovers panics and returns them as
+// errors, because a Go panic would kill the app. No []byte crosses the
+// boundary: every value is a string, bool or integer, which gobind copies.
+//
+// This package imports only agent, proto and the standard library.
+package doorbell
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// syncTimeout bounds Sync and OnPushMessage. It fits the time Android gives a
+// high-priority FCM message handler and a WorkManager worker.
+const syncTimeout = 60 * time.Second
+
+// IdentityKey is the Store key under which the agent keeps its identity, as
+// JSON, so identity fields added later are stored without a new key.
+const IdentityKey = "identity"
+
+// Config configures an Agent. ServerURL is required; EnrollToken is needed
+// until the device is enrolled. Java sees getters and setters for each field.
+type Config struct {
+	// ServerURL is the server's base URL, e.g. "https://mdm.example.com".
+	ServerURL string
+	// EnrollToken enrolls the device when it has no identity yet.
+	EnrollToken string
+	// IntervalSeconds is the periodic sync interval of the doorbell loop
+	// (StartDoorbell); 0 means 15 minutes. Phones sync from WorkManager
+	// instead.
+	IntervalSeconds int64
+	// DisableMQTT is phone mode: StartDoorbell opens no MQTT connection and
+	// doorbells arrive through OnPushMessage (FCM).
+	DisableMQTT bool
+	// MQTTURL overrides the broker URL the server returned at enrollment.
+	MQTTURL string
+	// Model, OSVersion and AgentVersion are sent at enrollment.
+	Model, OSVersion, AgentVersion string
+	// Debug forwards debug logs to the Logger too.
+	Debug bool
+}
+
+// NewConfig returns an empty Config, for Java code that prefers a factory.
+func NewConfig() *Config { return &Config{} }
+
+// Enforcer is implemented by the app (DevicePolicyManager). A method that
+// throws in Java returns an error in Go.
+type Enforcer interface {
+	// SetCameraDisabled disables (true) or enables (false) every camera.
+	SetCameraDisabled(disabled bool) error
+	// IsCameraDisabled reads back whether the cameras are disabled.
+	IsCameraDisabled() (bool, error)
+}
+
+// Store is a string key/value store implemented by the app
+// (SharedPreferences). Put must be durable when it returns (commit, not
+// apply).
+type Store interface {
+	// Get returns the value stored under key, "" when there is none.
+	Get(key string) (string, error)
+	// Put stores value under key.
+	Put(key, value string) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(key string) error
+}
+
+// Logger receives the agent's logs (logcat). Level is "DEBUG", "INFO", "WARN"
+// or "ERROR"; msg is one line of key=value text. Secrets and tokens are never
+// logged.
+type Logger interface {
+	Log(level, msg string)
+}
+
+// Agent is the Go agent as the app sees it. Its methods are safe for
+// concurrent use.
+type Agent struct {
+	a   *agent.Agent
+	log Logger
+
+	mu     sync.Mutex
+	cancel context.CancelFunc // non-nil while the doorbell loop runs
+	done   chan struct{}      // closed when the doorbell loop returned
+}
+
+// NewAgent returns an agent. It does no I/O; the first Sync enrolls the device
+// when the Store holds no identity. logger may be nil.
+func NewAgent(cfg *Config, enforcer Enforcer, store Store, logger Logger) (a *Agent, err error) {
+	defer recoverTo(&err)
+	if cfg == nil {
+		return nil, errors.New("doorbell: config is required")
+	}
+	if enforcer == nil {
+		return nil, errors.New("doorbell: enforcer is required")
+	}
+	if store == nil {
+		return nil, errors.New("doorbell: store is required")
+	}
+	if cfg.IntervalSeconds < 0 {
+		return nil, fmt.Errorf("doorbell: intervalSeconds %d is negative", cfg.IntervalSeconds)
+	}
+	ag, err := agent.New(agent.Config{
+		ServerURL:    cfg.ServerURL,
+		EnrollToken:  cfg.EnrollToken,
+		Enforcer:     enforcerAdapter{enforcer},
+		IDStore:      storeAdapter{store},
+		Interval:     time.Duration(cfg.IntervalSeconds) * time.Second,
+		DisableMQTT:  cfg.DisableMQTT,
+		MQTTURL:      cfg.MQTTURL,
+		Model:        cfg.Model,
+		OSVersion:    cfg.OSVersion,
+		AgentVersion: cfg.AgentVersion,
+		Logger:       newSlogLogger(logger, cfg.Debug),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("doorbell: %w", err)
+	}
+	return &Agent{a: ag, log: logger}, nil
+}
+
+// Sync runs one sync now (for the WorkManager worker): enroll if needed,
+// fetch the policy, enforce it and report what the device does. A refused
+// enforcement is not an error (the device is reported non-compliant); an
+// unreachable server or a rejected credential is.
+func (a *Agent) Sync() (err error) {
+	defer recoverTo(&err)
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	return a.a.Sync(ctx)
+}
+
+// OnPushMessage handles an FCM data message, given as the JSON object of its
+// data map (for example {"type":"policy_changed","version":"7"}). While the
+// doorbell loop runs, the message only rings it. Otherwise (a phone woken by
+// FCM) a policy_changed message syncs at once and returns that sync's error,
+// so the caller can fall back to a WorkManager job. Other types are ignored.
+func (a *Agent) OnPushMessage(dataJSON string) (err error) {
+	defer recoverTo(&err)
+	var data map[string]string
+	if err := json.Unmarshal([]byte(dataJSON), &data); err != nil {
+		return fmt.Errorf("doorbell: push message is not a JSON object of strings: %w", err)
+	}
+	if a.running() {
+		a.a.OnPush(data)
+		return nil
+	}
+	if data["type"] != proto.DoorbellType {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	return a.a.Sync(ctx)
+}
+
+// OnNewToken records the device's FCM token and registers it with the server
+// when it changed and the device is enrolled (otherwise the enrolling sync
+// registers it).
+func (a *Agent) OnNewToken(token string) (err error) {
+	defer recoverTo(&err)
+	return a.a.SetPushToken(token)
+}
+
+// StartDoorbell starts the agent's own loop in the background (the kiosk
+// foreground service): a sync now, on every MQTT doorbell (unless
+// DisableMQTT), and periodically. Starting a running loop does nothing.
+func (a *Agent) StartDoorbell() (err error) {
+	defer recoverTo(&err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cancel != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.cancel, a.done = cancel, done
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil && a.log != nil {
+				a.log.Log("ERROR", fmt.Sprintf("doorbell loop panicked: %v\n%s", r, debug.Stack()))
+			}
+		}()
+		if err := a.a.Run(ctx); err != nil && a.log != nil {
+			a.log.Log("ERROR", "doorbell loop: "+err.Error())
+		}
+	}()
+	return nil
+}
+
+// Stop stops the doorbell loop and returns once it has stopped (its MQTT
+// session closed). Stopping a stopped agent does nothing.
+func (a *Agent) Stop() (err error) {
+	defer recoverTo(&err)
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.cancel, a.done = nil, nil
+	a.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	<-done
+	return nil
+}
+
+// DeviceID returns the device id, "" while the device is not enrolled (or
+// its identity cannot be read).
+func (a *Agent) DeviceID() (id string) {
+	defer func() {
+		if r := recover(); r != nil {
+			id = ""
+		}
+	}()
+	return a.a.DeviceID()
+}
+
+func (a *Agent) running() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cancel != nil
+}
+
+// recoverTo turns a panic into an error, so it crosses into Java as an
+// exception instead of killing the app.
+func recoverTo(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("doorbell: internal error (panic): %v\n%s", r, debug.Stack())
+	}
+}
