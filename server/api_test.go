@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +170,7 @@ func TestEnroll(t *testing.T) {
 	if len(e.DeviceID) != 32 || len(e.DeviceSecret) < 32 {
 		t.Fatalf("weak id or secret: %q %d bytes", e.DeviceID, len(e.DeviceSecret))
 	}
-	if e.Policy != (proto.DevicePolicy{Version: 1}) {
+	if !reflect.DeepEqual(e.Policy, proto.DevicePolicy{Version: 1}) {
 		t.Fatalf("first policy = %+v, want version 1", e.Policy)
 	}
 	if e.MQTT.Topic != "devices/"+e.DeviceID+"/policy_changed" || e.MQTT.URL != "tcp://example.com:1883" {
