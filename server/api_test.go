@@ -27,6 +27,7 @@ const (
 type fakeBell struct {
 	mu    sync.Mutex
 	rings []bridge.Ring
+	calls int // Ring calls, to see batching
 }
 
 var _ bridge.Bell = (*fakeBell)(nil)
@@ -34,6 +35,7 @@ var _ bridge.Bell = (*fakeBell)(nil)
 func (f *fakeBell) Ring(r ...bridge.Ring) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	f.rings = append(f.rings, r...)
 }
 func (f *fakeBell) Run(ctx context.Context) error { <-ctx.Done(); return nil }

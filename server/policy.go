@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -365,16 +366,11 @@ func (a *API) createGroup(c *fiber.Ctx) error {
 	return c.Status(http.StatusCreated).JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: len(changes)})
 }
 
+// normalized returns ids sorted without duplicates, as the store keeps them.
 func normalized(ids []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (a *API) listGroups(c *fiber.Ctx) error {

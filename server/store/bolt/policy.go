@@ -37,6 +37,10 @@ func WithTransitionHook(f func(...proto.Transition)) Option {
 	return func(s *Store) { s.onTransition = f }
 }
 
+// WithNoSync skips the fsync after each commit. It loses durability on a
+// crash: for benchmarks and throw-away simulations only, never serving.
+func WithNoSync() Option { return func(s *Store) { s.db.NoSync = true } }
+
 // summary is the fleet's counters, kept in the meta bucket and updated in
 // every transaction that changes a device.
 type summary struct {
