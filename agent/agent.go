@@ -571,8 +571,8 @@ func (a *Agent) unsupported(policy proto.DevicePolicy) []string {
 
 // enforce makes the device match policy, except for the settings it only
 // monitors or cannot enforce, then observes and builds the report. The
-// settings left alone are handed to the Enforcer with their observed value
-// (cameraDisabled, always managed) or unmanaged (nil), so it changes
+// settings left alone are handed to the Enforcer unmanaged (nil), or, for
+// the always managed cameraDisabled, with its observed value, so it changes
 // nothing there. enforceErr is the Enforcer's error (the sync goes on);
 // err is a failure to observe.
 func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report proto.ComplianceReport, enforceErr, err error) {
@@ -615,14 +615,19 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	return report, enforceErr, nil
 }
 
-// leaveAlone returns desired with every setting in names set to its value
-// in observed, so enforcing it changes nothing there.
+// leaveAlone returns desired without the settings in names: optional ones
+// become unmanaged (nil: the Enforcer leaves them alone) and the always
+// managed cameraDisabled takes its observed value, so enforcing it changes
+// nothing there.
 func leaveAlone(desired, observed proto.Settings, names []string) proto.Settings {
-	vals, obs := desired.Values(), observed.Values()
 	for _, n := range names {
-		if v, ok := obs[n]; ok {
-			vals[n] = v
-		} else {
+		if n == proto.SettingCameraDisabled {
+			desired.CameraDisabled = observed.CameraDisabled
+		}
+	}
+	vals := desired.Values()
+	for _, n := range names {
+		if n != proto.SettingCameraDisabled {
 			delete(vals, n)
 		}
 	}

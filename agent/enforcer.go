@@ -155,7 +155,17 @@ func (m *MemoryEnforcer) Enforce(ctx context.Context, desired proto.Settings) er
 	if m.locked {
 		return ErrLocked
 	}
-	m.state = desired
+	// Like a device (and FileEnforcer), only managed settings change:
+	// an optional setting that is nil is left as it is.
+	vals := m.state.Values()
+	for k, v := range desired.Values() {
+		vals[k] = v
+	}
+	s, err := vals.ToSettings()
+	if err != nil {
+		return err
+	}
+	m.state = s
 	return nil
 }
 
