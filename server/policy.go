@@ -465,3 +465,34 @@ func (a *API) putGroupDevices(c *fiber.Ctx) error {
 	a.ring(changes)
 	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: len(changes)})
 }
+
+// sanitizeReport keeps, of a report's per-setting detail, only known
+// setting names, each once, with failure texts cut to maxStringField bytes:
+// device bodies are lenient (newer agents may know more settings) but what
+// is stored stays bounded.
+func sanitizeReport(r *proto.ComplianceReport) {
+	var unsupported []string
+	for _, n := range r.Unsupported {
+		if proto.IsSetting(n) && !slices.Contains(unsupported, n) {
+			unsupported = append(unsupported, n)
+		}
+	}
+	r.Unsupported = unsupported
+	var failed map[string]string
+	for n, why := range r.Failed {
+		if !proto.IsSetting(n) {
+			continue
+		}
+		if len(why) > maxStringField {
+			why = strings.ToValidUTF8(why[:maxStringField], "")
+		}
+		if why == "" {
+			why = "failed"
+		}
+		if failed == nil {
+			failed = map[string]string{}
+		}
+		failed[n] = why
+	}
+	r.Failed = failed
+}

@@ -325,3 +325,15 @@ func TestLargeMemberList(t *testing.T) {
 		t.Errorf("oversized device edit: %d", r.status)
 	}
 }
+
+func TestReportDetailSanitized(t *testing.T) {
+	h := newHarness(t)
+	e := h.enroll()
+	h.must("PUT", "/devices/"+e.DeviceID+"/policy", `{"cameraDisabled":true}`, 200, nil)
+	long := strings.Repeat("é", 300)
+	h.report(e, `{"appliedPolicyVersion":2,"cameraDisabled":false,"unsupported":["wifi","wifi"],"failed":{"cameraDisabled":"`+long+`","future":"x"}}`)
+	s := h.status(e.DeviceID)
+	if len(s.Failing) != 1 || s.Failing[0].Reason != proto.ReasonEnforcementFailed || len(s.Failing[0].Detail) > 256 || !strings.HasPrefix(s.Failing[0].Detail, "é") {
+		t.Fatalf("failing = %+v", s.Failing)
+	}
+}

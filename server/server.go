@@ -329,6 +329,7 @@ func (a *API) report(c *fiber.Ctx) error {
 	if r.AppliedPolicyVersion < 0 {
 		return errorf(http.StatusBadRequest, "invalid_body", "appliedPolicyVersion must not be negative")
 	}
+	sanitizeReport(&r)
 	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: a.cfg.Now().UTC()})
 	switch {
 	case errors.Is(err, store.ErrVersionAhead):
