@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -524,26 +526,23 @@ func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
 	// Unchanged, already reported, and the device still matches: a doorbell
 	// for an applied version costs only the 304.
 	if pr.NotModified && reported == policy.Version {
-		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(policy.Settings) {
+		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil &&
+			policy.IsSatisfiedBy(proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: a.unsupported(policy)}) {
 			res.Skipped, res.Compliant = true, true
 			return res
 		}
 	}
 
-	if err := a.cfg.Enforcer.Enforce(ctx, policy.Settings); err != nil {
-		res.EnforceErr = err
+	report, enforceErr, err := a.enforce(ctx, policy)
+	if enforceErr != nil {
+		res.EnforceErr = enforceErr
 		a.log.Warn("enforcing policy failed; reporting the device's actual state",
-			"deviceId", id.DeviceID, "version", policy.Version, "err", err)
+			"deviceId", id.DeviceID, "version", policy.Version, "err", enforceErr)
 	}
-	// Observe even when Enforce failed: a device that refuses reports its
-	// unchanged state.
-	observed, err := a.cfg.Enforcer.Observe(ctx)
 	if err != nil {
-		res.Err = fmt.Errorf("observing device state: %w", err)
+		res.Err = err
 		return res
 	}
-	report := proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed}
-	report.Compliant = policy.IsSatisfiedBy(report)
 	if err := a.client.Report(ctx, cred, report); err != nil {
 		res.Err = err
 		return res
@@ -555,4 +554,90 @@ func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
 	a.mu.Unlock()
 	res.Compliant = report.Compliant
 	return res
+}
+
+// unsupported lists the settings policy manages that the Enforcer says it
+// cannot enforce (none when it does not implement Supporter).
+func (a *Agent) unsupported(policy proto.DevicePolicy) []string {
+	sup, ok := a.cfg.Enforcer.(Supporter)
+	if !ok {
+		return nil
+	}
+	var out []string
+	managed := policy.Settings.Values()
+	for _, name := range proto.SettingNames {
+		if _, ok := managed[name]; ok && !sup.Supports(name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// enforce makes the device match policy, except for the settings it only
+// monitors or cannot enforce, then observes and builds the report. The
+// settings left alone are handed to the Enforcer unmanaged (nil), or, for
+// the always managed cameraDisabled, with its observed value, so it changes
+// nothing there. enforceErr is the Enforcer's error (the sync goes on);
+// err is a failure to observe.
+func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report proto.ComplianceReport, enforceErr, err error) {
+	unsupported := a.unsupported(policy)
+	skip := append(slices.Clone(policy.Monitor), unsupported...)
+	desired := policy.Settings
+	if len(skip) > 0 {
+		before, err := a.cfg.Enforcer.Observe(ctx)
+		if err != nil {
+			return report, nil, fmt.Errorf("observing device state: %w", err)
+		}
+		desired = leaveAlone(desired, before, skip)
+	}
+	enforceErr = a.cfg.Enforcer.Enforce(ctx, desired)
+	// Observe even when Enforce failed: a device that refuses reports its
+	// unchanged state.
+	observed, err := a.cfg.Enforcer.Observe(ctx)
+	if err != nil {
+		return report, enforceErr, fmt.Errorf("observing device state: %w", err)
+	}
+	report = proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: unsupported}
+	if enforceErr != nil {
+		var se *SettingsError
+		if errors.As(enforceErr, &se) {
+			report.Failed = maps.Clone(se.Failed)
+		} else {
+			// The whole enforcement failed: every enforced setting that
+			// still differs failed for that reason.
+			for _, f := range proto.Diff(policy, report) {
+				if f.Reason == proto.ReasonMismatch && !f.Monitored {
+					if report.Failed == nil {
+						report.Failed = map[string]string{}
+					}
+					report.Failed[f.Setting] = enforceErr.Error()
+				}
+			}
+		}
+	}
+	report.Compliant = policy.IsSatisfiedBy(report)
+	return report, enforceErr, nil
+}
+
+// leaveAlone returns desired without the settings in names: optional ones
+// become unmanaged (nil: the Enforcer leaves them alone) and the always
+// managed cameraDisabled takes its observed value, so enforcing it changes
+// nothing there.
+func leaveAlone(desired, observed proto.Settings, names []string) proto.Settings {
+	for _, n := range names {
+		if n == proto.SettingCameraDisabled {
+			desired.CameraDisabled = observed.CameraDisabled
+		}
+	}
+	vals := desired.Values()
+	for _, n := range names {
+		if n != proto.SettingCameraDisabled {
+			delete(vals, n)
+		}
+	}
+	s, err := vals.ToSettings()
+	if err != nil {
+		return desired // cannot happen: values came from Settings
+	}
+	return s
 }

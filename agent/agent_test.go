@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,7 @@ func TestEnrollThenReport(t *testing.T) {
 	}
 	reports := srv.reports(r.DeviceID)
 	want := proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true}
-	if len(reports) != 1 || reports[0] != want {
+	if len(reports) != 1 || !reflect.DeepEqual(reports[0], want) {
 		t.Errorf("reports = %+v, want [%+v]", reports, want)
 	}
 
@@ -216,7 +217,7 @@ func TestReenrollOn404(t *testing.T) {
 				t.Errorf("stored identity %q, want %q", id.DeviceID, r.DeviceID)
 			}
 			want := proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true}
-			if got := srv.reports(r.DeviceID); len(got) != 1 || got[0] != want {
+			if got := srv.reports(r.DeviceID); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 				t.Errorf("new device reports = %+v, want [%+v]", got, want)
 			}
 		})
@@ -249,8 +250,11 @@ func TestLockedDeviceReportsUnchangedState(t *testing.T) {
 		t.Errorf("Compliant = true, want false")
 	}
 	reports := srv.reports(r.DeviceID)
-	want := proto.ComplianceReport{AppliedPolicyVersion: v, Settings: proto.Settings{CameraDisabled: false}, Compliant: false}
-	if got := reports[len(reports)-1]; got != want {
+	// The refusal names the setting it failed, so the server can say
+	// ENFORCEMENT_FAILED instead of a bare mismatch.
+	want := proto.ComplianceReport{AppliedPolicyVersion: v, Settings: proto.Settings{CameraDisabled: false}, Compliant: false,
+		Failed: map[string]string{"cameraDisabled": r.EnforceErr.Error()}}
+	if got := reports[len(reports)-1]; !reflect.DeepEqual(got, want) {
 		t.Errorf("last report = %+v, want %+v", got, want)
 	}
 	if b, _ := os.ReadFile(path); string(b) != string(orig) {

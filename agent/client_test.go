@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -95,7 +96,7 @@ func TestClientRequests(t *testing.T) {
 	}
 	cred := Credentials{DeviceID: resp.DeviceID, Secret: resp.DeviceSecret}
 	pr, err := c.Policy(t.Context(), cred, "")
-	if err != nil || pr.NotModified || pr.ETag != `"4"` || pr.Policy != (proto.DevicePolicy{Version: 4, Settings: proto.Settings{CameraDisabled: true}}) {
+	if err != nil || pr.NotModified || pr.ETag != `"4"` || !reflect.DeepEqual(pr.Policy, proto.DevicePolicy{Version: 4, Settings: proto.Settings{CameraDisabled: true}}) {
 		t.Fatalf("Policy = %+v, %v", pr, err)
 	}
 	if s := <-got; s != (seen{"GET", "/devices/a%2Fb/policy", "Bearer sec", ""}) {

@@ -74,7 +74,11 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, clo
 		return false
 	}
 	watched := map[string]bool{}
-	rewatch := func() error {
+	// rewatch watches the nearest existing directory of every target. It
+	// returns a target that already exists in a directory it has just
+	// started watching: its creation happened before the watch and would
+	// otherwise go unseen.
+	rewatch := func() (appeared string, err error) {
 		for t := range targets {
 			dir := filepath.Dir(t)
 			for {
@@ -94,13 +98,18 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, clo
 				if errors.Is(err, os.ErrNotExist) {
 					continue // removed meanwhile; its parent's event rewatches
 				}
-				return err
+				return "", err
 			}
 			watched[dir] = true
+			if dir == filepath.Dir(t) {
+				if _, err := os.Stat(t); err == nil {
+					appeared = t
+				}
+			}
 		}
-		return nil
+		return appeared, nil
 	}
-	if err := rewatch(); err != nil {
+	if _, err := rewatch(); err != nil {
 		return err
 	}
 	if ready != nil {
@@ -136,16 +145,24 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, clo
 				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 					delete(watched, name)
 				}
-				if err := rewatch(); err != nil {
+				appeared, err := rewatch()
+				if err != nil {
 					return err
+				}
+				if appeared != "" {
+					name = appeared
 				}
 			default:
 				continue
 			}
+			// One sync per debounce window; it names a watched file
+			// when one changed in the window, else the directory.
 			if fire == nil {
 				changed = name
 				timer = clock.NewTimer(debounce)
 				fire = timer.C()
+			} else if targets[name] {
+				changed = name
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {

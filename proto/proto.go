@@ -15,7 +15,10 @@ import (
 //
 //   - 1 (2026-11-23): enroll, token registration, policy with cameraDisabled,
 //     compliance report, status, MQTT doorbell, FCM doorbell.
-const CapabilityVersion = 1
+//   - 2 (2026-11-23): optional settings, per-setting verdicts (report
+//     unsupported/failed, status failing), monitor mode (policy monitor),
+//     groups, history, compliance summary, webhook events.
+const CapabilityVersion = 2
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
@@ -71,12 +74,18 @@ func (s Settings) Equal(o Settings) bool { return reflect.DeepEqual(s, o) }
 type DevicePolicy struct {
 	Version int64 `json:"version"`
 	Settings
+	// Monitor names the managed settings the agent must only observe and
+	// report, never change (remediation mode "monitor"), in SettingNames
+	// order. Omitted when empty, so an all-enforced policy looks exactly as
+	// in capability version 1.
+	Monitor []string `json:"monitor,omitempty"`
 }
 
-// IsSatisfiedBy reports whether the observed settings in r match p. It does
-// not look at versions; Evaluate does that first.
+// IsSatisfiedBy reports whether r satisfies every setting p manages (Diff
+// finds nothing failing). Settings p does not manage are ignored. It does not
+// look at versions; Evaluate does that first.
 func (p DevicePolicy) IsSatisfiedBy(r ComplianceReport) bool {
-	return p.Settings.Equal(r.Settings)
+	return len(Diff(p, r)) == 0
 }
 
 // PolicyUpdate is an operator's edit of a device's desired settings. It has no
@@ -107,6 +116,10 @@ type ComplianceReport struct {
 	AppliedPolicyVersion int64 `json:"appliedPolicyVersion"`
 	Settings
 	Compliant bool `json:"compliant"`
+	// Unsupported names the managed settings this agent cannot enforce.
+	Unsupported []string `json:"unsupported,omitempty"`
+	// Failed maps each setting whose enforcement failed to why.
+	Failed map[string]string `json:"failed,omitempty"`
 }
 
 // Evaluate derives the compliance state of a device from its desired policy
@@ -166,6 +179,9 @@ type DeviceStatus struct {
 	State          ComplianceState `json:"state"`
 	Connected      bool            `json:"connected"`
 	FCMRegistered  bool            `json:"fcmRegistered"`
+	// Failing lists, for a NON_COMPLIANT device, each setting that does not
+	// match and why (see Diff); empty in every other state.
+	Failing []SettingFailure `json:"failing,omitempty"`
 }
 
 // DeviceList is one page of GET /devices. NextAfter is the cursor for the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ const (
 type fakeBell struct {
 	mu    sync.Mutex
 	rings []bridge.Ring
+	calls int // Ring calls, to see batching
 }
 
 var _ bridge.Bell = (*fakeBell)(nil)
@@ -33,6 +35,7 @@ var _ bridge.Bell = (*fakeBell)(nil)
 func (f *fakeBell) Ring(r ...bridge.Ring) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	f.rings = append(f.rings, r...)
 }
 func (f *fakeBell) Run(ctx context.Context) error { <-ctx.Done(); return nil }
@@ -169,7 +172,7 @@ func TestEnroll(t *testing.T) {
 	if len(e.DeviceID) != 32 || len(e.DeviceSecret) < 32 {
 		t.Fatalf("weak id or secret: %q %d bytes", e.DeviceID, len(e.DeviceSecret))
 	}
-	if e.Policy != (proto.DevicePolicy{Version: 1}) {
+	if !reflect.DeepEqual(e.Policy, proto.DevicePolicy{Version: 1}) {
 		t.Fatalf("first policy = %+v, want version 1", e.Policy)
 	}
 	if e.MQTT.Topic != "devices/"+e.DeviceID+"/policy_changed" || e.MQTT.URL != "tcp://example.com:1883" {

@@ -32,6 +32,9 @@ type DaemonConfig struct {
 	MQTTURL string
 	// FCM configures the FCM doorbell; nil = the FCM bell is off.
 	FCM *bridge.FCMConfig
+	// WebhookURL, when set, receives every state transition as a signed
+	// POST (see Webhook); WebhookSecret is then required.
+	WebhookURL, WebhookSecret string
 	// OnPresence, when set, is called after a device connects or
 	// disconnects over MQTT.
 	OnPresence func(deviceID string, connected bool)
@@ -49,6 +52,7 @@ type Daemon struct {
 	api    *API
 	broker *broker.Broker
 	bell   bridge.Bell
+	hook   *Webhook // nil without WebhookURL
 	httpLn net.Listener
 }
 
@@ -89,7 +93,14 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if d.cfg.EnrollToken, err = d.token(cfg.EnrollToken, "enroll-token", "enrollment token"); err != nil {
 		return nil, err
 	}
-	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db")); err != nil {
+	var storeOpts []bolt.Option
+	if cfg.WebhookURL != "" {
+		if d.hook, err = NewWebhook(WebhookConfig{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("--webhook-url: %w", err)
+		}
+		storeOpts = append(storeOpts, bolt.WithTransitionHook(d.hook.Notify))
+	}
+	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db"), storeOpts...); err != nil {
 		return nil, err
 	}
 	closers = append(closers, d.store.Close)
@@ -190,7 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 
 	if err := d.broker.Serve(); err != nil {
 		d.httpLn.Close()
@@ -211,6 +222,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("serving HTTP: %w", err)
 		}
 	}()
+	if d.hook != nil {
+		wg.Go(func() { d.hook.Run(ctx) })
+	}
 	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr())
 
 	var runErr error

@@ -97,8 +97,8 @@ func New(st store.Store, cfg Config) (*API, error) {
 	a := &API{Credentials: Credentials{Devices: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
-		BodyLimit:             proto.MaxBodyBytes,
-		ReadBufferSize:        8 << 10, // also the limit on request line + headers
+		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
+		ReadBufferSize:        8 << 10,           // also the limit on request line + headers
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           2 * time.Minute,
@@ -114,6 +114,7 @@ func (a *API) App() *fiber.App { return a.app }
 
 func (a *API) routes() {
 	r := a.app
+	r.Use(limitBody)
 	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	r.Post("/enroll", a.enroll)
 	r.Get("/devices", a.listDevices)
@@ -122,6 +123,7 @@ func (a *API) routes() {
 	r.Put("/devices/:id/policy", a.putPolicy)
 	r.Post("/devices/:id/report", a.report)
 	r.Post("/devices/:id/token", a.registerToken)
+	a.policyRoutes()
 	r.Use(func(c *fiber.Ctx) error {
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
@@ -315,32 +317,6 @@ func (a *API) getPolicy(c *fiber.Ctx) error {
 	return c.JSON(d.Policy)
 }
 
-func (a *API) putPolicy(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
-	var u proto.PolicyUpdate
-	if err := decode(c, &u, true); err != nil {
-		return err
-	}
-	if err := u.Validate(); err != nil {
-		return errorf(http.StatusBadRequest, "invalid_body", "%v", err)
-	}
-	id := strings.Clone(c.Params("id"))
-	d, changed, err := a.store.UpdatePolicy(c.UserContext(), id, u.Apply)
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("updating policy: %w", err)
-	}
-	// The edit is committed (fsynced) above; only now is the bell rung.
-	if changed {
-		a.cfg.Bell.Ring(bridge.Ring{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
-	}
-	return c.JSON(d.Policy)
-}
-
 func (a *API) report(c *fiber.Ctx) error {
 	d, err := a.device(c, false)
 	if err != nil {
@@ -353,6 +329,7 @@ func (a *API) report(c *fiber.Ctx) error {
 	if r.AppliedPolicyVersion < 0 {
 		return errorf(http.StatusBadRequest, "invalid_body", "appliedPolicyVersion must not be negative")
 	}
+	sanitizeReport(&r)
 	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: a.cfg.Now().UTC()})
 	switch {
 	case errors.Is(err, store.ErrVersionAhead):
@@ -453,6 +430,7 @@ func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
 		Connected:      a.cfg.Presence.Connected(d.ID),
 		FCMRegistered:  d.FCMToken != "",
 	}
+	_, s.Failing = store.Derive(d)
 	if d.Report != nil {
 		t := d.Report.ReceivedAt
 		s.LastReportAt = &t

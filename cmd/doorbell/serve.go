@@ -28,6 +28,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&fcm.ProjectID, "fcm-project", "", "FCM project id; unset turns the FCM doorbell off")
 	fs.StringVar(&fcm.Endpoint, "fcm-endpoint", "", "FCM API endpoint (an emulator or test server; unauthenticated without --fcm-credentials)")
 	fs.DurationVar(&fcm.TTL, "fcm-ttl", time.Hour, "how long FCM keeps an undelivered doorbell")
+	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "POST every device state transition here as signed JSON (optional)")
+	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook events (X-Doorbell-Signature: sha256=<hex>)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	if err := parse(fs, args); err != nil {
 		return err

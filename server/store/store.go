@@ -33,6 +33,11 @@ type Device struct {
 	// Report is the last accepted report, nil when the device never reported.
 	Report   *Report `json:"report,omitempty"`
 	FCMToken string  `json:"fcmToken,omitempty"`
+	// Override is the device's own policy layer, which wins over its
+	// groups; Policy is derived from it and the groups (see Effective).
+	Override Layer `json:"override"`
+	// Groups are the ids of the groups the device belongs to, sorted.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // Report is an accepted compliance report and when it arrived.
@@ -59,10 +64,12 @@ type DeviceStore interface {
 
 // PolicyStore changes desired policies.
 type PolicyStore interface {
-	// UpdatePolicy replaces the device's desired settings with
-	// change(current). When the result differs, the version grows by exactly
-	// one in the same transaction; when it does not, nothing is written and
-	// changed is false. It returns the device as stored, or ErrNotFound.
+	// UpdatePolicy changes the device's desired settings to
+	// change(current): the settings that differ become device overrides
+	// (see OverrideFromSettings). When the result differs, the version grows
+	// by exactly one in the same transaction; when it does not, nothing is
+	// written and changed is false. It returns the device as stored, or
+	// ErrNotFound.
 	UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d Device, changed bool, err error)
 }
 
@@ -90,5 +97,8 @@ type Store interface {
 	PolicyStore
 	ReportStore
 	TokenStore
+	OverrideStore
+	GroupStore
+	HistoryStore
 	Close() error
 }

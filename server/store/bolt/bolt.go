@@ -23,13 +23,15 @@ var (
 
 // Store is a bbolt-backed store.Store.
 type Store struct {
-	db *bbolt.DB
+	db           *bbolt.DB
+	now          func() time.Time
+	onTransition func(...proto.Transition)
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open opens or creates the database file at path.
-func Open(path string) (*Store, error) {
+func Open(path string, opts ...Option) (*Store, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
@@ -38,7 +40,7 @@ func Open(path string) (*Store, error) {
 	// writers into one fsync. 2ms keeps a lone edit fast.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketDevices, bucketSecrets} {
+		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -49,7 +51,15 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating buckets: %w", err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.initSummary(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Close closes the database file.
@@ -77,7 +87,8 @@ func putDevice(tx *bbolt.Tx, d store.Device) error {
 
 // CreateDevice implements store.DeviceStore.
 func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(w *writer) error {
+		tx := w.tx
 		if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
 			return store.ErrExists
 		}
@@ -88,7 +99,7 @@ func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
 		if err := secrets.Put(d.SecretHash, []byte(d.ID)); err != nil {
 			return err
 		}
-		return putDevice(tx, d)
+		return w.put(nil, d, proto.CauseEnroll, d.EnrolledAt)
 	})
 }
 
@@ -145,38 +156,28 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 }
 
 // UpdatePolicy implements store.PolicyStore.
-func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		d, err = getDevice(tx, id)
-		if err != nil {
-			return err
-		}
-		next := change(d.Policy.Settings)
-		if next.Equal(d.Policy.Settings) {
-			changed = false
-			return nil
-		}
-		d.Policy.Settings = next
-		d.Policy.Version++
-		changed = true
-		return putDevice(tx, d)
+func (s *Store) UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
+	var cur proto.Settings
+	return s.updateOverride(ctx, id, func(d store.Device) store.Layer {
+		cur = d.Policy.Settings
+		return store.OverrideFromSettings(d.Override, cur, change(cur))
 	})
-	return d, changed, err
 }
 
 // SaveReport implements store.ReportStore. Concurrent reports share one
 // transaction and one fsync through bbolt's Batch.
 func (s *Store) SaveReport(_ context.Context, id string, r store.Report) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
-		d, err := getDevice(tx, id)
+	return s.batch(func(w *writer) error {
+		d, err := getDevice(w.tx, id)
 		if err != nil {
 			return err
 		}
 		if r.AppliedPolicyVersion > d.Policy.Version {
 			return store.ErrVersionAhead
 		}
+		before := d
 		d.Report = &r
-		return putDevice(tx, d)
+		return w.put(&before, d, proto.CauseReport, r.ReceivedAt)
 	})
 }
 

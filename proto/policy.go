@@ -1,0 +1,311 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// The JSON names of every setting, in the canonical order used by Diff,
+// DevicePolicy.Monitor, explanations and summaries.
+const (
+	SettingCameraDisabled          = "cameraDisabled"
+	SettingScreenCaptureDisabled   = "screenCaptureDisabled"
+	SettingStatusBarDisabled       = "statusBarDisabled"
+	SettingLockTaskPackages        = "lockTaskPackages"
+	SettingUSBFileTransferDisabled = "usbFileTransferDisabled"
+	SettingPasswordMinLength       = "passwordMinLength"
+	SettingSSHPasswordAuthDisabled = "sshPasswordAuthDisabled"
+	SettingAutoUpdatesEnabled      = "autoUpdatesEnabled"
+)
+
+// SettingNames lists every setting's JSON name in canonical order.
+var SettingNames = []string{
+	SettingCameraDisabled,
+	SettingScreenCaptureDisabled,
+	SettingStatusBarDisabled,
+	SettingLockTaskPackages,
+	SettingUSBFileTransferDisabled,
+	SettingPasswordMinLength,
+	SettingSSHPasswordAuthDisabled,
+	SettingAutoUpdatesEnabled,
+}
+
+// IsSetting reports whether name is a setting's JSON name.
+func IsSetting(name string) bool { return slices.Contains(SettingNames, name) }
+
+// Limits on setting values.
+const (
+	MaxPasswordMinLength = 64
+	MaxLockTaskPackages  = 100
+	MaxPackageName       = 256
+)
+
+// ParseSetting decodes and checks one setting's JSON value and returns it in
+// canonical form. It fails for an unknown name, a wrong type or an
+// out-of-range value; JSON null is not a value (callers give null its own
+// meaning).
+func ParseSetting(name string, raw json.RawMessage) (json.RawMessage, error) {
+	if !IsSetting(name) {
+		return nil, fmt.Errorf("unknown setting %q", name)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, fmt.Errorf("setting %q has no value", name)
+	}
+	var v any
+	switch name {
+	case SettingLockTaskPackages:
+		var pkgs []string
+		if err := json.Unmarshal(raw, &pkgs); err != nil {
+			return nil, fmt.Errorf("setting %q must be a list of package names", name)
+		}
+		if len(pkgs) > MaxLockTaskPackages {
+			return nil, fmt.Errorf("setting %q has more than %d packages", name, MaxLockTaskPackages)
+		}
+		for _, p := range pkgs {
+			if p == "" || len(p) > MaxPackageName {
+				return nil, fmt.Errorf("setting %q: package names must be 1 to %d bytes", name, MaxPackageName)
+			}
+		}
+		if pkgs == nil {
+			pkgs = []string{}
+		}
+		v = pkgs
+	case SettingPasswordMinLength:
+		var n int
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return nil, fmt.Errorf("setting %q must be a whole number", name)
+		}
+		if n < 0 || n > MaxPasswordMinLength {
+			return nil, fmt.Errorf("setting %q must be from 0 to %d", name, MaxPasswordMinLength)
+		}
+		v = n
+	default:
+		var b bool
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return nil, fmt.Errorf("setting %q must be true or false", name)
+		}
+		v = b
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettingValues is a partial set of settings by JSON name, each value in
+// canonical JSON form (see ParseSetting).
+type SettingValues map[string]json.RawMessage
+
+// Values flattens s into the settings it manages (observes): cameraDisabled
+// always, every other setting when not nil.
+func (s Settings) Values() SettingValues {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic("proto: marshalling Settings: " + err.Error()) // plain data: cannot fail
+	}
+	var m SettingValues
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic("proto: unmarshalling Settings: " + err.Error())
+	}
+	return m
+}
+
+// ToSettings builds Settings from v. Settings missing from v stay unmanaged
+// (cameraDisabled false). Values must be canonical (see ParseSetting).
+func (v SettingValues) ToSettings() (Settings, error) {
+	var s Settings
+	b, err := json.Marshal(map[string]json.RawMessage(v))
+	if err != nil {
+		return s, err
+	}
+	err = json.Unmarshal(b, &s)
+	return s, err
+}
+
+// Mode is a setting's remediation mode.
+type Mode string
+
+// The remediation modes. The zero value means ModeEnforce.
+const (
+	// ModeEnforce: the agent makes the device match (the default).
+	ModeEnforce Mode = "enforce"
+	// ModeMonitor: the agent only observes and reports; a mismatch makes
+	// the device NON_COMPLIANT but nothing on the device changes.
+	ModeMonitor Mode = "monitor"
+)
+
+// Valid reports whether m is "enforce" or "monitor".
+func (m Mode) Valid() bool { return m == ModeEnforce || m == ModeMonitor }
+
+// Monitored reports whether the policy only monitors setting.
+func (p DevicePolicy) Monitored(setting string) bool { return slices.Contains(p.Monitor, setting) }
+
+// Reason says why a setting fails.
+type Reason string
+
+// The reasons a setting fails, in the order Diff decides them.
+const (
+	// ReasonUnsupported: the agent said it cannot enforce the setting.
+	ReasonUnsupported Reason = "UNSUPPORTED"
+	// ReasonEnforcementFailed: the agent tried and the device refused.
+	ReasonEnforcementFailed Reason = "ENFORCEMENT_FAILED"
+	// ReasonMismatch: the observed value differs from the desired one
+	// (drift, or a monitored setting that is not as wanted).
+	ReasonMismatch Reason = "MISMATCH"
+)
+
+// SettingFailure is one failing setting of a device.
+type SettingFailure struct {
+	Setting  string          `json:"setting"`
+	Expected json.RawMessage `json:"expected"`
+	// Actual is the observed value, null when the agent did not report it.
+	Actual json.RawMessage `json:"actual"`
+	Reason Reason          `json:"reason"`
+	// Detail is the agent's own explanation (why enforcement failed).
+	Detail string `json:"detail,omitempty"`
+	// Monitored is true when the setting is in monitor mode: the agent
+	// was told not to fix it.
+	Monitored bool `json:"monitored,omitempty"`
+}
+
+var jsonNull = json.RawMessage("null")
+
+// Diff lists, in SettingNames order, every setting desired manages that r
+// does not satisfy:
+//
+//	the agent lists it as unsupported          -> UNSUPPORTED
+//	observed differs, the agent lists it failed -> ENFORCEMENT_FAILED
+//	observed differs                            -> MISMATCH
+//
+// A monitored setting fails like any other (MISMATCH, with Monitored set).
+// Settings desired does not manage are ignored, whatever r reports. Versions
+// are not compared; Evaluate does that.
+func Diff(desired DevicePolicy, r ComplianceReport) []SettingFailure {
+	want, got := desired.Settings.Values(), r.Settings.Values()
+	var out []SettingFailure
+	for _, name := range SettingNames {
+		exp, managed := want[name]
+		if !managed {
+			continue
+		}
+		act, ok := got[name]
+		if !ok {
+			act = jsonNull
+		}
+		f := SettingFailure{Setting: name, Expected: exp, Actual: act, Monitored: desired.Monitored(name)}
+		switch {
+		case slices.Contains(r.Unsupported, name):
+			f.Reason = ReasonUnsupported
+		case bytes.Equal(exp, act):
+			continue
+		case r.Failed[name] != "":
+			f.Reason, f.Detail = ReasonEnforcementFailed, r.Failed[name]
+		default:
+			f.Reason = ReasonMismatch
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Failing returns the failing settings of a device in state NON_COMPLIANT,
+// and nil in every other state (a STALE report answers an older policy).
+func Failing(desired DevicePolicy, report *ComplianceReport) []SettingFailure {
+	if Evaluate(desired, report) != StateNonCompliant {
+		return nil
+	}
+	return Diff(desired, *report)
+}
+
+// Transition causes: what changed a device's derived state.
+const (
+	CauseEnroll = "enroll"
+	CauseReport = "report"
+	CauseEdit   = "edit"
+	CauseGroup  = "group"
+)
+
+// Transition is one change of a device's derived compliance state. From is
+// empty for the first state of a newly enrolled device.
+type Transition struct {
+	DeviceID string          `json:"deviceId,omitempty"`
+	From     ComplianceState `json:"from"`
+	To       ComplianceState `json:"to"`
+	At       time.Time       `json:"at"`
+	Cause    string          `json:"cause"`
+	// Failing is the failing settings after the transition (NON_COMPLIANT).
+	Failing []SettingFailure `json:"failing,omitempty"`
+}
+
+// History is the answer to GET /devices/{id}/history: the newest
+// transitions, oldest first.
+type History struct {
+	Transitions []Transition `json:"transitions"`
+}
+
+// DriftingSetting is how many NON_COMPLIANT devices fail one setting.
+type DriftingSetting struct {
+	Setting string `json:"setting"`
+	Devices int64  `json:"devices"`
+}
+
+// ComplianceSummary is the answer to GET /compliance/summary. Counts has an
+// entry for each of the four states; DriftingSettings is sorted by devices,
+// most first, then by setting name, and lists only settings with devices.
+type ComplianceSummary struct {
+	Counts           map[ComplianceState]int64 `json:"counts"`
+	DriftingSettings []DriftingSetting         `json:"driftingSettings"`
+}
+
+// PolicyExplanation is the answer to GET /devices/{id}/policy/explain: the
+// effective policy and, per managed setting, its value, mode and source.
+type PolicyExplanation struct {
+	DeviceID string                        `json:"deviceId"`
+	Policy   DevicePolicy                  `json:"policy"`
+	Settings map[string]SettingExplanation `json:"settings"`
+}
+
+// SettingExplanation says where an effective setting comes from. Source is
+// "device" (the device's own override), "group:<groupId>" or "default".
+type SettingExplanation struct {
+	Value  json.RawMessage `json:"value"`
+	Mode   Mode            `json:"mode"`
+	Source string          `json:"source"`
+}
+
+// Group is a named policy applied to its member devices. Higher Priority
+// wins; on equal priority the group whose name sorts first (byte order)
+// wins. Mode is the remediation mode of every setting of the group that
+// Modes does not name.
+type Group struct {
+	GroupID   string          `json:"groupId"`
+	Name      string          `json:"name"`
+	Priority  int             `json:"priority"`
+	Policy    SettingValues   `json:"policy"`
+	Mode      Mode            `json:"mode"`
+	Modes     map[string]Mode `json:"modes,omitempty"`
+	DeviceIDs []string        `json:"deviceIds"`
+}
+
+// GroupList is the answer to GET /groups, groups in precedence order
+// (winning group first).
+type GroupList struct {
+	Groups []Group `json:"groups"`
+}
+
+// GroupChange is the answer to every group edit: the group as stored and
+// how many devices' effective policies changed (each bumped by one and rung).
+type GroupChange struct {
+	Group
+	ChangedDevices int `json:"changedDevices"`
+}
+
+// GroupMembers is the body of PUT /groups/{id}/devices: the new member list,
+// replacing the old one.
+type GroupMembers struct {
+	DeviceIDs []string `json:"deviceIds"`
+}

@@ -1,0 +1,566 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+var (
+	bucketGroups     = []byte("groups")      // group id -> JSON store.Group
+	bucketGroupNames = []byte("group_names") // group name -> group id
+	bucketHistory    = []byte("history")     // device id -> bucket: big-endian seq -> JSON proto.Transition
+	bucketMeta       = []byte("meta")        // keySummary -> JSON summary
+	keySummary       = []byte("summary")
+)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock used to time transitions caused by edits; the
+// default is time.Now. Reports and enrollments carry their own times.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithTransitionHook calls f, after the transaction committed, with every
+// state transition it recorded. f must not block (hand off to a queue).
+func WithTransitionHook(f func(...proto.Transition)) Option {
+	return func(s *Store) { s.onTransition = f }
+}
+
+// WithNoSync skips the fsync after each commit. It loses durability on a
+// crash: for benchmarks and throw-away simulations only, never serving.
+func WithNoSync() Option { return func(s *Store) { s.db.NoSync = true } }
+
+// summary is the fleet's counters, kept in the meta bucket and updated in
+// every transaction that changes a device.
+type summary struct {
+	Counts map[proto.ComplianceState]int64 `json:"counts"`
+	Drift  map[string]int64                `json:"drift"`
+}
+
+func (s *summary) add(state proto.ComplianceState, failing []proto.SettingFailure, n int64) {
+	s.Counts[state] += n
+	for _, f := range failing {
+		s.Drift[f.Setting] += n
+		if s.Drift[f.Setting] == 0 {
+			delete(s.Drift, f.Setting)
+		}
+	}
+}
+
+func newSummary() *summary {
+	return &summary{Counts: map[proto.ComplianceState]int64{}, Drift: map[string]int64{}}
+}
+
+func loadSummary(tx *bbolt.Tx) (*summary, error) {
+	v := tx.Bucket(bucketMeta).Get(keySummary)
+	sum := newSummary()
+	if v == nil {
+		return nil, nil
+	}
+	if err := json.Unmarshal(v, sum); err != nil {
+		return nil, fmt.Errorf("decoding summary: %w", err)
+	}
+	if sum.Counts == nil {
+		sum.Counts = map[proto.ComplianceState]int64{}
+	}
+	if sum.Drift == nil {
+		sum.Drift = map[string]int64{}
+	}
+	return sum, nil
+}
+
+func saveSummary(tx *bbolt.Tx, sum *summary) error {
+	v, err := json.Marshal(sum)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keySummary, v)
+}
+
+// initSummary builds the counters by one scan when the database has none
+// (a database from before they existed).
+func (s *Store) initSummary() error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		sum, err := loadSummary(tx)
+		if err != nil || sum != nil {
+			return err
+		}
+		sum = newSummary()
+		err = tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+			var d store.Device
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decoding device %s: %w", k, err)
+			}
+			st, failing := store.Derive(d)
+			sum.add(st, failing, 1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return saveSummary(tx, sum)
+	})
+}
+
+// writer is one write transaction that keeps history, counters and the
+// transitions to announce in step with every device it writes.
+type writer struct {
+	tx          *bbolt.Tx
+	sum         *summary
+	transitions []proto.Transition
+	groups      map[string]store.Group // loaded on first use
+}
+
+func (w *writer) summary() (*summary, error) {
+	if w.sum == nil {
+		sum, err := loadSummary(w.tx)
+		if err != nil {
+			return nil, err
+		}
+		if sum == nil {
+			sum = newSummary()
+		}
+		w.sum = sum
+	}
+	return w.sum, nil
+}
+
+// put writes after, the new state of a device that was before (nil when
+// it is new), counting and recording a change of derived state with cause
+// at time at.
+func (w *writer) put(before *store.Device, after store.Device, cause string, at time.Time) error {
+	sum, err := w.summary()
+	if err != nil {
+		return err
+	}
+	var from proto.ComplianceState
+	if before != nil {
+		st, failing := store.Derive(*before)
+		sum.add(st, failing, -1)
+		from = st
+	}
+	to, failing := store.Derive(after)
+	sum.add(to, failing, 1)
+	if before == nil || from != to {
+		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
+		if err := appendHistory(w.tx, t); err != nil {
+			return err
+		}
+		w.transitions = append(w.transitions, t)
+	}
+	return putDevice(w.tx, after)
+}
+
+func appendHistory(tx *bbolt.Tx, t proto.Transition) error {
+	b, err := tx.Bucket(bucketHistory).CreateBucketIfNotExists([]byte(t.DeviceID))
+	if err != nil {
+		return err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	rec := t
+	rec.DeviceID = ""
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
+		return err
+	}
+	if seq > store.HistoryLimit {
+		return b.Delete(seqKey(seq - store.HistoryLimit))
+	}
+	return nil
+}
+
+func seqKey(n uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, n)
+	return k
+}
+
+func (w *writer) finish() error {
+	if w.sum == nil {
+		return nil
+	}
+	return saveSummary(w.tx, w.sum)
+}
+
+func (s *Store) run(do func(func(*bbolt.Tx) error) error, f func(*writer) error) error {
+	var transitions []proto.Transition
+	err := do(func(tx *bbolt.Tx) error {
+		w := &writer{tx: tx}
+		if err := f(w); err != nil {
+			return err
+		}
+		transitions = w.transitions
+		return w.finish()
+	})
+	if err == nil && len(transitions) > 0 && s.onTransition != nil {
+		s.onTransition(transitions...)
+	}
+	return err
+}
+
+// update runs f in one write transaction.
+func (s *Store) update(f func(*writer) error) error { return s.run(s.db.Update, f) }
+
+// batch runs f in a transaction shared with concurrent callers (bbolt's
+// Batch); f may run more than once.
+func (s *Store) batch(f func(*writer) error) error { return s.run(s.db.Batch, f) }
+
+func getGroup(tx *bbolt.Tx, id string) (store.Group, error) {
+	var g store.Group
+	v := tx.Bucket(bucketGroups).Get([]byte(id))
+	if v == nil {
+		return g, store.ErrNotFound
+	}
+	if err := json.Unmarshal(v, &g); err != nil {
+		return g, fmt.Errorf("decoding group %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func putGroup(tx *bbolt.Tx, g store.Group) error {
+	v, err := json.Marshal(g)
+	if err != nil {
+		return fmt.Errorf("encoding group %s: %w", g.ID, err)
+	}
+	return tx.Bucket(bucketGroups).Put([]byte(g.ID), v)
+}
+
+// allGroups loads every group once per transaction.
+func (w *writer) allGroups() (map[string]store.Group, error) {
+	if w.groups != nil {
+		return w.groups, nil
+	}
+	w.groups = map[string]store.Group{}
+	err := w.tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
+		var g store.Group
+		if err := json.Unmarshal(v, &g); err != nil {
+			return fmt.Errorf("decoding group %s: %w", k, err)
+		}
+		w.groups[g.ID] = g
+		return nil
+	})
+	return w.groups, err
+}
+
+func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
+	all, err := w.allGroups()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Group, 0, len(d.Groups))
+	for _, id := range d.Groups {
+		if g, ok := all[id]; ok {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+// recompute re-derives the effective policy of each device in ids after
+// a group change (w.groups already reflects it), setting membership of
+// group gid to member(id) when gid is not empty.
+func (w *writer) recompute(ids []string, gid string, member func(string) bool, at time.Time) ([]store.PolicyChange, error) {
+	var changes []store.PolicyChange
+	for _, id := range ids {
+		d, err := getDevice(w.tx, id)
+		if err != nil {
+			return nil, fmt.Errorf("group member %s: %w", id, err)
+		}
+		before := d
+		if gid != "" {
+			has := slices.Contains(d.Groups, gid)
+			switch want := member(id); {
+			case want && !has:
+				d.Groups = append(slices.Clone(d.Groups), gid)
+				sort.Strings(d.Groups)
+			case !want && has:
+				d.Groups = slices.DeleteFunc(slices.Clone(d.Groups), func(x string) bool { return x == gid })
+			}
+		}
+		gs, err := w.groupsOf(d)
+		if err != nil {
+			return nil, err
+		}
+		changed := store.Recompute(&d, gs)
+		if !changed && slices.Equal(before.Groups, d.Groups) {
+			continue
+		}
+		if err := w.put(&before, d, proto.CauseGroup, at); err != nil {
+			return nil, err
+		}
+		if changed {
+			changes = append(changes, store.PolicyChange{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
+		}
+	}
+	return changes, nil
+}
+
+func (w *writer) checkDevices(ids []string) error {
+	var unknown []string
+	b := w.tx.Bucket(bucketDevices)
+	for _, id := range ids {
+		if b.Get([]byte(id)) == nil {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return store.UnknownDevices(unknown)
+	}
+	return nil
+}
+
+func normalizeMembers(ids []string) []string {
+	out := slices.Clone(ids)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// CreateGroup implements store.GroupStore.
+func (s *Store) CreateGroup(_ context.Context, g store.Group) (changes []store.PolicyChange, err error) {
+	g.Members = normalizeMembers(g.Members)
+	err = s.update(func(w *writer) error {
+		if w.tx.Bucket(bucketGroups).Get([]byte(g.ID)) != nil {
+			return store.ErrExists
+		}
+		if w.tx.Bucket(bucketGroupNames).Get([]byte(g.Name)) != nil {
+			return store.ErrNameTaken
+		}
+		if err := w.checkDevices(g.Members); err != nil {
+			return err
+		}
+		if err := w.tx.Bucket(bucketGroupNames).Put([]byte(g.Name), []byte(g.ID)); err != nil {
+			return err
+		}
+		if err := putGroup(w.tx, g); err != nil {
+			return err
+		}
+		all, err := w.allGroups()
+		if err != nil {
+			return err
+		}
+		all[g.ID] = g
+		changes, err = w.recompute(g.Members, g.ID, func(string) bool { return true }, s.now())
+		return err
+	})
+	return changes, err
+}
+
+// Group implements store.GroupStore.
+func (s *Store) Group(_ context.Context, id string) (g store.Group, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		g, err = getGroup(tx, id)
+		return err
+	})
+	return g, err
+}
+
+// Groups implements store.GroupStore.
+func (s *Store) Groups(_ context.Context) ([]store.Group, error) {
+	var out []store.Group
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
+			var g store.Group
+			if err := json.Unmarshal(v, &g); err != nil {
+				return fmt.Errorf("decoding group %s: %w", k, err)
+			}
+			out = append(out, g)
+			return nil
+		})
+	})
+	store.SortGroups(out)
+	return out, err
+}
+
+// UpdateGroup implements store.GroupStore.
+func (s *Store) UpdateGroup(_ context.Context, id string, change func(store.Group) (store.Group, error)) (g store.Group, changes []store.PolicyChange, err error) {
+	err = s.update(func(w *writer) error {
+		cur, err := getGroup(w.tx, id)
+		if err != nil {
+			return err
+		}
+		g, err = change(cur)
+		if err != nil {
+			return err
+		}
+		g.ID, g.Members = cur.ID, cur.Members
+		if g.Name != cur.Name {
+			names := w.tx.Bucket(bucketGroupNames)
+			if names.Get([]byte(g.Name)) != nil {
+				return store.ErrNameTaken
+			}
+			if err := names.Delete([]byte(cur.Name)); err != nil {
+				return err
+			}
+			if err := names.Put([]byte(g.Name), []byte(g.ID)); err != nil {
+				return err
+			}
+		}
+		if err := putGroup(w.tx, g); err != nil {
+			return err
+		}
+		all, err := w.allGroups()
+		if err != nil {
+			return err
+		}
+		all[g.ID] = g
+		changes, err = w.recompute(g.Members, "", nil, s.now())
+		return err
+	})
+	return g, changes, err
+}
+
+// SetGroupMembers implements store.GroupStore.
+func (s *Store) SetGroupMembers(_ context.Context, id string, deviceIDs []string) (g store.Group, changes []store.PolicyChange, err error) {
+	members := normalizeMembers(deviceIDs)
+	err = s.update(func(w *writer) error {
+		g, err = getGroup(w.tx, id)
+		if err != nil {
+			return err
+		}
+		if err := w.checkDevices(members); err != nil {
+			return err
+		}
+		affected := normalizeMembers(append(slices.Clone(g.Members), members...))
+		in := map[string]bool{}
+		for _, m := range members {
+			in[m] = true
+		}
+		g.Members = members
+		if err := putGroup(w.tx, g); err != nil {
+			return err
+		}
+		changes, err = w.recompute(affected, g.ID, func(id string) bool { return in[id] }, s.now())
+		return err
+	})
+	return g, changes, err
+}
+
+// DeleteGroup implements store.GroupStore.
+func (s *Store) DeleteGroup(_ context.Context, id string) (changes []store.PolicyChange, err error) {
+	err = s.update(func(w *writer) error {
+		g, err := getGroup(w.tx, id)
+		if err != nil {
+			return err
+		}
+		if err := w.tx.Bucket(bucketGroups).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := w.tx.Bucket(bucketGroupNames).Delete([]byte(g.Name)); err != nil {
+			return err
+		}
+		all, err := w.allGroups()
+		if err != nil {
+			return err
+		}
+		delete(all, id)
+		changes, err = w.recompute(g.Members, g.ID, func(string) bool { return false }, s.now())
+		return err
+	})
+	return changes, err
+}
+
+// UpdateOverride implements store.OverrideStore.
+func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store.Layer) store.Layer) (store.Device, bool, error) {
+	return s.updateOverride(ctx, id, func(d store.Device) store.Layer { return change(d.Override) })
+}
+
+func (s *Store) updateOverride(_ context.Context, id string, change func(store.Device) store.Layer) (d store.Device, changed bool, err error) {
+	err = s.update(func(w *writer) error {
+		d, err = getDevice(w.tx, id)
+		if err != nil {
+			return err
+		}
+		before := d
+		d.Override = change(d)
+		gs, err := w.groupsOf(d)
+		if err != nil {
+			return err
+		}
+		changed = store.Recompute(&d, gs)
+		if !changed && layerEqual(before.Override, d.Override) {
+			return nil
+		}
+		return w.put(&before, d, proto.CauseEdit, s.now())
+	})
+	return d, changed, err
+}
+
+func layerEqual(a, b store.Layer) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// History implements store.HistoryStore.
+func (s *Store) History(_ context.Context, id string) ([]proto.Transition, error) {
+	out := []proto.Transition{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketDevices).Get([]byte(id)) == nil {
+			return store.ErrNotFound
+		}
+		b := tx.Bucket(bucketHistory).Bucket([]byte(id))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var t proto.Transition
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("decoding history of %s: %w", id, err)
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Summary implements store.HistoryStore.
+func (s *Store) Summary(_ context.Context) (proto.ComplianceSummary, error) {
+	out := proto.ComplianceSummary{Counts: map[proto.ComplianceState]int64{}, DriftingSettings: []proto.DriftingSetting{}}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		sum, err := loadSummary(tx)
+		if err != nil {
+			return err
+		}
+		if sum == nil {
+			return errors.New("summary missing")
+		}
+		for _, st := range proto.States {
+			out.Counts[st] = sum.Counts[st]
+		}
+		for name, n := range sum.Drift {
+			if n > 0 {
+				out.DriftingSettings = append(out.DriftingSettings, proto.DriftingSetting{Setting: name, Devices: n})
+			}
+		}
+		return nil
+	})
+	sort.Slice(out.DriftingSettings, func(i, j int) bool {
+		a, b := out.DriftingSettings[i], out.DriftingSettings[j]
+		if a.Devices != b.Devices {
+			return a.Devices > b.Devices
+		}
+		return a.Setting < b.Setting
+	})
+	return out, err
+}

@@ -1,0 +1,256 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// ErrUnknownDevice is returned (wrapped, naming the ids) when a group's
+// member list names a device that does not exist. Nothing is stored.
+var ErrUnknownDevice = errors.New("unknown device")
+
+// ErrNameTaken is returned when a group's name is already used by another
+// group. Nothing is stored.
+var ErrNameTaken = errors.New("group name already taken")
+
+// HistoryLimit is how many transitions are kept per device; older ones are
+// dropped as new ones are recorded.
+const HistoryLimit = 100
+
+// Layer is a partial policy: a group's settings or a device's own
+// overrides. Values holds canonical values (proto.ParseSetting); Modes the
+// remediation mode of some settings.
+type Layer struct {
+	Values proto.SettingValues   `json:"values,omitempty"`
+	Modes  map[string]proto.Mode `json:"modes,omitempty"`
+}
+
+// Empty reports whether l manages nothing and sets no mode.
+func (l Layer) Empty() bool { return len(l.Values) == 0 && len(l.Modes) == 0 }
+
+// Group is a named policy layer applied to its members.
+type Group struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Priority int    `json:"priority"`
+	Layer
+	// Mode is the mode of every setting of the group that Layer.Modes does
+	// not name; "" means enforce.
+	Mode proto.Mode `json:"mode,omitempty"`
+	// Members are device ids, sorted.
+	Members []string `json:"members,omitempty"`
+}
+
+// Precedes reports whether g wins over o when both set a setting: the
+// higher priority wins; on equal priority the name that sorts first (byte
+// order), then the lower id.
+func (g Group) Precedes(o Group) bool {
+	if g.Priority != o.Priority {
+		return g.Priority > o.Priority
+	}
+	if g.Name != o.Name {
+		return g.Name < o.Name
+	}
+	return g.ID < o.ID
+}
+
+// SortGroups sorts groups in precedence order, winner first.
+func SortGroups(groups []Group) {
+	sort.SliceStable(groups, func(i, j int) bool { return groups[i].Precedes(groups[j]) })
+}
+
+func (g Group) modeOf(setting string) proto.Mode {
+	if m, ok := g.Modes[setting]; ok && m != "" {
+		return m
+	}
+	if g.Mode != "" {
+		return g.Mode
+	}
+	return proto.ModeEnforce
+}
+
+// Source names used by Explain.
+const (
+	SourceDevice  = "device"
+	SourceDefault = "default"
+	SourceGroup   = "group:"
+)
+
+// Effective merges a device's groups and its own override into the desired
+// settings: for each setting, the device's override wins, then the group
+// that precedes the others, then the default (cameraDisabled false,
+// everything else unmanaged). A setting's mode is the device's Modes entry
+// when there is one, else the mode of the layer that gave the value.
+// groups may be in any order.
+func Effective(groups []Group, override Layer) (proto.Settings, []string, map[string]proto.SettingExplanation) {
+	gs := slices.Clone(groups)
+	SortGroups(gs)
+	values := proto.SettingValues{}
+	explain := map[string]proto.SettingExplanation{}
+	for _, name := range proto.SettingNames {
+		if v, ok := override.Values[name]; ok {
+			explain[name] = proto.SettingExplanation{Value: v, Mode: proto.ModeEnforce, Source: SourceDevice}
+		} else {
+			for _, g := range gs {
+				if v, ok := g.Values[name]; ok {
+					explain[name] = proto.SettingExplanation{Value: v, Mode: g.modeOf(name), Source: SourceGroup + g.ID}
+					break
+				}
+			}
+		}
+		if _, ok := explain[name]; !ok && name == proto.SettingCameraDisabled {
+			explain[name] = proto.SettingExplanation{Value: json.RawMessage("false"), Mode: proto.ModeEnforce, Source: SourceDefault}
+		}
+		e, ok := explain[name]
+		if !ok {
+			continue
+		}
+		if m, ok := override.Modes[name]; ok && m != "" {
+			e.Mode = m
+			explain[name] = e
+		}
+		values[name] = e.Value
+	}
+	s, err := values.ToSettings()
+	if err != nil {
+		panic("store: canonical setting values do not decode: " + err.Error())
+	}
+	var monitor []string
+	for _, name := range proto.SettingNames {
+		if e, ok := explain[name]; ok && e.Mode == proto.ModeMonitor {
+			monitor = append(monitor, name)
+		}
+	}
+	return s, monitor, explain
+}
+
+// Recompute sets d.Policy to the effective policy of its groups and
+// override, bumping the version by exactly one when settings or modes
+// changed. It reports whether they did.
+func Recompute(d *Device, groups []Group) bool {
+	s, monitor, _ := Effective(groups, d.Override)
+	if s.Equal(d.Policy.Settings) && slices.Equal(monitor, d.Policy.Monitor) {
+		return false
+	}
+	d.Policy.Settings, d.Policy.Monitor = s, monitor
+	d.Policy.Version++
+	return true
+}
+
+// OverrideFromSettings returns override changed so the effective settings
+// move from cur to next: each setting whose value differs becomes a device
+// override with next's value, or, when next does not manage it, loses its
+// override. It gives PolicyStore.UpdatePolicy its meaning under groups.
+func OverrideFromSettings(override Layer, cur, next proto.Settings) Layer {
+	a, b := cur.Values(), next.Values()
+	out := Layer{Values: maps(override.Values), Modes: override.Modes}
+	for _, name := range proto.SettingNames {
+		va, oka := a[name]
+		vb, okb := b[name]
+		if oka == okb && bytes.Equal(va, vb) {
+			continue
+		}
+		if okb {
+			out.Values[name] = vb
+		} else {
+			delete(out.Values, name)
+		}
+	}
+	return out
+}
+
+func maps(v proto.SettingValues) proto.SettingValues {
+	out := proto.SettingValues{}
+	for k, x := range v {
+		out[k] = x
+	}
+	return out
+}
+
+// Derive returns a device's compliance state and failing settings, as the
+// API shows them.
+func Derive(d Device) (proto.ComplianceState, []proto.SettingFailure) {
+	var r *proto.ComplianceReport
+	if d.Report != nil {
+		r = &d.Report.ComplianceReport
+	}
+	return proto.Evaluate(d.Policy, r), proto.Failing(d.Policy, r)
+}
+
+// PolicyChange is a device whose effective policy changed: the API rings
+// it with the new version.
+type PolicyChange struct {
+	DeviceID string
+	Version  int64
+	FCMToken string
+}
+
+// OverrideStore changes a device's own policy layer.
+type OverrideStore interface {
+	// UpdateOverride replaces the device's override with change(current)
+	// and recomputes its effective policy, bumping the version by exactly
+	// one when that changed (changed true), all in one transaction. It
+	// returns the device as stored, or ErrNotFound.
+	UpdateOverride(ctx context.Context, id string, change func(Layer) Layer) (d Device, changed bool, err error)
+}
+
+// GroupStore holds groups and their members. Every method that can alter
+// devices' effective policies recomputes them in the same transaction,
+// bumps each changed device's version by exactly one, records history with
+// cause "group", and returns the changed devices for one batched ring.
+type GroupStore interface {
+	// CreateGroup stores a new group (with its members, if any). It
+	// returns ErrExists when the id is taken, ErrNameTaken when the name
+	// is, and ErrUnknownDevice when a member does not exist.
+	CreateGroup(ctx context.Context, g Group) ([]PolicyChange, error)
+	// Group returns one group, or ErrNotFound.
+	Group(ctx context.Context, id string) (Group, error)
+	// Groups returns every group in precedence order (winner first).
+	Groups(ctx context.Context) ([]Group, error)
+	// UpdateGroup replaces the group's name, priority, layer and mode
+	// with change(current) (id and members are kept). change may refuse
+	// with an error, which is returned as is. It returns ErrNotFound or
+	// ErrNameTaken.
+	UpdateGroup(ctx context.Context, id string, change func(Group) (Group, error)) (Group, []PolicyChange, error)
+	// SetGroupMembers replaces the group's members. It returns ErrNotFound
+	// for an unknown group and ErrUnknownDevice for an unknown device.
+	SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (Group, []PolicyChange, error)
+	// DeleteGroup removes the group, or returns ErrNotFound.
+	DeleteGroup(ctx context.Context, id string) ([]PolicyChange, error)
+}
+
+// HistoryStore answers for derived state over time and across the fleet.
+type HistoryStore interface {
+	// History returns the device's newest transitions (at most
+	// HistoryLimit), oldest first, or ErrNotFound.
+	History(ctx context.Context, id string) ([]proto.Transition, error)
+	// Summary returns the fleet's state counts and drifting settings,
+	// maintained as devices change (no scan).
+	Summary(ctx context.Context) (proto.ComplianceSummary, error)
+}
+
+// PolicyEngine is everything the policy API needs besides Store.
+type PolicyEngine interface {
+	OverrideStore
+	GroupStore
+	HistoryStore
+}
+
+// UnknownDevices wraps ErrUnknownDevice with the ids that are unknown.
+func UnknownDevices(ids []string) error {
+	return &unknownDevicesError{ids: ids}
+}
+
+type unknownDevicesError struct{ ids []string }
+
+func (e *unknownDevicesError) Error() string {
+	return "unknown device: " + strings.Join(e.ids, ", ")
+}
+func (e *unknownDevicesError) Unwrap() error { return ErrUnknownDevice }
