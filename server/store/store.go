@@ -33,6 +33,10 @@ type Device struct {
 	// Report is the last accepted report, nil when the device never reported.
 	Report   *Report `json:"report,omitempty"`
 	FCMToken string  `json:"fcmToken,omitempty"`
+	// ClientCert is true when the device was issued a certificate at
+	// enrollment: over TLS it must then present it on every call and MQTT
+	// login, besides its secret.
+	ClientCert bool `json:"clientCert,omitempty"`
 }
 
 // Report is an accepted compliance report and when it arrived.
