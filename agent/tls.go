@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -76,7 +78,8 @@ func (a *Agent) tlsConfigFor(host string) *tls.Config {
 // DialTLSContext dials addr and completes a TLS handshake verified as
 // described on Config.ServerPin, presenting the device certificate. A caller
 // that brings its own Config.HTTPClient should set it as its transport's
-// DialTLSContext.
+// DialTLSContext, and the transport should have a CloseIdleConnections
+// method, so a new certificate is presented at once.
 func (a *Agent) DialTLSContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -141,7 +144,7 @@ func (a *Agent) verifyServer(cs tls.ConnectionState, host string) error {
 	case a.cfg.ServerPin != "":
 		var seen []string
 		for _, c := range cs.PeerCertificates {
-			p := proto.SPKIPin(c)
+			p := SPKIPin(c)
 			if p == a.cfg.ServerPin {
 				roots = x509.NewCertPool()
 				roots.AddCert(c)
@@ -330,4 +333,10 @@ func (a *Agent) newHTTPClient() *http.Client {
 // opened with the previous one, or none).
 func (a *Agent) closeIdleConnections() {
 	a.client.http.CloseIdleConnections()
+}
+
+// SPKIPin is the pin of a certificate's public key (see proto.PinPrefix).
+func SPKIPin(c *x509.Certificate) string {
+	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return proto.PinPrefix + base64.StdEncoding.EncodeToString(h[:])
 }

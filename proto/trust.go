@@ -1,21 +1,10 @@
 package proto
 
-import (
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-)
-
-// PinPrefix starts every public-key pin.
+// PinPrefix starts every public-key pin: "sha256/" and the standard base64
+// of the SHA-256 of a certificate's SubjectPublicKeyInfo (the HPKP form). A
+// pin names a key, so it survives the certificate's renewal with that key.
+// agent.SPKIPin and pki.SPKIPin compute it (proto stays free of crypto).
 const PinPrefix = "sha256/"
-
-// SPKIPin is the pin of a certificate's public key: "sha256/" and the
-// standard base64 of the SHA-256 of its SubjectPublicKeyInfo (the HPKP form).
-// A pin names a key, so it survives the certificate's renewal with that key.
-func SPKIPin(c *x509.Certificate) string {
-	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return PinPrefix + base64.StdEncoding.EncodeToString(h[:])
-}
 
 // CertificateRequest is the body of POST /devices/{id}/certificate: a PEM
 // certificate signing request for the device's (new) key pair.
