@@ -69,16 +69,27 @@ func (a *API) checkClientCert(c *fiber.Ctx, d store.Device) error {
 		}
 		return nil
 	}
-	if err := a.cfg.PKI.VerifyDevice(cs.PeerCertificates, d.ID); err != nil {
+	verify := a.cfg.PKI.VerifyDevice
+	if c.Locals(localLapsedCertOK) == true {
+		verify = a.cfg.PKI.VerifyLapsedDevice
+	}
+	if err := verify(cs.PeerCertificates, d.ID); err != nil {
 		return errorf(http.StatusUnauthorized, "bad_client_certificate", "%v", err)
 	}
 	return nil
 }
 
+// localLapsedCertOK marks a request on which an expired device certificate
+// is accepted (renewal only).
+const localLapsedCertOK = "doorbell.lapsedCertOK"
+
 // renewCertificate is POST /devices/{id}/certificate: the device, with its
 // secret and (when it has one) its current certificate, gets a new
-// certificate for the key in its CSR.
+// certificate for the key in its CSR. The current certificate may have
+// expired: with the secret it still proves the device, and refusing it would
+// leave a device that was offline too long unable ever to renew.
 func (a *API) renewCertificate(c *fiber.Ctx) error {
+	c.Locals(localLapsedCertOK, true)
 	d, err := a.device(c, false)
 	if err != nil {
 		return err

@@ -313,6 +313,23 @@ func TestTLSAgent(t *testing.T) {
 		t.Fatalf("sync after the old certificate expired: %v", err)
 	}
 
+	// Offline past the new certificate's expiry too (it was issued at +61
+	// days for 90): the renewal endpoint takes the lapsed certificate with
+	// the secret, so the device does not go dark.
+	lapsed, _, _ := ids.Load()
+	clk.set(200 * 24 * time.Hour)
+	if err := a.Sync(ctx); err != nil {
+		t.Fatalf("sync with a lapsed certificate: %v", err)
+	}
+	if again, _, _ := ids.Load(); certSerial(t, again.CertPEM) == certSerial(t, lapsed.CertPEM) {
+		t.Fatal("a lapsed certificate was not renewed")
+	}
+	// Elsewhere a lapsed certificate is refused.
+	code, ecode, _ := s.call(s.client(keyPairPEM(t, lapsed)), "GET", "/devices/"+id+"/policy", lapsed.DeviceSecret, "")
+	if code != 401 || ecode != "bad_client_certificate" {
+		t.Fatalf("policy with a lapsed certificate: %d %s, want 401 bad_client_certificate", code, ecode)
+	}
+
 	// Only CSRs travelled; the private key never did.
 	if !strings.Contains(rec.get("/enroll")[0], "CERTIFICATE REQUEST") {
 		t.Error("the enrollment carried no CSR")
@@ -538,6 +555,15 @@ func TestPlainDaemonIgnoresCSR(t *testing.T) {
 func mustParse(t *testing.T, der []byte) *x509.Certificate {
 	t.Helper()
 	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func keyPairPEM(t *testing.T, id agent.Identity) tls.Certificate {
+	t.Helper()
+	c, err := tls.X509KeyPair([]byte(id.CertPEM), []byte(id.KeyPEM))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -424,6 +424,22 @@ func acceptableKey(k crypto.PublicKey) error {
 // certificate must chain to the CA, be valid now, allow client
 // authentication and name deviceID as its common name.
 func (a *Authority) VerifyDevice(chain []*x509.Certificate, deviceID string) error {
+	return a.verifyDevice(chain, deviceID, a.cfg.Now())
+}
+
+// VerifyLapsedDevice is VerifyDevice that also accepts a certificate past
+// its expiry (but not one not yet valid): renewal takes it, with the device
+// secret, so a device that was offline longer than its certificate lives
+// can still renew instead of going dark.
+func (a *Authority) VerifyLapsedDevice(chain []*x509.Certificate, deviceID string) error {
+	now := a.cfg.Now()
+	if len(chain) > 0 && now.After(chain[0].NotAfter) {
+		now = chain[0].NotAfter
+	}
+	return a.verifyDevice(chain, deviceID, now)
+}
+
+func (a *Authority) verifyDevice(chain []*x509.Certificate, deviceID string, now time.Time) error {
 	if len(chain) == 0 {
 		return errors.New("no client certificate")
 	}
@@ -434,7 +450,7 @@ func (a *Authority) VerifyDevice(chain []*x509.Certificate, deviceID string) err
 	_, err := chain[0].Verify(x509.VerifyOptions{
 		Roots:         a.roots,
 		Intermediates: inter,
-		CurrentTime:   a.cfg.Now(),
+		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
