@@ -230,3 +230,47 @@ func TestBadCSRs(t *testing.T) {
 		}
 	}
 }
+
+// TestOperatorCertificate: with --tls-cert/--tls-key the operator's chain is
+// served and pinned (its last certificate), reloaded when the files change,
+// while our own CA still issues device certificates.
+func TestOperatorCertificate(t *testing.T) {
+	c := &clock{t: time.Now()}
+	publicDir := t.TempDir()
+	public := open(t, publicDir, c) // stands in for the operator's CA
+	a, err := pki.Open(pki.Config{
+		Dir:      t.TempDir(),
+		CertFile: filepath.Join(publicDir, pki.ServerFile),
+		KeyFile:  filepath.Join(publicDir, pki.ServerKeyFile),
+		Now:      c.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serialOf(a) != serialOf(public) {
+		t.Fatal("the operator's certificate is not the one served")
+	}
+	if a.Pin() != public.Pin() || !bytes.Equal(a.TrustPEM(), public.CAPEM()) {
+		t.Fatal("agents are not told to pin the top of the operator's chain")
+	}
+	if bytes.Equal(a.CAPEM(), public.CAPEM()) {
+		t.Fatal("device certificates would be issued by the operator's CA")
+	}
+	if renewed, err := a.Check(); err != nil || renewed {
+		t.Fatalf("Check with unchanged files: renewed=%v err=%v", renewed, err)
+	}
+	// The operator replaces the files (here: the stand-in renews them).
+	c.add(61 * 24 * time.Hour)
+	if renewed, err := public.Check(); err != nil || !renewed {
+		t.Fatalf("stand-in renewal: %v %v", renewed, err)
+	}
+	if renewed, err := a.Check(); err != nil || !renewed {
+		t.Fatalf("Check after the files changed: renewed=%v err=%v", renewed, err)
+	}
+	if serialOf(a) != serialOf(public) {
+		t.Fatal("the replaced files were not loaded")
+	}
+	if _, err := pki.Open(pki.Config{Dir: t.TempDir(), CertFile: filepath.Join(publicDir, pki.ServerFile)}); err == nil {
+		t.Fatal("a certificate without its key was accepted")
+	}
+}
