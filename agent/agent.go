@@ -53,7 +53,7 @@ type Config struct {
 	OnSync func(SyncResult)
 	// Clock is the source of time; nil means the real clock.
 	Clock Clock
-	// ServerPin ("sha256/<base64>", see proto.SPKIPin) and ServerCA (PEM)
+	// ServerPin ("sha256/<base64>", see SPKIPin) and ServerCA (PEM)
 	// verify an HTTPS server before enrollment; without either the system's
 	// roots do. Once enrolled, the agent pins the CA the server sent.
 	ServerPin string
