@@ -325,6 +325,9 @@ func (c *Client) enroll(ctx context.Context, enrollToken string, req proto.Enrol
 func (a *Agent) newHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialTLSContext = a.DialTLSContext
+	// Through a proxy the transport does the handshake itself: with the
+	// same verification, for the one host the agent talks to.
+	tr.TLSClientConfig = a.tlsConfigFor(a.client.base.Hostname())
 	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: tr}
 }
 
