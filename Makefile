@@ -5,9 +5,11 @@ APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev
 
 .PHONY: run test build deps vet fmt-check clean aar
 
-## run: start the server with its embedded defaults (HTTP :8080, MQTT :1883, data in ./doorbell-data)
+## run: start the server for a local try-out: plain HTTP and MQTT on loopback only
+## (127.0.0.1:8080, 127.0.0.1:1883, data in ./doorbell-data). `doorbell serve` without
+## flags is TLS on every interface; see docs/TRUST.md.
 run:
-	$(GO) run ./cmd/doorbell serve
+	$(GO) run ./cmd/doorbell serve --tls off --http 127.0.0.1:8080 --mqtt 127.0.0.1:1883
 
 ## build: the single binary in bin/
 build:

@@ -55,6 +55,11 @@ type Config struct {
 	OnSync func(SyncResult)
 	// Clock is the source of time; nil means the real clock.
 	Clock Clock
+	// ServerPin ("sha256/<base64>", see SPKIPin) and ServerCA (PEM)
+	// verify an HTTPS server before enrollment; without either the system's
+	// roots do. Once enrolled, the agent pins the CA the server sent.
+	ServerPin string
+	ServerCA  []byte
 }
 
 // SyncResult describes one sync attempt.
@@ -143,7 +148,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
-	return &Agent{
+	if cfg.ServerPin != "" && !ValidPin(cfg.ServerPin) {
+		return nil, fmt.Errorf("agent config: ServerPin %q: want sha256/<base64 of 32 bytes>", cfg.ServerPin)
+	}
+	a := &Agent{
 		cfg:       cfg,
 		client:    client,
 		log:       cfg.Logger.With("component", "agent"),
@@ -152,7 +160,11 @@ func New(cfg Config) (*Agent, error) {
 		sem:       make(chan struct{}, 1),
 		trigger:   make(chan struct{}, 1),
 		idChanged: make(chan struct{}, 1),
-	}, nil
+	}
+	if cfg.HTTPClient == nil {
+		client.http = a.newHTTPClient()
+	}
+	return a, nil
 }
 
 // Run syncs at once, then on a jittered periodic timer (with exponential
@@ -411,10 +423,15 @@ func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
 	if a.cfg.EnrollToken == "" {
 		return Identity{}, ErrNoEnrollToken
 	}
-	resp, err := a.client.Enroll(ctx, a.cfg.EnrollToken, proto.EnrollRequest{
+	csr, keyPEM, err := a.newCSR()
+	if err != nil {
+		return Identity{}, err
+	}
+	resp, cs, err := a.client.enroll(ctx, a.cfg.EnrollToken, proto.EnrollRequest{
 		Model:        a.cfg.Model,
 		OSVersion:    a.cfg.OSVersion,
 		AgentVersion: a.cfg.AgentVersion,
+		CSR:          csr,
 	})
 	if err != nil {
 		return Identity{}, err
@@ -425,6 +442,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
 		MQTTURL:      resp.MQTT.URL,
 		Topic:        resp.MQTT.Topic,
 	}
+	a.adoptEnrollment(&id, resp, keyPEM, cs)
 	// Saved before anything else: an identity the server knows but the
 	// device forgot would be an orphan.
 	if err := a.cfg.IDStore.Save(id); err != nil {
@@ -492,6 +510,7 @@ func (a *Agent) currentIdentity() (Identity, bool) {
 // the caller enroll again.
 func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
 	res := SyncResult{DeviceID: id.DeviceID}
+	id = a.maybeRenewCert(ctx, id)
 	cred := id.Credentials()
 
 	// A token that fails to register does not fail the sync: the policy

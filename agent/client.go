@@ -67,15 +67,8 @@ type PolicyResponse struct {
 
 // Enroll registers a new device with an enrollment token (POST /enroll).
 func (c *Client) Enroll(ctx context.Context, enrollToken string, req proto.EnrollRequest) (proto.EnrollResponse, error) {
-	var resp proto.EnrollResponse
-	_, err := c.do(ctx, http.MethodPost, "/enroll", enrollToken, nil, req, &resp, http.StatusCreated)
-	if err != nil {
-		return proto.EnrollResponse{}, fmt.Errorf("enrolling device: %w", err)
-	}
-	if resp.DeviceID == "" || resp.DeviceSecret == "" {
-		return proto.EnrollResponse{}, errors.New("enrolling device: server answered without a device id or secret")
-	}
-	return resp, nil
+	resp, _, err := c.enroll(ctx, enrollToken, req)
+	return resp, err
 }
 
 // Policy fetches the device's desired policy (GET /devices/{id}/policy).

@@ -22,6 +22,12 @@ type Identity struct {
 	// FCMToken is the push token last registered with the server, so an
 	// unchanged token is not registered again.
 	FCMToken string `json:"fcmToken,omitempty"`
+	// KeyPEM is the device's private key, made on the device and never
+	// sent; CertPEM its certificate from the server's CA; CAPEM the server
+	// CA pinned at enrollment for every later connection.
+	KeyPEM  string `json:"keyPem,omitempty"`
+	CertPEM string `json:"certPem,omitempty"`
+	CAPEM   string `json:"caPem,omitempty"`
 }
 
 // Credentials returns the credentials device calls are made with.
@@ -35,6 +41,8 @@ func (id Identity) LogValue() slog.Value {
 		slog.String("deviceId", id.DeviceID),
 		slog.String("mqttUrl", id.MQTTURL),
 		slog.Bool("fcmRegistered", id.FCMToken != ""),
+		slog.Bool("certificate", id.CertPEM != ""),
+		slog.Bool("caPinned", id.CAPEM != ""),
 	)
 }
 

@@ -166,6 +166,7 @@ func (a *Agent) dialMQTT(ctx context.Context, id Identity, brokerURL string) (*m
 		// Cancel cancels a dial in progress when ctx is done (the
 		// handshake after it is bounded by the connect timeout).
 		SetDialer(&net.Dialer{Timeout: mqttConnectTimeout, Cancel: ctx.Done()}).
+		SetCustomOpenConnectionFn(a.openMQTT(ctx)).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) { s.fail(err) }).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !s.enter() {

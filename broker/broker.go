@@ -5,6 +5,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,14 @@ type Config struct {
 	// runs on a broker goroutine, so it must be quick and must not call
 	// Close. It may call Connected and ConnectedCount.
 	OnPresence func(deviceID string, connected bool)
+	// TLS, when set, makes the listener MQTT over TLS with this
+	// configuration; nil means plain TCP.
+	TLS *tls.Config
+	// CheckClientCert, when set, is asked about every login over TLS that
+	// the credentials accepted: username, whether it is a device login, and
+	// the connection's TLS state (its PeerCertificates may be empty). A
+	// non-nil error refuses the login.
+	CheckClientCert func(username string, device bool, cs tls.ConnectionState) error
 }
 
 // Tuning for many idle clients: 10,000+ always-connected devices per server,
@@ -183,6 +192,7 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 		log:      log,
 		presence: presence{clients: map[string]*mqtt.Client{}, onChange: cfg.OnPresence},
 	}
+	h.checkCert = cfg.CheckClientCert
 	if err := server.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("adding broker hook: %w", err)
 	}
@@ -196,6 +206,9 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 	nl, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for mqtt on %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		nl = tls.NewListener(nl, cfg.TLS)
 	}
 	l := newListener(listenerID, nl, connectTimeout)
 	l.disconnectAll = func() {

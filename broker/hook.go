@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"log/slog"
 	"sync"
 
@@ -45,6 +46,8 @@ type hook struct {
 	server   *mqtt.Server
 	log      *slog.Logger
 	presence presence
+	// checkCert is Config.CheckClientCert.
+	checkCert func(username string, device bool, cs tls.ConnectionState) error
 
 	// afterDisconnect, set only by tests before Serve, is called at the end
 	// of every OnDisconnect.
@@ -85,6 +88,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // operator token) and refuses anything else.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	reason := h.refusal(cl, pk)
+	if reason == "" {
+		reason = h.certRefusal(cl, pk)
+	}
 	if reason == "" {
 		return true
 	}

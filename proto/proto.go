@@ -17,7 +17,9 @@ import (
 //     compliance report, status, MQTT doorbell, FCM doorbell.
 //   - 2 (2026-11-23): optional settings, per-setting verdicts (report
 //     unsupported/failed, status failing), monitor mode (policy monitor),
-//     groups, history, compliance summary, webhook events.
+//     groups, history, compliance summary, webhook events;
+//     TLS and device certificates: EnrollRequest.csr,
+//     EnrollResponse.caCert and .certificate, POST /devices/{id}/certificate.
 const CapabilityVersion = 2
 
 // MaxBodyBytes is the largest request body the server accepts.
@@ -143,6 +145,9 @@ type EnrollRequest struct {
 	Model        string `json:"model"`
 	OSVersion    string `json:"osVersion"`
 	AgentVersion string `json:"agentVersion"`
+	// CSR is a PEM certificate signing request for the device's own key
+	// pair; over TLS the server answers with a device certificate. Optional.
+	CSR string `json:"csr,omitempty"`
 }
 
 // MQTTInfo tells an enrolled agent where to listen for its doorbell.
@@ -158,6 +163,11 @@ type EnrollResponse struct {
 	DeviceSecret string       `json:"deviceSecret"`
 	Policy       DevicePolicy `json:"policy"`
 	MQTT         MQTTInfo     `json:"mqtt"`
+	// CACert is the PEM certificate the agent pins for every later
+	// connection; sent only over TLS.
+	CACert string `json:"caCert,omitempty"`
+	// Certificate is the PEM device certificate issued for EnrollRequest.CSR.
+	Certificate string `json:"certificate,omitempty"`
 }
 
 // TokenRegistration is the body of POST /devices/{id}/token.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
 
@@ -41,6 +42,10 @@ type DaemonConfig struct {
 	// Logger: nil discards. Out receives generated tokens; nil = os.Stdout.
 	Logger *slog.Logger
 	Out    io.Writer
+	// TLS turns on HTTPS, MQTT over TLS and device certificates; nil means
+	// plain listeners. Its Dir defaults to <DataDir>/tls, and its Hosts are
+	// added to pki.DefaultHosts for the listen addresses.
+	TLS *pki.Config
 }
 
 // Daemon is a running Doorbell server: the API, the embedded broker and the
@@ -54,6 +59,7 @@ type Daemon struct {
 	bell   bridge.Bell
 	hook   *Webhook // nil without WebhookURL
 	httpLn net.Listener
+	pki    *pki.Authority
 }
 
 // NewDaemon opens the data dir and binds both listeners, so the addresses are
@@ -90,6 +96,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if d.cfg.AdminToken, err = d.token(cfg.AdminToken, "admin-token", "admin token"); err != nil {
 		return nil, err
 	}
+	enrollGenerated := cfg.EnrollToken == "" && !fileExists(filepath.Join(cfg.DataDir, "enroll-token"))
 	if d.cfg.EnrollToken, err = d.token(cfg.EnrollToken, "enroll-token", "enrollment token"); err != nil {
 		return nil, err
 	}
@@ -109,8 +116,11 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--mqtt %q: %w", cfg.MQTTAddr, err)
 	}
+	if err := d.openPKI(); err != nil {
+		return nil, err
+	}
 	creds := Credentials{Devices: d.store, AdminToken: d.cfg.AdminToken}
-	d.broker, err = broker.New(creds, broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence})
+	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence}))
 	if err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
@@ -149,6 +159,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		Presence:    d.broker,
 		Bell:        d.bell,
 		Logger:      cfg.Logger,
+		PKI:         d.pki,
 	})
 	if err != nil {
 		return nil, err
@@ -157,6 +168,8 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if d.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listening on --http %s: %w", cfg.HTTPAddr, err)
 	}
+	d.httpLn = d.wrapHTTP(d.httpLn)
+	d.announceTLS(enrollGenerated)
 	return d, nil
 }
 
@@ -225,7 +238,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.hook != nil {
 		wg.Go(func() { d.hook.Run(ctx) })
 	}
-	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr())
+	if d.pki != nil {
+		wg.Go(func() { d.pki.Run(ctx) })
+	}
+	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "tls", d.pki != nil, "pin", d.Pin())
 
 	var runErr error
 	select {

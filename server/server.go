@@ -25,6 +25,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// PKI issues device certificates and checks the client certificates
+	// presented over TLS; nil means TLS is off (CSRs are ignored).
+	PKI *pki.Authority
 }
 
 // API is the REST API over a store.
@@ -124,6 +128,7 @@ func (a *API) routes() {
 	r.Post("/devices/:id/report", a.report)
 	r.Post("/devices/:id/token", a.registerToken)
 	a.policyRoutes()
+	r.Post("/devices/:id/certificate", a.renewCertificate)
 	r.Use(func(c *fiber.Ctx) error {
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
@@ -209,6 +214,9 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
 	if allowOperator && a.isOperator(tok) {
 		return d, nil
 	}
+	if err := a.checkClientCert(c, d); err != nil {
+		return d, err
+	}
 	h := hashSecret(tok)
 	if subtle.ConstantTimeCompare(h, d.SecretHash) == 1 {
 		return d, nil
@@ -273,7 +281,12 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		}
 	}
 	id, secret := randomHex(16), randomToken(32)
+	cert, err := a.issueDeviceCert(c, req.CSR, id)
+	if err != nil {
+		return err
+	}
 	d := store.Device{
+		ClientCert:   cert != "",
 		ID:           id,
 		SecretHash:   hashSecret(secret),
 		Model:        req.Model,
@@ -290,6 +303,8 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		DeviceSecret: secret,
 		Policy:       d.Policy,
 		MQTT:         proto.MQTTInfo{URL: a.mqttURL(c), Topic: proto.PolicyChangedTopic(id)},
+		CACert:       a.trustPEM(c),
+		Certificate:  cert,
 	})
 }
 
@@ -301,7 +316,7 @@ func (a *API) mqttURL(c *fiber.Ctx) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return "tcp://" + net.JoinHostPort(host, a.cfg.MQTTPort)
+	return a.mqttScheme() + "://" + net.JoinHostPort(host, a.cfg.MQTTPort)
 }
 
 func (a *API) getPolicy(c *fiber.Ctx) error {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -152,6 +153,10 @@ func (p *proc) stop() {
 type serverProc struct {
 	*proc
 	url, httpAddr, mqttAddr, admin, enroll, dataDir string
+	// pin and caFile are set when the server runs TLS (the default);
+	// client trusts its CA then.
+	pin, caFile string
+	client      *http.Client
 }
 
 func startServer(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...string) *serverProc {
@@ -163,6 +168,10 @@ func startServer(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...stri
 	l := s.waitLog("serving", 30*time.Second)
 	s.httpAddr, s.mqttAddr = l["http"].(string), l["mqtt"].(string)
 	s.url = "http://" + s.httpAddr
+	s.client = http.DefaultClient
+	if l["tls"] == true {
+		s.useTLS(l["pin"].(string))
+	}
 	return s
 }
 
@@ -176,7 +185,7 @@ func (s *serverProc) call(method, path, token, body string, out any) (int, []byt
 	req, _ := http.NewRequest(method, s.url+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -228,6 +237,9 @@ func startAgent(t *testing.T, name string, s *serverProc, stateDir string, extra
 	a := &agentProc{stateDir: stateDir, devicePath: filepath.Join(stateDir, "device.json")}
 	args := append([]string{"agent", "--server", s.url, "--enroll-token", s.enroll, "--state", stateDir,
 		"--enforcer", "file:" + a.devicePath, "--interval", "1h", "--log-format", "json"}, extra...)
+	if s.pin != "" && !slices.Contains(extra, "--server-pin") && !slices.Contains(extra, "--ca-file") {
+		args = append(args, "--server-pin", s.pin)
+	}
 	a.proc = start(t, name, args...)
 	return a
 }

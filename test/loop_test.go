@@ -33,7 +33,7 @@ func startMosquittoSub(t *testing.T, s *serverProc, topic string) *mosquittoSub 
 	m := &mosquittoSub{got: make(chan string, 100)}
 	// -d prints the SUBACK, so we know the subscription is in place.
 	// stdbuf: mosquitto_sub's stdout is a pipe here, so force line buffering.
-	m.cmd = exec.Command("stdbuf", "-oL", "mosquitto_sub", "-d", "-h", host, "-p", port, "-u", "operator", "-P", s.admin, "-t", topic, "-v", "-q", "1")
+	m.cmd = exec.Command("stdbuf", append([]string{"-oL", "mosquitto_sub", "-d", "-h", host, "-p", port, "-u", "operator", "-P", s.admin, "-t", topic, "-v", "-q", "1"}, s.mosquittoTLSArgs()...)...)
 	out, err := m.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestLoop(t *testing.T) {
 	// A device's credentials cannot read another device's doorbell.
 	_, secretA := a.identity()
 	a.stop()
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + srv.mqttAddr).
+	c := mqtt.NewClient(srv.mqttOptions(a.certificate()...).
 		SetClientID(idA).SetUsername(idA).SetPassword(secretA).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("A's credentials cannot connect: %v", tok.Error())

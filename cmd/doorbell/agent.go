@@ -26,6 +26,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		enforcer  string
 		once      bool
 		logFormat string
+		caFile    string
+		enrollURL string
 	)
 	fs.StringVar(&cfg.ServerURL, "server", "", "server URL, e.g. http://mdm.example.com:8080 (required)")
 	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "enrollment token (needed until the agent has enrolled)")
@@ -36,7 +38,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.DisableMQTT, "no-mqtt", false, "do not hold an MQTT connection (periodic sync only)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", "", "broker URL (default: the one the server gave at enrollment)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&cfg.ServerPin, "server-pin", "", "pin of the server's CA key, sha256/<base64> (printed by serve)")
+	fs.StringVar(&caFile, "ca-file", "", "PEM file of the CA the server's certificate chains to (e.g. <data>/tls/ca.pem)")
+	fs.StringVar(&enrollURL, "enroll-url", "", "the enrollment string doorbell://enroll?server=...&pin=...&token=... (instead of --server, --server-pin, --enroll-token)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := applyTrustFlags(&cfg, caFile, enrollURL); err != nil {
 		return err
 	}
 	if cfg.ServerURL == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
@@ -17,6 +18,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg       server.DaemonConfig
 		fcm       bridge.FCMConfig
 		logFormat string
+		logger    *slog.Logger
+		err       error
 	)
 	fs.StringVar(&cfg.DataDir, "data", "./doorbell-data", "data directory (database, generated tokens)")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
@@ -31,10 +34,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "POST every device state transition here as signed JSON (optional)")
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook events (X-Doorbell-Signature: sha256=<hex>)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	tlsFlags := addTLSFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	logger, err := newLogger(logFormat, stderr)
+	if cfg.TLS, err = tlsFlags.config(); err != nil {
+		return err
+	}
+	logger, err = newLogger(logFormat, stderr)
 	if err != nil {
 		return err
 	}

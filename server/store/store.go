@@ -38,6 +38,10 @@ type Device struct {
 	Override Layer `json:"override"`
 	// Groups are the ids of the groups the device belongs to, sorted.
 	Groups []string `json:"groups,omitempty"`
+	// ClientCert is true when the device was issued a certificate at
+	// enrollment: over TLS it must then present it on every call and MQTT
+	// login, besides its secret.
+	ClientCert bool `json:"clientCert,omitempty"`
 }
 
 // Report is an accepted compliance report and when it arrived.
