@@ -104,7 +104,7 @@ func TestJavaBinding(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tools.java, "-Djava.library.path="+libDir, "-cp", classes,
-		"Harness", srv.url, srv.enroll, srv.admin)
+		"Harness", srv.url, srv.enroll, srv.admin, srv.pin, filepath.Join(work, "data", "tls", "ca.pem"))
 	out, err := cmd.CombinedOutput()
 	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
 		t.Log("java: " + line)
@@ -250,7 +250,7 @@ func fileExists(p string) bool {
 
 // serveProc is a running `doorbell serve` process.
 type serveProc struct {
-	url, admin, enroll string
+	url, admin, enroll, pin string
 }
 
 // startDoorbellServe starts the doorbell binary on loopback ports and waits
@@ -281,8 +281,9 @@ func startDoorbellServe(t *testing.T, bin, dataDir string) serveProc {
 			mu.Lock()
 			logs.WriteString(sc.Text() + "\n")
 			mu.Unlock()
-			var l struct{ Msg, HTTP string }
+			var l struct{ Msg, HTTP, Pin string }
 			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "serving" {
+				s.pin = l.Pin
 				select {
 				case serving <- l.HTTP:
 				default:
@@ -304,7 +305,7 @@ func startDoorbellServe(t *testing.T, bin, dataDir string) serveProc {
 	})
 	select {
 	case addr := <-serving:
-		s.url = "http://" + addr
+		s.url = "https://" + addr
 	case <-done:
 		t.Fatal("doorbell serve exited before serving")
 	case <-time.After(time.Minute):

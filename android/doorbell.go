@@ -46,6 +46,11 @@ type Config struct {
 	ServerURL string
 	// EnrollToken enrolls the device when it has no identity yet.
 	EnrollToken string
+	// ServerPin ("sha256/...", printed by the server and carried in the
+	// enrollment QR code) is the public-key pin the agent verifies the
+	// server's certificate chain against; the CA learned at enrollment is
+	// pinned from then on. Empty means the system's trusted roots.
+	ServerPin string
 	// IntervalSeconds is the periodic sync interval of the doorbell loop
 	// (StartDoorbell); 0 means 15 minutes. Phones sync from WorkManager
 	// instead.
@@ -122,6 +127,7 @@ func NewAgent(cfg *Config, enforcer Enforcer, store Store, logger Logger) (a *Ag
 	ag, err := agent.New(agent.Config{
 		ServerURL:    cfg.ServerURL,
 		EnrollToken:  cfg.EnrollToken,
+		ServerPin:    cfg.ServerPin,
 		Enforcer:     enforcerAdapter{enforcer},
 		IDStore:      storeAdapter{store},
 		Interval:     time.Duration(cfg.IntervalSeconds) * time.Second,

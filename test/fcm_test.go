@@ -25,7 +25,7 @@ func startPhone(t *testing.T, srv *serverProc, fake *fcmtest.Server, token strin
 	p := &phone{token: token}
 	var err error
 	p.agent, err = agent.New(agent.Config{
-		ServerURL: srv.url, EnrollToken: srv.enroll, DisableMQTT: true, Interval: time.Hour,
+		ServerURL: srv.url, ServerPin: srv.pin, EnrollToken: srv.enroll, DisableMQTT: true, Interval: time.Hour,
 		Enforcer: &agent.MemoryEnforcer{}, IDStore: agent.NewFileIDStore(t.TempDir()),
 		Model: "Pixel 8", OSVersion: "14", AgentVersion: "test",
 	})
@@ -140,7 +140,7 @@ func TestRungOnBoth(t *testing.T) {
 	}
 	syncs := make(chan sync, 64)
 	a, err := agent.New(agent.Config{
-		ServerURL: srv.url, EnrollToken: srv.enroll, Interval: time.Hour,
+		ServerURL: srv.url, ServerPin: srv.pin, EnrollToken: srv.enroll, Interval: time.Hour,
 		Enforcer: &agent.MemoryEnforcer{}, IDStore: agent.NewFileIDStore(t.TempDir()),
 		OnSync: func(r agent.SyncResult) {
 			if r.Err == nil {

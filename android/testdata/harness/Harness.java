@@ -79,8 +79,22 @@ public final class Harness {
         }
     }
 
-    static String server, enroll, admin;
-    static final HttpClient http = HttpClient.newHttpClient();
+    static String server, enroll, admin, pin;
+    static HttpClient http;
+
+    /** An HTTP client for the operator calls that trusts only the server's own CA. */
+    static HttpClient httpTrusting(String caFile) throws Exception {
+        java.security.KeyStore ks = java.security.KeyStore.getInstance(java.security.KeyStore.getDefaultType());
+        ks.load(null, null);
+        try (java.io.InputStream in = new java.io.FileInputStream(caFile)) {
+            ks.setCertificateEntry("doorbell-ca", java.security.cert.CertificateFactory.getInstance("X.509").generateCertificate(in));
+        }
+        javax.net.ssl.TrustManagerFactory tmf = javax.net.ssl.TrustManagerFactory.getInstance(javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm());
+        tmf.init(ks);
+        javax.net.ssl.SSLContext ctx = javax.net.ssl.SSLContext.getInstance("TLS");
+        ctx.init(null, tmf.getTrustManagers(), null);
+        return HttpClient.newBuilder().sslContext(ctx).build();
+    }
     static int failures = 0;
 
     static void check(boolean ok, String what) {
@@ -118,6 +132,7 @@ public final class Harness {
     static Config config(String enrollToken, boolean disableMQTT) {
         Config c = Doorbell.newConfig();
         c.setServerURL(server);
+        c.setServerPin(pin);
         c.setEnrollToken(enrollToken);
         c.setDisableMQTT(disableMQTT);
         c.setModel("host-jvm");
@@ -141,6 +156,8 @@ public final class Harness {
         server = args[0];
         enroll = args[1];
         admin = args[2];
+        pin = args[3];
+        http = httpTrusting(args[4]);
 
         // 1. An error crossing Go -> Java: a wrong enrollment token.
         {
