@@ -40,7 +40,17 @@ type Config struct {
 	// runs on a broker goroutine, so it must be quick and must not call
 	// Close. It may call Connected and ConnectedCount.
 	OnPresence func(deviceID string, connected bool)
+	// MaxConnections bounds the connections open at once, authenticated
+	// or not; a connection beyond it is closed as soon as it is accepted.
+	// 0 means DefaultMaxConnections; negative means no limit.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is the connection limit when Config.MaxConnections
+// is 0: room for a fleet of 10,000+ always-connected devices and their
+// reconnect overlap, below the file descriptor limits a server is usually
+// given.
+const DefaultMaxConnections = 50_000
 
 // Tuning for many idle clients: 10,000+ always-connected devices per server,
 // each receiving a ~40-byte QoS 1 doorbell now and then, one at a time, and
@@ -198,6 +208,10 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("listening for mqtt on %s: %w", cfg.Addr, err)
 	}
 	l := newListener(listenerID, nl, connectTimeout)
+	l.maxConns = cfg.MaxConnections
+	if l.maxConns == 0 {
+		l.maxConns = DefaultMaxConnections
+	}
 	if err := server.AddListener(l); err != nil {
 		_ = nl.Close()
 		return nil, fmt.Errorf("adding mqtt listener: %w", err)

@@ -15,7 +15,11 @@ import (
 //
 //   - 1 (2026-11-23): enroll, token registration, policy with cameraDisabled,
 //     compliance report, status, MQTT doorbell, FCM doorbell.
-const CapabilityVersion = 1
+//   - 2 (2026-11-23): reports carry reportedAt and a random nonce (replay
+//     resistance) and the agent binary's SHA-256 (agentSha256);
+//     DeviceStatus carries integrity; operator tokens with roles,
+//     enrollment tokens, audit log and device revocation in the API.
+const CapabilityVersion = 2
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
@@ -103,10 +107,19 @@ func (u PolicyUpdate) Apply(s Settings) Settings {
 
 // ComplianceReport is what an agent observed after enforcing a policy.
 // Compliant is the agent's own opinion: stored, never trusted.
+//
+// ReportedAt and Nonce (capability 2) make a captured report useless to
+// replay: the server refuses a nonce it has accepted, a report older than
+// the last one it accepted, and a time outside its allowed clock skew.
+// AgentSHA256 is the hex SHA-256 of the agent's own binary, checked against
+// the server's optional allowlist; empty when the agent cannot tell.
 type ComplianceReport struct {
 	AppliedPolicyVersion int64 `json:"appliedPolicyVersion"`
 	Settings
-	Compliant bool `json:"compliant"`
+	Compliant   bool      `json:"compliant"`
+	ReportedAt  time.Time `json:"reportedAt,omitzero"`
+	Nonce       string    `json:"nonce,omitempty"`
+	AgentSHA256 string    `json:"agentSha256,omitempty"`
 }
 
 // Evaluate derives the compliance state of a device from its desired policy
@@ -166,6 +179,9 @@ type DeviceStatus struct {
 	State          ComplianceState `json:"state"`
 	Connected      bool            `json:"connected"`
 	FCMRegistered  bool            `json:"fcmRegistered"`
+	// Integrity says whether the agent binary is on the server's
+	// allowlist; see the Integrity constants.
+	Integrity Integrity `json:"integrity"`
 }
 
 // DeviceList is one page of GET /devices. NextAfter is the cursor for the

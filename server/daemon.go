@@ -38,6 +38,20 @@ type DaemonConfig struct {
 	// Logger: nil discards. Out receives generated tokens; nil = os.Stdout.
 	Logger *slog.Logger
 	Out    io.Writer
+
+	// ReportSkew: 0 = DefaultReportSkew. RequireReportNonce refuses
+	// capability-1 reports. See TrustConfig.
+	ReportSkew         time.Duration
+	RequireReportNonce bool
+	// EnrollPerMinute and DevicePerMinute are the rate limits (per remote
+	// IP on /enroll, per device on device endpoints): 0 = the defaults,
+	// negative = no limit.
+	EnrollPerMinute, DevicePerMinute int
+	// AgentAllowlist: nil = integrity unchecked. See TrustConfig.
+	AgentAllowlist map[string]bool
+	// MQTTMaxConnections bounds concurrent MQTT connections: 0 =
+	// broker.DefaultMaxConnections, negative = no limit.
+	MQTTMaxConnections int
 }
 
 // Daemon is a running Doorbell server: the API, the embedded broker and the
@@ -98,8 +112,8 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--mqtt %q: %w", cfg.MQTTAddr, err)
 	}
-	creds := Credentials{Devices: d.store, AdminToken: d.cfg.AdminToken}
-	d.broker, err = broker.New(creds, broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence})
+	creds := Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
+	d.broker, err = broker.New(creds, broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence, MaxConnections: cfg.MQTTMaxConnections})
 	if err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
@@ -138,6 +152,14 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		Presence:    d.broker,
 		Bell:        d.bell,
 		Logger:      cfg.Logger,
+		Trust: TrustConfig{
+			Sessions:           d.broker,
+			ReportSkew:         cfg.ReportSkew,
+			RequireReportNonce: cfg.RequireReportNonce,
+			EnrollPerMinute:    rateOrDefault(cfg.EnrollPerMinute, DefaultEnrollPerMinute),
+			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, DefaultDevicePerMinute),
+			AgentAllowlist:     cfg.AgentAllowlist,
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -147,6 +169,18 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("listening on --http %s: %w", cfg.HTTPAddr, err)
 	}
 	return d, nil
+}
+
+// rateOrDefault maps a daemon rate (0 = default, negative = off) to the
+// API's (0 = off).
+func rateOrDefault(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // token returns the configured token, or the one kept in the data dir, or a

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/server"
 )
 
@@ -17,6 +18,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg       server.DaemonConfig
 		fcm       bridge.FCMConfig
 		logFormat string
+		allowlist string
 	)
 	fs.StringVar(&cfg.DataDir, "data", "./doorbell-data", "data directory (database, generated tokens)")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
@@ -29,6 +31,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&fcm.Endpoint, "fcm-endpoint", "", "FCM API endpoint (an emulator or test server; unauthenticated without --fcm-credentials)")
 	fs.DurationVar(&fcm.TTL, "fcm-ttl", time.Hour, "how long FCM keeps an undelivered doorbell")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&cfg.ReportSkew, "report-skew", server.DefaultReportSkew, "how far a report's reportedAt may be from the server's clock")
+	fs.BoolVar(&cfg.RequireReportNonce, "require-report-nonce", false, "refuse reports without reportedAt and nonce (capability-1 agents)")
+	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", server.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
+	fs.IntVar(&cfg.DevicePerMinute, "device-rate", server.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
+	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
+	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +45,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg.Logger, cfg.Out = logger, stdout
+	if allowlist != "" {
+		if cfg.AgentAllowlist, err = server.LoadAllowlist(allowlist); err != nil {
+			return err
+		}
+	}
 	if fcm.ProjectID != "" || fcm.CredentialsFile != "" || fcm.Endpoint != "" {
 		cfg.FCM = &fcm
 	}

@@ -39,6 +39,11 @@ type Device struct {
 type Report struct {
 	proto.ComplianceReport
 	ReceivedAt time.Time `json:"receivedAt"`
+	// SeenNonces holds the nonces of every accepted report whose ReportedAt
+	// equals this one's (usually just this report's). Older nonces need no
+	// memory: a report older than the last accepted one is refused anyway.
+	// The store maintains it; callers leave it empty.
+	SeenNonces []string `json:"seenNonces,omitempty"`
 }
 
 // DeviceStore holds devices and their credentials.
@@ -70,7 +75,13 @@ type PolicyStore interface {
 type ReportStore interface {
 	// SaveReport stores r as the device's last report. It returns
 	// ErrNotFound for an unknown device and ErrVersionAhead, storing nothing,
-	// when r.AppliedPolicyVersion is above the desired version.
+	// when r.AppliedPolicyVersion is above the desired version. When the
+	// last accepted report carried a nonce, it also refuses, storing
+	// nothing: a report without one (ErrNonceRequired), a report whose
+	// ReportedAt is before the last accepted one (ErrStaleReport), and a
+	// nonce already accepted (ErrReplayedNonce). The checks run in the same
+	// transaction as the write, so two copies of one report never both
+	// succeed.
 	SaveReport(ctx context.Context, id string, r Report) error
 }
 
@@ -90,5 +101,9 @@ type Store interface {
 	PolicyStore
 	ReportStore
 	TokenStore
+	RevocationStore
+	OperatorTokenStore
+	EnrollmentTokenStore
+	AuditStore
 	Close() error
 }

@@ -43,7 +43,7 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return createTrustBuckets(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -77,19 +77,21 @@ func putDevice(tx *bbolt.Tx, d store.Device) error {
 
 // CreateDevice implements store.DeviceStore.
 func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
-			return store.ErrExists
-		}
-		secrets := tx.Bucket(bucketSecrets)
-		if len(d.SecretHash) == 0 || secrets.Get(d.SecretHash) != nil {
-			return store.ErrExists
-		}
-		if err := secrets.Put(d.SecretHash, []byte(d.ID)); err != nil {
-			return err
-		}
-		return putDevice(tx, d)
-	})
+	return s.db.Update(func(tx *bbolt.Tx) error { return createDevice(tx, d) })
+}
+
+func createDevice(tx *bbolt.Tx, d store.Device) error {
+	if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
+		return store.ErrExists
+	}
+	secrets := tx.Bucket(bucketSecrets)
+	if len(d.SecretHash) == 0 || secrets.Get(d.SecretHash) != nil {
+		return store.ErrExists
+	}
+	if err := secrets.Put(d.SecretHash, []byte(d.ID)); err != nil {
+		return err
+	}
+	return putDevice(tx, d)
 }
 
 // Device implements store.DeviceStore.
@@ -145,7 +147,7 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 }
 
 // UpdatePolicy implements store.PolicyStore.
-func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
+func (s *Store) UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		d, err = getDevice(tx, id)
 		if err != nil {
@@ -159,7 +161,10 @@ func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Set
 		d.Policy.Settings = next
 		d.Policy.Version++
 		changed = true
-		return putDevice(tx, d)
+		if err := putDevice(tx, d); err != nil {
+			return err
+		}
+		return writeAudit(ctx, tx)
 	})
 	return d, changed, err
 }
@@ -174,6 +179,9 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) error {
 		}
 		if r.AppliedPolicyVersion > d.Policy.Version {
 			return store.ErrVersionAhead
+		}
+		if err := checkReplay(d.Report, &r); err != nil {
+			return err
 		}
 		d.Report = &r
 		return putDevice(tx, d)
