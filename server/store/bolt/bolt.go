@@ -24,6 +24,8 @@ var (
 // Store is a bbolt-backed store.Store.
 type Store struct {
 	db *bbolt.DB
+	// auditRetention overrides AuditRetention in tests; 0 = AuditRetention.
+	auditRetention uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -164,7 +166,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, id string, change func(proto.S
 		if err := putDevice(tx, d); err != nil {
 			return err
 		}
-		return writeAudit(ctx, tx)
+		return s.writeAudit(ctx, tx)
 	})
 	return d, changed, err
 }

@@ -40,7 +40,7 @@ func createTrustBuckets(tx *bbolt.Tx) error {
 
 // writeAudit appends the audit entry carried by ctx, if any, in tx, and
 // trims the log to AuditRetention entries.
-func writeAudit(ctx context.Context, tx *bbolt.Tx) error {
+func (s *Store) writeAudit(ctx context.Context, tx *bbolt.Tx) error {
 	e, ok := store.AuditFrom(ctx)
 	if !ok {
 		return nil
@@ -58,8 +58,8 @@ func writeAudit(ctx context.Context, tx *bbolt.Tx) error {
 	if err := b.Put(seqKey(seq), v); err != nil {
 		return err
 	}
-	if seq > AuditRetention {
-		oldest := seqKey(seq - AuditRetention)
+	if keep := s.retention(); seq > keep {
+		oldest := seqKey(seq - keep)
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil && bytes.Compare(k, oldest) <= 0; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
@@ -68,6 +68,13 @@ func writeAudit(ctx context.Context, tx *bbolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+func (s *Store) retention() uint64 {
+	if s.auditRetention == 0 {
+		return AuditRetention
+	}
+	return s.auditRetention
 }
 
 func seqKey(seq uint64) []byte {
@@ -89,7 +96,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if err := tx.Bucket(bucketDevices).Delete([]byte(id)); err != nil {
 			return err
 		}
-		return writeAudit(ctx, tx)
+		return s.writeAudit(ctx, tx)
 	})
 }
 
@@ -110,7 +117,7 @@ func (s *Store) CreateOperatorToken(ctx context.Context, t store.OperatorToken) 
 		if err := hashes.Put(t.Hash, []byte(t.Name)); err != nil {
 			return err
 		}
-		return writeAudit(ctx, tx)
+		return s.writeAudit(ctx, tx)
 	})
 }
 
@@ -168,7 +175,7 @@ func (s *Store) DeleteOperatorToken(ctx context.Context, name string) error {
 		if err := tx.Bucket(bucketOperators).Delete([]byte(name)); err != nil {
 			return err
 		}
-		return writeAudit(ctx, tx)
+		return s.writeAudit(ctx, tx)
 	})
 }
 
@@ -205,7 +212,7 @@ func (s *Store) CreateEnrollmentToken(ctx context.Context, t store.EnrollmentTok
 		if err := putEnrollToken(tx, t); err != nil {
 			return err
 		}
-		return writeAudit(ctx, tx)
+		return s.writeAudit(ctx, tx)
 	})
 }
 
@@ -259,7 +266,7 @@ func (s *Store) RevokeEnrollmentToken(ctx context.Context, id string) error {
 		if err := putEnrollToken(tx, t); err != nil {
 			return err
 		}
-		return writeAudit(ctx, tx)
+		return s.writeAudit(ctx, tx)
 	})
 }
 

@@ -24,6 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *t
 	t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, newStore(t)) })
 	t.Run("SaveReport", func(t *testing.T) { testSaveReport(t, newStore(t)) })
 	t.Run("FCMToken", func(t *testing.T) { testFCMToken(t, newStore(t)) })
+	runTrust(t, newStore)
 	if reopen != nil {
 		t.Run("Durable", func(t *testing.T) { testDurable(t, newStore(t), reopen) })
 	}
