@@ -54,21 +54,28 @@ type harness struct {
 	now  time.Time
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+
+// newHarnessWith is newHarness with mod applied to the API's Config.
+func newHarnessWith(t *testing.T, mod func(*Config)) *harness {
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "doorbell.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	h := &harness{t: t, bell: &fakeBell{}, now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
-	h.api, err = New(st, Config{
+	cfg := Config{
 		AdminToken:  adminToken,
 		EnrollToken: enrollToken,
 		MQTTPort:    "1883",
 		Bell:        h.bell,
 		Presence:    fakePresence{},
 		Now:         func() time.Time { return h.now },
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h.api, err = New(st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
