@@ -10,8 +10,16 @@ import (
 	"io"
 	"os"
 
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
 	"github.com/doorbell-mdm/doorbell/proto"
 )
+
+// isMQTTLoginRefused reports whether a connect failed because the broker
+// refused the device's credentials.
+func isMQTTLoginRefused(err error) bool {
+	return errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword)
+}
 
 // Codes of the server's replay refusals (409), after which the agent
 // re-reads its policy and reports again with a fresh nonce and time.
