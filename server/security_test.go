@@ -501,3 +501,15 @@ func TestLoadAllowlist(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+func TestOversizedHeaders(t *testing.T) {
+	h := newTrustHarness(t, nil)
+	before := h.snapshot()
+	r := h.do("POST", "/tokens", adminToken, `{"name":"x","role":"viewer"}`, "X-Big", strings.Repeat("x", 9000))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge || r.errCode(t) != "request_header_fields_too_large" {
+		t.Fatalf("got %d %s, want 431", r.status, r.body)
+	}
+	if after := h.snapshot(); !reflect.DeepEqual(after, before) {
+		t.Fatal("a refused request changed state")
+	}
+}
