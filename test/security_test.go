@@ -1,8 +1,12 @@
 package test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -278,5 +282,41 @@ func TestSecurity(t *testing.T) {
 		if strings.Contains(string(raw), secret) {
 			t.Error("the audit log holds a secret")
 		}
+	}
+}
+
+// TestAgentIntegrity runs a server with an allowlist holding the hash of the
+// doorbell binary under test: the real agent, hashing its own executable,
+// is "ok"; a device reporting another hash is "unknown_binary".
+func TestAgentIntegrity(t *testing.T) {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(bin)
+	allow := filepath.Join(t.TempDir(), "allow.txt")
+	if err := os.WriteFile(allow, []byte("# the binary under test\n"+hex.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "--agent-allowlist", allow)
+	agent := startAgent(t, "agent", srv, t.TempDir())
+	var id string
+	eventually(t, 30*time.Second, "the agent to report", func() bool {
+		id, _ = agent.identity()
+		return id != "" && srv.status(id).LastReportAt != nil
+	})
+	if got := srv.status(id).Integrity; got != proto.IntegrityOK {
+		t.Errorf("real agent integrity = %s, want ok", got)
+	}
+
+	var other proto.EnrollResponse
+	srv.mustCall(201, "POST", "/enroll", srv.enroll, `{}`, &other)
+	if got := srv.status(other.DeviceID).Integrity; got != proto.IntegrityUnreported {
+		t.Errorf("never reported: integrity = %s, want unreported", got)
+	}
+	body := fmt.Sprintf(`{"appliedPolicyVersion":1,"agentSha256":%q}`, strings.Repeat("0", 64))
+	srv.mustCall(204, "POST", "/devices/"+other.DeviceID+"/report", other.DeviceSecret, body, nil)
+	if got := srv.status(other.DeviceID).Integrity; got != proto.IntegrityUnknownBinary {
+		t.Errorf("unknown hash: integrity = %s, want unknown_binary", got)
 	}
 }
