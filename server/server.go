@@ -299,13 +299,12 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		EnrolledAt:   a.cfg.Now().UTC().Truncate(time.Second),
 		Policy:       proto.DevicePolicy{Version: 1},
 	}
-	if static {
-		err := a.store.CreateDevice(c.UserContext(), d)
-		if err != nil {
-			return fmt.Errorf("enrolling device: %w", err)
+	if !static {
+		if err := a.enrollWithToken(c, tok, d); err != nil {
+			return err
 		}
-	} else if err := a.enrollWithToken(c, tok, d); err != nil {
-		return err
+	} else if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
+		return fmt.Errorf("enrolling device: %w", err)
 	}
 	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
 		DeviceID:     id,

@@ -68,6 +68,8 @@ type PolicyStore interface {
 	// change(current). When the result differs, the version grows by exactly
 	// one in the same transaction; when it does not, nothing is written and
 	// changed is false. It returns the device as stored, or ErrNotFound.
+	// A change also records the audit entry of ctx (WithAudit) in the same
+	// transaction.
 	UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d Device, changed bool, err error)
 }
 

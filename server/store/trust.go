@@ -74,8 +74,7 @@ func AuditFrom(ctx context.Context) (proto.AuditEntry, bool) {
 	return e, ok
 }
 
-// RevocationStore deletes devices. UpdatePolicy also records the audit entry
-// of its ctx (see WithAudit).
+// RevocationStore deletes devices.
 type RevocationStore interface {
 	// DeleteDevice deletes the device record, its secret index and its FCM
 	// token in one transaction, or returns ErrNotFound. It records the audit
