@@ -60,6 +60,9 @@ type Config struct {
 	// roots do. Once enrolled, the agent pins the CA the server sent.
 	ServerPin string
 	ServerCA  []byte
+	// AgentSHA256 is the hex SHA-256 of the agent binary sent with every
+	// report; "" means the SHA-256 of os.Executable(), computed once.
+	AgentSHA256 string
 }
 
 // SyncResult describes one sync attempt.
@@ -111,6 +114,9 @@ type Agent struct {
 	etag     string   // ETag of policy; "" when none is cached
 	policy   proto.DevicePolicy
 	reported int64 // policy version last applied and reported successfully
+
+	hashOnce sync.Once
+	hash     string // AgentSHA256 or the executable's hash
 }
 
 // New validates cfg and returns an agent. It does no I/O.
@@ -506,9 +512,9 @@ func (a *Agent) currentIdentity() (Identity, bool) {
 	return a.id, a.haveID
 }
 
-// syncDevice runs the device part of a sync for id. A 404 in res.Err makes
-// the caller enroll again.
-func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
+// syncDeviceOnce runs the device part of a sync for id once; syncDevice
+// retries it after a replay refusal.
+func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	res := SyncResult{DeviceID: id.DeviceID}
 	id = a.maybeRenewCert(ctx, id)
 	cred := id.Credentials()
@@ -562,6 +568,7 @@ func (a *Agent) syncDevice(ctx context.Context, id Identity) SyncResult {
 		res.Err = err
 		return res
 	}
+	a.stamp(&report)
 	if err := a.client.Report(ctx, cred, report); err != nil {
 		res.Err = err
 		return res

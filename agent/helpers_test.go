@@ -52,13 +52,17 @@ type fakeServer struct {
 	nextID  int
 	calls   []fakeCall
 	fail    map[string]int // route -> status to answer once
+	// refuse, when set, is the 409 code the next refuseN reports get.
+	refuse  string
+	refuseN int
 }
 
 type fakeDevice struct {
 	secret  string
 	enroll  proto.EnrollRequest
 	policy  proto.DevicePolicy
-	reports []proto.ComplianceReport
+	reports []proto.ComplianceReport // without reportedAt, nonce, agentSha256
+	raw     []proto.ComplianceReport // as received
 	tokens  []string
 }
 
@@ -232,6 +236,19 @@ func (s *fakeServer) handleReport(w http.ResponseWriter, r *http.Request, id str
 		writeError(w, 409, "version_conflict", "version from the future")
 		return 409
 	}
+	if s.refuseN > 0 {
+		s.refuseN--
+		writeError(w, 409, s.refuse, "refused by the test")
+		return 409
+	}
+	for _, old := range d.raw {
+		if rep.Nonce != "" && old.Nonce == rep.Nonce {
+			writeError(w, 409, "replayed_nonce", "nonce seen")
+			return 409
+		}
+	}
+	d.raw = append(d.raw, rep)
+	rep.ReportedAt, rep.Nonce, rep.AgentSHA256 = time.Time{}, "", ""
 	d.reports = append(d.reports, rep)
 	w.WriteHeader(204)
 	return 204
@@ -291,6 +308,23 @@ func (s *fakeServer) reports(id string) []proto.ComplianceReport {
 		return append([]proto.ComplianceReport(nil), d.reports...)
 	}
 	return nil
+}
+
+// rawReports returns the device's reports as received.
+func (s *fakeServer) rawReports(id string) []proto.ComplianceReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.devices[id]; ok {
+		return append([]proto.ComplianceReport(nil), d.raw...)
+	}
+	return nil
+}
+
+// refuseReports makes the next n reports get a 409 with code.
+func (s *fakeServer) refuseReports(code string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse, s.refuseN = code, n
 }
 
 func (s *fakeServer) tokens(id string) []string {

@@ -70,6 +70,11 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 			}
 			attempt++
 			a.log.Warn("MQTT connect failed", "deviceId", id.DeviceID, "broker", brokerURL, "err", err, "attempt", attempt)
+			if isMQTTLoginRefused(err) {
+				// Perhaps the device was revoked: a sync finds out (404)
+				// and enrolls again if it has an enrollment token.
+				a.Trigger()
+			}
 			continue
 		}
 		a.log.Info("MQTT connected", "deviceId", id.DeviceID, "broker", brokerURL)

@@ -49,7 +49,17 @@ type Config struct {
 	// the connection's TLS state (its PeerCertificates may be empty). A
 	// non-nil error refuses the login.
 	CheckClientCert func(username string, device bool, cs tls.ConnectionState) error
+	// MaxConnections bounds the connections open at once, authenticated
+	// or not; a connection beyond it is closed as soon as it is accepted.
+	// 0 means DefaultMaxConnections; negative means no limit.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is the connection limit when Config.MaxConnections
+// is 0: room for a fleet of 10,000+ always-connected devices and their
+// reconnect overlap, below the file descriptor limits a server is usually
+// given.
+const DefaultMaxConnections = 50_000
 
 // Tuning for many idle clients: 10,000+ always-connected devices per server,
 // each receiving a ~40-byte QoS 1 doorbell now and then, one at a time, and
@@ -217,6 +227,10 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 				_ = server.DisconnectClient(cl, packets.ErrServerShuttingDown)
 			}
 		}
+	}
+	l.maxConns = cfg.MaxConnections
+	if l.maxConns == 0 {
+		l.maxConns = DefaultMaxConnections
 	}
 	if err := server.AddListener(l); err != nil {
 		_ = nl.Close()

@@ -21,6 +21,9 @@ type listener struct {
 	connectTimeout time.Duration
 	log            *slog.Logger
 	disconnectAll  func() // disconnects every client; set before Serve
+	// maxConns bounds the connections being served at once; <= 0 is no
+	// limit. Set before Serve.
+	maxConns int
 
 	mu     sync.Mutex
 	closed bool
@@ -91,7 +94,13 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		backoff = 0
 
-		if !l.track(conn) {
+		ok, full := l.track(conn)
+		if full {
+			l.log.Warn("mqtt connection refused: connection limit reached", "remote", conn.RemoteAddr().String(), "limit", l.maxConns)
+			_ = conn.Close()
+			continue
+		}
+		if !ok {
 			_ = conn.Close()
 			return
 		}
@@ -108,16 +117,20 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// track registers a new connection, or reports false once closed.
-func (l *listener) track(conn net.Conn) bool {
+// track registers a new connection. It reports ok false once closed, and
+// full when the connection limit is reached.
+func (l *listener) track(conn net.Conn) (ok, full bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return false
+		return false, false
+	}
+	if l.maxConns > 0 && len(l.conns) >= l.maxConns {
+		return false, true
 	}
 	l.conns[conn] = struct{}{}
 	l.wg.Add(1)
-	return true
+	return true, false
 }
 
 func (l *listener) untrack(conn net.Conn) {

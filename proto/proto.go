@@ -19,7 +19,11 @@ import (
 //     unsupported/failed, status failing), monitor mode (policy monitor),
 //     groups, history, compliance summary, webhook events;
 //     TLS and device certificates: EnrollRequest.csr,
-//     EnrollResponse.caCert and .certificate, POST /devices/{id}/certificate.
+//     EnrollResponse.caCert and .certificate, POST /devices/{id}/certificate;
+//     reports carry reportedAt and a random nonce (replay
+//     resistance) and the agent binary's SHA-256 (agentSha256);
+//     DeviceStatus carries integrity; operator tokens with roles,
+//     enrollment tokens, audit log and device revocation in the API.
 const CapabilityVersion = 2
 
 // MaxBodyBytes is the largest request body the server accepts.
@@ -114,6 +118,12 @@ func (u PolicyUpdate) Apply(s Settings) Settings {
 
 // ComplianceReport is what an agent observed after enforcing a policy.
 // Compliant is the agent's own opinion: stored, never trusted.
+//
+// ReportedAt and Nonce (capability 2) make a captured report useless to
+// replay: the server refuses a nonce it has accepted, a report older than
+// the last one it accepted, and a time outside its allowed clock skew.
+// AgentSHA256 is the hex SHA-256 of the agent's own binary, checked against
+// the server's optional allowlist; empty when the agent cannot tell.
 type ComplianceReport struct {
 	AppliedPolicyVersion int64 `json:"appliedPolicyVersion"`
 	Settings
@@ -122,6 +132,9 @@ type ComplianceReport struct {
 	Unsupported []string `json:"unsupported,omitempty"`
 	// Failed maps each setting whose enforcement failed to why.
 	Failed map[string]string `json:"failed,omitempty"`
+	ReportedAt  time.Time `json:"reportedAt,omitzero"`
+	Nonce       string    `json:"nonce,omitempty"`
+	AgentSHA256 string    `json:"agentSha256,omitempty"`
 }
 
 // Evaluate derives the compliance state of a device from its desired policy
@@ -192,6 +205,9 @@ type DeviceStatus struct {
 	// Failing lists, for a NON_COMPLIANT device, each setting that does not
 	// match and why (see Diff); empty in every other state.
 	Failing []SettingFailure `json:"failing,omitempty"`
+	// Integrity says whether the agent binary is on the server's
+	// allowlist; see the Integrity constants.
+	Integrity Integrity `json:"integrity"`
 }
 
 // DeviceList is one page of GET /devices. NextAfter is the cursor for the

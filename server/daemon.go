@@ -46,6 +46,20 @@ type DaemonConfig struct {
 	// plain listeners. Its Dir defaults to <DataDir>/tls, and its Hosts are
 	// added to pki.DefaultHosts for the listen addresses.
 	TLS *pki.Config
+
+	// ReportSkew: 0 = DefaultReportSkew. RequireReportNonce refuses
+	// capability-1 reports. See TrustConfig.
+	ReportSkew         time.Duration
+	RequireReportNonce bool
+	// EnrollPerMinute and DevicePerMinute are the rate limits (per remote
+	// IP on /enroll, per device on device endpoints): 0 = the defaults,
+	// negative = no limit.
+	EnrollPerMinute, DevicePerMinute int
+	// AgentAllowlist: nil = integrity unchecked. See TrustConfig.
+	AgentAllowlist map[string]bool
+	// MQTTMaxConnections bounds concurrent MQTT connections: 0 =
+	// broker.DefaultMaxConnections, negative = no limit.
+	MQTTMaxConnections int
 }
 
 // Daemon is a running Doorbell server: the API, the embedded broker and the
@@ -119,8 +133,8 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err := d.openPKI(); err != nil {
 		return nil, err
 	}
-	creds := Credentials{Devices: d.store, AdminToken: d.cfg.AdminToken}
-	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence}))
+	creds := Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
+	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence, MaxConnections: cfg.MQTTMaxConnections}))
 	if err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
@@ -160,6 +174,14 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		Bell:        d.bell,
 		Logger:      cfg.Logger,
 		PKI:         d.pki,
+		Trust: TrustConfig{
+			Sessions:           d.broker,
+			ReportSkew:         cfg.ReportSkew,
+			RequireReportNonce: cfg.RequireReportNonce,
+			EnrollPerMinute:    rateOrDefault(cfg.EnrollPerMinute, DefaultEnrollPerMinute),
+			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, DefaultDevicePerMinute),
+			AgentAllowlist:     cfg.AgentAllowlist,
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -171,6 +193,18 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	d.httpLn = d.wrapHTTP(d.httpLn)
 	d.announceTLS(enrollGenerated)
 	return d, nil
+}
+
+// rateOrDefault maps a daemon rate (0 = default, negative = off) to the
+// API's (0 = off).
+func rateOrDefault(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // token returns the configured token, or the one kept in the data dir, or a

@@ -179,7 +179,8 @@ func (a *API) ring(changes []store.PolicyChange) {
 // the device's own value, settings not named keep theirs; "modes" sets
 // per-setting modes the same way.
 func (a *API) putPolicy(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
+	op, err := a.admin(c)
+	if err != nil {
 		return err
 	}
 	if err := checkJSON(c); err != nil {
@@ -193,7 +194,7 @@ func (a *API) putPolicy(c *fiber.Ctx) error {
 		return errorf(http.StatusBadRequest, "invalid_body", "name at least one setting, e.g. {\"cameraDisabled\": true}")
 	}
 	id := strings.Clone(c.Params("id"))
-	d, changed, err := a.store.UpdateOverride(c.UserContext(), id, in.apply)
+	d, changed, err := a.store.UpdateOverride(a.audited(c, op, "policy.update", id, bodyDetail(c)), id, in.apply)
 	if errors.Is(err, store.ErrNotFound) {
 		return errDeviceNotFound
 	}
@@ -323,7 +324,8 @@ type groupRequest struct {
 }
 
 func (a *API) createGroup(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
+	op, err := a.admin(c)
+	if err != nil {
 		return err
 	}
 	var req groupRequest
@@ -357,7 +359,7 @@ func (a *API) createGroup(c *fiber.Ctx) error {
 		}
 		g.Mode = m
 	}
-	changes, err := a.store.CreateGroup(c.UserContext(), g)
+	changes, err := a.store.CreateGroup(a.audited(c, op, "group.create", g.Name, bodyDetail(c)), g)
 	if err != nil {
 		return groupError(err)
 	}
@@ -400,7 +402,8 @@ func (a *API) getGroup(c *fiber.Ctx) error {
 }
 
 func (a *API) deleteGroup(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
+	op, err := a.admin(c)
+	if err != nil {
 		return err
 	}
 	id := strings.Clone(c.Params("id"))
@@ -408,7 +411,7 @@ func (a *API) deleteGroup(c *fiber.Ctx) error {
 	if err != nil {
 		return groupError(err)
 	}
-	changes, err := a.store.DeleteGroup(c.UserContext(), id)
+	changes, err := a.store.DeleteGroup(a.audited(c, op, "group.delete", id, g.Name), id)
 	if err != nil {
 		return groupError(err)
 	}
@@ -420,7 +423,8 @@ func (a *API) deleteGroup(c *fiber.Ctx) error {
 // settings and per-setting modes; "mode", when given, replaces the group's
 // mode, which is kept otherwise.
 func (a *API) putGroupPolicy(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
+	op, err := a.admin(c)
+	if err != nil {
 		return err
 	}
 	if err := checkJSON(c); err != nil {
@@ -431,7 +435,7 @@ func (a *API) putGroupPolicy(c *fiber.Ctx) error {
 		return err
 	}
 	id := strings.Clone(c.Params("id"))
-	g, changes, err := a.store.UpdateGroup(c.UserContext(), id, func(g store.Group) (store.Group, error) {
+	g, changes, err := a.store.UpdateGroup(a.audited(c, op, "group.policy", id, bodyDetail(c)), id, func(g store.Group) (store.Group, error) {
 		g.Layer = in.replace()
 		if in.mode != nil {
 			g.Mode = *in.mode
@@ -446,7 +450,8 @@ func (a *API) putGroupPolicy(c *fiber.Ctx) error {
 }
 
 func (a *API) putGroupDevices(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
+	op, err := a.admin(c)
+	if err != nil {
 		return err
 	}
 	var req struct {
@@ -458,7 +463,7 @@ func (a *API) putGroupDevices(c *fiber.Ctx) error {
 	if req.DeviceIDs == nil {
 		return errorf(http.StatusBadRequest, "invalid_body", "deviceIds is required (a list, [] for none)")
 	}
-	g, changes, err := a.store.SetGroupMembers(c.UserContext(), strings.Clone(c.Params("id")), *req.DeviceIDs)
+	g, changes, err := a.store.SetGroupMembers(a.audited(c, op, "group.devices", c.Params("id"), fmt.Sprintf("%d devices", len(*req.DeviceIDs))), strings.Clone(c.Params("id")), *req.DeviceIDs)
 	if err != nil {
 		return groupError(err)
 	}
@@ -495,4 +500,18 @@ func sanitizeReport(r *proto.ComplianceReport) {
 		failed[n] = why
 	}
 	r.Failed = failed
+}
+
+// bodyDetail is the request body as an audit detail: the settings an
+// operator sent (never a secret), cut to 256 bytes.
+func bodyDetail(c *fiber.Ctx) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, c.Body()) != nil {
+		return ""
+	}
+	d := buf.String()
+	if len(d) > 256 {
+		d = d[:256] + "..."
+	}
+	return d
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// PKI issues device certificates and checks the client certificates
 	// presented over TLS; nil means TLS is off (CSRs are ignored).
 	PKI *pki.Authority
+	// Trust holds the trust settings (sessions, replay window, rate
+	// limits, agent allowlist); its zero value is usable.
+	Trust TrustConfig
 }
 
 // API is the REST API over a store.
@@ -98,7 +101,8 @@ func New(st store.Store, cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{Credentials: Credentials{Devices: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
+	cfg.Trust = cfg.Trust.withDefaults()
+	a := &API{Credentials: Credentials{Devices: st, Operators: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
 		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
@@ -120,15 +124,16 @@ func (a *API) routes() {
 	r := a.app
 	r.Use(limitBody)
 	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	r.Post("/enroll", a.enroll)
+	r.Post("/enroll", a.enrollLimiter(), a.enroll)
 	r.Get("/devices", a.listDevices)
 	r.Get("/devices/:id/status", a.status)
-	r.Get("/devices/:id/policy", a.getPolicy)
+	r.Get("/devices/:id/policy", a.deviceLimiter(), a.getPolicy)
 	r.Put("/devices/:id/policy", a.putPolicy)
-	r.Post("/devices/:id/report", a.report)
-	r.Post("/devices/:id/token", a.registerToken)
+	r.Post("/devices/:id/report", a.deviceLimiter(), a.report)
+	r.Post("/devices/:id/token", a.deviceLimiter(), a.registerToken)
 	a.policyRoutes()
-	r.Post("/devices/:id/certificate", a.renewCertificate)
+	a.trustRoutes()
+	r.Post("/devices/:id/certificate", a.deviceLimiter(), a.renewCertificate)
 	r.Use(func(c *fiber.Ctx) error {
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
@@ -156,12 +161,16 @@ func hashSecret(secret string) []byte {
 // Credentials checks operator tokens and device secrets. The API and the
 // broker share it; it implements broker.Credentials.
 type Credentials struct {
-	Devices    store.DeviceStore
+	Devices store.DeviceStore
+	// Operators holds the named operator tokens; nil admits only
+	// AdminToken.
+	Operators  store.OperatorTokenStore
 	AdminToken string
 }
 
 func (cr Credentials) isOperator(token string) bool {
-	return token != "" && equalToken(token, cr.AdminToken)
+	_, ok := cr.operatorFor(context.Background(), token)
+	return ok
 }
 
 // AuthenticateDevice reports whether secret is deviceID's current secret.
@@ -179,20 +188,27 @@ func (cr Credentials) AuthenticateDevice(deviceID, secret string) bool {
 // AuthenticateOperator reports whether token is an operator token.
 func (cr Credentials) AuthenticateOperator(token string) bool { return cr.isOperator(token) }
 
-// operator admits the admin token. Any other valid credential (a device's)
-// is authenticated but not allowed: 403.
+// operator admits any operator token (admin or viewer) to a read. Any
+// other valid credential (a device's) is authenticated but not allowed: 403.
 func (a *API) operator(c *fiber.Ctx) error {
+	_, err := a.principal(c)
+	return err
+}
+
+// principal returns the operator the request's token names. A device's
+// secret is 403, anything else 401.
+func (a *API) principal(c *fiber.Ctx) (operator, error) {
 	tok := bearer(c)
 	if tok == "" {
-		return errUnauthorized
+		return operator{}, errUnauthorized
 	}
-	if a.isOperator(tok) {
-		return nil
+	if op, ok := a.operatorFor(c.UserContext(), tok); ok {
+		return op, nil
 	}
 	if _, err := a.store.DeviceBySecretHash(c.UserContext(), hashSecret(tok)); err == nil {
-		return errForbidden
+		return operator{}, errForbidden
 	}
-	return errUnauthorized
+	return operator{}, errUnauthorized
 }
 
 // device loads the device named in the path and admits its own secret (and
@@ -268,8 +284,11 @@ func checkString(name, v string, max int) error {
 
 func (a *API) enroll(c *fiber.Ctx) error {
 	tok := bearer(c)
-	if tok == "" || !equalToken(tok, a.cfg.EnrollToken) {
-		return errorf(http.StatusUnauthorized, "unauthorized", "missing or invalid enrollment token")
+	static := tok != "" && equalToken(tok, a.cfg.EnrollToken)
+	if !static {
+		if err := a.checkEnrollToken(c, tok); err != nil {
+			return err
+		}
 	}
 	var req proto.EnrollRequest
 	if err := decode(c, &req, false); err != nil {
@@ -295,7 +314,11 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		EnrolledAt:   a.cfg.Now().UTC().Truncate(time.Second),
 		Policy:       proto.DevicePolicy{Version: 1},
 	}
-	if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
+	if !static {
+		if err := a.enrollWithToken(c, tok, d); err != nil {
+			return err
+		}
+	} else if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
 		return fmt.Errorf("enrolling device: %w", err)
 	}
 	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
@@ -345,7 +368,14 @@ func (a *API) report(c *fiber.Ctx) error {
 		return errorf(http.StatusBadRequest, "invalid_body", "appliedPolicyVersion must not be negative")
 	}
 	sanitizeReport(&r)
-	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: a.cfg.Now().UTC()})
+	now := a.cfg.Now().UTC()
+	if err := a.checkFreshness(r, now); err != nil {
+		return err
+	}
+	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: now})
+	if err := replayError(err); err != nil {
+		return err
+	}
 	switch {
 	case errors.Is(err, store.ErrVersionAhead):
 		return errorf(http.StatusConflict, "version_ahead", "appliedPolicyVersion %d is above the desired version %d", r.AppliedPolicyVersion, d.Policy.Version)
@@ -444,6 +474,7 @@ func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
 		State:          evaluate(d),
 		Connected:      a.cfg.Presence.Connected(d.ID),
 		FCMRegistered:  d.FCMToken != "",
+		Integrity:      a.integrity(d),
 	}
 	_, s.Failing = store.Derive(d)
 	if d.Report != nil {

@@ -35,6 +35,8 @@ func startInProcess(tb testing.TB, fake *fcmtest.Server) *inProcess {
 	cfg := server.DaemonConfig{
 		DataDir: tb.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
 		AdminToken: "bench-admin", EnrollToken: "bench-enroll",
+		// Measure the loop, not the per-device rate limit.
+		DevicePerMinute: -1,
 		OnPresence: func(id string, up bool) {
 			if up {
 				connected <- id

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/server"
 )
 
@@ -20,6 +21,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logFormat string
 		logger    *slog.Logger
 		err       error
+		allowlist string
 	)
 	fs.StringVar(&cfg.DataDir, "data", "./doorbell-data", "data directory (database, generated tokens)")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
@@ -35,6 +37,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook events (X-Doorbell-Signature: sha256=<hex>)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	tlsFlags := addTLSFlags(fs)
+	fs.DurationVar(&cfg.ReportSkew, "report-skew", server.DefaultReportSkew, "how far a report's reportedAt may be from the server's clock")
+	fs.BoolVar(&cfg.RequireReportNonce, "require-report-nonce", false, "refuse reports without reportedAt and nonce (capability-1 agents)")
+	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", server.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
+	fs.IntVar(&cfg.DevicePerMinute, "device-rate", server.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
+	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
+	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -46,6 +54,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg.Logger, cfg.Out = logger, stdout
+	if allowlist != "" {
+		if cfg.AgentAllowlist, err = server.LoadAllowlist(allowlist); err != nil {
+			return err
+		}
+	}
 	if fcm.ProjectID != "" || fcm.CredentialsFile != "" || fcm.Endpoint != "" {
 		cfg.FCM = &fcm
 	}

@@ -48,6 +48,11 @@ type Device struct {
 type Report struct {
 	proto.ComplianceReport
 	ReceivedAt time.Time `json:"receivedAt"`
+	// SeenNonces holds the nonces of every accepted report whose ReportedAt
+	// equals this one's (usually just this report's). Older nonces need no
+	// memory: a report older than the last accepted one is refused anyway.
+	// The store maintains it; callers leave it empty.
+	SeenNonces []string `json:"seenNonces,omitempty"`
 }
 
 // DeviceStore holds devices and their credentials.
@@ -74,6 +79,8 @@ type PolicyStore interface {
 	// by exactly one in the same transaction; when it does not, nothing is
 	// written and changed is false. It returns the device as stored, or
 	// ErrNotFound.
+	// A change also records the audit entry of ctx (WithAudit) in the same
+	// transaction.
 	UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d Device, changed bool, err error)
 }
 
@@ -81,7 +88,13 @@ type PolicyStore interface {
 type ReportStore interface {
 	// SaveReport stores r as the device's last report. It returns
 	// ErrNotFound for an unknown device and ErrVersionAhead, storing nothing,
-	// when r.AppliedPolicyVersion is above the desired version.
+	// when r.AppliedPolicyVersion is above the desired version. When the
+	// last accepted report carried a nonce, it also refuses, storing
+	// nothing: a report without one (ErrNonceRequired), a report whose
+	// ReportedAt is before the last accepted one (ErrStaleReport), and a
+	// nonce already accepted (ErrReplayedNonce). The checks run in the same
+	// transaction as the write, so two copies of one report never both
+	// succeed.
 	SaveReport(ctx context.Context, id string, r Report) error
 }
 
@@ -104,5 +117,9 @@ type Store interface {
 	OverrideStore
 	GroupStore
 	HistoryStore
+	RevocationStore
+	OperatorTokenStore
+	EnrollmentTokenStore
+	AuditStore
 	Close() error
 }

@@ -26,6 +26,8 @@ type Store struct {
 	db           *bbolt.DB
 	now          func() time.Time
 	onTransition func(...proto.Transition)
+	// auditRetention overrides AuditRetention in tests; 0 = AuditRetention.
+	auditRetention uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -45,7 +47,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return createTrustBuckets(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -87,20 +89,24 @@ func putDevice(tx *bbolt.Tx, d store.Device) error {
 
 // CreateDevice implements store.DeviceStore.
 func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
-	return s.update(func(w *writer) error {
-		tx := w.tx
-		if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
-			return store.ErrExists
-		}
-		secrets := tx.Bucket(bucketSecrets)
-		if len(d.SecretHash) == 0 || secrets.Get(d.SecretHash) != nil {
-			return store.ErrExists
-		}
-		if err := secrets.Put(d.SecretHash, []byte(d.ID)); err != nil {
-			return err
-		}
-		return w.put(nil, d, proto.CauseEnroll, d.EnrolledAt)
-	})
+	return s.update(func(w *writer) error { return createDevice(w, d) })
+}
+
+// createDevice stores a new device through w, so its first state counts in
+// the summary and starts its history.
+func createDevice(w *writer, d store.Device) error {
+	tx := w.tx
+	if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
+		return store.ErrExists
+	}
+	secrets := tx.Bucket(bucketSecrets)
+	if len(d.SecretHash) == 0 || secrets.Get(d.SecretHash) != nil {
+		return store.ErrExists
+	}
+	if err := secrets.Put(d.SecretHash, []byte(d.ID)); err != nil {
+		return err
+	}
+	return w.put(nil, d, proto.CauseEnroll, d.EnrolledAt)
 }
 
 // Device implements store.DeviceStore.
@@ -174,6 +180,9 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) error {
 		}
 		if r.AppliedPolicyVersion > d.Policy.Version {
 			return store.ErrVersionAhead
+		}
+		if err := checkReplay(d.Report, &r); err != nil {
+			return err
 		}
 		before := d
 		d.Report = &r

@@ -1,9 +1,12 @@
 package bolt_test
 
 import (
+	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
+	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 	"github.com/doorbell-mdm/doorbell/server/store/storetest"
@@ -32,4 +35,34 @@ func TestConformance(t *testing.T) {
 			}
 			return open(t, paths[s])
 		})
+}
+
+func TestAuditRetention(t *testing.T) {
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "doorbell.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bolt.SetAuditRetention(s, 3)
+	ctx := context.Background()
+	if err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		actx := store.WithAudit(ctx, proto.AuditEntry{Actor: "admin", Action: "policy.update", Target: "a1"})
+		if _, _, err := s.UpdatePolicy(actx, "a1", func(p proto.Settings) proto.Settings { p.CameraDisabled = i%2 == 0; return p }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, more, err := s.AuditEntries(ctx, "", 100)
+	if err != nil || more {
+		t.Fatal(err, more)
+	}
+	var ids []string
+	for _, e := range es {
+		ids = append(ids, e.ID)
+	}
+	if fmt.Sprint(ids) != "[3 4 5]" {
+		t.Errorf("kept entries %v, want the newest 3: [3 4 5]", ids)
+	}
 }

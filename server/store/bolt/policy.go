@@ -162,6 +162,40 @@ func (w *writer) put(before *store.Device, after store.Device, cause string, at 
 	return putDevice(w.tx, after)
 }
 
+// remove deletes d, its secret index, its history and its group
+// memberships, and takes its state out of the summary.
+func (w *writer) remove(d store.Device) error {
+	sum, err := w.summary()
+	if err != nil {
+		return err
+	}
+	st, failing := store.Derive(d)
+	sum.add(st, failing, -1)
+	for _, gid := range d.Groups {
+		g, err := getGroup(w.tx, gid)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		g.Members = slices.DeleteFunc(g.Members, func(id string) bool { return id == d.ID })
+		if err := putGroup(w.tx, g); err != nil {
+			return err
+		}
+	}
+	w.groups = nil
+	if w.tx.Bucket(bucketHistory).Bucket([]byte(d.ID)) != nil {
+		if err := w.tx.Bucket(bucketHistory).DeleteBucket([]byte(d.ID)); err != nil {
+			return err
+		}
+	}
+	if err := w.tx.Bucket(bucketSecrets).Delete(d.SecretHash); err != nil {
+		return err
+	}
+	return w.tx.Bucket(bucketDevices).Delete([]byte(d.ID))
+}
+
 func appendHistory(tx *bbolt.Tx, t proto.Transition) error {
 	b, err := tx.Bucket(bucketHistory).CreateBucketIfNotExists([]byte(t.DeviceID))
 	if err != nil {
@@ -217,6 +251,17 @@ func (s *Store) run(do func(func(*bbolt.Tx) error) error, f func(*writer) error)
 
 // update runs f in one write transaction.
 func (s *Store) update(f func(*writer) error) error { return s.run(s.db.Update, f) }
+
+// updateAudited runs f in one write transaction that also records the audit
+// entry ctx carries (store.WithAudit), if any, once f succeeded.
+func (s *Store) updateAudited(ctx context.Context, f func(*writer) error) error {
+	return s.update(func(w *writer) error {
+		if err := f(w); err != nil {
+			return err
+		}
+		return s.writeAudit(ctx, w.tx)
+	})
+}
 
 // batch runs f in a transaction shared with concurrent callers (bbolt's
 // Batch); f may run more than once.
@@ -333,9 +378,9 @@ func normalizeMembers(ids []string) []string {
 }
 
 // CreateGroup implements store.GroupStore.
-func (s *Store) CreateGroup(_ context.Context, g store.Group) (changes []store.PolicyChange, err error) {
+func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store.PolicyChange, err error) {
 	g.Members = normalizeMembers(g.Members)
-	err = s.update(func(w *writer) error {
+	err = s.updateAudited(ctx, func(w *writer) error {
 		if w.tx.Bucket(bucketGroups).Get([]byte(g.ID)) != nil {
 			return store.ErrExists
 		}
@@ -389,8 +434,8 @@ func (s *Store) Groups(_ context.Context) ([]store.Group, error) {
 }
 
 // UpdateGroup implements store.GroupStore.
-func (s *Store) UpdateGroup(_ context.Context, id string, change func(store.Group) (store.Group, error)) (g store.Group, changes []store.PolicyChange, err error) {
-	err = s.update(func(w *writer) error {
+func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Group) (store.Group, error)) (g store.Group, changes []store.PolicyChange, err error) {
+	err = s.updateAudited(ctx, func(w *writer) error {
 		cur, err := getGroup(w.tx, id)
 		if err != nil {
 			return err
@@ -427,9 +472,9 @@ func (s *Store) UpdateGroup(_ context.Context, id string, change func(store.Grou
 }
 
 // SetGroupMembers implements store.GroupStore.
-func (s *Store) SetGroupMembers(_ context.Context, id string, deviceIDs []string) (g store.Group, changes []store.PolicyChange, err error) {
+func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (g store.Group, changes []store.PolicyChange, err error) {
 	members := normalizeMembers(deviceIDs)
-	err = s.update(func(w *writer) error {
+	err = s.updateAudited(ctx, func(w *writer) error {
 		g, err = getGroup(w.tx, id)
 		if err != nil {
 			return err
@@ -453,8 +498,8 @@ func (s *Store) SetGroupMembers(_ context.Context, id string, deviceIDs []string
 }
 
 // DeleteGroup implements store.GroupStore.
-func (s *Store) DeleteGroup(_ context.Context, id string) (changes []store.PolicyChange, err error) {
-	err = s.update(func(w *writer) error {
+func (s *Store) DeleteGroup(ctx context.Context, id string) (changes []store.PolicyChange, err error) {
+	err = s.updateAudited(ctx, func(w *writer) error {
 		g, err := getGroup(w.tx, id)
 		if err != nil {
 			return err
@@ -481,7 +526,7 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 	return s.updateOverride(ctx, id, func(d store.Device) store.Layer { return change(d.Override) })
 }
 
-func (s *Store) updateOverride(_ context.Context, id string, change func(store.Device) store.Layer) (d store.Device, changed bool, err error) {
+func (s *Store) updateOverride(ctx context.Context, id string, change func(store.Device) store.Layer) (d store.Device, changed bool, err error) {
 	err = s.update(func(w *writer) error {
 		d, err = getDevice(w.tx, id)
 		if err != nil {
@@ -497,7 +542,10 @@ func (s *Store) updateOverride(_ context.Context, id string, change func(store.D
 		if !changed && layerEqual(before.Override, d.Override) {
 			return nil
 		}
-		return w.put(&before, d, proto.CauseEdit, s.now())
+		if err := w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
+			return err
+		}
+		return s.writeAudit(ctx, w.tx)
 	})
 	return d, changed, err
 }
