@@ -230,17 +230,22 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
 	if allowOperator && a.isOperator(tok) {
 		return d, nil
 	}
-	if err := a.checkClientCert(c, d); err != nil {
-		return d, err
-	}
+	// Authenticate the caller first, then authorise: a secret is checked
+	// together with the certificate of the device it belongs to.
 	h := hashSecret(tok)
 	if subtle.ConstantTimeCompare(h, d.SecretHash) == 1 {
+		if err := a.checkClientCert(c, d); err != nil {
+			return d, err
+		}
 		return d, nil
 	}
 	if a.isOperator(tok) {
 		return d, errForbidden
 	}
-	if _, err := a.store.DeviceBySecretHash(c.UserContext(), h); err == nil {
+	if other, err := a.store.DeviceBySecretHash(c.UserContext(), h); err == nil {
+		if err := a.checkClientCert(c, other); err != nil {
+			return d, err
+		}
 		return d, errForbidden
 	}
 	return d, errUnauthorized

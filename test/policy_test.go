@@ -61,7 +61,7 @@ func (h *hookReceiver) steps(id string) []string {
 	return out
 }
 
-func (s *serverProc) mustCall(method, path, body string, out any) {
+func (s *serverProc) mustAdmin(method, path, body string, out any) {
 	s.t.Helper()
 	if code, b := s.call(method, path, s.admin, body, out); code/100 != 2 {
 		s.t.Fatalf("%s %s: %d %s", method, path, code, b)
@@ -71,7 +71,7 @@ func (s *serverProc) mustCall(method, path, body string, out any) {
 func (s *serverProc) explain(id string) map[string]string {
 	s.t.Helper()
 	var ex proto.PolicyExplanation
-	s.mustCall("GET", "/devices/"+id+"/policy/explain", "", &ex)
+	s.mustAdmin("GET", "/devices/"+id+"/policy/explain", "", &ex)
 	out := map[string]string{}
 	for k, v := range ex.Settings {
 		out[k] = fmt.Sprintf("%s=%s/%s", v.Source, v.Value, v.Mode)
@@ -82,7 +82,7 @@ func (s *serverProc) explain(id string) map[string]string {
 func (s *serverProc) historySteps(id string) []string {
 	s.t.Helper()
 	var h proto.History
-	s.mustCall("GET", "/devices/"+id+"/history", "", &h)
+	s.mustAdmin("GET", "/devices/"+id+"/history", "", &h)
 	var out []string
 	for _, tr := range h.Transitions {
 		out = append(out, fmt.Sprintf("%s>%s:%s", tr.From, tr.To, tr.Cause))
@@ -140,7 +140,7 @@ func TestGroupPolicies(t *testing.T) {
 
 	// One request puts three devices in a group; each converges.
 	var kiosks proto.GroupChange
-	srv.mustCall("POST", "/groups", fmt.Sprintf(`{"name":"lobby-kiosks","priority":10,"policy":{"cameraDisabled":true},"deviceIds":[%q,%q,%q]}`, ids[0], ids[1], ids[2]), &kiosks)
+	srv.mustAdmin("POST", "/groups", fmt.Sprintf(`{"name":"lobby-kiosks","priority":10,"policy":{"cameraDisabled":true},"deviceIds":[%q,%q,%q]}`, ids[0], ids[1], ids[2]), &kiosks)
 	if kiosks.ChangedDevices != 3 {
 		t.Fatalf("group creation changed %d devices, want 3", kiosks.ChangedDevices)
 	}
@@ -160,7 +160,7 @@ func TestGroupPolicies(t *testing.T) {
 	// Precedence: a higher-priority group wins; the device's own setting
 	// wins over every group; explain names each source.
 	var open proto.GroupChange
-	srv.mustCall("POST", "/groups", fmt.Sprintf(`{"name":"camera-allowed","priority":20,"policy":{"cameraDisabled":false},"deviceIds":[%q]}`, ids[0]), &open)
+	srv.mustAdmin("POST", "/groups", fmt.Sprintf(`{"name":"camera-allowed","priority":20,"policy":{"cameraDisabled":false},"deviceIds":[%q]}`, ids[0]), &open)
 	srv.waitState(ids[0], proto.StateCompliant, 3)
 	if got := agents[0].deviceState()["cameraDisabled"]; got != false {
 		t.Fatalf("kiosk-1 under camera-allowed has cameraDisabled=%v", got)
@@ -174,7 +174,7 @@ func TestGroupPolicies(t *testing.T) {
 	if got := srv.explain(phoneID)["cameraDisabled"]; got != "default=false/enforce" {
 		t.Fatalf("phone explain = %s, want default", got)
 	}
-	srv.mustCall("PUT", "/devices/"+ids[0]+"/policy", `{"cameraDisabled":true}`, nil)
+	srv.mustAdmin("PUT", "/devices/"+ids[0]+"/policy", `{"cameraDisabled":true}`, nil)
 	srv.waitState(ids[0], proto.StateCompliant, 4)
 	if got := srv.explain(ids[0])["cameraDisabled"]; got != "device=true/enforce" {
 		t.Fatalf("kiosk-1 explain after override = %s", got)
@@ -187,7 +187,7 @@ func TestGroupPolicies(t *testing.T) {
 	// watch it. Its file stays byte for byte; it is NON_COMPLIANT with the
 	// setting named.
 	var watch proto.GroupChange
-	srv.mustCall("POST", "/groups", fmt.Sprintf(`{"name":"watch-phones","priority":5,"mode":"monitor","policy":{"cameraDisabled":true},"deviceIds":[%q]}`, phoneID), &watch)
+	srv.mustAdmin("POST", "/groups", fmt.Sprintf(`{"name":"watch-phones","priority":5,"mode":"monitor","policy":{"cameraDisabled":true},"deviceIds":[%q]}`, phoneID), &watch)
 	st := srv.waitState(phoneID, proto.StateNonCompliant, 2)
 	want := []proto.SettingFailure{{Setting: "cameraDisabled", Expected: json.RawMessage("true"), Actual: json.RawMessage("false"), Reason: proto.ReasonMismatch, Monitored: true}}
 	if !reflect.DeepEqual(st.Failing, want) {
@@ -197,14 +197,14 @@ func TestGroupPolicies(t *testing.T) {
 		t.Fatalf("monitored device file changed: %s (was %s)", b, phoneFile)
 	}
 	var sum proto.ComplianceSummary
-	srv.mustCall("GET", "/compliance/summary", "", &sum)
+	srv.mustAdmin("GET", "/compliance/summary", "", &sum)
 	if sum.Counts[proto.StateNonCompliant] != 1 || sum.Counts[proto.StateCompliant] != 3 ||
 		!reflect.DeepEqual(sum.DriftingSettings, []proto.DriftingSetting{{Setting: "cameraDisabled", Devices: 1}}) {
 		t.Fatalf("summary = %+v", sum)
 	}
 
 	// Switching the group to enforce fixes the phone.
-	srv.mustCall("PUT", "/groups/"+watch.GroupID+"/policy", `{"cameraDisabled":true,"mode":"enforce"}`, nil)
+	srv.mustAdmin("PUT", "/groups/"+watch.GroupID+"/policy", `{"cameraDisabled":true,"mode":"enforce"}`, nil)
 	srv.waitState(phoneID, proto.StateCompliant, 3)
 	if got := phone.deviceState()["cameraDisabled"]; got != true {
 		t.Fatalf("enforced phone has cameraDisabled=%v", got)

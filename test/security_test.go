@@ -1,11 +1,14 @@
 package test
 
 import (
+	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -71,10 +74,21 @@ func report(version int64, at time.Time, nonce string) string {
 	return fmt.Sprintf(`{"appliedPolicyVersion":%d,"reportedAt":%q,"nonce":%q}`, version, at.UTC().Format(time.RFC3339Nano), nonce)
 }
 
+// callPresenting is call with a client that presents certs over TLS.
+func (s *serverProc) callPresenting(certs []tls.Certificate, method, path, token, body string) (int, []byte) {
+	s.t.Helper()
+	saved := s.client
+	defer func() { s.client = saved }()
+	if certs != nil {
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: s.tlsConfig(certs...)}}
+	}
+	return s.call(method, path, token, body, nil)
+}
+
 // mqttClient connects a real paho client; it returns the connect error.
 func mqttClient(t *testing.T, s *serverProc, id, user, password string, lost chan<- error) (mqtt.Client, error) {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + s.mqttAddr).SetClientID(id).
+	o := s.mqttOptions().SetClientID(id).
 		SetUsername(user).SetPassword(password).SetCleanSession(true).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(10 * time.Second).
 		SetProtocolVersion(4)
@@ -136,29 +150,36 @@ func TestSecurity(t *testing.T) {
 
 	t.Run("REST", func(t *testing.T) {
 		before := srv.snapshot()
+		aCert := agent.certificate()
+		if aCert == nil {
+			t.Fatal("the agent holds no device certificate")
+		}
 		tests := []struct {
 			name, method, path, token, body string
 			status                          int
 			code                            string
+			certs                           []tls.Certificate
 		}{
-			{"missing credentials", "GET", pb + "/policy", "", "", 401, "unauthorized"},
-			{"wrong credentials", "GET", pb + "/policy", "wrong", "", 401, "unauthorized"},
-			{"other device's credentials", "GET", pb + "/policy", aSecret, "", 403, "forbidden"},
-			{"device changes another's report", "POST", pa + "/report", b.DeviceSecret, report(1, time.Now(), "nonce-b-0000000002"), 403, "forbidden"},
-			{"device edits another's policy", "PUT", pa + "/policy", b.DeviceSecret, `{"cameraDisabled":true}`, 403, "forbidden"},
-			{"device deletes another", "DELETE", pa, b.DeviceSecret, "", 403, "forbidden"},
-			{"replayed report", "POST", pb + "/report", b.DeviceSecret, report(1, t0, "nonce-b-0000000001"), 409, "replayed_nonce"},
-			{"old report", "POST", pb + "/report", b.DeviceSecret, report(1, t0.Add(-time.Second), "nonce-b-0000000003"), 409, "stale_report"},
-			{"expired enrollment token", "POST", "/enroll", expired.Token, `{}`, 401, "enrollment_token_expired"},
-			{"used-up enrollment token", "POST", "/enroll", usedUp.Token, `{}`, 401, "enrollment_token_used_up"},
-			{"revoked enrollment token", "POST", "/enroll", revoked.Token, `{}`, 401, "enrollment_token_revoked"},
-			{"viewer edits", "PUT", pa + "/policy", viewer.Token, `{"cameraDisabled":true}`, 403, "forbidden"},
-			{"viewer revokes a device", "DELETE", pa, viewer.Token, "", 403, "forbidden"},
-			{"viewer creates a token", "POST", "/tokens", viewer.Token, `{"name":"x","role":"admin"}`, 403, "forbidden"},
+			{"missing credentials", "GET", pb + "/policy", "", "", 401, "unauthorized", nil},
+			{"wrong credentials", "GET", pb + "/policy", "wrong", "", 401, "unauthorized", nil},
+			{"other device's credentials", "GET", pb + "/policy", aSecret, "", 403, "forbidden", aCert},
+			{"a device's secret without its certificate", "GET", "/devices/" + aID + "/policy", aSecret, "", 401, "client_certificate_required", nil},
+			{"a device's certificate on another device", "GET", pb + "/policy", b.DeviceSecret, "", 401, "bad_client_certificate", aCert},
+			{"device changes another's report", "POST", pa + "/report", b.DeviceSecret, report(1, time.Now(), "nonce-b-0000000002"), 403, "forbidden", nil},
+			{"device edits another's policy", "PUT", pa + "/policy", b.DeviceSecret, `{"cameraDisabled":true}`, 403, "forbidden", nil},
+			{"device deletes another", "DELETE", pa, b.DeviceSecret, "", 403, "forbidden", nil},
+			{"replayed report", "POST", pb + "/report", b.DeviceSecret, report(1, t0, "nonce-b-0000000001"), 409, "replayed_nonce", nil},
+			{"old report", "POST", pb + "/report", b.DeviceSecret, report(1, t0.Add(-time.Second), "nonce-b-0000000003"), 409, "stale_report", nil},
+			{"expired enrollment token", "POST", "/enroll", expired.Token, `{}`, 401, "enrollment_token_expired", nil},
+			{"used-up enrollment token", "POST", "/enroll", usedUp.Token, `{}`, 401, "enrollment_token_used_up", nil},
+			{"revoked enrollment token", "POST", "/enroll", revoked.Token, `{}`, 401, "enrollment_token_revoked", nil},
+			{"viewer edits", "PUT", pa + "/policy", viewer.Token, `{"cameraDisabled":true}`, 403, "forbidden", nil},
+			{"viewer revokes a device", "DELETE", pa, viewer.Token, "", 403, "forbidden", nil},
+			{"viewer creates a token", "POST", "/tokens", viewer.Token, `{"name":"x","role":"admin"}`, 403, "forbidden", nil},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				code, body := srv.call(tt.method, tt.path, tt.token, tt.body, nil)
+				code, body := srv.callPresenting(tt.certs, tt.method, tt.path, tt.token, tt.body)
 				var e proto.ErrorBody
 				json.Unmarshal(body, &e)
 				if code != tt.status || e.Error.Code != tt.code || e.Error.Message == "" {
@@ -170,16 +191,25 @@ func TestSecurity(t *testing.T) {
 			})
 		}
 		t.Run("oversized body", func(t *testing.T) {
-			// The server refuses on the announced length, before reading
-			// the body, and closes the connection. Announce a body over
-			// the limit but send nothing: a client still writing it races
-			// that close and may see a broken pipe instead of the answer.
-			pr, pw := io.Pipe()
-			defer pw.Close()
-			req, _ := http.NewRequest("POST", srv.url+pb+"/report", pr)
-			req.ContentLength = proto.MaxBodyBytes + 1
-			req.Header.Set("Authorization", "Bearer "+b.DeviceSecret)
-			resp, err := http.DefaultClient.Do(req)
+			// The whole oversized body goes out on a raw connection (TLS
+			// when the server runs it) before the answer is read, so the
+			// client never races the server's close.
+			var conn net.Conn
+			var err error
+			if cfg := srv.tlsConfig(); cfg != nil {
+				conn, err = tls.Dial("tcp", srv.httpAddr, cfg)
+			} else {
+				conn, err = net.Dial("tcp", srv.httpAddr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			big := `{"x":"` + strings.Repeat("x", proto.MaxBodyBytes) + `"}`
+			fmt.Fprintf(conn, "POST %s/report HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+				pb, srv.httpAddr, b.DeviceSecret, len(big), big)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
