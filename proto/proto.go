@@ -131,10 +131,10 @@ type ComplianceReport struct {
 	// Unsupported names the managed settings this agent cannot enforce.
 	Unsupported []string `json:"unsupported,omitempty"`
 	// Failed maps each setting whose enforcement failed to why.
-	Failed map[string]string `json:"failed,omitempty"`
-	ReportedAt  time.Time `json:"reportedAt,omitzero"`
-	Nonce       string    `json:"nonce,omitempty"`
-	AgentSHA256 string    `json:"agentSha256,omitempty"`
+	Failed      map[string]string `json:"failed,omitempty"`
+	ReportedAt  time.Time         `json:"reportedAt,omitzero"`
+	Nonce       string            `json:"nonce,omitempty"`
+	AgentSHA256 string            `json:"agentSha256,omitempty"`
 }
 
 // Evaluate derives the compliance state of a device from its desired policy
