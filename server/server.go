@@ -58,6 +58,7 @@ type API struct {
 	cfg    Config
 	logger *slog.Logger
 	app    *fiber.App
+	events eventHub // the live stream's subscribers (events.go)
 }
 
 // Limits on what a client may send.
@@ -122,6 +123,7 @@ func (a *API) routes() {
 	r.Put("/devices/:id/policy", a.putPolicy)
 	r.Post("/devices/:id/report", a.report)
 	r.Post("/devices/:id/token", a.registerToken)
+	a.consoleRoutes(r) // the web console, GET /events, GET /devices/:id/report (console.go)
 	r.Use(func(c *fiber.Ctx) error {
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
@@ -283,6 +285,7 @@ func (a *API) enroll(c *fiber.Ctx) error {
 	if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
 		return fmt.Errorf("enrolling device: %w", err)
 	}
+	a.deviceChanged(id, proto.CauseEnroll)
 	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
 		DeviceID:     id,
 		DeviceSecret: secret,
@@ -337,6 +340,7 @@ func (a *API) putPolicy(c *fiber.Ctx) error {
 	// The edit is committed (fsynced) above; only now is the bell rung.
 	if changed {
 		a.cfg.Bell.Ring(bridge.Ring{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
+		a.deviceChanged(d.ID, proto.CauseEdit)
 	}
 	return c.JSON(d.Policy)
 }
@@ -362,6 +366,7 @@ func (a *API) report(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("saving report: %w", err)
 	}
+	a.deviceChanged(d.ID, proto.CauseReport)
 	return c.SendStatus(http.StatusNoContent)
 }
 
