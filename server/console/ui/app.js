@@ -563,7 +563,7 @@ function fleetView(params) {
         el('div', { class: 'sub' }, d.model || '—')),
       el('td', { class: 'state', 'data-label': 'State' }, badge(d.state)),
       el('td', { class: 'policy', 'data-label': 'Policy' },
-        el('span', { title: 'applied / desired policy version' }, 'v' + d.appliedVersion + ' / v' + d.desiredVersion)),
+        el('span', { title: 'applied / desired policy version' }, (d.lastReportAt ? 'v' + d.appliedVersion : '–') + ' / v' + d.desiredVersion)),
       el('td', { class: 'conn', 'data-label': 'Connection' }, presence(d.connected)),
       el('td', { class: 'seen', 'data-label': 'Last seen' }, ago(d.lastReportAt)),
       el('td', { class: 'os', 'data-label': 'OS' }, d.osVersion || '—'));
