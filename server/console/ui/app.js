@@ -27,7 +27,8 @@ const SETTINGS = {
   autoUpdatesEnabled: { label: 'Automatic updates enabled', type: 'bool' },
 };
 // Fields of policies and reports that are not settings.
-const NOT_SETTINGS = new Set(['version', 'appliedPolicyVersion', 'compliant', 'receivedAt', 'reportedAt', 'nonce']);
+const NOT_SETTINGS = new Set(['version', 'appliedPolicyVersion', 'compliant', 'receivedAt', 'reportedAt', 'nonce',
+  'monitor', 'modes', 'mode', 'unsupported', 'failed', 'failing']);
 
 // --- DOM --------------------------------------------------------------------
 
@@ -658,16 +659,17 @@ function failingSettings(status) {
   return out;
 }
 
-// explainSources turns GET /devices/{id}/policy/explain into setting -> source.
+// explainSources turns GET /devices/{id}/policy/explain
+// ({"settings": {name: {value, mode, source}}}) into setting -> {source, mode}.
 function explainSources(x) {
   const out = new Map();
   if (!x) return out;
   const put = (k, v) => {
     if (v == null) return;
-    if (typeof v === 'string') out.set(k, v);
+    if (typeof v === 'string') out.set(k, { source: v });
     else if (typeof v === 'object') {
       const s = v.source ?? v.from ?? v.groupName ?? v.group ?? v.groupId;
-      if (s != null) out.set(k, typeof s === 'object' ? (s.name || s.groupName || s.groupId || s.type || JSON.stringify(s)) : String(s));
+      if (s != null) out.set(k, { source: typeof s === 'object' ? (s.name || s.groupName || s.groupId || s.type || JSON.stringify(s)) : String(s), mode: v.mode });
     }
   };
   const list = Array.isArray(x) ? x : Array.isArray(x.settings) ? x.settings : null;
@@ -679,11 +681,25 @@ function explainSources(x) {
   return out;
 }
 
+// groupNames maps groupId -> name, loaded with the device page when the
+// server has groups.
+let groupNames = new Map();
+
+// sourceLink renders an explain source: "device", "default" or
+// "group:<groupId>" (linked, by name when known).
+function sourceLink(e) {
+  if (!e) return el('span', { class: 'muted' }, '—');
+  const m = /^group:(.+)$/.exec(e.source);
+  if (!m) return e.source;
+  return el('a', { href: '#/groups/' + enc(m[1]) }, 'group ' + (groupNames.get(m[1]) || m[1]));
+}
+
 function deviceView(id) {
   let status = null;
   let policy = null;
   let report = null;
   let dirty = false;
+  let note = null; // the outcome of the last save, kept across re-renders
 
   const head = el('div', { class: 'device-head' });
   const facts = el('dl', { class: 'facts' });
@@ -726,6 +742,8 @@ function deviceView(id) {
 
   function renderSettings(sources) {
     const fails = failingSettings(status);
+    const monitored = new Set(Array.isArray(policy && policy.monitor) ? policy.monitor : []);
+    for (const [k, v] of sources || []) if (v.mode === 'monitor') monitored.add(k);
     const keys = settingKeys(policy, report);
     const stale = status.state === 'STALE';
     const hasSource = sources && sources.size > 0;
@@ -736,16 +754,19 @@ function deviceView(id) {
       let verdict;
       if (want === undefined) verdict = el('span', { class: 'muted' }, 'not managed');
       else if (!report || got === undefined) verdict = el('span', { class: 'muted' }, 'not reported');
-      else if (f) verdict = el('span', { class: 'drift' }, '✗ ' + (f.reason || 'drift').toString().toLowerCase().replace(/_/g, ' '));
+      else if (f) {
+        verdict = el('span', { class: 'drift', title: f.detail || null },
+          '✗ ' + (f.reason || 'drift').toString().toLowerCase().replace(/_/g, ' '), f.detail ? ': ' + f.detail : null);
+      }
       else if (same(want, got)) verdict = el('span', { class: 'ok' }, '✓ matches');
       else if (stale) verdict = el('span', { class: 'pending' }, '… pending v' + status.desiredVersion);
       else verdict = el('span', { class: 'drift' }, '✗ drift');
       return el('tr', { dataset: { setting: k } },
-        el('th', { scope: 'row' }, settingLabel(k)),
+        el('th', { scope: 'row' }, settingLabel(k), monitored.has(k) ? el('span', { class: 'tag', title: 'monitored: the agent only observes it' }, 'monitor') : null),
         el('td', { class: 'desired', 'data-label': 'Desired' }, fmtValue(want)),
         el('td', { class: 'reported', 'data-label': 'Reported' }, fmtValue(got)),
         el('td', { class: 'verdict', 'data-label': 'Drift' }, verdict),
-        hasSource ? el('td', { class: 'source', 'data-label': 'Source' }, sources.get(k) || 'device') : null);
+        hasSource ? el('td', { class: 'source', 'data-label': 'Source' }, sourceLink(sources.get(k))) : null);
     });
     settingsSec.replaceChildren(
       el('h2', {}, 'Desired vs reported'),
@@ -764,7 +785,7 @@ function deviceView(id) {
     const keys = settingKeys(policy);
     if (!keys.includes('cameraDisabled')) keys.unshift('cameraDisabled');
     const inputs = keys.map((k) => settingInput(k, policy[k]));
-    const result = el('p', { id: 'policy-result', role: 'status', class: 'muted' });
+    const result = el('p', { id: 'policy-result', role: 'status', class: note ? note.cls : 'muted' }, note ? note.text : '');
     const save = el('button', { type: 'submit', id: 'policy-save', class: 'primary' }, 'Save policy');
     const form = el('form', { id: 'policy-form', class: 'policy-form' }, inputs.map((i) => i.field), el('div', { class: 'actions' }, save, result));
     form.addEventListener('input', () => (dirty = true));
@@ -783,13 +804,14 @@ function deviceView(id) {
         const changed = p.version !== policy.version;
         policy = p;
         dirty = false;
-        result.className = 'ok';
-        result.textContent = changed ? `Saved as v${p.version}. The device's doorbell rang; it syncs next.` : 'Nothing changed.';
+        note = { cls: 'ok', text: changed ? `Saved as v${p.version}. The device's doorbell rang; it syncs next.` : 'Nothing changed.' };
         renderSettings(lastSources);
+        renderForm();
         l.reload();
       } catch (x) {
-        result.className = 'error';
-        result.textContent = x.message;
+        note = { cls: 'error', text: x.message };
+        result.className = note.cls;
+        result.textContent = note.text;
       } finally {
         save.disabled = false;
       }
@@ -809,6 +831,9 @@ function deviceView(id) {
       }),
       optional(base + '/history').catch(() => null),
       optional(base + '/policy/explain').catch(() => null),
+      groupsAvailable !== false ? optional('/groups').then((g) => {
+        groupNames = new Map(groupList(g).map((x) => [groupId(x), x.name || groupId(x)]));
+      }).catch(() => null) : null,
     ]);
     status = s;
     policy = p;
@@ -831,7 +856,8 @@ function deviceView(id) {
     const items = list.slice().sort((a, b) => String(b.at).localeCompare(String(a.at))).slice(0, 50);
     historySec.replaceChildren(el('h2', {}, 'History'),
       items.length ? el('ol', { class: 'history' }, items.map((t) =>
-        el('li', {}, badge(t.from), ' → ', badge(t.to), ' ', el('span', { class: 'muted' }, t.cause || ''), ' ', ago(t.at))))
+        el('li', {}, t.from ? badge(t.from) : el('span', { class: 'muted' }, 'enrolled'), ' → ', badge(t.to), ' ',
+          el('span', { class: 'muted' }, t.cause || ''), ' ', ago(t.at))))
         : el('p', { class: 'muted' }, 'No state changes recorded yet.'));
   }
 
@@ -940,6 +966,7 @@ function groupView(gid) {
     el('p', { id: 'page-error', class: 'error', role: 'alert', hidden: true }),
     box);
   let dirty = false;
+  let note = null; // the outcome of the last save, kept across re-renders
   const l = loader(async () => {
     if (dirty) return;
     const data = await optional('/groups');
@@ -950,28 +977,34 @@ function groupView(gid) {
     }
     const set = groupSettings(g);
     const inputs = settingKeys(set).map((k) => settingInput(k, set[k]));
-    const result = el('p', { role: 'status', class: 'muted' });
+    const result = el('p', { role: 'status', class: note ? note.cls : 'muted' }, note ? note.text : '');
     const form = el('form', { class: 'policy-form', id: 'group-policy-form' }, inputs.map((i) => i.field),
       el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary' }, 'Save group policy'), result));
     form.addEventListener('input', () => (dirty = true));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
+      // The server replaces the group's settings and per-setting modes:
+      // send the modes back unchanged.
       const body = {};
       for (const i of inputs) body[i.key] = i.read();
+      if (g.modes && Object.keys(g.modes).length) body.modes = g.modes;
       try {
         await api('PUT', '/groups/' + enc(gid) + '/policy', body);
         dirty = false;
-        result.className = 'ok';
-        result.textContent = 'Saved. Member devices get a new policy version and their doorbells ring.';
+        note = { cls: 'ok', text: 'Saved. Member devices whose policy changed get a new version, and their doorbells ring.' };
+        result.className = note.cls;
+        result.textContent = note.text;
         l.reload();
       } catch (x) {
-        result.className = 'error';
-        result.textContent = x.message;
+        note = { cls: 'error', text: x.message };
+        result.className = note.cls;
+        result.textContent = note.text;
       }
     });
     const members = groupMembers(g);
     box.replaceChildren(
-      el('div', { class: 'page-head' }, el('h1', {}, g.name || gid), el('span', { class: 'muted' }, 'priority ' + (g.priority ?? '—'))),
+      el('div', { class: 'page-head' }, el('h1', { id: 'group-name' }, g.name || gid),
+        el('span', { class: 'muted' }, 'priority ' + (g.priority ?? '—') + (g.mode ? ' · ' + g.mode : ''))),
       el('div', { class: 'grid' },
         el('section', { class: 'card' }, el('h2', {}, 'Group policy'), inputs.length ? form : el('p', { class: 'muted' }, 'This group sets no settings.')),
         el('section', { class: 'card' }, el('h2', {}, 'Devices'),
