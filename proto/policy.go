@@ -221,13 +221,10 @@ func Failing(desired DevicePolicy, report *ComplianceReport) []SettingFailure {
 	return Diff(desired, *report)
 }
 
-// Transition causes: what changed a device's derived state.
-const (
-	CauseEnroll = "enroll"
-	CauseReport = "report"
-	CauseEdit   = "edit"
-	CauseGroup  = "group"
-)
+// CauseGroup: a group change altered the device's effective policy. With
+// CauseEnroll, CauseReport and CauseEdit (events.go) it names what changed
+// a device's derived state in its history.
+const CauseGroup EventCause = "group"
 
 // Transition is one change of a device's derived compliance state. From is
 // empty for the first state of a newly enrolled device.
@@ -236,7 +233,7 @@ type Transition struct {
 	From     ComplianceState `json:"from"`
 	To       ComplianceState `json:"to"`
 	At       time.Time       `json:"at"`
-	Cause    string          `json:"cause"`
+	Cause    EventCause      `json:"cause"`
 	// Failing is the failing settings after the transition (NON_COMPLIANT).
 	Failing []SettingFailure `json:"failing,omitempty"`
 }

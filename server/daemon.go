@@ -134,7 +134,15 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		return nil, err
 	}
 	creds := Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
-	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: cfg.OnPresence, MaxConnections: cfg.MQTTMaxConnections}))
+	// The live stream hears of presence too; d.api is set below, before
+	// the broker serves.
+	onPresence := func(deviceID string, connected bool) {
+		d.api.PresenceChanged(deviceID, connected)
+		if cfg.OnPresence != nil {
+			cfg.OnPresence(deviceID, connected)
+		}
+	}
+	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: onPresence, MaxConnections: cfg.MQTTMaxConnections}))
 	if err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}

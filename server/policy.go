@@ -172,6 +172,9 @@ func (a *API) ring(changes []store.PolicyChange) {
 		rings[i] = bridge.Ring{DeviceID: ch.DeviceID, Version: ch.Version, FCMToken: ch.FCMToken}
 	}
 	a.cfg.Bell.Ring(rings...)
+	for _, ch := range changes {
+		a.deviceChanged(ch.DeviceID, proto.CauseEdit)
+	}
 }
 
 // putPolicy is PUT /devices/{id}/policy: the device's own layer. Settings
@@ -204,6 +207,7 @@ func (a *API) putPolicy(c *fiber.Ctx) error {
 	// The edit is committed (fsynced) above; only now is the bell rung.
 	if changed {
 		a.cfg.Bell.Ring(bridge.Ring{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
+		a.deviceChanged(d.ID, proto.CauseEdit)
 	}
 	return c.JSON(d.Policy)
 }

@@ -65,6 +65,7 @@ type API struct {
 	cfg    Config
 	logger *slog.Logger
 	app    *fiber.App
+	events eventHub // the live stream's subscribers (events.go)
 }
 
 // Limits on what a client may send.
@@ -134,6 +135,7 @@ func (a *API) routes() {
 	a.policyRoutes()
 	a.trustRoutes()
 	r.Post("/devices/:id/certificate", a.deviceLimiter(), a.renewCertificate)
+	a.consoleRoutes(r) // the web console, GET /events, GET /devices/:id/report (console.go)
 	r.Use(func(c *fiber.Ctx) error {
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
@@ -326,6 +328,7 @@ func (a *API) enroll(c *fiber.Ctx) error {
 	} else if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
 		return fmt.Errorf("enrolling device: %w", err)
 	}
+	a.deviceChanged(id, proto.CauseEnroll)
 	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
 		DeviceID:     id,
 		DeviceSecret: secret,
@@ -389,6 +392,7 @@ func (a *API) report(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("saving report: %w", err)
 	}
+	a.deviceChanged(d.ID, proto.CauseReport)
 	return c.SendStatus(http.StatusNoContent)
 }
 

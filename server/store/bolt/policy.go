@@ -139,7 +139,7 @@ func (w *writer) summary() (*summary, error) {
 // put writes after, the new state of a device that was before (nil when
 // it is new), counting and recording a change of derived state with cause
 // at time at.
-func (w *writer) put(before *store.Device, after store.Device, cause string, at time.Time) error {
+func (w *writer) put(before *store.Device, after store.Device, cause proto.EventCause, at time.Time) error {
 	sum, err := w.summary()
 	if err != nil {
 		return err

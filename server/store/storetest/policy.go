@@ -302,7 +302,7 @@ func testHistory(t *testing.T, s store.Store) {
 	}
 	type step struct {
 		from, to proto.ComplianceState
-		cause    string
+		cause    proto.EventCause
 	}
 	want := []step{
 		{"", proto.StateUnknown, proto.CauseEnroll},
