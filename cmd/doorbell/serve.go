@@ -17,6 +17,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg       server.DaemonConfig
 		fcm       bridge.FCMConfig
 		logFormat string
+		pprofAddr string
 	)
 	fs.StringVar(&cfg.DataDir, "data", "./doorbell-data", "data directory (database, generated tokens)")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
@@ -29,6 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&fcm.Endpoint, "fcm-endpoint", "", "FCM API endpoint (an emulator or test server; unauthenticated without --fcm-credentials)")
 	fs.DurationVar(&fcm.TTL, "fcm-ttl", time.Hour, "how long FCM keeps an undelivered doorbell")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +39,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg.Logger, cfg.Out = logger, stdout
+	if pprofAddr != "" {
+		if err := startPprof(ctx, pprofAddr, logger); err != nil {
+			return err
+		}
+	}
 	if fcm.ProjectID != "" || fcm.CredentialsFile != "" || fcm.Endpoint != "" {
 		cfg.FCM = &fcm
 	}
