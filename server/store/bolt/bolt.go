@@ -77,7 +77,9 @@ func putDevice(tx *bbolt.Tx, d store.Device) error {
 
 // CreateDevice implements store.DeviceStore.
 func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	// Batch: concurrent enrollments share one transaction and one fsync
+	// (fn may run twice; it is idempotent).
+	return s.db.Batch(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
 			return store.ErrExists
 		}
@@ -146,7 +148,9 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 
 // UpdatePolicy implements store.PolicyStore.
 func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	// Batch: an edit to many devices at once shares one fsync. fn may run
+	// twice; it recomputes everything it sets.
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
 		d, err = getDevice(tx, id)
 		if err != nil {
 			return err
