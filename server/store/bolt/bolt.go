@@ -24,6 +24,7 @@ var (
 // Store is a bbolt-backed store.Store.
 type Store struct {
 	db *bbolt.DB
+	w  *committer // group commit for the writes many clients make at once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -49,7 +50,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating buckets: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, w: &committer{db: db}}, nil
 }
 
 // Close closes the database file.
@@ -77,9 +78,9 @@ func putDevice(tx *bbolt.Tx, d store.Device) error {
 
 // CreateDevice implements store.DeviceStore.
 func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
-	// Batch: concurrent enrollments share one transaction and one fsync
-	// (fn may run twice; it is idempotent).
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	// Concurrent enrollments share one transaction and one fsync (fn may
+	// run twice; it is idempotent).
+	return s.w.do(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
 			return store.ErrExists
 		}
@@ -148,9 +149,9 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 
 // UpdatePolicy implements store.PolicyStore.
 func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
-	// Batch: an edit to many devices at once shares one fsync. fn may run
-	// twice; it recomputes everything it sets.
-	err = s.db.Batch(func(tx *bbolt.Tx) error {
+	// An edit to many devices at once shares fsyncs. fn may run twice; it
+	// recomputes everything it sets.
+	err = s.w.do(func(tx *bbolt.Tx) error {
 		d, err = getDevice(tx, id)
 		if err != nil {
 			return err
@@ -169,9 +170,9 @@ func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Set
 }
 
 // SaveReport implements store.ReportStore. Concurrent reports share one
-// transaction and one fsync through bbolt's Batch.
+// transaction and one fsync (group commit).
 func (s *Store) SaveReport(_ context.Context, id string, r store.Report) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		d, err := getDevice(tx, id)
 		if err != nil {
 			return err
