@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/doorbell
 APT_PKGS := mosquitto-clients mosquitto
 
-.PHONY: run test build deps vet fmt-check clean
+.PHONY: run test build deps vet fmt-check clean bench
 
 ## run: start the server with its embedded defaults (HTTP :8080, MQTT :1883, data in ./doorbell-data)
 run:
@@ -27,6 +27,10 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
+
+## bench: the fleet simulator's scenarios and the broker reference (DEVICES=2000 by default; not part of test)
+bench: deps build
+	DEVICES=$${DEVICES:-2000} BIN=$(BIN) scripts/bench.sh
 
 vet:
 	$(GO) vet ./...
