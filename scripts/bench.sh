@@ -61,4 +61,6 @@ sim --mode fcm --scenario edit-one
 sim --mode fcm --scenario edit-all
 sim --mode poll --scenario edit-one --interval "$POLL_INTERVAL"
 sim --mode poll --scenario edit-all --interval "$POLL_INTERVAL"
-DOORBELL_BENCH_FANOUT=$DEVICES go test -run '^$' -bench BrokerFanout -benchtime 3x ./test/ | grep -E 'Benchmark|devices:' | tee -a "$OUT"
+# At most 9,900 subscribers fit in one process's 20,000 open files.
+fanout=$DEVICES; [ "$fanout" -gt 9900 ] && fanout=9900
+DOORBELL_BENCH_FANOUT=$fanout go test -run '^$' -bench BrokerFanout -benchtime 3x ./test/ | grep -E 'Benchmark|devices:|FAIL|_test.go' | tee -a "$OUT"
