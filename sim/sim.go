@@ -671,9 +671,12 @@ type fleetEditor interface {
 
 // perDeviceEditor edits each device through PUT /devices/{id}/policy,
 // HTTPConns requests at a time. It is used while the server has no groups.
-type perDeviceEditor struct{ f *fleet }
+type perDeviceEditor struct {
+	f    *fleet
+	note string // why no group edit, when the server has groups
+}
 
-func (perDeviceEditor) name() string { return "per-device" }
+func (e perDeviceEditor) name() string { return "per-device" + e.note }
 
 func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
 	versions := make([]int64, len(devs))
@@ -689,11 +692,18 @@ func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) 
 	return out, err
 }
 
-// editor picks how edit-all edits the fleet. The server on this branch has
-// no groups (POST /groups answers 404), so every device is edited on its
-// own; a group editor slots in here once the server has one.
+// editor picks how edit-all edits the fleet. It asks the server whether it
+// has groups (GET /groups, a read with no side effect): without them (404)
+// every device is edited on its own. The group editor (one POST /groups
+// with the fleet's devices, then one edit of the group) slots in here; until
+// then a server with groups is still edited per device, and editPath says
+// so.
 func (f *fleet) editor(ctx context.Context) fleetEditor {
-	return perDeviceEditor{f}
+	code, err := f.admin.do(ctx, http.MethodGet, "/groups", nil, nil)
+	if err == nil && code/100 == 2 {
+		return perDeviceEditor{f: f, note: " (the server has groups; the simulator does not use them yet)"}
+	}
+	return perDeviceEditor{f: f}
 }
 
 // editAll flips every device's camera setting and measures the time until
