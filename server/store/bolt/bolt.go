@@ -31,7 +31,10 @@ var _ store.Store = (*Store)(nil)
 
 // Open opens or creates the database file at path.
 func Open(path string) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	// The freelist is not written at every commit (it is rebuilt by a scan
+	// at open, quick for a device database) and is kept as a map: fewer
+	// pages written and synced per commit, as etcd runs bbolt.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
 	}
