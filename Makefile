@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/doorbell
 APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev chromium
 
-.PHONY: run test build deps vet fmt-check clean aar
+.PHONY: run test build deps vet fmt-check clean aar bench
 
 ## run: start the server for a local try-out: plain HTTP and MQTT on loopback only
 ## (127.0.0.1:8080, 127.0.0.1:1883, data in ./doorbell-data). `doorbell serve` without
@@ -29,6 +29,10 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
+
+## bench: the fleet simulator's scenarios and the broker reference (DEVICES=2000 by default; not part of test)
+bench: deps build
+	DEVICES=$${DEVICES:-2000} BIN=$(BIN) scripts/bench.sh
 
 vet:
 	$(GO) vet ./...

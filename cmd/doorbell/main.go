@@ -23,6 +23,7 @@ var commands = map[string]struct {
 }{
 	"serve": {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
 	"agent": {runAgent, "run the device agent"},
+	"sim":   {runSim, "simulate a fleet of agents against a server and measure it"},
 }
 
 func main() {

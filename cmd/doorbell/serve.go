@@ -22,6 +22,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger    *slog.Logger
 		err       error
 		allowlist string
+		pprofAddr string
 	)
 	fs.StringVar(&cfg.DataDir, "data", "./doorbell-data", "data directory (database, generated tokens)")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
@@ -43,6 +44,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.DevicePerMinute, "device-rate", server.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
 	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
+	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -56,6 +58,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.Logger, cfg.Out = logger, stdout
 	if allowlist != "" {
 		if cfg.AgentAllowlist, err = server.LoadAllowlist(allowlist); err != nil {
+			return err
+		}
+	}
+	if pprofAddr != "" {
+		if err := startPprof(ctx, pprofAddr, logger); err != nil {
 			return err
 		}
 	}

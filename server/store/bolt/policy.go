@@ -263,9 +263,9 @@ func (s *Store) updateAudited(ctx context.Context, f func(*writer) error) error 
 	})
 }
 
-// batch runs f in a transaction shared with concurrent callers (bbolt's
-// Batch); f may run more than once.
-func (s *Store) batch(f func(*writer) error) error { return s.run(s.db.Batch, f) }
+// batch runs f in a transaction shared with concurrent callers (the group
+// commit); f may run more than once.
+func (s *Store) batch(f func(*writer) error) error { return s.run(s.w.do, f) }
 
 func getGroup(tx *bbolt.Tx, id string) (store.Group, error) {
 	var g store.Group
@@ -527,7 +527,9 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 }
 
 func (s *Store) updateOverride(ctx context.Context, id string, change func(store.Device) store.Layer) (d store.Device, changed bool, err error) {
-	err = s.update(func(w *writer) error {
+	// An edit to many devices at once shares fsyncs; f recomputes all it
+	// sets, so it may run twice.
+	err = s.batch(func(w *writer) error {
 		d, err = getDevice(w.tx, id)
 		if err != nil {
 			return err

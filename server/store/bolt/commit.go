@@ -1,0 +1,107 @@
+package bolt
+
+import (
+	"fmt"
+	"sync"
+
+	bbolt "go.etcd.io/bbolt"
+)
+
+// maxGroup bounds how many writes one group commit holds.
+const maxGroup = 1000
+
+// committer is a group commit: writes that arrive while a commit is running
+// are queued and all committed together in the next transaction, with one
+// fsync. A write that finds no commit running starts one at once, so a lone
+// write waits for no timer. bbolt's own Batch instead closes a batch after a
+// fixed delay (MaxBatchDelay); when a commit (two fdatasyncs) takes longer
+// than that delay, batches stay small and writes queue behind each other's
+// fsyncs.
+//
+// As with bbolt's Batch, a function may run more than once (when another
+// function in its group fails, the group is retried without it), so it must
+// be idempotent apart from its effect on the transaction.
+type committer struct {
+	db *bbolt.DB
+
+	mu      sync.Mutex
+	queue   []groupCall
+	running bool
+}
+
+type groupCall struct {
+	fn  func(*bbolt.Tx) error
+	err chan error
+}
+
+// do runs fn in a read-write transaction shared with the other writes
+// queued meanwhile, and returns once that transaction is durable (or fn's
+// own error).
+func (c *committer) do(fn func(*bbolt.Tx) error) error {
+	call := groupCall{fn: fn, err: make(chan error, 1)}
+	c.mu.Lock()
+	c.queue = append(c.queue, call)
+	if !c.running {
+		c.running = true
+		go c.loop()
+	}
+	c.mu.Unlock()
+	return <-call.err
+}
+
+// loop commits queued writes, group after group, until the queue is empty.
+func (c *committer) loop() {
+	for {
+		c.mu.Lock()
+		n := min(len(c.queue), maxGroup)
+		if n == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		group := c.queue[:n:n]
+		c.queue = c.queue[n:]
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
+		c.mu.Unlock()
+		c.commit(group)
+	}
+}
+
+// commit runs group in one transaction. When a function fails, the
+// transaction is rolled back, that function is run alone to get its own
+// answer, and the rest are committed again without it.
+func (c *committer) commit(group []groupCall) {
+	for len(group) > 0 {
+		failed := -1
+		err := c.db.Update(func(tx *bbolt.Tx) error {
+			for i, call := range group {
+				if err := safeCall(call.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			call := group[failed]
+			group = append(group[:failed:failed], group[failed+1:]...)
+			call.err <- c.db.Update(func(tx *bbolt.Tx) error { return safeCall(call.fn, tx) })
+			continue
+		}
+		for _, call := range group {
+			call.err <- err
+		}
+		return
+	}
+}
+
+func safeCall(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in a store write: %v", p)
+		}
+	}()
+	return fn(tx)
+}

@@ -1,0 +1,816 @@
+// Package sim is the Doorbell MDM fleet simulator behind `doorbell sim`: it
+// runs many real agents (the agent package: real HTTP, real paho MQTT
+// connections, in-memory enforcers and identities) in one process against a
+// running server, drives a scenario (enroll, edit-one, edit-all, idle,
+// reports) and measures it.
+//
+// Every run is self-contained: it enrolls its own devices, connects them
+// (MQTT mode) or registers their push tokens with the fake FCM endpoint it
+// serves itself (FCM mode), runs the scenario and returns a Result.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/agent"
+)
+
+// Modes: how a policy change reaches the simulated devices.
+const (
+	ModeMQTT = "mqtt" // the embedded broker's doorbell
+	ModeFCM  = "fcm"  // the FCM doorbell, through the simulator's fake FCM endpoint
+	ModePoll = "poll" // no doorbell: periodic sync every Config.Interval
+)
+
+// Scenarios.
+const (
+	ScenarioEnroll  = "enroll"
+	ScenarioEditOne = "edit-one"
+	ScenarioEditAll = "edit-all"
+	ScenarioIdle    = "idle"
+	ScenarioReports = "reports"
+)
+
+// Modes and Scenarios list the valid values.
+var (
+	Modes     = []string{ModeMQTT, ModeFCM, ModePoll}
+	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports}
+)
+
+// Config configures a run. ServerURL, EnrollToken, AdminToken and Devices are
+// required; other zero values mean the default on the field.
+type Config struct {
+	ServerURL   string
+	EnrollToken string
+	AdminToken  string
+	// Devices is how many devices this process simulates.
+	Devices int
+	// First is the index of this process's first device in the whole
+	// fleet (from --slice); it only names devices and push tokens.
+	First int
+	// Mode is mqtt (default), fcm or poll.
+	Mode string
+	// Scenario is enroll (default), edit-one, edit-all, idle or reports.
+	Scenario string
+	// Interval is the agents' periodic sync interval; 0 = 30s in poll mode,
+	// 1h otherwise (so only doorbells cause syncs).
+	Interval time.Duration
+	// Edits is how many single-device edits edit-one makes; 0 = 100 (20 in
+	// poll mode, where they run at the same time).
+	Edits int
+	// Duration is how long the reports scenario sends; 0 = 10s.
+	Duration time.Duration
+	// HTTPConns bounds the simulator's HTTP connections to the server
+	// (shared by every agent); 0 = 128.
+	HTTPConns int
+	// Ramp is how many devices enroll or connect at the same time; 0 = 200.
+	Ramp int
+	// ServerPID is the server's pid for memory figures; 0 = find the
+	// process listening on the server URL's port.
+	ServerPID int
+	// FCMListen is where the fake FCM endpoint listens in fcm mode; the
+	// server must run with --fcm-endpoint http://<FCMListen>/v1. "" =
+	// 127.0.0.1:4004.
+	FCMListen string
+	// Settle is how long the idle scenario waits after connecting before
+	// reading memory; 0 = 5s.
+	Settle time.Duration
+	// Timeout bounds each wait for devices (ready, compliant); 0 = 10m.
+	Timeout time.Duration
+	// Progress receives a progress line while the run works; nil = none.
+	Progress io.Writer
+}
+
+// Result holds a run's figures. Fields that do not apply to the scenario are
+// zero and left out of the JSON.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Mode     string `json:"mode"`
+	Devices  int    `json:"devices"`
+	// Latencies, in milliseconds: edit-one (edit request to the server
+	// reporting the device COMPLIANT) and enroll (per-device enrollment
+	// sync: enroll, fetch, enforce, report).
+	P50Ms float64 `json:"p50Ms,omitempty"`
+	P90Ms float64 `json:"p90Ms,omitempty"`
+	P99Ms float64 `json:"p99Ms,omitempty"`
+	MaxMs float64 `json:"maxMs,omitempty"`
+	// AllCompliantMs is, for edit-all, the time from the first edit request
+	// to the last device reporting COMPLIANT; for enroll, the time to
+	// enroll every device and have it reported (and connected, over MQTT).
+	AllCompliantMs float64 `json:"allCompliantMs,omitempty"`
+	// RequestsPerSec is the HTTP request rate the server sustained during
+	// that time (every request of the simulator: edits, policy fetches,
+	// reports).
+	RequestsPerSec float64 `json:"requestsPerSec,omitempty"`
+	// ServerBytesPerDevice is, for idle, the server's resident memory per
+	// connected device: (VmRSS with every device connected - VmRSS before
+	// any connected) / devices.
+	ServerBytesPerDevice float64 `json:"serverBytesPerDevice,omitempty"`
+	// ReportsPerSec is, for reports, durable reports the server accepted
+	// (2xx) per second.
+	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
+
+	// Extras.
+	Edits             int     `json:"edits,omitempty"`             // edit-one: edits measured; edit-all: edit requests
+	EditPath          string  `json:"editPath,omitempty"`          // edit-all: "per-device" or "group"
+	SimBytesPerDevice float64 `json:"simBytesPerDevice,omitempty"` // idle: the simulator's own RSS per device
+	ServerPID         int     `json:"serverPid,omitempty"`
+	Compliant         int     `json:"compliant,omitempty"`  // devices the server reports COMPLIANT at the end
+	DurationMs        float64 `json:"durationMs,omitempty"` // the whole run
+}
+
+func (c *Config) defaults() error {
+	if c.ServerURL == "" || c.EnrollToken == "" || c.AdminToken == "" {
+		return errors.New("sim: --server, --enroll-token and --admin-token are required")
+	}
+	if strings.HasPrefix(c.ServerURL, "https://") {
+		// Each device authenticates with its own client certificate over
+		// TLS, so devices could not share the simulator's few HTTP
+		// connections; the simulator measures the plain loopback path.
+		return errors.New("sim: the simulator speaks plain HTTP: run the server on loopback with --tls off (and --enroll-rate -1 --device-rate -1 for large fleets)")
+	}
+	if c.Devices < 1 {
+		return fmt.Errorf("sim: --devices must be at least 1, not %d", c.Devices)
+	}
+	if c.Mode == "" {
+		c.Mode = ModeMQTT
+	}
+	if !slices.Contains(Modes, c.Mode) {
+		return fmt.Errorf("sim: --mode must be one of %v, not %q", Modes, c.Mode)
+	}
+	if c.Scenario == "" {
+		c.Scenario = ScenarioEnroll
+	}
+	if !slices.Contains(Scenarios, c.Scenario) {
+		return fmt.Errorf("sim: --scenario must be one of %v, not %q", Scenarios, c.Scenario)
+	}
+	if c.Interval == 0 {
+		c.Interval = time.Hour
+		if c.Mode == ModePoll {
+			c.Interval = 30 * time.Second
+		}
+	}
+	if c.Edits == 0 {
+		c.Edits = 100
+		if c.Mode == ModePoll {
+			c.Edits = 20
+		}
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.HTTPConns == 0 {
+		c.HTTPConns = 128
+	}
+	if c.Ramp == 0 {
+		c.Ramp = 200
+	}
+	if c.FCMListen == "" {
+		c.FCMListen = "127.0.0.1:4004"
+	}
+	if c.Settle == 0 {
+		c.Settle = 5 * time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return nil
+}
+
+// FilesNeeded estimates the open files a run needs: one socket per MQTT
+// device, the HTTP connections, and some slack.
+func FilesNeeded(devices, httpConns int, mode string) uint64 {
+	n := uint64(2*httpConns + 64) // agents' and operator's connections
+	if mode == ModeMQTT {
+		n += uint64(devices)
+	}
+	return n
+}
+
+// checkFiles refuses a run this process cannot hold, and says what to do.
+func checkFiles(c Config) error {
+	limit, err := fdLimit()
+	if err != nil {
+		return fmt.Errorf("sim: reading the open-file limit: %w", err)
+	}
+	need := FilesNeeded(c.Devices, c.HTTPConns, c.Mode)
+	if need <= limit {
+		return nil
+	}
+	per := int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Mode))
+	if per < 1 {
+		return fmt.Errorf("sim: the open-file limit %d is too low even for --http-conns %d", limit, c.HTTPConns)
+	}
+	procs := (c.Devices + per - 1) / per
+	return fmt.Errorf("sim: %d %s devices need about %d open files, over this process's limit of %d (at most %d per process): "+
+		"start %d simulator processes, each with --devices %d and its own --slice K/%d (K = 1..%d)",
+		c.Devices, c.Mode, need, limit, MaxOpenFiles, procs, c.Devices, procs, procs)
+}
+
+// device is one simulated device: its agent, identity and what it reported.
+type device struct {
+	idx   int
+	ids   *memIDStore
+	enf   *agent.MemoryEnforcer
+	agent *agent.Agent
+	token string
+	cam   bool // the cameraDisabled value last asked for
+
+	mu       sync.Mutex
+	syncs    int   // successful syncs of the current agent
+	reported int64 // highest policy version reported compliant
+	waiters  []*waiter
+}
+
+// waiter is closed when its device reaches syncs successful syncs or reports
+// version compliant (whichever is set); at is when.
+type waiter struct {
+	syncs   int
+	version int64
+	ch      chan struct{}
+	at      time.Time
+}
+
+func (d *device) onSync(r agent.SyncResult) {
+	if r.Err != nil {
+		return
+	}
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.syncs++
+	if r.Compliant && r.PolicyVersion > d.reported {
+		d.reported = r.PolicyVersion
+	}
+	keep := d.waiters[:0]
+	for _, w := range d.waiters {
+		if (w.syncs > 0 && d.syncs >= w.syncs) || (w.version > 0 && d.reported >= w.version) {
+			w.at = now
+			close(w.ch)
+			continue
+		}
+		keep = append(keep, w)
+	}
+	d.waiters = keep
+}
+
+// waitSyncs returns a waiter for n successful syncs of the current agent.
+func (d *device) waitSyncs(n int) *waiter {
+	w := &waiter{syncs: n, ch: make(chan struct{})}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.syncs >= n {
+		w.at = time.Now()
+		close(w.ch)
+		return w
+	}
+	d.waiters = append(d.waiters, w)
+	return w
+}
+
+// waitVersion returns a waiter for version reported compliant.
+func (d *device) waitVersion(v int64) *waiter {
+	w := &waiter{version: v, ch: make(chan struct{})}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reported >= v {
+		w.at = time.Now()
+		close(w.ch)
+		return w
+	}
+	d.waiters = append(d.waiters, w)
+	return w
+}
+
+func (d *device) resetSyncs() {
+	d.mu.Lock()
+	d.syncs = 0
+	d.mu.Unlock()
+}
+
+func (d *device) id() string {
+	id, _, _ := d.ids.Load()
+	return id.DeviceID
+}
+
+// countingTransport counts the requests that got an answer.
+type countingTransport struct {
+	http.RoundTripper
+	n *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(r)
+	if err == nil {
+		t.n.Add(1)
+	}
+	return resp, err
+}
+
+// fleet is one run's state.
+type fleet struct {
+	cfg       Config
+	devs      []*device
+	requests  atomic.Int64 // HTTP requests answered (agents and operator)
+	agentHTTP *http.Client
+	admin     *adminClient
+	fcm       *fcmServer
+	prog      *progress
+
+	runCtx context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newHTTPClient(conns int, n *atomic.Int64) *http.Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxConnsPerHost:     conns,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &http.Client{Timeout: 60 * time.Second, Transport: countingTransport{tr, n}}
+}
+
+// Run runs one simulation and returns its figures. The server must be
+// running; ctx cancels the run.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	if err := checkFiles(cfg); err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	f := &fleet{cfg: cfg}
+	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests)
+	var err error
+	if f.admin, err = newAdminClient(cfg.ServerURL, cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests)); err != nil {
+		return Result{}, err
+	}
+	f.prog = newProgress(cfg.Progress)
+	defer f.prog.close()
+	if cfg.Mode == ModeFCM {
+		if f.fcm, err = newFCMServer(cfg.FCMListen); err != nil {
+			return Result{}, err
+		}
+		defer f.fcm.close()
+	}
+	f.runCtx, f.stop = context.WithCancel(ctx)
+	defer func() {
+		f.stop()
+		f.wg.Wait()
+	}()
+
+	res := Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Devices: cfg.Devices}
+	if err := f.scenario(ctx, &res); err != nil {
+		return res, err
+	}
+	res.DurationMs = ms(time.Since(start))
+	return res, nil
+}
+
+func (f *fleet) scenario(ctx context.Context, res *Result) error {
+	pid, rssBefore, simBefore := 0, int64(0), int64(0)
+	if f.cfg.Scenario == ScenarioIdle {
+		var err error
+		if pid = f.cfg.ServerPID; pid == 0 {
+			u, perr := parseHost(f.cfg.ServerURL)
+			if perr != nil {
+				return perr
+			}
+			if pid, err = findListener(u); err != nil {
+				return fmt.Errorf("sim: finding the server's pid for the idle scenario: %w", err)
+			}
+		}
+		res.ServerPID = pid
+	}
+
+	t0 := time.Now()
+	reqs0 := f.requests.Load()
+	lat, err := f.enroll(ctx)
+	if err != nil {
+		return err
+	}
+	if f.cfg.Scenario == ScenarioIdle {
+		var err error
+		if rssBefore, err = rssBytes(pid); err != nil {
+			return err
+		}
+		simBefore, _ = rssBytes(0)
+	}
+	if err := f.connect(ctx); err != nil {
+		return err
+	}
+	if f.cfg.Scenario == ScenarioEnroll {
+		d := time.Since(t0)
+		res.AllCompliantMs = ms(d)
+		res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
+		fillPercentiles(res, lat)
+	}
+
+	switch f.cfg.Scenario {
+	case ScenarioEditOne:
+		if err := f.editOne(ctx, res); err != nil {
+			return err
+		}
+	case ScenarioEditAll:
+		if err := f.editAll(ctx, res); err != nil {
+			return err
+		}
+	case ScenarioIdle:
+		f.prog.set("idle: settling", 0, 0)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(f.cfg.Settle):
+		}
+		after, err := rssBytes(pid)
+		if err != nil {
+			return err
+		}
+		res.ServerBytesPerDevice = float64(after-rssBefore) / float64(len(f.devs))
+		simAfter, _ := rssBytes(0)
+		res.SimBytesPerDevice = float64(simAfter-simBefore) / float64(len(f.devs))
+	case ScenarioReports:
+		if err := f.reports(ctx, res); err != nil {
+			return err
+		}
+	}
+
+	n, err := f.admin.countCompliant(ctx, f.ids())
+	if err != nil {
+		return fmt.Errorf("sim: checking the fleet's final state: %w", err)
+	}
+	res.Compliant = n
+	return nil
+}
+
+func (f *fleet) ids() map[string]bool {
+	m := make(map[string]bool, len(f.devs))
+	for _, d := range f.devs {
+		m[d.id()] = true
+	}
+	return m
+}
+
+func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
+	return agent.New(agent.Config{
+		ServerURL:    f.cfg.ServerURL,
+		EnrollToken:  f.cfg.EnrollToken,
+		Enforcer:     d.enf,
+		IDStore:      d.ids,
+		Interval:     f.cfg.Interval,
+		DisableMQTT:  !mqtt,
+		Model:        fmt.Sprintf("sim-%d", d.idx),
+		OSVersion:    "sim",
+		AgentVersion: "sim",
+		HTTPClient:   f.agentHTTP,
+		OnSync:       d.onSync,
+	})
+}
+
+// enroll enrolls every device (HTTP only, Ramp at a time) and returns the
+// per-device durations of the enrolling sync. In fcm mode the push token is
+// registered by the same sync.
+func (f *fleet) enroll(ctx context.Context) ([]time.Duration, error) {
+	n := f.cfg.Devices
+	f.devs = make([]*device, n)
+	lat := make([]time.Duration, n)
+	f.prog.set("enroll", n, 0)
+	err := f.parallel(ctx, n, f.cfg.Ramp, func(ctx context.Context, i int) error {
+		d := &device{idx: f.cfg.First + i, ids: &memIDStore{}, enf: &agent.MemoryEnforcer{}}
+		f.devs[i] = d
+		a, err := f.newAgent(d, false)
+		if err != nil {
+			return err
+		}
+		d.agent = a
+		if f.cfg.Mode == ModeFCM {
+			d.token = fmt.Sprintf("sim-fcm-token-%d-%016x", d.idx, rand.Uint64())
+			f.fcm.register(d.token, a.OnPush)
+			if err := a.SetPushToken(d.token); err != nil {
+				return err
+			}
+		}
+		t := time.Now()
+		if err := a.Sync(ctx); err != nil {
+			return fmt.Errorf("enrolling device %d: %w", d.idx, err)
+		}
+		lat[i] = time.Since(t)
+		f.prog.add(1)
+		return nil
+	})
+	return lat, err
+}
+
+// connect starts every device's agent and waits until each is ready: over
+// MQTT, subscribed (its second sync: the one at start, then the one every
+// connect triggers once subscribed); otherwise after its sync at start.
+func (f *fleet) connect(ctx context.Context) error {
+	phase := "start"
+	if f.cfg.Mode == ModeMQTT {
+		phase = "connect"
+	}
+	f.prog.set(phase, len(f.devs), 0)
+	return f.parallel(ctx, len(f.devs), f.cfg.Ramp, func(ctx context.Context, i int) error {
+		d := f.devs[i]
+		want := 1
+		if f.cfg.Mode == ModeMQTT {
+			a, err := f.newAgent(d, true)
+			if err != nil {
+				return err
+			}
+			d.agent = a
+			want = 2
+		}
+		d.resetSyncs()
+		w := d.waitSyncs(want)
+		f.wg.Go(func() { d.agent.Run(f.runCtx) })
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to %s", d.idx, phase)); err != nil {
+			return err
+		}
+		f.prog.add(1)
+		return nil
+	})
+}
+
+func (f *fleet) wait(ctx context.Context, w *waiter, what string) error {
+	t := time.NewTimer(f.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("sim: timed out after %v waiting for %s", f.cfg.Timeout, what)
+	}
+}
+
+// parallel runs fn(i) for i in [0,n) with at most width at a time; the
+// first error cancels the rest and is returned.
+func (f *fleet) parallel(ctx context.Context, n, width int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+		next  atomic.Int64
+	)
+	for range min(width, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// edit asks for d's camera to flip and returns a waiter for the new version.
+func (f *fleet) edit(ctx context.Context, d *device) (*waiter, error) {
+	d.cam = !d.cam
+	v, err := f.admin.setCamera(ctx, d.id(), d.cam)
+	if err != nil {
+		return nil, err
+	}
+	return d.waitVersion(v), nil
+}
+
+// editOne makes Edits single-device edits to random devices, one at a time
+// (all at once in poll mode, where each waits up to an interval), and
+// measures each from the edit request to the server answering COMPLIANT for
+// the new version.
+func (f *fleet) editOne(ctx context.Context, res *Result) error {
+	n := f.cfg.Edits
+	workers := 1
+	if f.cfg.Mode == ModePoll {
+		workers = min(n, len(f.devs))
+	}
+	// Distinct devices per concurrent worker; sequential edits may repeat.
+	perm := rand.Perm(len(f.devs))
+	lat := make([]time.Duration, n)
+	f.prog.set("edit-one", n, 0)
+	var mu sync.Mutex // one edit per device at a time
+	busy := map[*device]bool{}
+	err := f.parallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		d := f.devs[perm[i%len(perm)]]
+		mu.Lock()
+		if busy[d] {
+			mu.Unlock()
+			return fmt.Errorf("sim: device %d edited twice at once", d.idx)
+		}
+		busy[d] = true
+		mu.Unlock()
+		defer func() { mu.Lock(); delete(busy, d); mu.Unlock() }()
+
+		if f.cfg.Mode == ModePoll {
+			// An edit lands at a random point of the device's sync
+			// cycle (the fleet started together, so without this every
+			// edit would wait a whole interval).
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(rand.N(f.cfg.Interval)):
+			}
+		}
+		t := time.Now()
+		w, err := f.edit(ctx, d)
+		if err != nil {
+			return err
+		}
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to report version %d", d.idx, w.version)); err != nil {
+			return err
+		}
+		// The agent's report was acknowledged, so it is durable; the
+		// figure includes the server saying so.
+		if err := f.admin.waitCompliant(ctx, d.id(), w.version); err != nil {
+			return err
+		}
+		lat[i] = time.Since(t)
+		f.prog.add(1)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res.Edits = n
+	fillPercentiles(res, lat)
+	return nil
+}
+
+// fleetEditor changes every device's policy in one operation.
+type fleetEditor interface {
+	// name is what Result.EditPath says.
+	name() string
+	// editAll asks for cameraDisabled=cam on every device and returns each
+	// device's new policy version, by device id.
+	editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error)
+}
+
+// perDeviceEditor edits each device through PUT /devices/{id}/policy,
+// HTTPConns requests at a time. It is used while the server has no groups.
+type perDeviceEditor struct {
+	f    *fleet
+	note string // why no group edit, when the server has groups
+}
+
+func (e perDeviceEditor) name() string { return "per-device" + e.note }
+
+func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
+	versions := make([]int64, len(devs))
+	err := e.f.parallel(ctx, len(devs), e.f.cfg.HTTPConns, func(ctx context.Context, i int) error {
+		v, err := e.f.admin.setCamera(ctx, devs[i].id(), cam)
+		versions[i] = v
+		return err
+	})
+	out := make(map[string]int64, len(devs))
+	for i, d := range devs {
+		out[d.id()] = versions[i]
+	}
+	return out, err
+}
+
+// editor picks how edit-all edits the fleet. It asks the server whether it
+// has groups (GET /groups, a read with no side effect): without them (404)
+// every device is edited on its own. The group editor (one POST /groups
+// with the fleet's devices, then one edit of the group) slots in here; until
+// then a server with groups is still edited per device, and editPath says
+// so.
+func (f *fleet) editor(ctx context.Context) fleetEditor {
+	code, err := f.admin.do(ctx, http.MethodGet, "/groups", nil, nil)
+	if err == nil && code/100 == 2 {
+		return perDeviceEditor{f: f, note: " (the server has groups; the simulator does not use them yet)"}
+	}
+	return perDeviceEditor{f: f}
+}
+
+// editAll flips every device's camera setting and measures the time until
+// every device reported the new version COMPLIANT, and the request rate the
+// server sustained meanwhile.
+func (f *fleet) editAll(ctx context.Context, res *Result) error {
+	ed := f.editor(ctx)
+	res.EditPath = ed.name()
+	cam := !f.devs[0].cam
+	for _, d := range f.devs {
+		d.cam = cam
+	}
+	f.prog.set("edit-all", len(f.devs), 0)
+	reqs0 := f.requests.Load()
+	t0 := time.Now()
+	versions, err := ed.editAll(ctx, f.devs, cam)
+	if err != nil {
+		return err
+	}
+	waiters := make([]*waiter, len(f.devs))
+	for i, d := range f.devs {
+		waiters[i] = d.waitVersion(versions[d.id()])
+	}
+	last := t0
+	for i, w := range waiters {
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to report version %d", f.devs[i].idx, w.version)); err != nil {
+			return err
+		}
+		if w.at.After(last) {
+			last = w.at
+		}
+		f.prog.add(1)
+	}
+	d := last.Sub(t0)
+	res.Edits = len(f.devs)
+	res.AllCompliantMs = ms(d)
+	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
+	return nil
+}
+
+// reports sends compliance reports for every device as fast as HTTPConns
+// connections allow, for Duration, and counts those the server accepted.
+func (f *fleet) reports(ctx context.Context, res *Result) error {
+	client, err := agent.NewClient(f.cfg.ServerURL, f.agentHTTP)
+	if err != nil {
+		return err
+	}
+	type job struct {
+		cred agent.Credentials
+		rep  agentReport
+	}
+	jobs := make([]job, len(f.devs))
+	for i, d := range f.devs {
+		id, _, _ := d.ids.Load()
+		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
+	defer cancel()
+	f.prog.set("reports", 0, 0)
+	var ok, failed atomic.Int64
+	var next atomic.Int64
+	var firstErr atomic.Value
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for range f.cfg.HTTPConns {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				j := jobs[int(next.Add(1)-1)%len(jobs)]
+				if err := client.Report(ctx, j.cred, j.rep); err != nil {
+					if ctx.Err() == nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					}
+					continue
+				}
+				ok.Add(1)
+				f.prog.add(1)
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(t0)
+	if e := firstErr.Load(); e != nil {
+		return fmt.Errorf("sim: %d reports failed, the first: %w", failed.Load(), e.(error))
+	}
+	res.ReportsPerSec = float64(ok.Load()) / d.Seconds()
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func fillPercentiles(res *Result, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	q := func(p float64) float64 {
+		i := int(p*float64(len(s))+0.5) - 1
+		return ms(s[max(0, min(i, len(s)-1))])
+	}
+	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = q(0.50), q(0.90), q(0.99), ms(s[len(s)-1])
+}
