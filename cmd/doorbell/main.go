@@ -21,8 +21,12 @@ var commands = map[string]struct {
 	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	short string
 }{
-	"serve": {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
-	"agent": {runAgent, "run the device agent"},
+	"serve":   {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
+	"agent":   {runAgent, "run the device agent"},
+	"devices": {runDevices, "list the fleet or show one device (operator)"},
+	"policy":  {runPolicy, "show or set a device's desired policy (operator)"},
+	"watch":   {runWatch, "print device state changes live (operator)"},
+	"tokens":  {runTokens, "list, create or revoke operator tokens (operator)"},
 }
 
 func main() {
