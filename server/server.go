@@ -49,6 +49,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics is the Prometheus registry served at /metrics; nil makes one.
+	Metrics *Metrics
 }
 
 // API is the REST API over a store.
@@ -58,6 +60,8 @@ type API struct {
 	cfg    Config
 	logger *slog.Logger
 	app    *fiber.App
+
+	metrics *Metrics
 }
 
 // Limits on what a client may send.
@@ -95,6 +99,12 @@ func New(st store.Store, cfg Config) (*API, error) {
 		cfg.Now = time.Now
 	}
 	a := &API{Credentials: Credentials{Devices: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
+	if a.metrics = cfg.Metrics; a.metrics == nil {
+		a.metrics = NewMetrics()
+	}
+	if err := a.metrics.Register(&DeviceStates{Devices: st}); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
 		BodyLimit:             proto.MaxBodyBytes,
@@ -114,6 +124,9 @@ func (a *API) App() *fiber.App { return a.app }
 
 func (a *API) routes() {
 	r := a.app
+	r.Use(a.metrics.middleware)
+	r.Get("/metrics", a.metricsHandler())
+	r.Get("/openapi.json", serveOpenAPI)
 	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	r.Post("/enroll", a.enroll)
 	r.Get("/devices", a.listDevices)
@@ -123,6 +136,7 @@ func (a *API) routes() {
 	r.Post("/devices/:id/report", a.report)
 	r.Post("/devices/:id/token", a.registerToken)
 	r.Use(func(c *fiber.Ctx) error {
+		c.Locals(routeLocal, "unmatched")
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
 }
@@ -353,7 +367,8 @@ func (a *API) report(c *fiber.Ctx) error {
 	if r.AppliedPolicyVersion < 0 {
 		return errorf(http.StatusBadRequest, "invalid_body", "appliedPolicyVersion must not be negative")
 	}
-	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: a.cfg.Now().UTC()})
+	now := a.cfg.Now().UTC()
+	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: now})
 	switch {
 	case errors.Is(err, store.ErrVersionAhead):
 		return errorf(http.StatusConflict, "version_ahead", "appliedPolicyVersion %d is above the desired version %d", r.AppliedPolicyVersion, d.Policy.Version)
@@ -362,6 +377,7 @@ func (a *API) report(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("saving report: %w", err)
 	}
+	a.metrics.observeReport(d, r, now)
 	return c.SendStatus(http.StatusNoContent)
 }
 

@@ -30,6 +30,9 @@ type Device struct {
 	EnrolledAt   time.Time `json:"enrolledAt"`
 	// Policy is the desired policy; its version grows by one per change.
 	Policy proto.DevicePolicy `json:"policy"`
+	// PolicyChangedAt is when the desired version last grew (set in the
+	// same transaction as the bump); zero until the first edit.
+	PolicyChangedAt time.Time `json:"policyChangedAt,omitzero"`
 	// Report is the last accepted report, nil when the device never reported.
 	Report   *Report `json:"report,omitempty"`
 	FCMToken string  `json:"fcmToken,omitempty"`

@@ -158,6 +158,7 @@ func (s *Store) UpdatePolicy(_ context.Context, id string, change func(proto.Set
 		}
 		d.Policy.Settings = next
 		d.Policy.Version++
+		d.PolicyChangedAt = time.Now().UTC()
 		changed = true
 		return putDevice(tx, d)
 	})
