@@ -243,6 +243,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.api.App().ShutdownWithTimeout(5 * time.Second); err != nil {
 		d.logger.Error("stopping HTTP", "err", err)
 	}
+	// A Shutdown that ran before the HTTP goroutine reached Listener does
+	// not stop it; closing the listener does.
+	d.httpLn.Close()
 	if err := d.broker.Close(); err != nil {
 		d.logger.Error("stopping broker", "err", err)
 	}
