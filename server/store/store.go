@@ -64,7 +64,8 @@ type DeviceStore interface {
 type PolicyStore interface {
 	// UpdatePolicy replaces the device's desired settings with
 	// change(current). When the result differs, the version grows by exactly
-	// one in the same transaction; when it does not, nothing is written and
+	// one and PolicyChangedAt is set to now in the same transaction; when it
+	// does not, nothing is written and
 	// changed is false. It returns the device as stored, or ErrNotFound.
 	UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d Device, changed bool, err error)
 }
