@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/doorbell
 APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev chromium
 
-.PHONY: run test build deps vet fmt-check clean aar bench
+.PHONY: run test build dist deps vet fmt-check clean aar bench
 
 ## run: start the server for a local try-out: plain HTTP and MQTT on loopback only
 ## (127.0.0.1:8080, 127.0.0.1:1883, data in ./doorbell-data). `doorbell serve` without
@@ -14,6 +14,15 @@ run:
 ## build: the single binary in bin/
 build:
 	$(GO) build -o $(BIN) ./cmd/doorbell
+
+## dist: static binaries for Linux (amd64, arm64) and Android (arm64) in dist/
+DIST_TARGETS := linux/amd64 linux/arm64 android/arm64
+dist:
+	@for t in $(DIST_TARGETS); do \
+	  os=$${t%/*}; arch=$${t#*/}; out=dist/doorbell-$$os-$$arch; \
+	  echo "building $$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o $$out ./cmd/doorbell || exit 1; \
+	done
 
 ## test: install what the suite needs, then vet and run every test
 test: deps fmt-check vet
@@ -42,7 +51,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 clean:
-	rm -rf bin
+	rm -rf bin dist/doorbell-linux-* dist/doorbell-android-*
 
 ## aar: the Android library (android/app/libs/doorbell.aar) for the app; needs the Android SDK and NDK
 aar:

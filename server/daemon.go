@@ -39,6 +39,8 @@ type DaemonConfig struct {
 	// OnPresence, when set, is called after a device connects or
 	// disconnects over MQTT.
 	OnPresence func(deviceID string, connected bool)
+	// MetricsPublic serves /metrics without an operator token.
+	MetricsPublic bool
 	// Logger: nil discards. Out receives generated tokens; nil = os.Stdout.
 	Logger *slog.Logger
 	Out    io.Writer
@@ -151,7 +153,9 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		mqttPort = p
 	}
 
-	bells := []bridge.Bell{bridge.NewMQTTBell(d.broker, cfg.Logger)}
+	mqttBell := bridge.NewMQTTBell(d.broker, cfg.Logger)
+	bellStats := Bells{MQTT: mqttBell}
+	bells := []bridge.Bell{mqttBell}
 	if cfg.FCM != nil {
 		fcmCfg := *cfg.FCM
 		if fcmCfg.Logger == nil {
@@ -167,11 +171,18 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			return nil, fmt.Errorf("configuring FCM: %w", err)
 		}
 		bells = append(bells, fcm)
+		bellStats.FCM = fcm
 		d.logger.Info("FCM doorbell on", "project", fcmCfg.ProjectID, "endpoint", fcmCfg.Endpoint)
 	} else {
 		d.logger.Info("FCM doorbell off: no --fcm-project given; phones are reached by periodic sync only")
 	}
 	d.bell = bridge.Multi(bells...)
+
+	metrics := NewMetrics()
+	metrics.Public = cfg.MetricsPublic
+	if err := metrics.Register(bellStats, BoltStats(d.store.DBStats), BrokerStats(d.brokerInfo, d.broker.ConnectedCount)); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 
 	d.api, err = New(d.store, Config{
 		AdminToken:  d.cfg.AdminToken,
@@ -190,6 +201,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, DefaultDevicePerMinute),
 			AgentAllowlist:     cfg.AgentAllowlist,
 		},
+		Metrics:     metrics,
 	})
 	if err != nil {
 		return nil, err
@@ -235,6 +247,15 @@ func (d *Daemon) token(configured, file, what string) (string, error) {
 	}
 	fmt.Fprintf(d.cfg.Out, "Generated %s (kept in %s; shown only now): %s\n", what, path, tok)
 	return tok, nil
+}
+
+func (d *Daemon) brokerInfo() BrokerInfo {
+	i := d.broker.Info()
+	return BrokerInfo{
+		ClientsConnected: i.ClientsConnected, BytesReceived: i.BytesReceived, BytesSent: i.BytesSent,
+		MessagesReceived: i.MessagesReceived, MessagesSent: i.MessagesSent, MessagesDropped: i.MessagesDropped,
+		Inflight: i.Inflight, Subscriptions: i.Subscriptions,
+	}
 }
 
 // HTTPAddr is the API's listen address.

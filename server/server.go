@@ -56,6 +56,8 @@ type Config struct {
 	// Trust holds the trust settings (sessions, replay window, rate
 	// limits, agent allowlist); its zero value is usable.
 	Trust TrustConfig
+	// Metrics is the Prometheus registry served at /metrics; nil makes one.
+	Metrics *Metrics
 }
 
 // API is the REST API over a store.
@@ -66,6 +68,8 @@ type API struct {
 	logger *slog.Logger
 	app    *fiber.App
 	events eventHub // the live stream's subscribers (events.go)
+
+	metrics *Metrics
 }
 
 // Limits on what a client may send.
@@ -104,6 +108,12 @@ func New(st store.Store, cfg Config) (*API, error) {
 	}
 	cfg.Trust = cfg.Trust.withDefaults()
 	a := &API{Credentials: Credentials{Devices: st, Operators: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
+	if a.metrics = cfg.Metrics; a.metrics == nil {
+		a.metrics = NewMetrics()
+	}
+	if err := a.metrics.Register(&DeviceStates{Devices: st}); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
 		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
@@ -123,7 +133,10 @@ func (a *API) App() *fiber.App { return a.app }
 
 func (a *API) routes() {
 	r := a.app
+	r.Use(a.metrics.middleware)
 	r.Use(limitBody)
+	r.Get("/metrics", a.metricsHandler())
+	r.Get("/openapi.json", serveOpenAPI)
 	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	r.Post("/enroll", a.enrollLimiter(), a.enroll)
 	r.Get("/devices", a.listDevices)
@@ -137,6 +150,7 @@ func (a *API) routes() {
 	r.Post("/devices/:id/certificate", a.deviceLimiter(), a.renewCertificate)
 	a.consoleRoutes(r) // the web console, GET /events, GET /devices/:id/report (console.go)
 	r.Use(func(c *fiber.Ctx) error {
+		c.Locals(routeLocal, "unmatched")
 		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
 	})
 }
@@ -393,6 +407,7 @@ func (a *API) report(c *fiber.Ctx) error {
 		return fmt.Errorf("saving report: %w", err)
 	}
 	a.deviceChanged(d.ID, proto.CauseReport)
+	a.metrics.observeReport(d, r, now)
 	return c.SendStatus(http.StatusNoContent)
 }
 

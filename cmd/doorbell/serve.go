@@ -45,6 +45,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
+	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without an operator token (for a Prometheus scraper on a trusted network)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ type Device struct {
 	EnrolledAt   time.Time `json:"enrolledAt"`
 	// Policy is the desired policy; its version grows by one per change.
 	Policy proto.DevicePolicy `json:"policy"`
+	// PolicyChangedAt is when the desired version last grew (set in the
+	// same transaction as the bump); zero until the first edit.
+	PolicyChangedAt time.Time `json:"policyChangedAt,omitzero"`
 	// Report is the last accepted report, nil when the device never reported.
 	Report   *Report `json:"report,omitempty"`
 	FCMToken string  `json:"fcmToken,omitempty"`
@@ -79,7 +82,7 @@ type PolicyStore interface {
 	// by exactly one in the same transaction; when it does not, nothing is
 	// written and changed is false. It returns the device as stored, or
 	// ErrNotFound.
-	// A change also records the audit entry of ctx (WithAudit) in the same
+	// A version bump sets PolicyChangedAt. A change also records the audit entry of ctx (WithAudit) in the same
 	// transaction.
 	UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d Device, changed bool, err error)
 }

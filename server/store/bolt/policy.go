@@ -150,6 +150,11 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		sum.add(st, failing, -1)
 		from = st
 	}
+	// Every bump of the desired version passes here: note when, for the
+	// edit-to-compliant latency.
+	if before == nil || after.Policy.Version != before.Policy.Version {
+		after.PolicyChangedAt = at.UTC()
+	}
 	to, failing := store.Derive(after)
 	sum.add(to, failing, 1)
 	if before == nil || from != to {

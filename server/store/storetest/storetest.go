@@ -160,6 +160,9 @@ func testUpdatePolicy(t *testing.T, s store.Store) {
 	if got.Policy.Version != 2 || !got.Policy.CameraDisabled {
 		t.Fatalf("stored policy = %+v", got.Policy)
 	}
+	if got.PolicyChangedAt.IsZero() || !got.PolicyChangedAt.Equal(d.PolicyChangedAt) {
+		t.Fatalf("PolicyChangedAt = %v after an edit (returned %v), want the time of the bump, stored", got.PolicyChangedAt, d.PolicyChangedAt)
+	}
 	if _, _, err := s.UpdatePolicy(ctx, "nope", setCamera(true)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("UpdatePolicy(unknown) err = %v", err)
 	}

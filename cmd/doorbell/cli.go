@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/client"
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// opFlags are the flags every operator command shares.
+type opFlags struct {
+	server, token, caFile string
+	json                  bool
+}
+
+func (o *opFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&o.token, "token", "", "operator token")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust for an https:// server with a private CA")
+	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+}
+
+func (o *opFlags) client() (*client.Client, error) {
+	if o.token == "" {
+		return nil, errors.New("no operator token given (--token or DOORBELL_TOKEN)")
+	}
+	return client.New(client.Config{Server: o.server, Token: o.token, CAFile: o.caFile})
+}
+
+// parseCLI parses flags that may come before, between or after positional
+// arguments, applies the DOORBELL_<FLAG> fallback, and returns the
+// positional arguments.
+func parseCLI(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	return pos, parse(fs, nil)
+}
+
+// subcommand splits "ls", "show ID"... off args; def is used when args has
+// no subcommand (starts with a flag or is empty).
+func subcommand(args []string, def string) (string, []string) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return def, args
+	}
+	return args[0], args[1:]
+}
+
+func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\nflags (each also DOORBELL_<FLAG>):\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func wantArgs(pos []string, n int, usage string) error {
+	if len(pos) != n {
+		return fmt.Errorf("usage: %s", usage)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// fmtTime formats t for a table: "-" for none, else RFC 3339 in UTC.
+func fmtTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// --- devices -----------------------------------------------------------------
+
+const devicesUsage = "doorbell devices [ls] [--state STATE] [--limit N] | doorbell devices show ID  [--server URL --token T --json]"
+
+func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, args := subcommand(args, "ls")
+	var o opFlags
+	fs := newFlagSet("devices "+sub, stderr, devicesUsage)
+	o.register(fs)
+	var state string
+	var limit int
+	if sub == "ls" {
+		fs.StringVar(&state, "state", "", "only devices in this state: "+statesList())
+		fs.IntVar(&limit, "limit", 0, "show at most this many devices (0 = all; pages through the fleet)")
+	}
+	pos, err := parseCLI(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "ls":
+		if err := wantArgs(pos, 0, devicesUsage); err != nil {
+			return err
+		}
+		st := proto.ComplianceState(strings.ToUpper(state))
+		if state != "" && !st.Valid() {
+			return fmt.Errorf("--state must be one of %s", statesList())
+		}
+		if limit < 0 {
+			return errors.New("--limit must not be negative")
+		}
+		return listDevices(ctx, c, st, limit, o.json, stdout)
+	case "show":
+		if err := wantArgs(pos, 1, devicesUsage); err != nil {
+			return err
+		}
+		s, err := c.Status(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return printJSON(stdout, s)
+		}
+		tw := newTable(stdout)
+		for _, row := range [][2]string{
+			{"device", s.DeviceID},
+			{"state", string(s.State)},
+			{"desired version", fmt.Sprint(s.DesiredVersion)},
+			{"applied version", fmt.Sprint(s.AppliedVersion)},
+			{"connected", yesNo(s.Connected)},
+			{"fcm registered", yesNo(s.FCMRegistered)},
+			{"last report", fmtTime(s.LastReportAt)},
+			{"enrolled", fmtTime(&s.EnrolledAt)},
+			{"model", s.Model},
+			{"os version", s.OSVersion},
+			{"agent version", s.AgentVersion},
+		} {
+			fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown devices command %q; usage: %s", sub, devicesUsage)
+}
+
+func statesList() string {
+	s := make([]string, len(proto.States))
+	for i, st := range proto.States {
+		s[i] = string(st)
+	}
+	return strings.Join(s, "|")
+}
+
+// listDevices streams the fleet page by page: a table row or a JSON array
+// element as each page arrives, so 100,000 devices never sit in memory.
+func listDevices(ctx context.Context, c *client.Client, st proto.ComplianceState, limit int, asJSON bool, w io.Writer) error {
+	var tw *tabwriter.Writer
+	n := 0
+	if asJSON {
+		fmt.Fprint(w, "[")
+	} else {
+		tw = newTable(w)
+		fmt.Fprintln(tw, "DEVICE\tSTATE\tDESIRED\tAPPLIED\tCONNECTED\tLAST REPORT\tMODEL")
+	}
+	var werr error
+	err := c.AllDevices(ctx, st, limit, func(d proto.DeviceStatus) bool {
+		if asJSON {
+			b, err := json.Marshal(d)
+			if err != nil {
+				werr = err
+				return false
+			}
+			sep := ",\n  "
+			if n == 0 {
+				sep = "\n  "
+			}
+			_, werr = fmt.Fprint(w, sep, string(b))
+		} else {
+			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.DeviceID, d.State, d.DesiredVersion,
+				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), d.Model)
+		}
+		n++
+		return werr == nil
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if n > 0 {
+			fmt.Fprint(w, "\n")
+		}
+		_, err = fmt.Fprintln(w, "]")
+		return err
+	}
+	return tw.Flush()
+}
+
+// --- policy ------------------------------------------------------------------
+
+const policyUsage = "doorbell policy show ID | doorbell policy set ID --camera-disabled=true|false  [--server URL --token T --json]"
+
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, args := subcommand(args, "")
+	var o opFlags
+	fs := newFlagSet("policy "+sub, stderr, policyUsage)
+	o.register(fs)
+	var camera bool
+	if sub == "set" {
+		fs.BoolVar(&camera, "camera-disabled", false, "disable the camera")
+	}
+	pos, err := parseCLI(fs, args)
+	if err != nil {
+		return err
+	}
+	if sub != "show" && sub != "set" {
+		return fmt.Errorf("usage: %s", policyUsage)
+	}
+	if err := wantArgs(pos, 1, policyUsage); err != nil {
+		return err
+	}
+	var u proto.PolicyUpdate
+	if sub == "set" {
+		// Only flags given on the command line (or in the environment)
+		// are sent; the server refuses an update missing a setting.
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "camera-disabled" {
+				u.CameraDisabled = &camera
+			}
+		})
+		if err := u.Validate(); err != nil {
+			return fmt.Errorf("policy set: %w (e.g. --camera-disabled=true)", err)
+		}
+	}
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	var p proto.DevicePolicy
+	if sub == "set" {
+		p, err = c.SetPolicy(ctx, pos[0], u)
+	} else {
+		p, err = c.Policy(ctx, pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(stdout, p)
+	}
+	return printPolicy(stdout, p)
+}
+
+// printPolicy prints a policy as SETTING / VALUE rows, taking the names from
+// the policy's own JSON so every setting, optional ones included, shows.
+func printPolicy(w io.Writer, p proto.DevicePolicy) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintf(tw, "version:\t%d\n", p.Version)
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		if k != "version" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(tw, "%s:\t%s\n", k, fields[k])
+	}
+	return tw.Flush()
+}
