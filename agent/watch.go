@@ -80,30 +80,36 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, clo
 	// otherwise go unseen.
 	rewatch := func() (appeared string, err error) {
 		for t := range targets {
-			dir := filepath.Dir(t)
+			// Descend as far as the directories exist. After each new
+			// watch, look again: a directory created between the look and
+			// the watch sent its event before the watch existed.
 			for {
-				if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+				dir := filepath.Dir(t)
+				for {
+					if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+						break
+					}
+					parent := filepath.Dir(dir)
+					if parent == dir {
+						break
+					}
+					dir = parent
+				}
+				if watched[dir] {
 					break
 				}
-				parent := filepath.Dir(dir)
-				if parent == dir {
+				if err := fw.Add(dir); err != nil {
+					if errors.Is(err, os.ErrNotExist) {
+						continue // removed meanwhile: look again
+					}
+					return "", err
+				}
+				watched[dir] = true
+				if dir == filepath.Dir(t) {
+					if _, err := os.Stat(t); err == nil {
+						appeared = t
+					}
 					break
-				}
-				dir = parent
-			}
-			if watched[dir] {
-				continue
-			}
-			if err := fw.Add(dir); err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					continue // removed meanwhile; its parent's event rewatches
-				}
-				return "", err
-			}
-			watched[dir] = true
-			if dir == filepath.Dir(t) {
-				if _, err := os.Stat(t); err == nil {
-					appeared = t
 				}
 			}
 		}

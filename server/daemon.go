@@ -201,7 +201,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, DefaultDevicePerMinute),
 			AgentAllowlist:     cfg.AgentAllowlist,
 		},
-		Metrics:     metrics,
+		Metrics: metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ package sim
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -771,14 +773,22 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 	defer cancel()
 	f.prog.set("reports", 0, 0)
 	var ok, failed atomic.Int64
-	var next atomic.Int64
 	var firstErr atomic.Value
 	t0 := time.Now()
 	var wg sync.WaitGroup
-	for range f.cfg.HTTPConns {
+	// Each device's reports go out from one worker, one after another: a
+	// report carries its time and a fresh nonce, and the server refuses
+	// one older than the last it accepted from that device.
+	workers := min(f.cfg.HTTPConns, len(jobs))
+	for w := range workers {
 		wg.Go(func() {
-			for ctx.Err() == nil {
-				j := jobs[int(next.Add(1)-1)%len(jobs)]
+			var mine []job
+			for k := w; k < len(jobs); k += workers {
+				mine = append(mine, jobs[k])
+			}
+			for n := 0; ctx.Err() == nil; n++ {
+				j := mine[n%len(mine)]
+				j.rep.ReportedAt, j.rep.Nonce = time.Now().UTC(), nonce()
 				if err := client.Report(ctx, j.cred, j.rep); err != nil {
 					if ctx.Err() == nil {
 						failed.Add(1)
@@ -813,4 +823,13 @@ func fillPercentiles(res *Result, lat []time.Duration) {
 		return ms(s[max(0, min(i, len(s)-1))])
 	}
 	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = q(0.50), q(0.90), q(0.99), ms(s[len(s)-1])
+}
+
+// nonce is a fresh random report nonce.
+func nonce() string {
+	b := make([]byte, 16)
+	if _, err := crand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b)
 }
