@@ -133,10 +133,12 @@ func (a *API) PresenceChanged(deviceID string, connected bool) {
 // and "resync" when the client fell behind and events were dropped. The
 // stream ends when the client goes away or the server shuts down.
 func (a *API) streamEvents(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
+	op, err := a.principal(c)
+	if err != nil {
 		return err
 	}
 	sub := a.events.subscribe()
+	a.logger.Info("live stream opened", "operator", op.name, "remote", c.IP())
 	// Captured here, on the handler's goroutine: the stream writer runs on
 	// its own goroutine after the handler returns.
 	done := c.Context().Done()
@@ -145,6 +147,7 @@ func (a *API) streamEvents(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer a.logger.Info("live stream closed", "operator", op.name)
 		defer a.events.unsubscribe(sub)
 		a.writeEvents(w, conn, sub, done)
 	})
