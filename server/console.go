@@ -1,17 +1,13 @@
 package server
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/console"
-	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // consoleRoutes adds the web console and the two operator routes it needs
@@ -53,15 +49,9 @@ type LastReport struct {
 // observed, for comparing with what it was told. 404 "no_report" when it
 // never reported.
 func (a *API) lastReport(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
-	d, err := a.store.Device(c.UserContext(), strings.Clone(c.Params("id")))
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	d, err := a.operatorDevice(c)
 	if err != nil {
-		return fmt.Errorf("loading device: %w", err)
+		return err
 	}
 	if d.Report == nil {
 		return errorf(http.StatusNotFound, "no_report", "the device has not reported yet")

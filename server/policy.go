@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -224,15 +225,9 @@ func checkJSON(c *fiber.Ctx) error {
 }
 
 func (a *API) explain(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
-	d, err := a.store.Device(c.UserContext(), c.Params("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	d, err := a.operatorDevice(c)
 	if err != nil {
-		return fmt.Errorf("loading device: %w", err)
+		return err
 	}
 	var groups []store.Group
 	for _, gid := range d.Groups {
@@ -506,14 +501,28 @@ func sanitizeReport(r *proto.ComplianceReport) {
 	r.Failed = failed
 }
 
-// bodyDetail is the request body as an audit detail: the settings an
-// operator sent (never a secret), cut to 256 bytes.
+// bodyDetail is a JSON object body as an audit detail: its keys, sorted,
+// as key=value (the settings an operator sent; never a secret), cut to 256
+// bytes.
 func bodyDetail(c *fiber.Ctx) string {
-	var buf bytes.Buffer
-	if json.Compact(&buf, c.Body()) != nil {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(c.Body(), &m) != nil {
 		return ""
 	}
-	d := buf.String()
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		var buf bytes.Buffer
+		if json.Compact(&buf, m[k]) != nil {
+			return ""
+		}
+		parts = append(parts, k+"="+buf.String())
+	}
+	d := strings.Join(parts, " ")
 	if len(d) > 256 {
 		d = d[:256] + "..."
 	}

@@ -138,16 +138,19 @@ func (a *API) routes() {
 	r.Get("/metrics", a.metricsHandler())
 	r.Get("/openapi.json", serveOpenAPI)
 	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	// One limiter per kind: a device's calls to any of its endpoints
+	// count against the same budget.
+	devLimit := a.deviceLimiter()
 	r.Post("/enroll", a.enrollLimiter(), a.enroll)
 	r.Get("/devices", a.listDevices)
 	r.Get("/devices/:id/status", a.status)
-	r.Get("/devices/:id/policy", a.deviceLimiter(), a.getPolicy)
+	r.Get("/devices/:id/policy", devLimit, a.getPolicy)
 	r.Put("/devices/:id/policy", a.putPolicy)
-	r.Post("/devices/:id/report", a.deviceLimiter(), a.report)
-	r.Post("/devices/:id/token", a.deviceLimiter(), a.registerToken)
+	r.Post("/devices/:id/report", devLimit, a.report)
+	r.Post("/devices/:id/token", devLimit, a.registerToken)
 	a.policyRoutes()
 	a.trustRoutes()
-	r.Post("/devices/:id/certificate", a.deviceLimiter(), a.renewCertificate)
+	r.Post("/devices/:id/certificate", devLimit, a.renewCertificate)
 	a.consoleRoutes(r) // the web console, GET /events, GET /devices/:id/report (console.go)
 	r.Use(func(c *fiber.Ctx) error {
 		c.Locals(routeLocal, "unmatched")
@@ -265,6 +268,21 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
 		return d, errForbidden
 	}
 	return d, errUnauthorized
+}
+
+// operatorDevice admits an operator and loads the device the path names.
+func (a *API) operatorDevice(c *fiber.Ctx) (store.Device, error) {
+	if err := a.operator(c); err != nil {
+		return store.Device{}, err
+	}
+	d, err := a.store.Device(c.UserContext(), c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return d, errDeviceNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("loading device: %w", err)
+	}
+	return d, nil
 }
 
 // --- bodies ----------------------------------------------------------------
@@ -433,15 +451,9 @@ func (a *API) registerToken(c *fiber.Ctx) error {
 }
 
 func (a *API) status(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
-	d, err := a.store.Device(c.UserContext(), c.Params("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	d, err := a.operatorDevice(c)
 	if err != nil {
-		return fmt.Errorf("loading device: %w", err)
+		return err
 	}
 	return c.JSON(a.deviceStatus(d))
 }

@@ -127,13 +127,6 @@ func (a *API) audited(c *fiber.Ctx, op operator, action, target, detail string) 
 	})
 }
 
-func policyDetail(u proto.PolicyUpdate) string {
-	if u.CameraDisabled == nil {
-		return ""
-	}
-	return "cameraDisabled=" + strconv.FormatBool(*u.CameraDisabled)
-}
-
 func (a *API) trustRoutes() {
 	r := a.app
 	r.Delete("/devices/:id", a.deleteDevice)
@@ -161,6 +154,7 @@ func (a *API) enrollLimiter() fiber.Handler {
 		Expiration:   time.Minute,
 		KeyGenerator: func(c *fiber.Ctx) string { return strings.Clone(c.IP()) },
 		LimitReached: rateLimited,
+		Storage:      newRateStore(a.cfg.Now),
 	}
 	if cfg.Max <= 0 {
 		cfg.Next = skip
@@ -175,6 +169,7 @@ func (a *API) deviceLimiter() fiber.Handler {
 		Expiration:   time.Minute,
 		KeyGenerator: func(c *fiber.Ctx) string { return "device/" + strings.Clone(c.Params("id")) },
 		LimitReached: rateLimited,
+		Storage:      newRateStore(a.cfg.Now),
 	}
 	if cfg.Max <= 0 {
 		cfg.Next = skip

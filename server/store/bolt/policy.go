@@ -151,8 +151,8 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		from = st
 	}
 	// Every bump of the desired version passes here: note when, for the
-	// edit-to-compliant latency.
-	if before == nil || after.Policy.Version != before.Policy.Version {
+	// edit-to-compliant latency (an enrollment is not an edit).
+	if before != nil && after.Policy.Version != before.Policy.Version {
 		after.PolicyChangedAt = at.UTC()
 	}
 	to, failing := store.Derive(after)
