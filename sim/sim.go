@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/proto"
 )
 
 // Modes: how a policy change reaches the simulated devices.
@@ -679,13 +681,10 @@ type fleetEditor interface {
 }
 
 // perDeviceEditor edits each device through PUT /devices/{id}/policy,
-// HTTPConns requests at a time. It is used while the server has no groups.
-type perDeviceEditor struct {
-	f    *fleet
-	note string // why no group edit, when the server has groups
-}
+// HTTPConns requests at a time, on a server without groups.
+type perDeviceEditor struct{ f *fleet }
 
-func (e perDeviceEditor) name() string { return "per-device" + e.note }
+func (e perDeviceEditor) name() string { return "per-device" }
 
 func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
 	versions := make([]int64, len(devs))
@@ -701,16 +700,57 @@ func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) 
 	return out, err
 }
 
-// editor picks how edit-all edits the fleet. It asks the server whether it
-// has groups (GET /groups, a read with no side effect): without them (404)
-// every device is edited on its own. The group editor (one POST /groups
-// with the fleet's devices, then one edit of the group) slots in here; until
-// then a server with groups is still edited per device, and editPath says
-// so.
+// groupEditor changes the whole fleet with one group edit: a group of
+// every simulated device (created first; it changes no effective policy),
+// then one PUT /groups/{id}/policy, which the server applies in one
+// transaction and rings as one batch. The new versions are then read back
+// a page of devices at a time.
+type groupEditor struct{ f *fleet }
+
+func (e groupEditor) name() string { return "group" }
+
+func (e groupEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
+	ids := make([]string, len(devs))
+	mine := make(map[string]bool, len(devs))
+	for i, d := range devs {
+		ids[i] = d.id()
+		mine[ids[i]] = true
+	}
+	var g proto.Group
+	create := map[string]any{"name": fmt.Sprintf("sim-%d-%d", e.f.cfg.First, time.Now().UnixNano()), "priority": 1000, "deviceIds": ids}
+	if _, err := e.f.admin.do(ctx, http.MethodPost, "/groups", create, &g); err != nil {
+		return nil, err
+	}
+	if _, err := e.f.admin.do(ctx, http.MethodPut, "/groups/"+url.PathEscape(g.GroupID)+"/policy",
+		map[string]bool{"cameraDisabled": cam}, nil); err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(devs))
+	after := ""
+	for {
+		var page proto.DeviceList
+		if _, err := e.f.admin.do(ctx, http.MethodGet, "/devices?limit=1000&after="+url.QueryEscape(after), nil, &page); err != nil {
+			return nil, err
+		}
+		for _, st := range page.Devices {
+			if mine[st.DeviceID] {
+				out[st.DeviceID] = st.DesiredVersion
+			}
+		}
+		if page.NextAfter == "" {
+			return out, nil
+		}
+		after = page.NextAfter
+	}
+}
+
+// editor picks how edit-all edits the fleet: through one group when the
+// server has groups (GET /groups, a read with no side effect, answers),
+// else each device on its own.
 func (f *fleet) editor(ctx context.Context) fleetEditor {
 	code, err := f.admin.do(ctx, http.MethodGet, "/groups", nil, nil)
 	if err == nil && code/100 == 2 {
-		return perDeviceEditor{f: f, note: " (the server has groups; the simulator does not use them yet)"}
+		return groupEditor{f: f}
 	}
 	return perDeviceEditor{f: f}
 }

@@ -79,8 +79,8 @@ func TestSimSmoke(t *testing.T) {
 					t.Errorf("percentiles out of order: %s", stdout.Bytes())
 				}
 			}
-			if c.scenario == "edit-all" && (m["edits"] != float64(devices) || m["editPath"] == nil) {
-				t.Errorf("edit-all: edits %v, editPath %v; want %d and a path", m["edits"], m["editPath"], devices)
+			if c.scenario == "edit-all" && (m["edits"] != float64(devices) || m["editPath"] != "group") {
+				t.Errorf("edit-all: edits %v, editPath %v; want %d through one group", m["edits"], m["editPath"], devices)
 			}
 			if c.scenario == "idle" && m["serverPid"] != float64(s.cmd.Process.Pid) {
 				t.Errorf("serverPid = %v, want %d", m["serverPid"], s.cmd.Process.Pid)
