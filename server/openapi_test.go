@@ -315,9 +315,9 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}
 }
 
-// errorCodes are the error codes some cases must get: the ones the document
+// apiErrorCodes are the error codes some cases must get: the ones the document
 // names in its descriptions.
-var errorCodes = map[string]string{
+var apiErrorCodes = map[string]string{
 	"report a replayed nonce":                      "replayed_nonce",
 	"report older than the last one":               "stale_report",
 	"report with a skewed clock":                   "clock_skew",
@@ -348,9 +348,9 @@ var errorCodes = map[string]string{
 	"console asset unknown":                        "not_found",
 }
 
-// rateCases run against a daemon that allows one enrollment per minute and
+// apiRateCases run against a daemon that allows one enrollment per minute and
 // one call per minute per device route: each second call is rate limited.
-func rateCases() []apiCase {
+func apiRateCases() []apiCase {
 	return []apiCase{
 		{"enroll over the rate limit", "POST", "/enroll", "enroll", `{"model":"m"}`, nil, 429, true},
 		{"get policy within the rate limit", "GET", "/devices/{dev}/policy", "dev", "", nil, 200, true},
@@ -364,10 +364,10 @@ func rateCases() []apiCase {
 	}
 }
 
-// tlsCases run against a daemon with TLS on (HTTPS, device certificates).
+// apiTLSCases run against a daemon with TLS on (HTTPS, device certificates).
 // The token "dev" presents the device's certificate, "dev-without-cert"
 // presents none and "dev-with-other-cert" presents another device's.
-func tlsCases() []apiCase {
+func apiTLSCases() []apiCase {
 	return []apiCase{
 		{"enroll with a CSR over TLS", "POST", "/enroll", "enroll", `{"model":"m","csr":"{csr}"}`, nil, 201, true},
 		{"enroll with a bad CSR over TLS", "POST", "/enroll", "enroll", `{"model":"m","csr":"garbage"}`, nil, 400, true},
@@ -379,9 +379,9 @@ func tlsCases() []apiCase {
 	}
 }
 
-// fixture is what the cases refer to: placeholders in paths, bodies and
+// apiFixture is what the cases refer to: placeholders in paths, bodies and
 // headers, and named bearer tokens.
-type fixture struct {
+type apiFixture struct {
 	url    string
 	repl   *strings.Replacer
 	tokens map[string]string
@@ -391,9 +391,9 @@ type fixture struct {
 	client  *http.Client
 }
 
-// tlsFixture starts a daemon with TLS and enrolls two devices with
+// apiTLSFixture starts a daemon with TLS and enrolls two devices with
 // certificates.
-func tlsFixture(t *testing.T) fixture {
+func apiTLSFixture(t *testing.T) apiFixture {
 	d, url := startDaemon(t, DaemonConfig{TLS: &pki.Config{}})
 	url = strings.Replace(url, "http://", "https://", 1)
 	client := func(certs ...tls.Certificate) *http.Client {
@@ -437,7 +437,7 @@ func tlsFixture(t *testing.T) fixture {
 	_, otherCert := enroll()
 	c, _ := csr()
 	quoted, _ := json.Marshal(c)
-	return fixture{url: url,
+	return apiFixture{url: url,
 		repl:    strings.NewReplacer("{dev}", dev.DeviceID, "{csr}", string(quoted[1:len(quoted)-1])),
 		tokens:  map[string]string{"enroll": enrollToken, "dev": dev.DeviceSecret, "dev-without-cert": dev.DeviceSecret, "dev-with-other-cert": dev.DeviceSecret},
 		clients: map[string]*http.Client{"dev": client(devCert), "dev-with-other-cert": client(otherCert)},
@@ -445,8 +445,8 @@ func tlsFixture(t *testing.T) fixture {
 	}
 }
 
-// enrollDevice enrolls a device on the daemon at url.
-func enrollDevice(t *testing.T, url string) proto.EnrollResponse {
+// apiEnroll enrolls a device on the daemon at url.
+func apiEnroll(t *testing.T, url string) proto.EnrollResponse {
 	t.Helper()
 	var e proto.EnrollResponse
 	if code, _, b := send(t, "POST", url+"/enroll", enrollToken, `{"model":"m"}`, &e); code != 201 {
@@ -455,8 +455,8 @@ func enrollDevice(t *testing.T, url string) proto.EnrollResponse {
 	return e
 }
 
-// create makes a fixture object with an admin request and returns it.
-func create[T any](t *testing.T, url, path, body string) T {
+// apiCreate makes a fixture object with an admin request and returns it.
+func apiCreate[T any](t *testing.T, url, path, body string) T {
 	t.Helper()
 	var out T
 	if code, _, b := send(t, "POST", url+path, adminToken, body, &out); code != 201 {
@@ -465,8 +465,8 @@ func create[T any](t *testing.T, url, path, body string) T {
 	return out
 }
 
-// etag returns the ETag of a GET of path.
-func etag(t *testing.T, url, path, token string) string {
+// apiETag returns the ETag of a GET of path.
+func apiETag(t *testing.T, url, path, token string) string {
 	t.Helper()
 	code, h, b := send(t, "GET", url+path, token, "", nil)
 	if code != 200 || h.Get("ETag") == "" {
@@ -483,35 +483,35 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	doc := loadOpenAPI(t)
 	_, url := startDaemon(t, DaemonConfig{})
 	_, rateURL := startDaemon(t, DaemonConfig{EnrollPerMinute: 1, DevicePerMinute: 1})
-	tlsF := tlsFixture(t)
+	tlsF := apiTLSFixture(t)
 	doc.Servers = openapi3.Servers{{URL: url}, {URL: rateURL}, {URL: tlsF.url}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, other, third, victim := enrollDevice(t, url), enrollDevice(t, url), enrollDevice(t, url), enrollDevice(t, url)
-	viewer := create[proto.OperatorToken](t, url, "/tokens", `{"name":"watcher","role":"viewer"}`)
-	create[proto.OperatorToken](t, url, "/tokens", `{"name":"doomed","role":"viewer"}`)
-	enrollTok := create[proto.EnrollmentToken](t, url, "/enrollment-tokens", `{"maxUses":1}`)
-	group := create[proto.GroupChange](t, url, "/groups", `{"name":"fixture","priority":1,"policy":{"autoUpdatesEnabled":true},"deviceIds":["`+dev.DeviceID+`"]}`)
-	doomed := create[proto.GroupChange](t, url, "/groups", `{"name":"doomed","deviceIds":["`+dev.DeviceID+`"]}`)
+	dev, other, third, victim := apiEnroll(t, url), apiEnroll(t, url), apiEnroll(t, url), apiEnroll(t, url)
+	viewer := apiCreate[proto.OperatorToken](t, url, "/tokens", `{"name":"watcher","role":"viewer"}`)
+	apiCreate[proto.OperatorToken](t, url, "/tokens", `{"name":"doomed","role":"viewer"}`)
+	enrollTok := apiCreate[proto.EnrollmentToken](t, url, "/enrollment-tokens", `{"maxUses":1}`)
+	group := apiCreate[proto.GroupChange](t, url, "/groups", `{"name":"fixture","priority":1,"policy":{"autoUpdatesEnabled":true},"deviceIds":["`+dev.DeviceID+`"]}`)
+	doomed := apiCreate[proto.GroupChange](t, url, "/groups", `{"name":"doomed","deviceIds":["`+dev.DeviceID+`"]}`)
 	now := time.Now().UTC()
-	main := fixture{url: url,
+	plain := apiFixture{url: url,
 		repl: strings.NewReplacer("{dev}", dev.DeviceID, "{other}", other.DeviceID, "{third}", third.DeviceID, "{victim}", victim.DeviceID,
 			"{group}", group.GroupID, "{doomed}", doomed.GroupID, "{enrollmentTokenId}", enrollTok.ID,
 			"{now}", now.Format(time.RFC3339Nano), "{past}", now.Add(-time.Minute).Format(time.RFC3339Nano),
-			"{consoleETag}", etag(t, url, "/", ""), "{appETag}", etag(t, url, "/ui/app.js", ""),
-			"{devPolicyETag}", etag(t, url, "/devices/"+dev.DeviceID+"/policy", dev.DeviceSecret)),
+			"{consoleETag}", apiETag(t, url, "/", ""), "{appETag}", apiETag(t, url, "/ui/app.js", ""),
+			"{devPolicyETag}", apiETag(t, url, "/devices/"+dev.DeviceID+"/policy", dev.DeviceSecret)),
 		tokens: map[string]string{"admin": adminToken, "enroll": enrollToken, "dev": dev.DeviceSecret, "other": other.DeviceSecret,
 			"third": third.DeviceSecret, "victim": victim.DeviceSecret, "viewer": viewer.Token, "enrollment-token": enrollTok.Token, "": ""},
 	}
-	rdev := enrollDevice(t, rateURL) // the one enrollment the limit allows
-	rate := fixture{url: rateURL, repl: strings.NewReplacer("{dev}", rdev.DeviceID),
+	rdev := apiEnroll(t, rateURL) // the one enrollment the limit allows
+	rate := apiFixture{url: rateURL, repl: strings.NewReplacer("{dev}", rdev.DeviceID),
 		tokens: map[string]string{"enroll": enrollToken, "dev": rdev.DeviceSecret}}
 
 	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
 	seen := map[string]bool{} // "<operationId> <status>"
-	run := func(f fixture, tc apiCase) {
+	run := func(f apiFixture, tc apiCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := f.repl.Replace(tc.path)
 			reqBody := f.repl.Replace(tc.body)
@@ -571,7 +571,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := readAnswer(resp)
+			body, err := readAPIAnswer(resp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -583,7 +583,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 				if json.Unmarshal(body, &eb) != nil || eb.Error.Code == "" || eb.Error.Message == "" {
 					t.Fatalf("error body is not {\"error\":{\"code\",\"message\"}}: %s", body)
 				}
-				if want, ok := errorCodes[tc.name]; ok && eb.Error.Code != want {
+				if want, ok := apiErrorCodes[tc.name]; ok && eb.Error.Code != want {
 					t.Fatalf("error code %q, want %q: %s", eb.Error.Code, want, body)
 				}
 			}
@@ -601,23 +601,23 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 		})
 	}
 	for _, tc := range apiCases() {
-		run(main, tc)
+		run(plain, tc)
 	}
-	for _, tc := range rateCases() {
+	for _, tc := range apiRateCases() {
 		run(rate, tc)
 	}
-	for _, tc := range tlsCases() {
+	for _, tc := range apiTLSCases() {
 		run(tlsF, tc)
 	}
 	named := map[string]bool{}
-	for _, cases := range [][]apiCase{apiCases(), rateCases(), tlsCases()} {
+	for _, cases := range [][]apiCase{apiCases(), apiRateCases(), apiTLSCases()} {
 		for _, tc := range cases {
 			named[tc.name] = true
 		}
 	}
-	for name := range errorCodes {
+	for name := range apiErrorCodes {
 		if !named[name] {
-			t.Errorf("errorCodes names %q, which is no case", name)
+			t.Errorf("apiErrorCodes names %q, which is no case", name)
 		}
 	}
 
@@ -633,10 +633,10 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	}
 }
 
-// readAnswer reads a response body. A server-sent event stream never ends:
+// readAPIAnswer reads a response body. A server-sent event stream never ends:
 // of it, only the first message is read (up to the first blank line), and
 // it must be the "ready" event.
-func readAnswer(resp *http.Response) ([]byte, error) {
+func readAPIAnswer(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return io.ReadAll(resp.Body)
@@ -659,14 +659,14 @@ func readAnswer(resp *http.Response) ([]byte, error) {
 	return out, nil
 }
 
-// jsonFields returns the JSON names of t's fields, embedded structs
+// jsonFieldNames returns the JSON names of t's fields, embedded structs
 // flattened, and which of them are always present (no omitempty/omitzero).
-func jsonFields(t reflect.Type, names, always map[string]bool) {
+func jsonFieldNames(t reflect.Type, names, always map[string]bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
 		if f.Anonymous && tag == "" {
-			jsonFields(f.Type, names, always)
+			jsonFieldNames(f.Type, names, always)
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
@@ -713,7 +713,7 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 			return
 		}
 		names, always := map[string]bool{}, map[string]bool{}
-		jsonFields(reflect.TypeOf(v), names, always)
+		jsonFieldNames(reflect.TypeOf(v), names, always)
 		props := map[string]bool{}
 		for p := range ref.Value.Properties {
 			props[p] = true
