@@ -348,18 +348,19 @@ var apiErrorCodes = map[string]string{
 	"console asset unknown":                        "not_found",
 }
 
-// apiRateCases run against a daemon that allows one enrollment per minute and
-// one call per minute per device route: each second call is rate limited.
+// apiRateCases run against a daemon that allows one enrollment per minute,
+// and four calls per minute per device across
+// all of its endpoints: the four that fit, then each endpoint refused.
 func apiRateCases() []apiCase {
 	return []apiCase{
 		{"enroll over the rate limit", "POST", "/enroll", "enroll", `{"model":"m"}`, nil, 429, true},
 		{"get policy within the rate limit", "GET", "/devices/{dev}/policy", "dev", "", nil, 200, true},
-		{"get policy over the rate limit", "GET", "/devices/{dev}/policy", "dev", "", nil, 429, true},
 		{"report within the rate limit", "POST", "/devices/{dev}/report", "dev", `{"appliedPolicyVersion":1}`, nil, 204, true},
-		{"report over the rate limit", "POST", "/devices/{dev}/report", "dev", `{"appliedPolicyVersion":1}`, nil, 429, true},
 		{"register token within the rate limit", "POST", "/devices/{dev}/token", "dev", `{"fcmToken":"f"}`, nil, 204, true},
-		{"register token over the rate limit", "POST", "/devices/{dev}/token", "dev", `{"fcmToken":"f"}`, nil, 429, true},
 		{"renew certificate within the rate limit", "POST", "/devices/{dev}/certificate", "dev", `{"csr":"x"}`, nil, 409, true},
+		{"get policy over the rate limit", "GET", "/devices/{dev}/policy", "dev", "", nil, 429, true},
+		{"report over the rate limit", "POST", "/devices/{dev}/report", "dev", `{"appliedPolicyVersion":1}`, nil, 429, true},
+		{"register token over the rate limit", "POST", "/devices/{dev}/token", "dev", `{"fcmToken":"f"}`, nil, 429, true},
 		{"renew certificate over the rate limit", "POST", "/devices/{dev}/certificate", "dev", `{"csr":"x"}`, nil, 429, true},
 	}
 }
@@ -482,7 +483,7 @@ func apiETag(t *testing.T, url, path, token string) string {
 func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	doc := loadOpenAPI(t)
 	_, url := startDaemon(t, DaemonConfig{})
-	_, rateURL := startDaemon(t, DaemonConfig{EnrollPerMinute: 1, DevicePerMinute: 1})
+	_, rateURL := startDaemon(t, DaemonConfig{EnrollPerMinute: 1, DevicePerMinute: 4})
 	tlsF := apiTLSFixture(t)
 	doc.Servers = openapi3.Servers{{URL: url}, {URL: rateURL}, {URL: tlsF.url}}
 	router, err := gorillamux.NewRouter(doc)
