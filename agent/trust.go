@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
@@ -77,7 +78,7 @@ func (a *Agent) binaryHash() string {
 			a.hash = a.cfg.AgentSHA256
 			return
 		}
-		h, err := ExecutableSHA256()
+		h, err := executableSHA256()
 		if err != nil {
 			a.log.Warn("cannot hash the agent binary; reports go without agentSha256", "err", err)
 			return
@@ -86,6 +87,10 @@ func (a *Agent) binaryHash() string {
 	})
 	return a.hash
 }
+
+// executableSHA256 hashes the running executable once per process: many
+// agents in one process (the fleet simulator runs 10,000) share it.
+var executableSHA256 = sync.OnceValues(ExecutableSHA256)
 
 // ExecutableSHA256 returns the hex SHA-256 of the running executable, the
 // value an agent reports as agentSha256 and an operator puts on the
