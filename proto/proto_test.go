@@ -115,27 +115,45 @@ func TestTopic(t *testing.T) {
 	}
 }
 
-// TestDeps keeps the contract and the agent free of server-side modules.
+// TestDeps enforces the import rules of DESIGN.md for the packages that
+// ship outside the server: outside the standard library each may depend
+// only on the listed module paths (and their own dependencies' prefixes).
 func TestDeps(t *testing.T) {
-	forbidden := []string{"gofiber", "bbolt", "mochi-mqtt", "firebase.google.com", "google.golang.org/api"}
-	for _, pkg := range []string{".", "../agent"} {
-		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
-		}
-		deps := strings.Fields(string(out))
-		if len(deps) < 2 {
-			t.Fatalf("go list -deps %s listed nothing: %q", pkg, out)
-		}
-		for _, d := range deps {
-			for _, f := range forbidden {
-				if strings.Contains(d, f) {
-					t.Errorf("%s depends on %s", pkg, d)
+	const mod = "github.com/doorbell-mdm/doorbell/"
+	// paho's and fsnotify's own dependencies, allowed wherever they are.
+	pahoFsnotify := []string{"github.com/eclipse/paho.mqtt.golang", "github.com/gorilla/websocket",
+		"golang.org/x/net/", "golang.org/x/sync/", "github.com/fsnotify/fsnotify", "golang.org/x/sys/"}
+	tests := []struct {
+		name    string
+		pkg     string
+		allowed []string
+	}{
+		{"proto is a leaf", "../proto", []string{mod + "proto"}},
+		{"the agent stays small for the mobile library", "../agent", append([]string{mod + "agent", mod + "proto"}, pahoFsnotify...)},
+		{"the mobile library uses only the agent", "../android", append([]string{mod + "android", mod + "agent", mod + "proto"}, pahoFsnotify...)},
+		{"the operator client uses only the contract", "../client", []string{mod + "client", mod + "proto"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", tt.pkg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v\n%s", tt.pkg, err, out)
+			}
+			deps := strings.Fields(string(out))
+			if len(deps) == 0 {
+				t.Fatalf("go list -deps %s listed nothing", tt.pkg)
+			}
+			for _, d := range deps {
+				ok := false
+				for _, a := range tt.allowed {
+					if d == a || strings.HasPrefix(d, strings.TrimSuffix(a, "/")+"/") {
+						ok = true
+					}
+				}
+				if !ok {
+					t.Errorf("%s depends on %s, which DESIGN.md does not allow", tt.pkg, d)
 				}
 			}
-			if pkg == "." && strings.Contains(d, ".") && !strings.HasPrefix(d, "vendor/") && !strings.HasPrefix(d, "github.com/doorbell-mdm/doorbell/proto") {
-				t.Errorf("proto depends on non-standard package %s", d)
-			}
-		}
+		})
 	}
 }
