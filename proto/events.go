@@ -29,8 +29,8 @@ const (
 	CauseDisconnect EventCause = "disconnect" // the device's MQTT session ended
 )
 
-// Server-sent event names on GET /events. Every message is
-// "event: <name>\ndata: <JSON>\n\n".
+// Server-sent event names on GET /events. The stream opens with a
+// "retry: <ms>" line; every message is "event: <name>\ndata: <JSON>\n\n".
 const (
 	// EventReady is sent once, first, when the subscription is in place:
 	// every change after it will be streamed, so a client loads its view

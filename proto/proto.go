@@ -94,8 +94,10 @@ func (p DevicePolicy) IsSatisfiedBy(r ComplianceReport) bool {
 	return len(Diff(p, r)) == 0
 }
 
-// PolicyUpdate is an operator's edit of a device's desired settings. It has no
-// version: the server assigns one. Every field is required.
+// PolicyUpdate is the capability-1 body of PUT /devices/{id}/policy: the
+// camera setting alone, and no version (the server assigns one). The server
+// also accepts any subset of the settings, null to stop managing one at
+// device level, and "modes" (docs/POLICY.md); the CLI sends this form.
 type PolicyUpdate struct {
 	CameraDisabled *bool `json:"cameraDisabled"`
 }

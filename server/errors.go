@@ -45,7 +45,7 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 			e = &Error{Status: fe.Code, Code: snake(http.StatusText(fe.Code)), Message: fe.Message}
 			if fe.Code == http.StatusRequestEntityTooLarge {
 				e.Code = "body_too_large"
-				e.Message = fmt.Sprintf("request body is larger than %d bytes", proto.MaxBodyBytes)
+				e.Message = fmt.Sprintf("request body is larger than the server accepts (%d bytes; %d for group member lists)", proto.MaxBodyBytes, MaxGroupBodyBytes)
 			}
 		default:
 			logger.Error("internal error", "method", c.Method(), "path", c.Route().Path, "err", err)

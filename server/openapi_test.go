@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -562,11 +563,10 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 			if client == nil {
 				client = http.DefaultClient
 			}
-			resp, err := client.Do(newReq())
-			// The server may answer 413 and close before the client has
-			// written the whole oversized body; the write then fails with
-			// a reset. Only that case is retried.
-			for i := 0; err != nil && tc.tooLarge() && i < 5; i++ {
+			var resp *http.Response
+			if len(reqBody) > MaxGroupBodyBytes {
+				resp, err = announceOnly(f.url, newReq())
+			} else {
 				resp, err = client.Do(newReq())
 			}
 			if err != nil {
@@ -774,4 +774,32 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 			}
 		}
 	}
+}
+
+// announceOnly sends req's head, announcing its body's length, on a raw
+// plain connection and reads the answer. Over fiber's own body limit the
+// server answers 413 on the announced length and closes; a client still
+// writing the body would race that close and could see a reset instead.
+func announceOnly(base string, req *http.Request) (*http.Response, error) {
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", req.Method, req.URL.RequestURI(), req.URL.Host, req.ContentLength)
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			fmt.Fprintf(conn, "%s: %s\r\n", k, v)
+		}
+	}
+	fmt.Fprint(conn, "\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, err
 }
