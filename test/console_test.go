@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -128,8 +129,18 @@ func (b *browser) waitFor(what, js string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
 	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
+	var err error
+	// A poll evaluated while the page navigates can fail with the page's
+	// context gone; that is no answer, so poll again (the timeout still
+	// bounds the whole wait).
+	for try := 0; try < 5; try++ {
+		_, err = chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js,
+			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
+		if err == nil || ctx.Err() != nil || errors.Is(err, chromedp.ErrPollingTimeout) {
+			break
+		}
+		b.t.Logf("polling for %s: %v; polling again", what, err)
+	}
 	if err != nil {
 		b.t.Fatalf("waiting for %s (%s): %v", what, js, err)
 	}
