@@ -1,7 +1,6 @@
 package doorbell
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
 // fakeEnforcer stands in for the app's DevicePolicyManager enforcer.
@@ -137,32 +137,9 @@ const (
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := server.NewDaemon(ctx, server.DaemonConfig{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		AdminToken: adminToken, EnrollToken: enrollToken, Out: io.Discard,
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
+	// The listeners are bound when Start returns: no need to wait.
+	d := servertest.Start(t, server.DaemonConfig{AdminToken: adminToken, EnrollToken: enrollToken})
 	s := &testServer{t: t, url: "http://" + d.HTTPAddr()}
-	eventually(t, "the server serves", func() bool {
-		resp, err := http.Get(s.url + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 	return s
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server"
 	"github.com/doorbell-mdm/doorbell/server/pki"
+	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
 const (
@@ -56,33 +57,18 @@ type tlsServer struct {
 
 func startTLS(t *testing.T, tc *pki.Config) *tlsServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	s := &tlsServer{t: t, connected: make(chan string, 16)}
-	cfg := server.DaemonConfig{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		AdminToken: tlsAdmin, EnrollToken: tlsEnroll, TLS: tc, Out: io.Discard,
+	s.d = servertest.Start(t, server.DaemonConfig{
+		AdminToken: tlsAdmin, EnrollToken: tlsEnroll, TLS: tc,
 		OnPresence: func(id string, up bool) {
 			if up {
 				s.connected <- id
 			}
 		},
-	}
-	d, err := server.NewDaemon(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
 	})
-	s.d = d
-	s.url = "http://" + d.HTTPAddr()
+	s.url = "http://" + s.d.HTTPAddr()
 	if tc != nil {
-		s.url = "https://" + d.HTTPAddr()
+		s.url = "https://" + s.d.HTTPAddr()
 	}
 	return s
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
 // inProcess is a daemon and one MQTT-connected agent in this process.
@@ -30,10 +31,8 @@ type inProcess struct {
 // is a phone: no MQTT, its doorbell comes only through the fake FCM server.
 func startInProcess(tb testing.TB, fake *fcmtest.Server) *inProcess {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	connected := make(chan string, 16)
 	cfg := server.DaemonConfig{
-		DataDir: tb.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
 		AdminToken: "bench-admin", EnrollToken: "bench-enroll",
 		// Measure the loop, not the per-device rate limit.
 		DevicePerMinute: -1,
@@ -46,13 +45,10 @@ func startInProcess(tb testing.TB, fake *fcmtest.Server) *inProcess {
 	if fake != nil {
 		cfg.FCM = &bridge.FCMConfig{ProjectID: "bench", Endpoint: fake.URL}
 	}
-	d, err := server.NewDaemon(ctx, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	d := servertest.Start(tb, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); d.Run(ctx) }()
+	var err error
 	p := &inProcess{d: d, url: "http://" + d.HTTPAddr(), reports: make(chan int64, 16)}
 	p.agent, err = agent.New(agent.Config{
 		ServerURL: p.url, EnrollToken: "bench-enroll", Interval: time.Hour,

@@ -17,6 +17,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/client"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
 // fleet is a real in-process server with enrolled devices.
@@ -30,22 +31,9 @@ type fleet struct {
 // dir and enrolls n devices; the first one reports compliance at version 1.
 func startFleet(t *testing.T, n int) *fleet {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := server.NewDaemon(ctx, server.DaemonConfig{
-		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		AdminToken: "cli-admin", EnrollToken: "cli-enroll", Out: io.Discard,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
+	ctx := t.Context()
+	d := servertest.Start(t, server.DaemonConfig{AdminToken: "cli-admin", EnrollToken: "cli-enroll"})
+	var err error
 	f := &fleet{url: "http://" + d.HTTPAddr(), admin: d.AdminToken()}
 	if f.dev, err = agent.NewClient(f.url, nil); err != nil {
 		t.Fatal(err)
