@@ -262,7 +262,7 @@ func (d *device) onSync(r agent.SyncResult) {
 	}
 	keep := d.waiters[:0]
 	for _, w := range d.waiters {
-		if (w.syncs > 0 && d.syncs >= w.syncs) || (w.version > 0 && d.reported >= w.version) {
+		if d.reached(w) {
 			w.at = now
 			close(w.ch)
 			continue
@@ -272,12 +272,17 @@ func (d *device) onSync(r agent.SyncResult) {
 	d.waiters = keep
 }
 
-// waitSyncs returns a waiter for n successful syncs of the current agent.
-func (d *device) waitSyncs(n int) *waiter {
-	w := &waiter{syncs: n, ch: make(chan struct{})}
+// reached reports whether w's condition holds; d.mu is held.
+func (d *device) reached(w *waiter) bool {
+	return (w.syncs > 0 && d.syncs >= w.syncs) || (w.version > 0 && d.reported >= w.version)
+}
+
+// wait registers w, or closes it at once when its condition already holds.
+func (d *device) wait(w *waiter) *waiter {
+	w.ch = make(chan struct{})
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.syncs >= n {
+	if d.reached(w) {
 		w.at = time.Now()
 		close(w.ch)
 		return w
@@ -286,19 +291,11 @@ func (d *device) waitSyncs(n int) *waiter {
 	return w
 }
 
+// waitSyncs returns a waiter for n successful syncs of the current agent.
+func (d *device) waitSyncs(n int) *waiter { return d.wait(&waiter{syncs: n}) }
+
 // waitVersion returns a waiter for version reported compliant.
-func (d *device) waitVersion(v int64) *waiter {
-	w := &waiter{version: v, ch: make(chan struct{})}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.reported >= v {
-		w.at = time.Now()
-		close(w.ch)
-		return w
-	}
-	d.waiters = append(d.waiters, w)
-	return w
-}
+func (d *device) waitVersion(v int64) *waiter { return d.wait(&waiter{version: v}) }
 
 func (d *device) resetSyncs() {
 	d.mu.Lock()
