@@ -111,16 +111,15 @@ func (m *Metrics) observeReport(d store.Device, r proto.ComplianceReport, now ti
 
 // --- collectors read at scrape time -----------------------------------------
 
-var devicesDesc = prometheus.NewDesc("doorbell_devices", "Enrolled devices by compliance state, evaluated at scrape time.", []string{"state"}, nil)
+var devicesDesc = prometheus.NewDesc("doorbell_devices", "Enrolled devices by compliance state (the store's fleet counters).", []string{"state"}, nil)
 
-// DeviceStates is a collector of doorbell_devices{state}: it evaluates every
-// device in one read transaction per scrape and keeps no device in memory.
-// At 100,000 devices that is one JSON decode per device per scrape; see
-// BenchmarkDeviceStatesCollect for the cost. Scrapes are serialised.
+// DeviceStates is a collector of devices per state, read from the
+// counters the store keeps as devices change (the same numbers as GET
+// /compliance/summary), so a scrape costs no scan of the fleet.
 type DeviceStates struct {
-	Devices store.DeviceStore
-
-	mu sync.Mutex
+	Summaries interface {
+		Summary(ctx context.Context) (proto.ComplianceSummary, error)
+	}
 }
 
 // Describe implements prometheus.Collector.
@@ -128,21 +127,13 @@ func (s *DeviceStates) Describe(ch chan<- *prometheus.Desc) { ch <- devicesDesc 
 
 // Collect implements prometheus.Collector.
 func (s *DeviceStates) Collect(ch chan<- prometheus.Metric) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	counts := map[proto.ComplianceState]int{}
-	// match counts and keeps nothing, so the scan runs to the end in one
-	// transaction without building a page.
-	_, _, err := s.Devices.Devices(context.Background(), "", 1, func(d store.Device) bool {
-		counts[evaluate(d)]++
-		return false
-	})
+	sum, err := s.Summaries.Summary(context.Background())
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(devicesDesc, err)
 		return
 	}
 	for _, st := range proto.States {
-		ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+		ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(sum.Counts[st]), string(st))
 	}
 }
 

@@ -223,7 +223,7 @@ func BenchmarkDeviceStatesCollect(b *testing.B) {
 	}
 	defer st.Close()
 	m := NewMetrics()
-	m.Register(&DeviceStates{Devices: st})
+	m.Register(&DeviceStates{Summaries: st})
 	b.ResetTimer()
 	for b.Loop() {
 		mfs, err := m.Gatherer().Gather()

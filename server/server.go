@@ -111,7 +111,7 @@ func New(st store.Store, cfg Config) (*API, error) {
 	if a.metrics = cfg.Metrics; a.metrics == nil {
 		a.metrics = NewMetrics()
 	}
-	if err := a.metrics.Register(&DeviceStates{Devices: st}); err != nil {
+	if err := a.metrics.Register(&DeviceStates{Summaries: st}); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	a.app = fiber.New(fiber.Config{
