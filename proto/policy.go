@@ -1,99 +1,30 @@
 package proto
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 )
 
-// The JSON names of every setting, in the canonical order used by Diff,
-// DevicePolicy.Monitor, explanations and summaries.
-const (
-	SettingCameraDisabled          = "cameraDisabled"
-	SettingScreenCaptureDisabled   = "screenCaptureDisabled"
-	SettingStatusBarDisabled       = "statusBarDisabled"
-	SettingLockTaskPackages        = "lockTaskPackages"
-	SettingUSBFileTransferDisabled = "usbFileTransferDisabled"
-	SettingPasswordMinLength       = "passwordMinLength"
-	SettingSSHPasswordAuthDisabled = "sshPasswordAuthDisabled"
-	SettingAutoUpdatesEnabled      = "autoUpdatesEnabled"
-)
-
-// SettingNames lists every setting's JSON name in canonical order.
-var SettingNames = []string{
-	SettingCameraDisabled,
-	SettingScreenCaptureDisabled,
-	SettingStatusBarDisabled,
-	SettingLockTaskPackages,
-	SettingUSBFileTransferDisabled,
-	SettingPasswordMinLength,
-	SettingSSHPasswordAuthDisabled,
-	SettingAutoUpdatesEnabled,
-}
+// SettingNames lists every setting's JSON name in canonical order (the
+// catalog's order, see Catalog). It is set from the catalog; read it, never
+// modify it.
+var SettingNames []string
 
 // IsSetting reports whether name is a setting's JSON name.
 func IsSetting(name string) bool { return slices.Contains(SettingNames, name) }
 
-// Limits on setting values.
-const (
-	MaxPasswordMinLength = 64
-	MaxLockTaskPackages  = 100
-	MaxPackageName       = 256
-)
-
-// ParseSetting decodes and checks one setting's JSON value and returns it in
-// canonical form. It fails for an unknown name, a wrong type or an
-// out-of-range value; JSON null is not a value (callers give null its own
-// meaning).
+// ParseSetting decodes and checks one setting's JSON value against its
+// catalog entry and returns it in canonical form. It fails for an unknown
+// name, a wrong type or an out-of-range value; JSON null is not a value
+// (callers give null its own meaning).
 func ParseSetting(name string, raw json.RawMessage) (json.RawMessage, error) {
-	if !IsSetting(name) {
+	d, ok := LookupSetting(name)
+	if !ok {
 		return nil, fmt.Errorf("unknown setting %q", name)
 	}
-	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return nil, fmt.Errorf("setting %q has no value", name)
-	}
-	var v any
-	switch name {
-	case SettingLockTaskPackages:
-		var pkgs []string
-		if err := json.Unmarshal(raw, &pkgs); err != nil {
-			return nil, fmt.Errorf("setting %q must be a list of package names", name)
-		}
-		if len(pkgs) > MaxLockTaskPackages {
-			return nil, fmt.Errorf("setting %q has more than %d packages", name, MaxLockTaskPackages)
-		}
-		for _, p := range pkgs {
-			if p == "" || len(p) > MaxPackageName {
-				return nil, fmt.Errorf("setting %q: package names must be 1 to %d bytes", name, MaxPackageName)
-			}
-		}
-		if pkgs == nil {
-			pkgs = []string{}
-		}
-		v = pkgs
-	case SettingPasswordMinLength:
-		var n int
-		if err := json.Unmarshal(raw, &n); err != nil {
-			return nil, fmt.Errorf("setting %q must be a whole number", name)
-		}
-		if n < 0 || n > MaxPasswordMinLength {
-			return nil, fmt.Errorf("setting %q must be from 0 to %d", name, MaxPasswordMinLength)
-		}
-		v = n
-	default:
-		var b bool
-		if err := json.Unmarshal(raw, &b); err != nil {
-			return nil, fmt.Errorf("setting %q must be true or false", name)
-		}
-		v = b
-	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return d.ParseValue(raw)
 }
 
 // SettingValues is a partial set of settings by JSON name, each value in
@@ -174,7 +105,7 @@ type SettingFailure struct {
 
 var jsonNull = json.RawMessage("null")
 
-// Diff lists, in SettingNames order, every setting desired manages that r
+// Diff lists, in catalog order, every setting desired manages that r
 // does not satisfy:
 //
 //	the agent lists it as unsupported          -> UNSUPPORTED
@@ -185,9 +116,15 @@ var jsonNull = json.RawMessage("null")
 // Settings desired does not manage are ignored, whatever r reports. Versions
 // are not compared; Evaluate does that.
 func Diff(desired DevicePolicy, r ComplianceReport) []SettingFailure {
-	want, got := desired.Settings.Values(), r.Settings.Values()
+	return DiffValues(desired.Settings.Values(), desired.Monitor, r.Settings.Values(), r.Unsupported, r.Failed)
+}
+
+// DiffValues is Diff on settings by name: want is what is managed, got what
+// was observed, each compared with its catalog entry's Equal.
+func DiffValues(want SettingValues, monitor []string, got SettingValues, unsupported []string, failed map[string]string) []SettingFailure {
 	var out []SettingFailure
-	for _, name := range SettingNames {
+	for _, d := range Catalog() {
+		name := d.Name
 		exp, managed := want[name]
 		if !managed {
 			continue
@@ -196,14 +133,14 @@ func Diff(desired DevicePolicy, r ComplianceReport) []SettingFailure {
 		if !ok {
 			act = jsonNull
 		}
-		f := SettingFailure{Setting: name, Expected: exp, Actual: act, Monitored: desired.Monitored(name)}
+		f := SettingFailure{Setting: name, Expected: exp, Actual: act, Monitored: slices.Contains(monitor, name)}
 		switch {
-		case slices.Contains(r.Unsupported, name):
+		case slices.Contains(unsupported, name):
 			f.Reason = ReasonUnsupported
-		case bytes.Equal(exp, act):
+		case ok && d.EqualValues(exp, act):
 			continue
-		case r.Failed[name] != "":
-			f.Reason, f.Detail = ReasonEnforcementFailed, r.Failed[name]
+		case failed[name] != "":
+			f.Reason, f.Detail = ReasonEnforcementFailed, failed[name]
 		default:
 			f.Reason = ReasonMismatch
 		}

@@ -156,6 +156,9 @@ func apiCases() []apiCase {
 		{"history as a device", "GET", "/devices/{dev}/history", "dev", "", nil, 403, true},
 
 		{"compliance summary", "GET", "/compliance/summary", "viewer", "", nil, 200, true},
+		{"settings catalog", "GET", "/settings", "viewer", "", nil, 200, true},
+		{"settings catalog as a device", "GET", "/settings", "dev", "", nil, 403, true},
+		{"settings catalog with a wrong token", "GET", "/settings", "nope", "", nil, 401, true},
 		{"compliance summary with a wrong token", "GET", "/compliance/summary", "nope", "", nil, 401, true},
 		{"compliance summary as a device", "GET", "/compliance/summary", "dev", "", nil, 403, true},
 
@@ -698,7 +701,7 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 		"SettingExplanation": proto.SettingExplanation{}, "Group": proto.Group{}, "GroupList": proto.GroupList{},
 		"GroupChange": proto.GroupChange{}, "OperatorToken": proto.OperatorToken{}, "OperatorTokenList": proto.OperatorTokenList{},
 		"EnrollmentToken": proto.EnrollmentToken{}, "EnrollmentTokenList": proto.EnrollmentTokenList{},
-		"AuditEntry": proto.AuditEntry{}, "AuditList": proto.AuditList{}, "CertificateResponse": proto.CertificateResponse{},
+		"AuditEntry": proto.AuditEntry{}, "AuditList": proto.AuditList{}, "CertificateResponse": proto.CertificateResponse{}, "SettingCatalog": proto.SettingCatalog{}, "SettingInfo": proto.SettingInfo{},
 		"DeviceEvent": proto.DeviceEvent{}, "LastReport": LastReport{},
 	}
 	requests := map[string]any{

@@ -32,6 +32,7 @@ func (a *API) policyRoutes() {
 	r.Get("/devices/:id/policy/explain", a.explain)
 	r.Get("/devices/:id/history", a.history)
 	r.Get("/compliance/summary", a.summary)
+	r.Get("/settings", a.settingsCatalog)
 	r.Post("/groups", a.createGroup)
 	r.Get("/groups", a.listGroups)
 	r.Get("/groups/:id", a.getGroup)
