@@ -231,6 +231,16 @@ func (c *Client) SetPolicy(ctx context.Context, id string, u proto.PolicyUpdate)
 	return p, err
 }
 
+// EditPolicy sends a partial edit of one device's own settings layer:
+// each setting named is set at device level, a JSON null removes the
+// device's own value (a group's or the default applies again). Settings
+// not named keep their values. It returns the policy as stored.
+func (c *Client) EditPolicy(ctx context.Context, id string, edit map[string]json.RawMessage) (proto.DevicePolicy, error) {
+	var p proto.DevicePolicy
+	err := c.do(ctx, http.MethodPut, "/devices/"+url.PathEscape(id)+"/policy", edit, &p)
+	return p, err
+}
+
 // OperatorToken is an operator token as GET /tokens lists it; Token (the
 // secret) is only set in the answer to CreateToken.
 type OperatorToken struct {

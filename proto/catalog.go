@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -239,4 +241,44 @@ func CatalogInfo() SettingCatalog {
 		out.Settings = append(out.Settings, d.Info())
 	}
 	return out
+}
+
+// ParseText reads a value of d written on a command line and returns it in
+// canonical JSON: a bool as true/false (or 1/0, yes/no), an int in
+// decimal, a list of strings comma-separated ("" is the empty list), and a
+// structured value as JSON.
+func (d SettingDef) ParseText(s string) (json.RawMessage, error) {
+	var raw json.RawMessage
+	switch d.Type {
+	case TypeBool:
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "true", "1", "yes", "on":
+			raw = json.RawMessage("true")
+		case "false", "0", "no", "off":
+			raw = json.RawMessage("false")
+		default:
+			return nil, fmt.Errorf("setting %q must be true or false, not %q", d.Name, s)
+		}
+	case TypeInt:
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("setting %q must be a whole number, not %q", d.Name, s)
+		}
+		raw = json.RawMessage(strconv.Itoa(n))
+	case TypeStrings:
+		items := []string{}
+		if strings.TrimSpace(s) != "" {
+			for _, it := range strings.Split(s, ",") {
+				items = append(items, strings.TrimSpace(it))
+			}
+		}
+		b, err := json.Marshal(items)
+		if err != nil {
+			return nil, err
+		}
+		raw = b
+	default:
+		raw = json.RawMessage(s)
+	}
+	return d.ParseValue(raw)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -231,7 +232,10 @@ func listDevices(ctx context.Context, c *client.Client, st proto.ComplianceState
 
 // --- policy ------------------------------------------------------------------
 
-const policyUsage = "doorbell policy show ID | doorbell policy set ID --camera-disabled=true|false  [--server URL --token T --json]"
+const policyUsage = "doorbell policy show ID | doorbell policy set ID SETTING=VALUE... | doorbell policy unset ID SETTING...  [--server URL --token T --json]\n" +
+	"  set manages each SETTING at device level (bool: true/false; int: decimal; list: a,b,c; structured: JSON);\n" +
+	"  unset removes the device's own value, so a group's or the default applies again (inherit).\n" +
+	"  --camera-disabled=true|false is kept as a shorthand for cameraDisabled=..."
 
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, args := subcommand(args, "")
@@ -240,29 +244,31 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	o.register(fs)
 	var camera bool
 	if sub == "set" {
-		fs.BoolVar(&camera, "camera-disabled", false, "disable the camera")
+		fs.BoolVar(&camera, "camera-disabled", false, "disable the camera (same as cameraDisabled=true)")
 	}
 	pos, err := parseCLI(fs, args)
 	if err != nil {
 		return err
 	}
-	if sub != "show" && sub != "set" {
+	if sub != "show" && sub != "set" && sub != "unset" {
 		return fmt.Errorf("usage: %s", policyUsage)
 	}
-	if err := wantArgs(pos, 1, policyUsage); err != nil {
-		return err
+	if sub == "show" {
+		if err := wantArgs(pos, 1, policyUsage); err != nil {
+			return err
+		}
+	} else if len(pos) < 1 {
+		return fmt.Errorf("usage: %s", policyUsage)
 	}
-	var u proto.PolicyUpdate
-	if sub == "set" {
-		// Only flags given on the command line (or in the environment)
-		// are sent; the server refuses an update missing a setting.
+	var edit map[string]json.RawMessage
+	if sub != "show" {
 		fs.Visit(func(f *flag.Flag) {
 			if f.Name == "camera-disabled" {
-				u.CameraDisabled = &camera
+				pos = append(pos, fmt.Sprintf("%s=%v", proto.SettingCameraDisabled, camera))
 			}
 		})
-		if err := u.Validate(); err != nil {
-			return fmt.Errorf("policy set: %w (e.g. --camera-disabled=true)", err)
+		if edit, err = policyEdit(sub, pos[1:]); err != nil {
+			return err
 		}
 	}
 	c, err := o.client()
@@ -270,10 +276,10 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	var p proto.DevicePolicy
-	if sub == "set" {
-		p, err = c.SetPolicy(ctx, pos[0], u)
-	} else {
+	if sub == "show" {
 		p, err = c.Policy(ctx, pos[0])
+	} else {
+		p, err = c.EditPolicy(ctx, pos[0], edit)
 	}
 	if err != nil {
 		return err
@@ -282,6 +288,52 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return printJSON(stdout, p)
 	}
 	return printPolicy(stdout, p)
+}
+
+// policyEdit turns "policy set" SETTING=VALUE or "policy unset" SETTING
+// arguments into the body of PUT /devices/{id}/policy, checking each value
+// against the settings catalog so a typo fails before anything is sent.
+func policyEdit(sub string, args []string) (map[string]json.RawMessage, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("policy %s: name at least one setting (known: %s)", sub, strings.Join(proto.SettingNames, ", "))
+	}
+	edit := map[string]json.RawMessage{}
+	for _, arg := range args {
+		name, text, hasValue := strings.Cut(arg, "=")
+		d, ok := proto.LookupSetting(name)
+		if !ok {
+			return nil, fmt.Errorf("policy %s: unknown setting %q (known: %s)", sub, name, strings.Join(proto.SettingNames, ", "))
+		}
+		if sub == "unset" {
+			if hasValue {
+				return nil, fmt.Errorf("policy unset: give only the setting name, not %q", arg)
+			}
+			edit[name] = json.RawMessage("null")
+			continue
+		}
+		if !hasValue {
+			return nil, fmt.Errorf("policy set: %q needs a value, e.g. %s=%s", arg, name, exampleValue(d))
+		}
+		v, err := d.ParseText(text)
+		if err != nil {
+			return nil, fmt.Errorf("policy set: %w", err)
+		}
+		edit[name] = v
+	}
+	return edit, nil
+}
+
+func exampleValue(d proto.SettingDef) string {
+	switch d.Type {
+	case proto.TypeBool:
+		return "true"
+	case proto.TypeInt:
+		return strconv.Itoa(d.Max)
+	case proto.TypeStrings:
+		return "a,b"
+	default:
+		return "'[...]'"
+	}
 }
 
 // printPolicy prints a policy as SETTING / VALUE rows, taking the names from

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -178,6 +179,27 @@ func TestDevicesAndPolicyAgainstRealServer(t *testing.T) {
 			t.Fatalf("after the edit: %+v", s)
 		}
 	})
+	t.Run("policy set key=value parses per the catalog, unset inherits", func(t *testing.T) {
+		out, _, err := cli(t, append([]string{"policy", "set", id0, "passwordMinLength=8", "lockTaskPackages=org.a, org.b", "screenCaptureDisabled=yes", "--json"}, auth...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p proto.DevicePolicy
+		if err := json.Unmarshal([]byte(out), &p); err != nil || p.PasswordMinLength == nil || *p.PasswordMinLength != 8 ||
+			p.LockTaskPackages == nil || !reflect.DeepEqual(*p.LockTaskPackages, []string{"org.a", "org.b"}) ||
+			p.ScreenCaptureDisabled == nil || !*p.ScreenCaptureDisabled || !p.CameraDisabled {
+			t.Fatalf("policy set = %+v, %v\n%s", p, err, out)
+		}
+		out, _, err = cli(t, append([]string{"policy", "unset", id0, "passwordMinLength", "lockTaskPackages", "--json"}, auth...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var q proto.DevicePolicy
+		if err := json.Unmarshal([]byte(out), &q); err != nil || q.PasswordMinLength != nil || q.LockTaskPackages != nil ||
+			q.ScreenCaptureDisabled == nil || q.Version != p.Version+1 {
+			t.Fatalf("policy unset = %+v, %v\n%s", q, err, out)
+		}
+	})
 	t.Run("server and token from the environment", func(t *testing.T) {
 		t.Setenv("DOORBELL_SERVER", f.url)
 		t.Setenv("DOORBELL_TOKEN", f.admin)
@@ -200,7 +222,9 @@ func TestDevicesAndPolicyAgainstRealServer(t *testing.T) {
 		{"device secret is not an operator", []string{"devices", "--server", f.url, "--token", f.devices[1].Secret}, "(forbidden, HTTP 403)"},
 		{"unknown device", append([]string{"devices", "show", "no-such-device"}, auth...), "no such device (device_not_found, HTTP 404)"},
 		{"unknown device policy", append([]string{"policy", "set", "no-such-device", "--camera-disabled"}, auth...), "no such device"},
-		{"policy set without a setting", append([]string{"policy", "set", id1}, auth...), "cameraDisabled is required"},
+		{"policy set without a setting", append([]string{"policy", "set", id1}, auth...), "name at least one setting"},
+		{"policy set with a bad value", append([]string{"policy", "set", id1, "passwordMinLength=65"}, auth...), "must be from 0 to 64"},
+		{"policy set with an unknown setting", append([]string{"policy", "set", id1, "cameraDisable=true"}, auth...), "unknown setting"},
 		{"bad state", append([]string{"devices", "--state", "GREEN"}, auth...), "--state must be one of"},
 		{"no token", []string{"devices", "--server", f.url, "--token", ""}, "no operator token"},
 		{"unknown subcommand", append([]string{"devices", "frobnicate"}, auth...), "unknown devices command"},
