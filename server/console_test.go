@@ -15,6 +15,7 @@ func TestConsoleFiles(t *testing.T) {
 	}{
 		{"/", "text/html", `src="/ui/app.js"`},
 		{"/ui/app.js", "text/javascript", "Authorization"},
+		{"/ui/catalog.js", "text/javascript", "policyEditBody"},
 		{"/ui/style.css", "text/css", "@media"},
 		{"/ui/icon.svg", "image/svg+xml", "<svg"},
 	}

@@ -7,6 +7,8 @@
 // Nothing here builds HTML from strings: device-supplied text (model, OS) only
 // ever becomes text nodes.
 
+import { loadCatalog, policyEditBody } from './catalog.js';
+
 const TOKEN_KEY = 'doorbell.token';
 const STATES = ['UNKNOWN', 'STALE', 'NON_COMPLIANT', 'COMPLIANT'];
 const STATE_HELP = {
@@ -15,7 +17,8 @@ const STATE_HELP = {
   NON_COMPLIANT: 'applied the policy, but a setting differs',
   COMPLIANT: 'matches its policy',
 };
-// Known settings, in display order. Others found in a policy are shown too.
+// Known settings, in display order; GET /settings (catalog.js) adds every
+// setting the server knows. Others found in a policy are shown too.
 const SETTINGS = {
   cameraDisabled: { label: 'Camera disabled', type: 'bool' },
   screenCaptureDisabled: { label: 'Screen capture disabled', type: 'bool' },
@@ -782,19 +785,40 @@ function deviceView(id) {
 
   function renderForm() {
     if (dirty) return;
-    const keys = settingKeys(policy);
-    if (!keys.includes('cameraDisabled')) keys.unshift('cameraDisabled');
-    const inputs = keys.map((k) => settingInput(k, policy[k]));
+    // Every known setting, each with its mode and "inherit" (no device
+    // value: a group's or the default applies). Editing a value clears
+    // inherit; only what changed is sent.
+    const keys = Object.keys(SETTINGS).concat(settingKeys(policy).filter((k) => !SETTINGS[k]));
+    const monitored = new Set(policy.monitor || []);
+    const rows = keys.map((k) => {
+      const src = lastSources && lastSources.get(k);
+      const own = !!src && src.source === 'device';
+      const modeBefore = (src && src.mode) || (monitored.has(k) ? 'monitor' : 'enforce');
+      const input = settingInput(k, policy[k]);
+      const inherit = el('input', { type: 'checkbox', id: 'inherit-' + k, checked: !own });
+      const mode = el('select', { id: 'mode-' + k, 'aria-label': settingLabel(k) + ' mode' },
+        el('option', { value: 'enforce' }, 'enforce'), el('option', { value: 'monitor' }, 'monitor'));
+      mode.value = modeBefore;
+      const own_ = () => (inherit.checked = false);
+      input.field.addEventListener('input', own_);
+      input.field.addEventListener('change', own_);
+      const field = el('div', { class: 'setting-row', dataset: { setting: k } }, input.field,
+        el('label', { class: 'inherit', for: 'inherit-' + k, title: 'no device value: a group\'s or the default applies' }, inherit, ' inherit'), mode);
+      return { key: k, field, read: () => ({ key: k, inherit: inherit.checked, wasOwn: own, value: input.read(), before: policy[k], mode: mode.value, modeBefore }) };
+    });
     const result = el('p', { id: 'policy-result', role: 'status', class: note ? note.cls : 'muted' }, note ? note.text : '');
     const save = el('button', { type: 'submit', id: 'policy-save', class: 'primary' }, 'Save policy');
-    const form = el('form', { id: 'policy-form', class: 'policy-form' }, inputs.map((i) => i.field), el('div', { class: 'actions' }, save, result));
+    const form = el('form', { id: 'policy-form', class: 'policy-form' }, rows.map((r) => r.field), el('div', { class: 'actions' }, save, result));
     form.addEventListener('input', () => (dirty = true));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
-      const body = {};
-      for (const i of inputs) {
-        const v = i.read();
-        if (i.key === 'cameraDisabled' || !same(v, policy[i.key])) body[i.key] = v;
+      const body = policyEditBody(rows.map((r) => r.read()));
+      if (!Object.keys(body).length) {
+        note = { cls: 'muted', text: 'Nothing changed.' };
+        result.className = note.cls;
+        result.textContent = note.text;
+        dirty = false;
+        return;
       }
       save.disabled = true;
       result.className = 'muted';
@@ -822,6 +846,7 @@ function deviceView(id) {
   let lastSources = null;
   async function load() {
     const base = '/devices/' + enc(id);
+    await loadCatalog(api, SETTINGS);
     const [s, p, r, h, x] = await Promise.all([
       api('GET', base + '/status'),
       api('GET', base + '/policy'),
@@ -907,7 +932,7 @@ function settingInput(key, value) {
     };
   }
   if (meta.type === 'int') {
-    const input = el('input', { type: 'number', id, name: key, min: 0, step: 1, value: value == null ? '' : String(value) });
+    const input = el('input', { type: 'number', id, name: key, min: meta.schema?.minimum ?? 0, max: meta.schema?.maximum, step: 1, value: value == null ? '' : String(value) });
     return { key, field: el('label', { class: 'field', for: id }, el('span', {}, label), input), read: () => (input.value === '' ? null : Number(input.value)) };
   }
   if (meta.type === 'list') {
@@ -918,6 +943,16 @@ function settingInput(key, value) {
       field: el('label', { class: 'field', for: id }, el('span', {}, label), input),
       read: () => input.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean),
     };
+  }
+  if (meta.type === 'json') {
+    // A structured setting: its JSON; the server checks it and says what is wrong.
+    const input = el('textarea', { id, name: key, rows: 3, placeholder: 'JSON' });
+    input.value = value == null ? '' : JSON.stringify(value);
+    const read = () => {
+      if (input.value.trim() === '') return null;
+      try { return JSON.parse(input.value); } catch { return input.value; }
+    };
+    return { key, field: el('label', { class: 'field', for: id }, el('span', {}, label), input), read };
   }
   const input = el('input', { type: 'text', id, name: key, value: value == null ? '' : String(value) });
   return { key, field: el('label', { class: 'field', for: id }, el('span', {}, label), input), read: () => input.value };
