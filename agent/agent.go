@@ -114,6 +114,11 @@ type Agent struct {
 	etag     string   // ETag of policy; "" when none is cached
 	policy   proto.DevicePolicy
 	reported int64 // policy version last applied and reported successfully
+	// sent is what the last successful report said the device looked like;
+	// a sync for an unchanged policy reports again when the device no
+	// longer looks like that (a hand fix, a monitored setting drifting
+	// back), not only when the policy changed.
+	sent proto.Settings
 
 	hashOnce sync.Once
 	hash     string // AgentSHA256 or the executable's hash
@@ -485,7 +490,7 @@ func (a *Agent) setIdentity(id Identity, ok bool) {
 		a.token = a.id.FCMToken
 	}
 	a.loaded, a.haveID, a.id = true, ok, id
-	a.etag, a.policy, a.reported = "", proto.DevicePolicy{}, 0
+	a.etag, a.policy, a.reported, a.sent = "", proto.DevicePolicy{}, 0, proto.Settings{}
 	a.mu.Unlock()
 	a.notifyIDChanged()
 }
@@ -530,7 +535,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	}
 
 	a.mu.Lock()
-	etag, cached, reported := a.etag, a.policy, a.reported
+	etag, cached, reported, sent := a.etag, a.policy, a.reported, a.sent
 	a.mu.Unlock()
 
 	pr, err := a.client.Policy(ctx, cred, etag)
@@ -548,10 +553,12 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	}
 	res.PolicyVersion = policy.Version
 
-	// Unchanged, already reported, and the device still matches: a doorbell
-	// for an applied version costs only the 304.
+	// Unchanged, already reported, the device still matches and looks as
+	// last reported: a doorbell for an applied version costs only the 304.
+	// A device that now matches but was reported otherwise (fixed by hand,
+	// a monitored setting back as wanted) is reported again.
 	if pr.NotModified && reported == policy.Version {
-		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil &&
+		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(sent) &&
 			policy.IsSatisfiedBy(proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: a.unsupported(policy)}) {
 			res.Skipped, res.Compliant = true, true
 			return res
@@ -575,7 +582,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	}
 	a.mu.Lock()
 	if a.haveID && a.id.DeviceID == id.DeviceID {
-		a.reported = policy.Version
+		a.reported, a.sent = policy.Version, report.Settings
 	}
 	a.mu.Unlock()
 	res.Compliant = report.Compliant

@@ -263,6 +263,25 @@ func TestLockedDeviceReportsUnchangedState(t *testing.T) {
 	if got := proto.Evaluate(proto.DevicePolicy{Version: v, Settings: proto.Settings{CameraDisabled: true}}, &want); got != proto.StateNonCompliant {
 		t.Errorf("server would evaluate %s, want NON_COMPLIANT", got)
 	}
+
+	// Fixed by hand and unlocked: the policy is unchanged (304), but the
+	// device no longer looks as last reported, so it is reported again.
+	if err := os.WriteFile(path, []byte(`{"cameraDisabled": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = h.sync(t)
+	if r.Err != nil || r.Skipped || !r.Compliant {
+		t.Fatalf("sync after the hand fix = %+v, want a compliant report", r)
+	}
+	reports = srv.reports(r.DeviceID)
+	if last := reports[len(reports)-1]; !last.Compliant || !last.CameraDisabled || last.Failed != nil {
+		t.Errorf("report after the hand fix = %+v, want compliant with cameraDisabled", last)
+	}
+	// Nothing changed since: the next sync costs only the 304.
+	n := len(reports)
+	if r = h.sync(t); r.Err != nil || !r.Skipped || len(srv.reports(r.DeviceID)) != n {
+		t.Errorf("sync with nothing changed = %+v and %d reports, want skipped and %d", r, len(srv.reports(r.DeviceID)), n)
+	}
 }
 
 func TestNotModified(t *testing.T) {
