@@ -1,6 +1,8 @@
-package server
+package daemon
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/pki"
+	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
 
@@ -70,7 +74,7 @@ type Daemon struct {
 	cfg    DaemonConfig
 	logger *slog.Logger
 	store  *bolt.Store
-	api    *API
+	api    *api.API
 	broker *broker.Broker
 	bell   bridge.Bell
 	hook   *Webhook // nil without WebhookURL
@@ -116,14 +120,12 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if d.cfg.EnrollToken, err = d.token(cfg.EnrollToken, "enroll-token", "enrollment token"); err != nil {
 		return nil, err
 	}
-	var storeOpts []bolt.Option
 	if cfg.WebhookURL != "" {
 		if d.hook, err = NewWebhook(WebhookConfig{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Logger: cfg.Logger}); err != nil {
 			return nil, fmt.Errorf("--webhook-url: %w", err)
 		}
-		storeOpts = append(storeOpts, bolt.WithTransitionHook(d.hook.Notify))
 	}
-	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db"), storeOpts...); err != nil {
+	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db")); err != nil {
 		return nil, err
 	}
 	closers = append(closers, d.store.Close)
@@ -135,7 +137,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err := d.openPKI(); err != nil {
 		return nil, err
 	}
-	creds := Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
+	creds := api.Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
 	// The live stream hears of presence too; d.api is set below, before
 	// the broker serves.
 	onPresence := func(deviceID string, connected bool) {
@@ -154,7 +156,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	}
 
 	mqttBell := bridge.NewMQTTBell(d.broker, cfg.Logger)
-	bellStats := Bells{MQTT: mqttBell}
+	bellStats := api.Bells{MQTT: mqttBell}
 	bells := []bridge.Bell{mqttBell}
 	if cfg.FCM != nil {
 		fcmCfg := *cfg.FCM
@@ -178,13 +180,13 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	}
 	d.bell = bridge.Multi(bells...)
 
-	metrics := NewMetrics()
+	metrics := api.NewMetrics()
 	metrics.Public = cfg.MetricsPublic
-	if err := metrics.Register(bellStats, BoltStats(d.store.DBStats), BrokerStats(d.brokerInfo, d.broker.ConnectedCount)); err != nil {
+	if err := metrics.Register(bellStats, api.BoltStats(d.store.DBStats), api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount)); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 
-	d.api, err = New(d.store, Config{
+	d.api, err = api.New(d.store, api.Config{
 		AdminToken:  d.cfg.AdminToken,
 		EnrollToken: d.cfg.EnrollToken,
 		MQTTURL:     cfg.MQTTURL,
@@ -193,18 +195,23 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		Bell:        d.bell,
 		Logger:      cfg.Logger,
 		PKI:         d.pki,
-		Trust: TrustConfig{
+		Trust: api.TrustConfig{
 			Sessions:           d.broker,
 			ReportSkew:         cfg.ReportSkew,
 			RequireReportNonce: cfg.RequireReportNonce,
-			EnrollPerMinute:    rateOrDefault(cfg.EnrollPerMinute, DefaultEnrollPerMinute),
-			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, DefaultDevicePerMinute),
+			EnrollPerMinute:    rateOrDefault(cfg.EnrollPerMinute, api.DefaultEnrollPerMinute),
+			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, api.DefaultDevicePerMinute),
 			AgentAllowlist:     cfg.AgentAllowlist,
 		},
 		Metrics: metrics,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if d.hook != nil {
+		// The webhook hears every committed transition, from the one
+		// change stream.
+		d.api.Service().Subscribe(func(ch service.Change) { d.hook.Notify(ch.Transitions...) })
 	}
 
 	if d.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -241,7 +248,7 @@ func (d *Daemon) token(configured, file, what string) (string, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("reading %s: %w", what, err)
 	}
-	tok := randomToken(24)
+	tok := base64.RawURLEncoding.EncodeToString(randomBytes(24))
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("saving %s: %w", what, err)
 	}
@@ -249,9 +256,9 @@ func (d *Daemon) token(configured, file, what string) (string, error) {
 	return tok, nil
 }
 
-func (d *Daemon) brokerInfo() BrokerInfo {
+func (d *Daemon) brokerInfo() api.BrokerInfo {
 	i := d.broker.Info()
-	return BrokerInfo{
+	return api.BrokerInfo{
 		ClientsConnected: i.ClientsConnected, BytesReceived: i.BytesReceived, BytesSent: i.BytesSent,
 		MessagesReceived: i.MessagesReceived, MessagesSent: i.MessagesSent, MessagesDropped: i.MessagesDropped,
 		Inflight: i.Inflight, Subscriptions: i.Subscriptions,
@@ -328,3 +335,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.logger.Info("stopped")
 	return runErr
 }
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never happens on Linux
+	}
+	return b
+}
+
+// Defaults of the trust settings, for the command line's flags.
+const (
+	DefaultReportSkew      = api.DefaultReportSkew
+	DefaultEnrollPerMinute = api.DefaultEnrollPerMinute
+	DefaultDevicePerMinute = api.DefaultDevicePerMinute
+)
+
+// LoadAllowlist reads an agent allowlist file (see api.LoadAllowlist).
+func LoadAllowlist(path string) (map[string]bool, error) { return api.LoadAllowlist(path) }

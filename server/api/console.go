@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"net/http"
@@ -10,21 +10,12 @@ import (
 	"github.com/doorbell-mdm/doorbell/server/console"
 )
 
-// consoleRoutes adds the web console and the two operator routes it needs
-// beyond the core API: the live stream and a device's last report.
-func (a *API) consoleRoutes(r fiber.Router) {
-	r.Get("/events", a.streamEvents)
-	r.Get("/devices/:id/report", a.lastReport)
-	r.Get("/", a.consoleFile)
-	r.Get("/ui/*", a.consoleFile)
-}
-
 // consoleFile serves the embedded console. The files are public: they hold
 // no data, and every call they make carries the operator's token.
 func (a *API) consoleFile(c *fiber.Ctx) error {
 	f, ok := console.Lookup(c.Path())
 	if !ok {
-		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
+		return errorf("not_found", "no route %s %s", c.Method(), c.Path())
 	}
 	for k, v := range console.SecurityHeaders {
 		c.Set(k, v)
@@ -49,12 +40,9 @@ type LastReport struct {
 // observed, for comparing with what it was told. 404 "no_report" when it
 // never reported.
 func (a *API) lastReport(c *fiber.Ctx) error {
-	d, err := a.operatorDevice(c)
-	if err != nil {
-		return err
-	}
+	d := requestDevice(c)
 	if d.Report == nil {
-		return errorf(http.StatusNotFound, "no_report", "the device has not reported yet")
+		return errorf("no_report", "the device has not reported yet")
 	}
 	return c.JSON(LastReport{ComplianceReport: d.Report.ComplianceReport, ReceivedAt: d.Report.ReceivedAt})
 }

@@ -1,4 +1,4 @@
-package server
+package daemon
 
 import (
 	"context"
@@ -11,6 +11,11 @@ import (
 
 // startDaemon runs a real daemon (bbolt in a temp dir, the real broker) on
 // 127.0.0.1:0 until the test ends.
+const (
+	adminToken  = "admin-secret-token"
+	enrollToken = "enroll-secret-token"
+)
+
 func startDaemon(t *testing.T, cfg DaemonConfig) (*Daemon, string) {
 	t.Helper()
 	cfg.DataDir, cfg.HTTPAddr, cfg.MQTTAddr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"

@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server/store"
+	"github.com/doorbell-mdm/doorbell/server/service"
 )
 
 // Metrics is the server's Prometheus registry and the instruments the API
@@ -96,17 +96,19 @@ func (m *Metrics) middleware(c *fiber.Ctx) error {
 	return nil
 }
 
-// observeReport records edit-to-compliant latency when report r, just
-// accepted for device d (as loaded before the report), makes d COMPLIANT at
-// its desired version for the first time since the edit.
-func (m *Metrics) observeReport(d store.Device, r proto.ComplianceReport, now time.Time) {
-	if d.PolicyChangedAt.IsZero() || r.AppliedPolicyVersion != d.Policy.Version || !d.Policy.IsSatisfiedBy(r) {
+// observeChange is the metrics' subscription to the change stream: a
+// report's committed transition to COMPLIANT after an edit records the
+// edit-to-compliant latency. The transition is recorded once, in the
+// report's transaction, so two concurrent reports never both count it.
+func (m *Metrics) observeChange(ch service.Change) {
+	if ch.Cause != proto.CauseReport || ch.Device.PolicyChangedAt.IsZero() {
 		return
 	}
-	if evaluate(d) == proto.StateCompliant {
-		return // already compliant at this version: not a new convergence
+	for _, t := range ch.Transitions {
+		if t.To == proto.StateCompliant {
+			m.compliant.Observe(max(0, t.At.Sub(ch.Device.PolicyChangedAt).Seconds()))
+		}
 	}
-	m.compliant.Observe(max(0, now.Sub(d.PolicyChangedAt).Seconds()))
 }
 
 // --- collectors read at scrape time -----------------------------------------
@@ -267,7 +269,7 @@ func (a *API) metricsHandler() fiber.Handler {
 	h := adaptor.HTTPHandler(promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{ErrorLog: nil}))
 	return func(c *fiber.Ctx) error {
 		if !a.metrics.Public {
-			if err := a.operator(c); err != nil {
+			if _, err := a.principal(c); err != nil {
 				return err
 			}
 		}

@@ -1,4 +1,4 @@
-package server
+package daemon
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
@@ -222,8 +223,8 @@ func BenchmarkDeviceStatesCollect(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	m := NewMetrics()
-	m.Register(&DeviceStates{Summaries: st})
+	m := api.NewMetrics()
+	m.Register(&api.DeviceStates{Summaries: st})
 	b.ResetTimer()
 	for b.Loop() {
 		mfs, err := m.Gatherer().Gather()

@@ -1,4 +1,4 @@
-package server
+package daemon
 
 import (
 	"bufio"
@@ -31,6 +31,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 )
 
@@ -47,7 +48,7 @@ type apiCase struct {
 	reqValid bool // false: the document must reject the request too
 }
 
-// tooLarge marks a body over the size limit, which OpenAPI cannot express:
+// tooLarge marks a body over the size limit, which api.OpenAPI cannot express:
 // its request is not validated, only the 413 answer.
 func (c apiCase) tooLarge() bool { return len(c.body) > proto.MaxBodyBytes }
 
@@ -65,7 +66,7 @@ func short(err error) string {
 // document, or TestOpenAPI fails.
 func apiCases() []apiCase {
 	big := `{"pad":"` + strings.Repeat("x", proto.MaxBodyBytes) + `"}`
-	huge := `{"pad":"` + strings.Repeat("x", MaxGroupBodyBytes) + `"}`
+	huge := `{"pad":"` + strings.Repeat("x", api.MaxGroupBodyBytes) + `"}`
 	return []apiCase{
 		{"enroll", "POST", "/enroll", "enroll", `{"model":"Pixel 8","osVersion":"14","agentVersion":"0.1.0"}`, nil, 201, true},
 		{"enroll with a wrong token", "POST", "/enroll", "nope", `{"model":"x"}`, nil, 401, true},
@@ -265,7 +266,7 @@ func apiCases() []apiCase {
 
 func loadOpenAPI(t *testing.T) *openapi3.T {
 	t.Helper()
-	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
 	if err != nil {
 		t.Fatalf("loading openapi.json: %v", err)
 	}
@@ -564,7 +565,7 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 				client = http.DefaultClient
 			}
 			var resp *http.Response
-			if len(reqBody) > MaxGroupBodyBytes {
+			if len(reqBody) > api.MaxGroupBodyBytes {
 				resp, err = announceOnly(f.url, newReq())
 			} else {
 				resp, err = client.Do(newReq())
@@ -699,13 +700,13 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 		"GroupChange": proto.GroupChange{}, "OperatorToken": proto.OperatorToken{}, "OperatorTokenList": proto.OperatorTokenList{},
 		"EnrollmentToken": proto.EnrollmentToken{}, "EnrollmentTokenList": proto.EnrollmentTokenList{},
 		"AuditEntry": proto.AuditEntry{}, "AuditList": proto.AuditList{}, "CertificateResponse": proto.CertificateResponse{},
-		"DeviceEvent": proto.DeviceEvent{}, "LastReport": LastReport{},
+		"DeviceEvent": proto.DeviceEvent{}, "LastReport": api.LastReport{},
 	}
 	requests := map[string]any{
 		"EnrollRequest": proto.EnrollRequest{}, "TokenRegistration": proto.TokenRegistration{},
 		"ComplianceReport": proto.ComplianceReport{}, "GroupMembers": proto.GroupMembers{},
 		"OperatorTokenRequest": proto.OperatorTokenRequest{}, "EnrollmentTokenRequest": proto.EnrollmentTokenRequest{},
-		"CertificateRequest": proto.CertificateRequest{}, "GroupCreate": groupRequest{},
+		"CertificateRequest": proto.CertificateRequest{}, "GroupCreate": api.GroupRequest{},
 	}
 	check := func(name string, v any, answer bool) {
 		ref := doc.Components.Schemas[name]

@@ -1,9 +1,8 @@
-package server
+package api
 
 import (
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -15,7 +14,7 @@ import (
 // maxCSR bounds a CSR's PEM; an ECDSA or RSA-4096 request is far smaller.
 const maxCSR = 16 << 10
 
-var errCertRequired = errorf(http.StatusUnauthorized, "client_certificate_required",
+var errCertRequired = errorf("client_certificate_required",
 	"this device was issued a certificate; present it (mTLS) with the secret")
 
 // mqttScheme is the broker URL scheme handed to agents.
@@ -42,11 +41,11 @@ func (a *API) issueDeviceCert(c *fiber.Ctx, csr, deviceID string) (string, error
 		return "", nil
 	}
 	if len(csr) > maxCSR {
-		return "", errorf(http.StatusBadRequest, "invalid_csr", "csr is longer than %d bytes", maxCSR)
+		return "", errorf("invalid_csr", "csr is longer than %d bytes", maxCSR)
 	}
 	cert, err := a.cfg.PKI.SignDeviceCSR(csr, deviceID)
 	if errors.Is(err, pki.ErrBadCSR) {
-		return "", errorf(http.StatusBadRequest, "invalid_csr", "%v", err)
+		return "", errorf("invalid_csr", "%v", err)
 	}
 	return cert, err
 }
@@ -74,7 +73,7 @@ func (a *API) checkClientCert(c *fiber.Ctx, d store.Device) error {
 		verify = a.cfg.PKI.VerifyLapsedDevice
 	}
 	if err := verify(cs.PeerCertificates, d.ID); err != nil {
-		return errorf(http.StatusUnauthorized, "bad_client_certificate", "%v", err)
+		return errorf("bad_client_certificate", "%v", err)
 	}
 	return nil
 }
@@ -89,20 +88,16 @@ const localLapsedCertOK = "doorbell.lapsedCertOK"
 // expired: with the secret it still proves the device, and refusing it would
 // leave a device that was offline too long unable ever to renew.
 func (a *API) renewCertificate(c *fiber.Ctx) error {
-	c.Locals(localLapsedCertOK, true)
-	d, err := a.device(c, false)
-	if err != nil {
-		return err
-	}
+	d := requestDevice(c)
 	var req proto.CertificateRequest
 	if err := decode(c, &req, false); err != nil {
 		return err
 	}
 	if req.CSR == "" {
-		return errorf(http.StatusBadRequest, "invalid_body", "csr is required")
+		return errorf("invalid_body", "csr is required")
 	}
 	if a.cfg.PKI == nil || !c.Context().IsTLS() {
-		return errorf(http.StatusConflict, "tls_off", "device certificates are issued over TLS only; this server runs without TLS")
+		return errorf("tls_off", "device certificates are issued over TLS only; this server runs without TLS")
 	}
 	cert, err := a.issueDeviceCert(c, req.CSR, d.ID)
 	if err != nil {

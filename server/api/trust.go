@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"bufio"
@@ -109,7 +109,7 @@ func (a *API) admin(c *fiber.Ctx) (operator, error) {
 		return op, err
 	}
 	if op.role != proto.RoleAdmin {
-		return op, errorf(http.StatusForbidden, "forbidden", "operator %q has the %s role, which may read but not change anything", op.name, op.role)
+		return op, errorf("forbidden", "operator %q has the %s role, which may read but not change anything", op.name, op.role)
 	}
 	return op, nil
 }
@@ -127,22 +127,10 @@ func (a *API) audited(c *fiber.Ctx, op operator, action, target, detail string) 
 	})
 }
 
-func (a *API) trustRoutes() {
-	r := a.app
-	r.Delete("/devices/:id", a.deleteDevice)
-	r.Post("/tokens", a.createOperatorToken)
-	r.Get("/tokens", a.listOperatorTokens)
-	r.Delete("/tokens/:name", a.deleteOperatorToken)
-	r.Post("/enrollment-tokens", a.createEnrollToken)
-	r.Get("/enrollment-tokens", a.listEnrollTokens)
-	r.Delete("/enrollment-tokens/:id", a.revokeEnrollToken)
-	r.Get("/audit", a.audit)
-}
-
 // --- rate limits -----------------------------------------------------------
 
 func rateLimited(c *fiber.Ctx) error {
-	return errorf(http.StatusTooManyRequests, "rate_limited", "too many requests; retry after %s seconds", c.GetRespHeader(fiber.HeaderRetryAfter))
+	return errorf("rate_limited", "too many requests; retry after %s seconds", c.GetRespHeader(fiber.HeaderRetryAfter))
 }
 
 func skip(*fiber.Ctx) bool { return true }
@@ -179,50 +167,6 @@ func (a *API) deviceLimiter() fiber.Handler {
 
 // --- enrollment tokens -----------------------------------------------------
 
-func enrollTokenError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return errorf(http.StatusUnauthorized, "unauthorized", "missing or invalid enrollment token")
-	case errors.Is(err, store.ErrTokenExpired):
-		return errorf(http.StatusUnauthorized, "enrollment_token_expired", "the enrollment token has expired; ask the operator for a new one")
-	case errors.Is(err, store.ErrTokenUsedUp):
-		return errorf(http.StatusUnauthorized, "enrollment_token_used_up", "the enrollment token has been used as often as it allows; ask the operator for a new one")
-	case errors.Is(err, store.ErrTokenRevoked):
-		return errorf(http.StatusUnauthorized, "enrollment_token_revoked", "the enrollment token was revoked by an operator")
-	}
-	return err
-}
-
-// checkEnrollToken refuses a missing or unusable API enrollment token before
-// the body is read. The use is counted later, atomically, by enrollWithToken.
-func (a *API) checkEnrollToken(c *fiber.Ctx, tok string) error {
-	if tok == "" {
-		return enrollTokenError(store.ErrNotFound)
-	}
-	t, err := a.store.EnrollmentTokenByHash(c.UserContext(), hashSecret(tok))
-	if err == nil {
-		err = t.Check(a.cfg.Now())
-	}
-	if err != nil {
-		if e := enrollTokenError(err); e != err {
-			return e
-		}
-		return fmt.Errorf("checking enrollment token: %w", err)
-	}
-	return nil
-}
-
-func (a *API) enrollWithToken(c *fiber.Ctx, tok string, d store.Device) error {
-	err := a.store.EnrollWithToken(c.UserContext(), hashSecret(tok), a.cfg.Now(), d)
-	if err == nil {
-		return nil
-	}
-	if e := enrollTokenError(err); e != err {
-		return e
-	}
-	return fmt.Errorf("enrolling device: %w", err)
-}
-
 func enrollTokenView(t store.EnrollmentToken) proto.EnrollmentToken {
 	return proto.EnrollmentToken{
 		ID:        t.ID,
@@ -235,10 +179,8 @@ func enrollTokenView(t store.EnrollmentToken) proto.EnrollmentToken {
 }
 
 func (a *API) createEnrollToken(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
+	var err error
 	var req proto.EnrollmentTokenRequest
 	if err := decode(c, &req, true); err != nil {
 		return err
@@ -247,14 +189,14 @@ func (a *API) createEnrollToken(c *fiber.Ctx) error {
 	if req.ExpiresIn != "" {
 		ttl, err = time.ParseDuration(req.ExpiresIn)
 		if err != nil || ttl <= 0 || ttl > maxEnrollTTL {
-			return errorf(http.StatusBadRequest, "invalid_body", "expiresIn must be a positive duration up to %v, such as \"1h\" or \"30m\"", maxEnrollTTL)
+			return errorf("invalid_body", "expiresIn must be a positive duration up to %v, such as \"1h\" or \"30m\"", maxEnrollTTL)
 		}
 	}
 	if req.MaxUses == 0 {
 		req.MaxUses = 1
 	}
 	if req.MaxUses < 1 || req.MaxUses > maxEnrollUses {
-		return errorf(http.StatusBadRequest, "invalid_body", "maxUses must be from 1 to %d", maxEnrollUses)
+		return errorf("invalid_body", "maxUses must be from 1 to %d", maxEnrollUses)
 	}
 	now := a.cfg.Now().UTC().Truncate(time.Second)
 	secret := randomToken(32)
@@ -276,9 +218,6 @@ func (a *API) createEnrollToken(c *fiber.Ctx) error {
 }
 
 func (a *API) listEnrollTokens(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
 	ts, err := a.store.EnrollmentTokens(c.UserContext())
 	if err != nil {
 		return fmt.Errorf("listing enrollment tokens: %w", err)
@@ -291,14 +230,12 @@ func (a *API) listEnrollTokens(c *fiber.Ctx) error {
 }
 
 func (a *API) revokeEnrollToken(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
+	var err error
 	id := strings.Clone(c.Params("id"))
 	err = a.store.RevokeEnrollmentToken(a.audited(c, op, "enrollment_token.revoke", id, ""), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, "enrollment_token_not_found", "no enrollment token %q", id)
+		return errorf("enrollment_token_not_found", "no enrollment token %q", id)
 	}
 	if err != nil {
 		return fmt.Errorf("revoking enrollment token: %w", err)
@@ -309,21 +246,19 @@ func (a *API) revokeEnrollToken(c *fiber.Ctx) error {
 // --- operator tokens -------------------------------------------------------
 
 func (a *API) createOperatorToken(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
+	var err error
 	var req proto.OperatorTokenRequest
 	if err := decode(c, &req, true); err != nil {
 		return err
 	}
 	if !operatorNameRE.MatchString(req.Name) {
-		return errorf(http.StatusBadRequest, "invalid_name", "name must be %s", operatorNameFormat)
+		return errorf("invalid_name", "name must be %s", operatorNameFormat)
 	}
 	if req.Role != proto.RoleAdmin && req.Role != proto.RoleViewer {
-		return errorf(http.StatusBadRequest, "invalid_role", "role must be %q or %q", proto.RoleAdmin, proto.RoleViewer)
+		return errorf("invalid_role", "role must be %q or %q", proto.RoleAdmin, proto.RoleViewer)
 	}
-	errTaken := errorf(http.StatusConflict, "token_exists", "an operator token named %q exists", req.Name)
+	errTaken := errorf("token_exists", "an operator token named %q exists", req.Name)
 	if req.Name == builtinAdminName {
 		return errTaken
 	}
@@ -340,9 +275,6 @@ func (a *API) createOperatorToken(c *fiber.Ctx) error {
 }
 
 func (a *API) listOperatorTokens(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
 	ts, err := a.store.OperatorTokens(c.UserContext())
 	if err != nil {
 		return fmt.Errorf("listing operator tokens: %w", err)
@@ -355,17 +287,14 @@ func (a *API) listOperatorTokens(c *fiber.Ctx) error {
 }
 
 func (a *API) deleteOperatorToken(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
 	name := strings.Clone(c.Params("name"))
 	if name == builtinAdminName {
-		return errorf(http.StatusConflict, "builtin_token", "the built-in admin token is set by --admin-token and cannot be deleted")
+		return errorf("builtin_token", "the built-in admin token is set by --admin-token and cannot be deleted")
 	}
-	err = a.store.DeleteOperatorToken(a.audited(c, op, "token.delete", name, ""), name)
+	err := a.store.DeleteOperatorToken(a.audited(c, op, "token.delete", name, ""), name)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, "token_not_found", "no operator token named %q", name)
+		return errorf("token_not_found", "no operator token named %q", name)
 	}
 	if err != nil {
 		return fmt.Errorf("deleting operator token: %w", err)
@@ -376,21 +305,18 @@ func (a *API) deleteOperatorToken(c *fiber.Ctx) error {
 // --- audit -----------------------------------------------------------------
 
 func (a *API) audit(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
 	limit := defaultAuditLimit
 	if s := c.Query("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxLimit {
-			return errorf(http.StatusBadRequest, "invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
+			return errorf("invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
 		}
 		limit = n
 	}
 	after := c.Query("after")
 	if after != "" {
 		if _, err := strconv.ParseUint(after, 10, 64); err != nil {
-			return errorf(http.StatusBadRequest, "invalid_query", "after must be an entry id (a whole number)")
+			return errorf("invalid_query", "after must be an entry id (a whole number)")
 		}
 	}
 	entries, more, err := a.store.AuditEntries(c.UserContext(), after, limit)
@@ -410,12 +336,9 @@ func (a *API) audit(c *fiber.Ctx) error {
 // --- revocation ------------------------------------------------------------
 
 func (a *API) deleteDevice(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
 	id := strings.Clone(c.Params("id"))
-	err = a.store.DeleteDevice(a.audited(c, op, "device.delete", id, ""), id)
+	err := a.store.DeleteDevice(a.audited(c, op, "device.delete", id, ""), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return errDeviceNotFound
 	}
@@ -428,44 +351,6 @@ func (a *API) deleteDevice(c *fiber.Ctx) error {
 		a.cfg.Trust.Sessions.Disconnect(id)
 	}
 	return c.SendStatus(http.StatusNoContent)
-}
-
-// --- replay ----------------------------------------------------------------
-
-// checkFreshness checks reportedAt and nonce before the store checks them
-// against the device's last report.
-func (a *API) checkFreshness(r proto.ComplianceReport, now time.Time) error {
-	switch {
-	case r.Nonce == "" && r.ReportedAt.IsZero():
-		if a.cfg.Trust.RequireReportNonce {
-			return errorf(http.StatusBadRequest, "nonce_required", "reports must carry reportedAt and nonce (agent capability 2 or later)")
-		}
-		return nil
-	case r.Nonce == "" || r.ReportedAt.IsZero():
-		return errorf(http.StatusBadRequest, "invalid_body", "reportedAt and nonce must be sent together")
-	case len(r.Nonce) < minNonce || len(r.Nonce) > maxNonce:
-		return errorf(http.StatusBadRequest, "invalid_body", "nonce must be %d to %d characters", minNonce, maxNonce)
-	}
-	skew := r.ReportedAt.Sub(now)
-	if skew > a.cfg.Trust.ReportSkew || -skew > a.cfg.Trust.ReportSkew {
-		return errorf(http.StatusBadRequest, "clock_skew", "reportedAt %s is more than %v from the server's time %s; fix the device clock",
-			r.ReportedAt.UTC().Format(time.RFC3339), a.cfg.Trust.ReportSkew, now.Format(time.RFC3339))
-	}
-	return nil
-}
-
-// replayError maps the store's replay refusals to API errors; other errors
-// (and nil) pass through.
-func replayError(err error) error {
-	switch {
-	case errors.Is(err, store.ErrReplayedNonce):
-		return errorf(http.StatusConflict, "replayed_nonce", "this report's nonce was already accepted; send a fresh report")
-	case errors.Is(err, store.ErrStaleReport):
-		return errorf(http.StatusConflict, "stale_report", "this report is older than the last accepted one; send a fresh report")
-	case errors.Is(err, store.ErrNonceRequired):
-		return errorf(http.StatusBadRequest, "nonce_required", "this device sent reports with a nonce before; a report without one is refused")
-	}
-	return nil
 }
 
 // --- integrity -------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Package server is the Doorbell MDM REST API (fiber) and the daemon that
 // runs it together with the embedded broker and the doorbells.
-package server
+package api
 
 import (
 	"bytes"
@@ -26,6 +26,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/pki"
+	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -58,6 +59,9 @@ type Config struct {
 	Trust TrustConfig
 	// Metrics is the Prometheus registry served at /metrics; nil makes one.
 	Metrics *Metrics
+	// Service is the loop's rules; nil makes one over the store from
+	// Bell, Now, Logger and Trust.
+	Service *service.Service
 }
 
 // API is the REST API over a store.
@@ -67,6 +71,7 @@ type API struct {
 	cfg    Config
 	logger *slog.Logger
 	app    *fiber.App
+	svc    *service.Service
 	events eventHub // the live stream's subscribers (events.go)
 
 	metrics *Metrics
@@ -74,7 +79,6 @@ type API struct {
 
 // Limits on what a client may send.
 const (
-	maxStringField = 256
 	maxFCMToken    = 4096
 	defaultLimit   = 500
 	maxLimit       = 1000
@@ -84,11 +88,6 @@ type nopPresence struct{}
 
 func (nopPresence) Connected(string) bool { return false }
 
-type nopBell struct{}
-
-func (nopBell) Ring(...bridge.Ring)           {}
-func (nopBell) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-
 // New returns the API. It does not listen; see App and Daemon.
 func New(st store.Store, cfg Config) (*API, error) {
 	if cfg.AdminToken == "" || cfg.EnrollToken == "" {
@@ -96,9 +95,6 @@ func New(st store.Store, cfg Config) (*API, error) {
 	}
 	if cfg.Presence == nil {
 		cfg.Presence = nopPresence{}
-	}
-	if cfg.Bell == nil {
-		cfg.Bell = nopBell{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -114,6 +110,13 @@ func New(st store.Store, cfg Config) (*API, error) {
 	if err := a.metrics.Register(&DeviceStates{Summaries: st}); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	if a.svc = cfg.Service; a.svc == nil {
+		a.svc = service.New(st, service.Config{Bell: cfg.Bell, Now: cfg.Now, Logger: cfg.Logger,
+			ReportSkew: cfg.Trust.ReportSkew, RequireReportNonce: cfg.Trust.RequireReportNonce})
+	}
+	// The live stream and the metrics hear of every committed change.
+	a.svc.Subscribe(a.publishChange)
+	a.svc.Subscribe(a.metrics.observeChange)
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
 		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
@@ -128,35 +131,11 @@ func New(st store.Store, cfg Config) (*API, error) {
 	return a, nil
 }
 
+// Service is the service the API calls.
+func (a *API) Service() *service.Service { return a.svc }
+
 // App returns the fiber application, for serving and for tests.
 func (a *API) App() *fiber.App { return a.app }
-
-func (a *API) routes() {
-	r := a.app
-	r.Use(a.metrics.middleware)
-	r.Use(limitBody)
-	r.Get("/metrics", a.metricsHandler())
-	r.Get("/openapi.json", serveOpenAPI)
-	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	// One limiter per kind: a device's calls to any of its endpoints
-	// count against the same budget.
-	devLimit := a.deviceLimiter()
-	r.Post("/enroll", a.enrollLimiter(), a.enroll)
-	r.Get("/devices", a.listDevices)
-	r.Get("/devices/:id/status", a.status)
-	r.Get("/devices/:id/policy", devLimit, a.getPolicy)
-	r.Put("/devices/:id/policy", a.putPolicy)
-	r.Post("/devices/:id/report", devLimit, a.report)
-	r.Post("/devices/:id/token", devLimit, a.registerToken)
-	a.policyRoutes()
-	a.trustRoutes()
-	r.Post("/devices/:id/certificate", devLimit, a.renewCertificate)
-	a.consoleRoutes(r) // the web console, GET /events, GET /devices/:id/report (console.go)
-	r.Use(func(c *fiber.Ctx) error {
-		c.Locals(routeLocal, "unmatched")
-		return errorf(http.StatusNotFound, "not_found", "no route %s %s", c.Method(), c.Path())
-	})
-}
 
 // --- credentials -----------------------------------------------------------
 
@@ -206,13 +185,6 @@ func (cr Credentials) AuthenticateDevice(deviceID, secret string) bool {
 
 // AuthenticateOperator reports whether token is an operator token.
 func (cr Credentials) AuthenticateOperator(token string) bool { return cr.isOperator(token) }
-
-// operator admits any operator token (admin or viewer) to a read. Any
-// other valid credential (a device's) is authenticated but not allowed: 403.
-func (a *API) operator(c *fiber.Ctx) error {
-	_, err := a.principal(c)
-	return err
-}
 
 // principal returns the operator the request's token names. A device's
 // secret is 403, anything else 401.
@@ -270,21 +242,6 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
 	return d, errUnauthorized
 }
 
-// operatorDevice admits an operator and loads the device the path names.
-func (a *API) operatorDevice(c *fiber.Ctx) (store.Device, error) {
-	if err := a.operator(c); err != nil {
-		return store.Device{}, err
-	}
-	d, err := a.store.Device(c.UserContext(), c.Params("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		return d, errDeviceNotFound
-	}
-	if err != nil {
-		return d, fmt.Errorf("loading device: %w", err)
-	}
-	return d, nil
-}
-
 // --- bodies ----------------------------------------------------------------
 
 // decode parses a JSON body into v. strict refuses unknown fields: operator
@@ -293,7 +250,7 @@ func (a *API) operatorDevice(c *fiber.Ctx) (store.Device, error) {
 func decode(c *fiber.Ctx, v any, strict bool) error {
 	body := c.Body()
 	if len(bytes.TrimSpace(body)) == 0 {
-		return errorf(http.StatusBadRequest, "invalid_body", "request body is empty; want JSON")
+		return errorf("invalid_body", "request body is empty; want JSON")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if strict {
@@ -302,19 +259,19 @@ func decode(c *fiber.Ctx, v any, strict bool) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return errorf(http.StatusBadRequest, "invalid_body", "field %q must be %s, not %s", te.Field, te.Type, te.Value)
+			return errorf("invalid_body", "field %q must be %s, not %s", te.Field, te.Type, te.Value)
 		}
-		return errorf(http.StatusBadRequest, "invalid_body", "malformed JSON: %v", err)
+		return errorf("invalid_body", "malformed JSON: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorf(http.StatusBadRequest, "invalid_body", "unexpected data after the JSON value")
+		return errorf("invalid_body", "unexpected data after the JSON value")
 	}
 	return nil
 }
 
 func checkString(name, v string, max int) error {
 	if len(v) > max {
-		return errorf(http.StatusBadRequest, "invalid_body", "%s is longer than %d bytes", name, max)
+		return errorf("invalid_body", "%s is longer than %d bytes", name, max)
 	}
 	return nil
 }
@@ -323,9 +280,12 @@ func checkString(name, v string, max int) error {
 
 func (a *API) enroll(c *fiber.Ctx) error {
 	tok := bearer(c)
-	static := tok != "" && equalToken(tok, a.cfg.EnrollToken)
-	if !static {
-		if err := a.checkEnrollToken(c, tok); err != nil {
+	var tokenHash []byte // nil: the static enrollment token
+	if tok == "" || !equalToken(tok, a.cfg.EnrollToken) {
+		if tok != "" {
+			tokenHash = hashSecret(tok)
+		}
+		if err := a.svc.CheckEnrollToken(c.UserContext(), tokenHash); err != nil {
 			return err
 		}
 	}
@@ -334,7 +294,7 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		return err
 	}
 	for name, v := range map[string]string{"model": req.Model, "osVersion": req.OSVersion, "agentVersion": req.AgentVersion} {
-		if err := checkString(name, v, maxStringField); err != nil {
+		if err := checkString(name, v, service.MaxStringField); err != nil {
 			return err
 		}
 	}
@@ -353,14 +313,9 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		EnrolledAt:   a.cfg.Now().UTC().Truncate(time.Second),
 		Policy:       proto.DevicePolicy{Version: 1},
 	}
-	if !static {
-		if err := a.enrollWithToken(c, tok, d); err != nil {
-			return err
-		}
-	} else if err := a.store.CreateDevice(c.UserContext(), d); err != nil {
-		return fmt.Errorf("enrolling device: %w", err)
+	if err := a.svc.Enroll(c.UserContext(), d, tokenHash); err != nil {
+		return err
 	}
-	a.deviceChanged(id, proto.CauseEnroll)
 	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
 		DeviceID:     id,
 		DeviceSecret: secret,
@@ -383,10 +338,7 @@ func (a *API) mqttURL(c *fiber.Ctx) string {
 }
 
 func (a *API) getPolicy(c *fiber.Ctx) error {
-	d, err := a.device(c, true)
-	if err != nil {
-		return err
-	}
+	d := requestDevice(c)
 	etag := `"` + strconv.FormatInt(d.Policy.Version, 10) + `"`
 	c.Set(fiber.HeaderETag, etag)
 	if c.Get(fiber.HeaderIfNoneMatch) == etag {
@@ -396,50 +348,24 @@ func (a *API) getPolicy(c *fiber.Ctx) error {
 }
 
 func (a *API) report(c *fiber.Ctx) error {
-	d, err := a.device(c, false)
-	if err != nil {
-		return err
-	}
 	var r proto.ComplianceReport
 	if err := decode(c, &r, false); err != nil {
 		return err
 	}
-	if r.AppliedPolicyVersion < 0 {
-		return errorf(http.StatusBadRequest, "invalid_body", "appliedPolicyVersion must not be negative")
-	}
-	sanitizeReport(&r)
-	now := a.cfg.Now().UTC()
-	if err := a.checkFreshness(r, now); err != nil {
+	if err := a.svc.Report(c.UserContext(), requestDevice(c), r); err != nil {
 		return err
 	}
-	err = a.store.SaveReport(c.UserContext(), d.ID, store.Report{ComplianceReport: r, ReceivedAt: now})
-	if err := replayError(err); err != nil {
-		return err
-	}
-	switch {
-	case errors.Is(err, store.ErrVersionAhead):
-		return errorf(http.StatusConflict, "version_ahead", "appliedPolicyVersion %d is above the desired version %d", r.AppliedPolicyVersion, d.Policy.Version)
-	case errors.Is(err, store.ErrNotFound):
-		return errDeviceNotFound
-	case err != nil:
-		return fmt.Errorf("saving report: %w", err)
-	}
-	a.deviceChanged(d.ID, proto.CauseReport)
-	a.metrics.observeReport(d, r, now)
 	return c.SendStatus(http.StatusNoContent)
 }
 
 func (a *API) registerToken(c *fiber.Ctx) error {
-	d, err := a.device(c, false)
-	if err != nil {
-		return err
-	}
+	d := requestDevice(c)
 	var reg proto.TokenRegistration
 	if err := decode(c, &reg, false); err != nil {
 		return err
 	}
 	if reg.FCMToken == "" {
-		return errorf(http.StatusBadRequest, "invalid_body", "fcmToken is required")
+		return errorf("invalid_body", "fcmToken is required")
 	}
 	if err := checkString("fcmToken", reg.FCMToken, maxFCMToken); err != nil {
 		return err
@@ -451,22 +377,16 @@ func (a *API) registerToken(c *fiber.Ctx) error {
 }
 
 func (a *API) status(c *fiber.Ctx) error {
-	d, err := a.operatorDevice(c)
-	if err != nil {
-		return err
-	}
+	d := requestDevice(c)
 	return c.JSON(a.deviceStatus(d))
 }
 
 func (a *API) listDevices(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
 	limit := defaultLimit
 	if s := c.Query("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxLimit {
-			return errorf(http.StatusBadRequest, "invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
+			return errorf("invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
 		}
 		limit = n
 	}
@@ -474,7 +394,7 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 	if s := c.Query("state"); s != "" {
 		want := proto.ComplianceState(s)
 		if !want.Valid() {
-			return errorf(http.StatusBadRequest, "invalid_query", "state must be one of %v", proto.States)
+			return errorf("invalid_query", "state must be one of %v", proto.States)
 		}
 		match = func(d store.Device) bool { return evaluate(d) == want }
 	}
@@ -493,10 +413,8 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 }
 
 func evaluate(d store.Device) proto.ComplianceState {
-	if d.Report == nil {
-		return proto.Evaluate(d.Policy, nil)
-	}
-	return proto.Evaluate(d.Policy, &d.Report.ComplianceReport)
+	st, _ := service.Evaluate(d)
+	return st
 }
 
 func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
@@ -507,12 +425,11 @@ func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
 		AgentVersion:   d.AgentVersion,
 		EnrolledAt:     d.EnrolledAt,
 		DesiredVersion: d.Policy.Version,
-		State:          evaluate(d),
 		Connected:      a.cfg.Presence.Connected(d.ID),
 		FCMRegistered:  d.FCMToken != "",
 		Integrity:      a.integrity(d),
 	}
-	_, s.Failing = store.Derive(d)
+	s.State, s.Failing = service.Evaluate(d)
 	if d.Report != nil {
 		t := d.Report.ReceivedAt
 		s.LastReportAt = &t

@@ -1,10 +1,8 @@
-package server
+package api
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"sync"
 	"time"
@@ -12,7 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server/store"
+	"github.com/doorbell-mdm/doorbell/server/service"
 )
 
 // Tuning of the live stream, GET /events.
@@ -35,10 +33,6 @@ const (
 type eventHub struct {
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
-	// pub serialises reading a device and publishing it, so events for one
-	// device leave in the order of the reads, and the last one sent is never
-	// older than the last commit.
-	pub sync.Mutex
 }
 
 // subscriber is one live stream's queue.
@@ -89,42 +83,36 @@ func (h *eventHub) publish(ev proto.DeviceEvent) {
 	}
 }
 
-// deviceChanged publishes the device's current state to the live streams.
-// It is called after the change is committed, so the state it reads
-// includes the change.
-func (a *API) deviceChanged(id string, cause proto.EventCause) {
+// publishChange is the live stream's subscription to the service's change
+// stream: it turns a committed change into a device event, without
+// reading the store again.
+func (a *API) publishChange(ch service.Change) {
 	if !a.events.active() {
 		return
 	}
-	a.events.pub.Lock()
-	defer a.events.pub.Unlock()
-	d, err := a.store.Device(context.Background(), id)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			a.logger.Error("loading device for the live stream", "device", id, "err", err)
-		}
-		return
+	d := ch.Device
+	ev := proto.DeviceEvent{
+		DeviceID:       d.ID,
+		State:          ch.State,
+		DesiredVersion: d.Policy.Version,
+		Connected:      a.cfg.Presence.Connected(d.ID),
+		Cause:          ch.Cause,
 	}
-	st := a.deviceStatus(d)
-	a.events.publish(proto.DeviceEvent{
-		DeviceID:       st.DeviceID,
-		State:          st.State,
-		DesiredVersion: st.DesiredVersion,
-		AppliedVersion: st.AppliedVersion,
-		Connected:      st.Connected,
-		LastReportAt:   st.LastReportAt,
-		Cause:          cause,
-	})
+	if d.Report != nil {
+		t := d.Report.ReceivedAt
+		ev.LastReportAt = &t
+		ev.AppliedVersion = d.Report.AppliedPolicyVersion
+	}
+	a.events.publish(ev)
 }
 
 // PresenceChanged tells the live streams that a device connected or
 // disconnected. The daemon calls it from the broker's presence callback.
 func (a *API) PresenceChanged(deviceID string, connected bool) {
-	cause := proto.CauseDisconnect
-	if connected {
-		cause = proto.CauseConnect
+	if !a.events.active() {
+		return
 	}
-	a.deviceChanged(deviceID, cause)
+	a.svc.PresenceChanged(deviceID, connected)
 }
 
 // events streams device events as server-sent events (GET /events,
@@ -133,10 +121,7 @@ func (a *API) PresenceChanged(deviceID string, connected bool) {
 // and "resync" when the client fell behind and events were dropped. The
 // stream ends when the client goes away or the server shuts down.
 func (a *API) streamEvents(c *fiber.Ctx) error {
-	op, err := a.principal(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
 	sub := a.events.subscribe()
 	a.logger.Info("live stream opened", "operator", op.name, "remote", c.IP())
 	// Captured here, on the handler's goroutine: the stream writer runs on

@@ -1,4 +1,4 @@
-package server_test
+package daemon_test
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
@@ -50,7 +50,7 @@ func (t realTimer) Stop() bool          { return t.t.Stop() }
 
 type tlsServer struct {
 	t         *testing.T
-	d         *server.Daemon
+	d         *daemon.Daemon
 	url       string
 	connected chan string
 }
@@ -58,7 +58,7 @@ type tlsServer struct {
 func startTLS(t *testing.T, tc *pki.Config) *tlsServer {
 	t.Helper()
 	s := &tlsServer{t: t, connected: make(chan string, 16)}
-	s.d = servertest.Start(t, server.DaemonConfig{
+	s.d = servertest.Start(t, daemon.DaemonConfig{
 		AdminToken: tlsAdmin, EnrollToken: tlsEnroll, TLS: tc,
 		OnPresence: func(id string, up bool) {
 			if up {

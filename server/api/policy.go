@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"bytes"
@@ -13,8 +13,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -25,20 +25,7 @@ const MaxGroupBodyBytes = 1 << 20
 
 const maxGroupName = 128
 
-var errGroupNotFound = errorf(http.StatusNotFound, "group_not_found", "no such group")
-
-func (a *API) policyRoutes() {
-	r := a.app
-	r.Get("/devices/:id/policy/explain", a.explain)
-	r.Get("/devices/:id/history", a.history)
-	r.Get("/compliance/summary", a.summary)
-	r.Post("/groups", a.createGroup)
-	r.Get("/groups", a.listGroups)
-	r.Get("/groups/:id", a.getGroup)
-	r.Delete("/groups/:id", a.deleteGroup)
-	r.Put("/groups/:id/policy", a.putGroupPolicy)
-	r.Put("/groups/:id/devices", a.putGroupDevices)
-}
+var errGroupNotFound = service.ErrGroupNotFound
 
 // limitBody keeps every route but the group member lists at
 // proto.MaxBodyBytes; fiber's own BodyLimit is MaxGroupBodyBytes.
@@ -51,7 +38,7 @@ func limitBody(c *fiber.Ctx) error {
 		c.Method() == http.MethodPut && strings.HasPrefix(p, "/groups/") && strings.HasSuffix(p, "/devices") {
 		return c.Next()
 	}
-	return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is larger than %d bytes", proto.MaxBodyBytes)
+	return errorf("body_too_large", "request body is larger than %d bytes", proto.MaxBodyBytes)
 }
 
 // layerInput is a parsed policy object: setting names with canonical
@@ -63,7 +50,7 @@ type layerInput struct {
 }
 
 func invalidSetting(format string, args ...any) error {
-	return errorf(http.StatusBadRequest, "invalid_body", format, args...)
+	return errorf("invalid_body", format, args...)
 }
 
 // parseLayer parses a policy object. allowMode admits the group-wide
@@ -72,7 +59,7 @@ func parseLayer(raw json.RawMessage, allowMode bool) (layerInput, error) {
 	in := layerInput{values: map[string]json.RawMessage{}, modes: map[string]*proto.Mode{}}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-		return in, errorf(http.StatusBadRequest, "invalid_body", "policy must be a JSON object of settings")
+		return in, errorf("invalid_body", "policy must be a JSON object of settings")
 	}
 	for k, v := range obj {
 		isNull := bytes.Equal(bytes.TrimSpace(v), []byte("null"))
@@ -87,7 +74,7 @@ func parseLayer(raw json.RawMessage, allowMode bool) (layerInput, error) {
 			}
 			for name, m := range modes {
 				if !proto.IsSetting(name) {
-					return in, errorf(http.StatusBadRequest, "invalid_body", "modes: unknown setting %q; known: %s", name, strings.Join(proto.SettingNames, ", "))
+					return in, errorf("invalid_body", "modes: unknown setting %q; known: %s", name, strings.Join(proto.SettingNames, ", "))
 				}
 				if m != nil && !m.Valid() {
 					return in, invalidSetting("modes: %q: mode must be \"enforce\" or \"monitor\", not %q", name, *m)
@@ -101,7 +88,7 @@ func parseLayer(raw json.RawMessage, allowMode bool) (layerInput, error) {
 			}
 			in.mode = &m
 		case !proto.IsSetting(k):
-			return in, errorf(http.StatusBadRequest, "invalid_body", "unknown setting %q; known: %s", k, strings.Join(proto.SettingNames, ", "))
+			return in, errorf("invalid_body", "unknown setting %q; known: %s", k, strings.Join(proto.SettingNames, ", "))
 		case isNull:
 			in.values[k] = nil
 		default:
@@ -164,29 +151,12 @@ func compactLayer(l store.Layer) store.Layer {
 	return l
 }
 
-func (a *API) ring(changes []store.PolicyChange) {
-	if len(changes) == 0 {
-		return
-	}
-	rings := make([]bridge.Ring, len(changes))
-	for i, ch := range changes {
-		rings[i] = bridge.Ring{DeviceID: ch.DeviceID, Version: ch.Version, FCMToken: ch.FCMToken}
-	}
-	a.cfg.Bell.Ring(rings...)
-	for _, ch := range changes {
-		a.deviceChanged(ch.DeviceID, proto.CauseEdit)
-	}
-}
-
 // putPolicy is PUT /devices/{id}/policy: the device's own layer. Settings
 // given are managed at device level (winning over groups), null removes
 // the device's own value, settings not named keep theirs; "modes" sets
 // per-setting modes the same way.
 func (a *API) putPolicy(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
 	if err := checkJSON(c); err != nil {
 		return err
 	}
@@ -195,20 +165,12 @@ func (a *API) putPolicy(c *fiber.Ctx) error {
 		return err
 	}
 	if len(in.values) == 0 && len(in.modes) == 0 {
-		return errorf(http.StatusBadRequest, "invalid_body", "name at least one setting, e.g. {\"cameraDisabled\": true}")
+		return errorf("invalid_body", "name at least one setting, e.g. {\"cameraDisabled\": true}")
 	}
 	id := strings.Clone(c.Params("id"))
-	d, changed, err := a.store.UpdateOverride(a.audited(c, op, "policy.update", id, bodyDetail(c)), id, in.apply)
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	d, err := a.svc.EditOverride(a.audited(c, op, "policy.update", id, bodyDetail(c)), id, in.apply)
 	if err != nil {
-		return fmt.Errorf("updating policy: %w", err)
-	}
-	// The edit is committed (fsynced) above; only now is the bell rung.
-	if changed {
-		a.cfg.Bell.Ring(bridge.Ring{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
-		a.deviceChanged(d.ID, proto.CauseEdit)
+		return err
 	}
 	return c.JSON(d.Policy)
 }
@@ -216,38 +178,23 @@ func (a *API) putPolicy(c *fiber.Ctx) error {
 // checkJSON gives an empty body the same error as decode does.
 func checkJSON(c *fiber.Ctx) error {
 	if len(bytes.TrimSpace(c.Body())) == 0 {
-		return errorf(http.StatusBadRequest, "invalid_body", "request body is empty; want JSON")
+		return errorf("invalid_body", "request body is empty; want JSON")
 	}
 	if !json.Valid(c.Body()) {
-		return errorf(http.StatusBadRequest, "invalid_body", "malformed JSON")
+		return errorf("invalid_body", "malformed JSON")
 	}
 	return nil
 }
 
 func (a *API) explain(c *fiber.Ctx) error {
-	d, err := a.operatorDevice(c)
+	ex, err := a.svc.Explain(c.UserContext(), requestDevice(c))
 	if err != nil {
 		return err
 	}
-	var groups []store.Group
-	for _, gid := range d.Groups {
-		g, err := a.store.Group(c.UserContext(), gid)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("loading group: %w", err)
-		}
-		groups = append(groups, g)
-	}
-	_, _, ex := store.Effective(groups, d.Override)
-	return c.JSON(proto.PolicyExplanation{DeviceID: d.ID, Policy: d.Policy, Settings: ex})
+	return c.JSON(ex)
 }
 
 func (a *API) history(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
 	ts, err := a.store.History(c.UserContext(), c.Params("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		return errDeviceNotFound
@@ -259,9 +206,6 @@ func (a *API) history(c *fiber.Ctx) error {
 }
 
 func (a *API) summary(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
 	s, err := a.store.Summary(c.UserContext())
 	if err != nil {
 		return fmt.Errorf("summarising: %w", err)
@@ -285,36 +229,15 @@ func groupView(g store.Group) proto.Group {
 	return proto.Group{GroupID: g.ID, Name: g.Name, Priority: g.Priority, Policy: values, Mode: mode, Modes: g.Modes, DeviceIDs: members}
 }
 
-func groupError(err error) error {
-	var ue interface{ Unwrap() error }
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return errGroupNotFound
-	case errors.Is(err, store.ErrNameTaken):
-		return errorf(http.StatusConflict, "group_name_taken", "a group with this name exists")
-	case errors.Is(err, store.ErrUnknownDevice) && errors.As(err, &ue):
-		msg := err.Error()
-		if len(msg) > 500 {
-			msg = msg[:500] + "…"
-		}
-		return errorf(http.StatusBadRequest, "unknown_devices", "%s", msg)
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return fmt.Errorf("changing group: %w", err)
-}
-
 func checkGroupName(name string) error {
 	if strings.TrimSpace(name) == "" || len(name) > maxGroupName || !utf8.ValidString(name) {
-		return errorf(http.StatusBadRequest, "invalid_body", "name is required, at most %d bytes", maxGroupName)
+		return errorf("invalid_body", "name is required, at most %d bytes", maxGroupName)
 	}
 	return nil
 }
 
-// groupRequest is the body of POST /groups.
-type groupRequest struct {
+// GroupRequest is the body of POST /groups.
+type GroupRequest struct {
 	Name      *string         `json:"name"`
 	Priority  *int            `json:"priority"`
 	Policy    json.RawMessage `json:"policy"`
@@ -323,16 +246,13 @@ type groupRequest struct {
 }
 
 func (a *API) createGroup(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
-	var req groupRequest
+	op := requestOperator(c)
+	var req GroupRequest
 	if err := decode(c, &req, true); err != nil {
 		return err
 	}
 	if req.Name == nil {
-		return errorf(http.StatusBadRequest, "invalid_body", "name is required")
+		return errorf("invalid_body", "name is required")
 	}
 	if err := checkGroupName(*req.Name); err != nil {
 		return err
@@ -358,13 +278,12 @@ func (a *API) createGroup(c *fiber.Ctx) error {
 		}
 		g.Mode = m
 	}
-	changes, err := a.store.CreateGroup(a.audited(c, op, "group.create", g.Name, bodyDetail(c)), g)
+	n, err := a.svc.CreateGroup(a.audited(c, op, "group.create", g.Name, bodyDetail(c)), g)
 	if err != nil {
-		return groupError(err)
+		return err
 	}
-	a.ring(changes)
 	g.Members = normalized(g.Members)
-	return c.Status(http.StatusCreated).JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: len(changes)})
+	return c.Status(http.StatusCreated).JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: n})
 }
 
 // normalized returns ids sorted without duplicates, as the store keeps them.
@@ -375,12 +294,9 @@ func normalized(ids []string) []string {
 }
 
 func (a *API) listGroups(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
-	gs, err := a.store.Groups(c.UserContext())
+	gs, err := a.svc.Groups(c.UserContext())
 	if err != nil {
-		return fmt.Errorf("listing groups: %w", err)
+		return err
 	}
 	out := proto.GroupList{Groups: make([]proto.Group, 0, len(gs))}
 	for _, g := range gs {
@@ -390,42 +306,32 @@ func (a *API) listGroups(c *fiber.Ctx) error {
 }
 
 func (a *API) getGroup(c *fiber.Ctx) error {
-	if err := a.operator(c); err != nil {
-		return err
-	}
-	g, err := a.store.Group(c.UserContext(), c.Params("id"))
+	g, err := a.svc.Group(c.UserContext(), c.Params("id"))
 	if err != nil {
-		return groupError(err)
+		return err
 	}
 	return c.JSON(groupView(g))
 }
 
 func (a *API) deleteGroup(c *fiber.Ctx) error {
-	op, err := a.admin(c)
+	op := requestOperator(c)
+	id := strings.Clone(c.Params("id"))
+	g, err := a.svc.Group(c.UserContext(), id)
 	if err != nil {
 		return err
 	}
-	id := strings.Clone(c.Params("id"))
-	g, err := a.store.Group(c.UserContext(), id)
+	n, err := a.svc.DeleteGroup(a.audited(c, op, "group.delete", id, g.Name), id)
 	if err != nil {
-		return groupError(err)
+		return err
 	}
-	changes, err := a.store.DeleteGroup(a.audited(c, op, "group.delete", id, g.Name), id)
-	if err != nil {
-		return groupError(err)
-	}
-	a.ring(changes)
-	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: len(changes)})
+	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: n})
 }
 
 // putGroupPolicy is PUT /groups/{id}/policy: the body replaces the group's
 // settings and per-setting modes; "mode", when given, replaces the group's
 // mode, which is kept otherwise.
 func (a *API) putGroupPolicy(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
 	if err := checkJSON(c); err != nil {
 		return err
 	}
@@ -434,7 +340,7 @@ func (a *API) putGroupPolicy(c *fiber.Ctx) error {
 		return err
 	}
 	id := strings.Clone(c.Params("id"))
-	g, changes, err := a.store.UpdateGroup(a.audited(c, op, "group.policy", id, bodyDetail(c)), id, func(g store.Group) (store.Group, error) {
+	g, n, err := a.svc.UpdateGroup(a.audited(c, op, "group.policy", id, bodyDetail(c)), id, func(g store.Group) (store.Group, error) {
 		g.Layer = in.replace()
 		if in.mode != nil {
 			g.Mode = *in.mode
@@ -442,17 +348,13 @@ func (a *API) putGroupPolicy(c *fiber.Ctx) error {
 		return g, nil
 	})
 	if err != nil {
-		return groupError(err)
+		return err
 	}
-	a.ring(changes)
-	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: len(changes)})
+	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: n})
 }
 
 func (a *API) putGroupDevices(c *fiber.Ctx) error {
-	op, err := a.admin(c)
-	if err != nil {
-		return err
-	}
+	op := requestOperator(c)
 	var req struct {
 		DeviceIDs *[]string `json:"deviceIds"`
 	}
@@ -460,45 +362,13 @@ func (a *API) putGroupDevices(c *fiber.Ctx) error {
 		return err
 	}
 	if req.DeviceIDs == nil {
-		return errorf(http.StatusBadRequest, "invalid_body", "deviceIds is required (a list, [] for none)")
+		return errorf("invalid_body", "deviceIds is required (a list, [] for none)")
 	}
-	g, changes, err := a.store.SetGroupMembers(a.audited(c, op, "group.devices", c.Params("id"), fmt.Sprintf("%d devices", len(*req.DeviceIDs))), strings.Clone(c.Params("id")), *req.DeviceIDs)
+	g, n, err := a.svc.SetGroupMembers(a.audited(c, op, "group.devices", c.Params("id"), fmt.Sprintf("%d devices", len(*req.DeviceIDs))), strings.Clone(c.Params("id")), *req.DeviceIDs)
 	if err != nil {
-		return groupError(err)
+		return err
 	}
-	a.ring(changes)
-	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: len(changes)})
-}
-
-// sanitizeReport keeps, of a report's per-setting detail, only known
-// setting names, each once, with failure texts cut to maxStringField bytes:
-// device bodies are lenient (newer agents may know more settings) but what
-// is stored stays bounded.
-func sanitizeReport(r *proto.ComplianceReport) {
-	var unsupported []string
-	for _, n := range r.Unsupported {
-		if proto.IsSetting(n) && !slices.Contains(unsupported, n) {
-			unsupported = append(unsupported, n)
-		}
-	}
-	r.Unsupported = unsupported
-	var failed map[string]string
-	for n, why := range r.Failed {
-		if !proto.IsSetting(n) {
-			continue
-		}
-		if len(why) > maxStringField {
-			why = strings.ToValidUTF8(why[:maxStringField], "")
-		}
-		if why == "" {
-			why = "failed"
-		}
-		if failed == nil {
-			failed = map[string]string{}
-		}
-		failed[n] = why
-	}
-	r.Failed = failed
+	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: n})
 }
 
 // bodyDetail is a JSON object body as an audit detail: its keys, sorted,
