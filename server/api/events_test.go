@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -281,7 +280,6 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 		t.Fatal("the stream's subscription outlived it")
 	}
 }
-
 
 func TestLastReport(t *testing.T) {
 	h := newHarness(t)

@@ -79,9 +79,9 @@ type API struct {
 
 // Limits on what a client may send.
 const (
-	maxFCMToken    = 4096
-	defaultLimit   = 500
-	maxLimit       = 1000
+	maxFCMToken  = 4096
+	defaultLimit = 500
+	maxLimit     = 1000
 )
 
 type nopPresence struct{}

@@ -1,9 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"context"
 	"errors"
 	"fmt"
 	"io"
