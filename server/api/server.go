@@ -228,6 +228,7 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
 		if err := a.checkClientCert(c, d); err != nil {
 			return d, err
 		}
+		a.svc.Seen(d.ID) // batched in memory: no write per poll
 		return d, nil
 	}
 	if a.isOperator(tok) {
@@ -312,6 +313,8 @@ func (a *API) enroll(c *fiber.Ctx) error {
 		AgentVersion: req.AgentVersion,
 		EnrolledAt:   a.cfg.Now().UTC().Truncate(time.Second),
 		Policy:       proto.DevicePolicy{Version: 1},
+
+		SyncIntervalSeconds: req.SyncIntervalSeconds,
 	}
 	if err := a.svc.Enroll(c.UserContext(), d, tokenHash); err != nil {
 		return err
@@ -390,13 +393,31 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 		}
 		limit = n
 	}
-	var match func(store.Device) bool
+	var matches []func(store.Device) bool
 	if s := c.Query("state"); s != "" {
 		want := proto.ComplianceState(s)
 		if !want.Valid() {
 			return errorf("invalid_query", "state must be one of %v", proto.States)
 		}
-		match = func(d store.Device) bool { return evaluate(d) == want }
+		matches = append(matches, func(d store.Device) bool { return evaluate(d) == want })
+	}
+	switch s := c.Query("seen"); s {
+	case "":
+	case "overdue":
+		matches = append(matches, func(d store.Device) bool { return a.svc.Overdue(d, a.svc.LastSeen(d)) })
+	default:
+		return errorf("invalid_query", "seen must be \"overdue\"")
+	}
+	var match func(store.Device) bool
+	if len(matches) > 0 {
+		match = func(d store.Device) bool {
+			for _, m := range matches {
+				if !m(d) {
+					return false
+				}
+			}
+			return true
+		}
 	}
 	devs, more, err := a.store.Devices(c.UserContext(), c.Query("after"), limit, match)
 	if err != nil {
@@ -430,6 +451,10 @@ func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
 		Integrity:      a.integrity(d),
 	}
 	s.State, s.Failing = service.Evaluate(d)
+	if seen := a.svc.LastSeen(d); !seen.IsZero() {
+		s.LastSeenAt = &seen
+	}
+	s.Overdue = a.svc.Overdue(d, a.svc.LastSeen(d))
 	if d.Report != nil {
 		t := d.Report.ReceivedAt
 		s.LastReportAt = &t

@@ -308,6 +308,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.hook != nil {
 		wg.Go(func() { d.hook.Run(ctx) })
 	}
+	// Last-seen times are batched in memory and flushed every few seconds
+	// and once more at shutdown.
+	wg.Go(func() { d.api.Service().RunSeen(ctx, 0) })
 	if d.pki != nil {
 		wg.Go(func() { d.pki.Run(ctx) })
 	}
@@ -329,6 +332,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.logger.Error("stopping broker", "err", err)
 	}
 	wg.Wait()
+	// Requests that finished after RunSeen's last flush.
+	if err := d.api.Service().FlushSeen(context.Background()); err != nil {
+		d.logger.Error("flushing last-seen times", "err", err)
+	}
 	if err := d.store.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("closing database: %w", err)
 	}

@@ -25,6 +25,7 @@ type Store interface {
 	store.OverrideStore
 	store.GroupStore
 	store.EnrollmentTokenStore
+	store.SeenStore
 }
 
 // Change is one committed change of one device, as published on the change
@@ -67,6 +68,9 @@ type Service struct {
 
 	mu   sync.RWMutex
 	subs []func(Change)
+
+	seenMu sync.Mutex
+	seen   map[string]time.Time // sightings not yet flushed (seen.go)
 }
 
 type nopBell struct{}
@@ -159,6 +163,9 @@ func (s *Service) CheckEnrollToken(ctx context.Context, h []byte) error {
 // enrollment token used, whose use is counted in the same transaction, or
 // nil for the static enrollment token.
 func (s *Service) Enroll(ctx context.Context, d store.Device, tokenHash []byte) error {
+	if err := checkSyncInterval(d.SyncIntervalSeconds); err != nil {
+		return err
+	}
 	var c store.Change
 	var err error
 	if tokenHash != nil {
@@ -183,6 +190,9 @@ func (s *Service) Enroll(ctx context.Context, d store.Device, tokenHash []byte) 
 func (s *Service) Report(ctx context.Context, d store.Device, r proto.ComplianceReport) error {
 	if r.AppliedPolicyVersion < 0 {
 		return Errorf("invalid_body", "appliedPolicyVersion must not be negative")
+	}
+	if err := checkSyncInterval(r.SyncIntervalSeconds); err != nil {
+		return err
 	}
 	SanitizeReport(&r)
 	now := s.cfg.Now().UTC()

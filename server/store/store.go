@@ -45,6 +45,12 @@ type Device struct {
 	// enrollment: over TLS it must then present it on every call and MQTT
 	// login, besides its secret.
 	ClientCert bool `json:"clientCert,omitempty"`
+	// LastSeenAt is when the device last made an authenticated request,
+	// as last flushed (SeenStore); zero when never.
+	LastSeenAt time.Time `json:"lastSeenAt,omitzero"`
+	// SyncIntervalSeconds is the sync interval the agent last told (at
+	// enrollment or in a report); 0 when never told.
+	SyncIntervalSeconds int64 `json:"syncIntervalSeconds,omitempty"`
 }
 
 // Report is an accepted compliance report and when it arrived.
@@ -95,7 +101,8 @@ type ReportStore interface {
 	// ReportedAt is before the last accepted one (ErrStaleReport), and a
 	// nonce already accepted (ErrReplayedNonce). The checks run in the same
 	// transaction as the write, so two copies of one report never both
-	// succeed. It returns what it committed.
+	// succeed. A report's SyncIntervalSeconds, when above 0, becomes the
+	// device's. It returns what it committed.
 	SaveReport(ctx context.Context, id string, r Report) (Change, error)
 }
 
@@ -114,6 +121,7 @@ type Store interface {
 	DeviceStore
 	ReportStore
 	TokenStore
+	SeenStore
 	OverrideStore
 	GroupStore
 	HistoryStore

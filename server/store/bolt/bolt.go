@@ -180,6 +180,9 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c stor
 		}
 		before := d
 		d.Report = &r
+		if r.SyncIntervalSeconds > 0 {
+			d.SyncIntervalSeconds = r.SyncIntervalSeconds
+		}
 		c, err = w.put(&before, d, proto.CauseReport, r.ReceivedAt)
 		return err
 	})

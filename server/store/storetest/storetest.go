@@ -25,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *t
 	t.Run("EditBumpsVersion", func(t *testing.T) { testEditBumpsVersion(t, newStore(t)) })
 	t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, newStore(t)) })
 	t.Run("SaveReport", func(t *testing.T) { testSaveReport(t, newStore(t)) })
+	t.Run("MarkSeen", func(t *testing.T) { testMarkSeen(t, newStore(t)) })
 	t.Run("FCMToken", func(t *testing.T) { testFCMToken(t, newStore(t)) })
 	runPolicy(t, newStore)
 	runTrust(t, newStore)
