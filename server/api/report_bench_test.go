@@ -15,6 +15,13 @@ import (
 // chain, auth, evaluation and the commit to a real bbolt file (without
 // fsync, so the number is the server's own work, not the disk's).
 func BenchmarkReport(b *testing.B) {
+	b.Run("quiet", func(b *testing.B) { benchmarkReport(b, false) })
+	// With a live stream open (a console watching), every report is
+	// also published to it.
+	b.Run("live", func(b *testing.B) { benchmarkReport(b, true) })
+}
+
+func benchmarkReport(b *testing.B, live bool) {
 	st, err := bolt.Open(filepath.Join(b.TempDir(), "doorbell.db"), bolt.WithNoSync())
 	if err != nil {
 		b.Fatal(err)
@@ -23,6 +30,20 @@ func BenchmarkReport(b *testing.B) {
 	a, err := New(st, Config{AdminToken: adminToken, EnrollToken: enrollToken, MQTTPort: "1883"})
 	if err != nil {
 		b.Fatal(err)
+	}
+	if live {
+		sub := a.events.subscribe()
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case <-sub.events:
+				case <-done:
+					return
+				}
+			}
+		}()
 	}
 	h := a.App().Handler()
 	call := func(method, path, token, body string) *fasthttp.RequestCtx {
