@@ -262,7 +262,7 @@ func TestTLSAgent(t *testing.T) {
 	if err != nil || !ok || stored.DeviceID != id {
 		t.Fatalf("identity %+v ok=%v err=%v, want device %s", stored.LogValue(), ok, err, id)
 	}
-	if b, _ := pem.Decode([]byte(stored.CAPEM)); b == nil || agent.SPKIPin(mustParse(t, b.Bytes)) != s.d.Pin() {
+	if b, _ := pem.Decode([]byte(stored.CAPEM)); b == nil || proto.SPKIPin(mustParse(t, b.Bytes)) != s.d.Pin() {
 		t.Error("the agent and the server compute different pins for the CA")
 	}
 	if stored.CertPEM == "" || stored.KeyPEM == "" || stored.CAPEM != string(s.d.PKI().CAPEM()) {
