@@ -335,4 +335,3 @@ func (a *Agent) newHTTPClient() *http.Client {
 func (a *Agent) closeIdleConnections() {
 	a.client.http.CloseIdleConnections()
 }
-

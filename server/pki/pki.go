@@ -535,4 +535,3 @@ func DefaultHosts(listenHost string, extra ...string) []string {
 
 // Dir is the directory the CA and the generated certificate are kept in.
 func (a *Authority) Dir() string { return a.cfg.Dir }
-
