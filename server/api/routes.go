@@ -116,7 +116,13 @@ func (a *API) deviceCaller(c *fiber.Ctx, allowOperator bool) error {
 		return err
 	}
 	c.Locals(localDevice, d)
-	return c.Next()
+	if err := c.Next(); err != nil {
+		return err // a refused request changes nothing, not even lastSeenAt
+	}
+	if !allowOperator || !a.isOperator(bearer(c)) {
+		a.svc.Seen(d.ID) // batched in memory: no write per poll
+	}
+	return nil
 }
 
 // lapsedCertOK lets a device present an expired certificate (renewal).
