@@ -443,6 +443,8 @@ func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
 		OSVersion:    a.cfg.OSVersion,
 		AgentVersion: a.cfg.AgentVersion,
 		CSR:          csr,
+
+		SyncIntervalSeconds: a.syncIntervalSeconds(),
 	})
 	if err != nil {
 		return Identity{}, err
@@ -630,7 +632,8 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	if err != nil {
 		return report, enforceErr, fmt.Errorf("observing device state: %w", err)
 	}
-	report = proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: unsupported}
+	report = proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: unsupported,
+		SyncIntervalSeconds: a.syncIntervalSeconds()}
 	if enforceErr != nil {
 		var se *SettingsError
 		if errors.As(enforceErr, &se) {
@@ -673,4 +676,10 @@ func leaveAlone(desired, observed proto.Settings, names []string) proto.Settings
 		return desired // cannot happen: values came from Settings
 	}
 	return s
+}
+
+// syncIntervalSeconds is the interval the agent tells the server, so it
+// can tell a silent healthy device from a dead one (capability 3).
+func (a *Agent) syncIntervalSeconds() int64 {
+	return int64(min(a.cfg.Interval, proto.MaxSyncInterval) / time.Second)
 }

@@ -80,11 +80,11 @@ func TestEnrollThenReport(t *testing.T) {
 	srv.mu.Lock()
 	enroll := srv.devices[r.DeviceID].enroll
 	srv.mu.Unlock()
-	if want := (proto.EnrollRequest{Model: "Pixel 8", OSVersion: "14", AgentVersion: "0.1.0"}); enroll != want {
+	if want := (proto.EnrollRequest{Model: "Pixel 8", OSVersion: "14", AgentVersion: "0.1.0", SyncIntervalSeconds: 3600}); enroll != want {
 		t.Errorf("enroll request = %+v, want %+v", enroll, want)
 	}
 	reports := srv.reports(r.DeviceID)
-	want := proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true}
+	want := proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true, SyncIntervalSeconds: 3600}
 	if len(reports) != 1 || !reflect.DeepEqual(reports[0], want) {
 		t.Errorf("reports = %+v, want [%+v]", reports, want)
 	}
@@ -216,7 +216,7 @@ func TestReenrollOn404(t *testing.T) {
 			if id, _, _ := h.store.Load(); id.DeviceID != r.DeviceID {
 				t.Errorf("stored identity %q, want %q", id.DeviceID, r.DeviceID)
 			}
-			want := proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true}
+			want := proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true, SyncIntervalSeconds: 3600}
 			if got := srv.reports(r.DeviceID); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 				t.Errorf("new device reports = %+v, want [%+v]", got, want)
 			}
@@ -253,7 +253,7 @@ func TestLockedDeviceReportsUnchangedState(t *testing.T) {
 	// The refusal names the setting it failed, so the server can say
 	// ENFORCEMENT_FAILED instead of a bare mismatch.
 	want := proto.ComplianceReport{AppliedPolicyVersion: v, Settings: proto.Settings{CameraDisabled: false}, Compliant: false,
-		Failed: map[string]string{"cameraDisabled": r.EnforceErr.Error()}}
+		Failed: map[string]string{"cameraDisabled": r.EnforceErr.Error()}, SyncIntervalSeconds: 3600}
 	if got := reports[len(reports)-1]; !reflect.DeepEqual(got, want) {
 		t.Errorf("last report = %+v, want %+v", got, want)
 	}

@@ -139,6 +139,7 @@ func TestPerSettingReports(t *testing.T) {
 			reports := srv.reports(r.DeviceID)
 			want := tt.wantReport
 			want.AppliedPolicyVersion = v
+			want.SyncIntervalSeconds = 3600 // the harness's Interval, told to the server
 			if got := reports[len(reports)-1]; !reflect.DeepEqual(got, want) {
 				t.Errorf("report = %+v, want %+v", got, want)
 			}

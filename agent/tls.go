@@ -5,11 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -144,7 +142,7 @@ func (a *Agent) verifyServer(cs tls.ConnectionState, host string) error {
 	case a.cfg.ServerPin != "":
 		var seen []string
 		for _, c := range cs.PeerCertificates {
-			p := SPKIPin(c)
+			p := proto.SPKIPin(c)
 			if p == a.cfg.ServerPin {
 				roots = x509.NewCertPool()
 				roots.AddCert(c)
@@ -336,10 +334,4 @@ func (a *Agent) newHTTPClient() *http.Client {
 // opened with the previous one, or none).
 func (a *Agent) closeIdleConnections() {
 	a.client.http.CloseIdleConnections()
-}
-
-// SPKIPin is the pin of a certificate's public key (see proto.PinPrefix).
-func SPKIPin(c *x509.Certificate) string {
-	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return proto.PinPrefix + base64.StdEncoding.EncodeToString(h[:])
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
@@ -138,7 +138,7 @@ const (
 func startServer(t *testing.T) *testServer {
 	t.Helper()
 	// The listeners are bound when Start returns: no need to wait.
-	d := servertest.Start(t, server.DaemonConfig{AdminToken: adminToken, EnrollToken: enrollToken})
+	d := servertest.Start(t, daemon.DaemonConfig{AdminToken: adminToken, EnrollToken: enrollToken})
 	s := &testServer{t: t, url: "http://" + d.HTTPAddr()}
 	return s
 }

@@ -158,6 +158,9 @@ type ListOptions struct {
 	Limit int
 	// After is the cursor: the nextAfter of the previous page.
 	After string
+	// Seen "overdue" keeps only devices not seen within two of their sync
+	// intervals; "" keeps all.
+	Seen string
 }
 
 // Devices returns one page of the fleet.
@@ -172,6 +175,9 @@ func (c *Client) Devices(ctx context.Context, o ListOptions) (proto.DeviceList, 
 	if o.After != "" {
 		q.Set("after", o.After)
 	}
+	if o.Seen != "" {
+		q.Set("seen", o.Seen)
+	}
 	path := "/devices"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
@@ -183,10 +189,10 @@ func (c *Client) Devices(ctx context.Context, o ListOptions) (proto.DeviceList, 
 
 // AllDevices pages through the fleet with the server's cursor and calls fn
 // for each device until fn returns false, max devices were seen (0 = no
-// limit) or the last page.
-func (c *Client) AllDevices(ctx context.Context, state proto.ComplianceState, max int, fn func(proto.DeviceStatus) bool) error {
+// limit) or the last page. o's Limit and After are set as it pages.
+func (c *Client) AllDevices(ctx context.Context, o ListOptions, max int, fn func(proto.DeviceStatus) bool) error {
 	const pageSize = 1000
-	o := ListOptions{State: state, Limit: pageSize}
+	o.Limit, o.After = pageSize, ""
 	seen := 0
 	for {
 		if max > 0 && max-seen < pageSize {

@@ -24,7 +24,10 @@ import (
 //     resistance) and the agent binary's SHA-256 (agentSha256);
 //     DeviceStatus carries integrity; operator tokens with roles,
 //     enrollment tokens, audit log and device revocation in the API.
-const CapabilityVersion = 2
+//   - 3 (2026-11-29): the agent tells its sync interval
+//     (syncIntervalSeconds on EnrollRequest and ComplianceReport);
+//     DeviceStatus carries lastSeenAt and overdue; GET /devices?seen=overdue.
+const CapabilityVersion = 3
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
@@ -137,7 +140,18 @@ type ComplianceReport struct {
 	ReportedAt  time.Time         `json:"reportedAt,omitzero"`
 	Nonce       string            `json:"nonce,omitempty"`
 	AgentSHA256 string            `json:"agentSha256,omitempty"`
+	// SyncIntervalSeconds is the agent's periodic sync interval; the
+	// server calls a device overdue when it is not seen within two of
+	// them. 0: not told (the server assumes DefaultSyncInterval).
+	SyncIntervalSeconds int64 `json:"syncIntervalSeconds,omitempty"`
 }
+
+// DefaultSyncInterval is the agent's default periodic sync interval, which
+// the server assumes for an agent that did not tell its own.
+const DefaultSyncInterval = 15 * time.Minute
+
+// MaxSyncInterval bounds SyncIntervalSeconds.
+const MaxSyncInterval = 7 * 24 * time.Hour
 
 // Evaluate derives the compliance state of a device from its desired policy
 // and its last accepted report (nil when it never reported), in exactly the
@@ -163,6 +177,8 @@ type EnrollRequest struct {
 	// CSR is a PEM certificate signing request for the device's own key
 	// pair; over TLS the server answers with a device certificate. Optional.
 	CSR string `json:"csr,omitempty"`
+	// SyncIntervalSeconds: see ComplianceReport.SyncIntervalSeconds.
+	SyncIntervalSeconds int64 `json:"syncIntervalSeconds,omitempty"`
 }
 
 // MQTTInfo tells an enrolled agent where to listen for its doorbell.
@@ -210,6 +226,13 @@ type DeviceStatus struct {
 	// Integrity says whether the agent binary is on the server's
 	// allowlist; see the Integrity constants.
 	Integrity Integrity `json:"integrity"`
+	// LastSeenAt is when the device last made an authenticated request
+	// (kept to within a few seconds); absent when never seen since
+	// enrollment.
+	LastSeenAt *time.Time `json:"lastSeenAt,omitempty"`
+	// Overdue is true when the device was not seen within two of its sync
+	// intervals (since enrollment when never seen).
+	Overdue bool `json:"overdue,omitempty"`
 }
 
 // DeviceList is one page of GET /devices. NextAfter is the cursor for the

@@ -1,6 +1,11 @@
 package proto
 
-import "time"
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"time"
+)
 
 // Integrity is the server's verdict on the agent binary a device reported.
 type Integrity string
@@ -100,8 +105,14 @@ type AuditList struct {
 // PinPrefix starts every public-key pin: "sha256/" and the standard base64
 // of the SHA-256 of a certificate's SubjectPublicKeyInfo (the HPKP form). A
 // pin names a key, so it survives the certificate's renewal with that key.
-// agent.SPKIPin and pki.SPKIPin compute it (proto stays free of crypto).
+// SPKIPin computes it, for the agent and the server alike.
 const PinPrefix = "sha256/"
+
+// SPKIPin is the pin of a certificate's public key (see PinPrefix).
+func SPKIPin(c *x509.Certificate) string {
+	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return PinPrefix + base64.StdEncoding.EncodeToString(h[:])
+}
 
 // CertificateRequest is the body of POST /devices/{id}/certificate: a PEM
 // certificate signing request for the device's (new) key pair.

@@ -14,13 +14,13 @@ import (
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
 // inProcess is a daemon and one MQTT-connected agent in this process.
 type inProcess struct {
-	d       *server.Daemon
+	d       *daemon.Daemon
 	url     string
 	agent   *agent.Agent
 	reports chan int64 // policy versions the agent reported
@@ -32,7 +32,7 @@ type inProcess struct {
 func startInProcess(tb testing.TB, fake *fcmtest.Server) *inProcess {
 	tb.Helper()
 	connected := make(chan string, 16)
-	cfg := server.DaemonConfig{
+	cfg := daemon.DaemonConfig{
 		AdminToken: "bench-admin", EnrollToken: "bench-enroll",
 		// Measure the loop, not the per-device rate limit.
 		DevicePerMinute: -1,

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
 
 // hookReceiver is an httptest webhook receiver that keeps every event
@@ -22,7 +22,7 @@ import (
 type hookReceiver struct {
 	srv    *httptest.Server
 	mu     sync.Mutex
-	events []server.WebhookEvent
+	events []daemon.WebhookEvent
 	bad    int
 }
 
@@ -32,12 +32,12 @@ func startHookReceiver(t *testing.T, secret string) *hookReceiver {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if r.Header.Get(server.SignatureHeader) != server.Sign(secret, body) {
+		if r.Header.Get(daemon.SignatureHeader) != daemon.Sign(secret, body) {
 			h.bad++
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		var ev server.WebhookEvent
+		var ev daemon.WebhookEvent
 		if err := json.Unmarshal(body, &ev); err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			return

@@ -109,17 +109,18 @@ func yesNo(b bool) string {
 
 // --- devices -----------------------------------------------------------------
 
-const devicesUsage = "doorbell devices [ls] [--state STATE] [--limit N] | doorbell devices show ID  [--server URL --token T --json]"
+const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--limit N] | doorbell devices show ID  [--server URL --token T --json]"
 
 func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, args := subcommand(args, "ls")
 	var o opFlags
 	fs := newFlagSet("devices "+sub, stderr, devicesUsage)
 	o.register(fs)
-	var state string
+	var state, seen string
 	var limit int
 	if sub == "ls" {
 		fs.StringVar(&state, "state", "", "only devices in this state: "+statesList())
+		fs.StringVar(&seen, "seen", "", "overdue: only devices not seen within two of their sync intervals")
 		fs.IntVar(&limit, "limit", 0, "show at most this many devices (0 = all; pages through the fleet)")
 	}
 	pos, err := parseCLI(fs, args)
@@ -142,7 +143,10 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if limit < 0 {
 			return errors.New("--limit must not be negative")
 		}
-		return listDevices(ctx, c, st, limit, o.json, stdout)
+		if seen != "" && seen != "overdue" {
+			return errors.New(`--seen must be "overdue"`)
+		}
+		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen}, limit, o.json, stdout)
 	case "show":
 		if err := wantArgs(pos, 1, devicesUsage); err != nil {
 			return err
@@ -163,6 +167,8 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			{"connected", yesNo(s.Connected)},
 			{"fcm registered", yesNo(s.FCMRegistered)},
 			{"last report", fmtTime(s.LastReportAt)},
+			{"last seen", fmtTime(s.LastSeenAt)},
+			{"overdue", yesNo(s.Overdue)},
 			{"enrolled", fmtTime(&s.EnrolledAt)},
 			{"model", s.Model},
 			{"os version", s.OSVersion},
@@ -185,17 +191,17 @@ func statesList() string {
 
 // listDevices streams the fleet page by page: a table row or a JSON array
 // element as each page arrives, so 100,000 devices never sit in memory.
-func listDevices(ctx context.Context, c *client.Client, st proto.ComplianceState, limit int, asJSON bool, w io.Writer) error {
+func listDevices(ctx context.Context, c *client.Client, lo client.ListOptions, limit int, asJSON bool, w io.Writer) error {
 	var tw *tabwriter.Writer
 	n := 0
 	if asJSON {
 		fmt.Fprint(w, "[")
 	} else {
 		tw = newTable(w)
-		fmt.Fprintln(tw, "DEVICE\tSTATE\tDESIRED\tAPPLIED\tCONNECTED\tLAST REPORT\tMODEL")
+		fmt.Fprintln(tw, "DEVICE\tSTATE\tDESIRED\tAPPLIED\tCONNECTED\tLAST REPORT\tLAST SEEN\tMODEL")
 	}
 	var werr error
-	err := c.AllDevices(ctx, st, limit, func(d proto.DeviceStatus) bool {
+	err := c.AllDevices(ctx, lo, limit, func(d proto.DeviceStatus) bool {
 		if asJSON {
 			b, err := json.Marshal(d)
 			if err != nil {
@@ -208,8 +214,12 @@ func listDevices(ctx context.Context, c *client.Client, st proto.ComplianceState
 			}
 			_, werr = fmt.Fprint(w, sep, string(b))
 		} else {
-			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.DeviceID, d.State, d.DesiredVersion,
-				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), d.Model)
+			lastSeen := fmtTime(d.LastSeenAt)
+			if d.Overdue {
+				lastSeen += " (overdue)"
+			}
+			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", d.DeviceID, d.State, d.DesiredVersion,
+				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), lastSeen, d.Model)
 		}
 		n++
 		return werr == nil

@@ -17,7 +17,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/client"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
@@ -33,7 +33,7 @@ type fleet struct {
 func startFleet(t *testing.T, n int) *fleet {
 	t.Helper()
 	ctx := t.Context()
-	d := servertest.Start(t, server.DaemonConfig{AdminToken: "cli-admin", EnrollToken: "cli-enroll"})
+	d := servertest.Start(t, daemon.DaemonConfig{AdminToken: "cli-admin", EnrollToken: "cli-enroll"})
 	var err error
 	f := &fleet{url: "http://" + d.HTTPAddr(), admin: d.AdminToken()}
 	if f.dev, err = agent.NewClient(f.url, nil); err != nil {

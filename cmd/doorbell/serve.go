@@ -9,14 +9,14 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg       server.DaemonConfig
+		cfg       daemon.DaemonConfig
 		fcm       bridge.FCMConfig
 		logFormat string
 		logger    *slog.Logger
@@ -38,10 +38,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook events (X-Doorbell-Signature: sha256=<hex>)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	tlsFlags := addTLSFlags(fs)
-	fs.DurationVar(&cfg.ReportSkew, "report-skew", server.DefaultReportSkew, "how far a report's reportedAt may be from the server's clock")
+	fs.DurationVar(&cfg.ReportSkew, "report-skew", daemon.DefaultReportSkew, "how far a report's reportedAt may be from the server's clock")
 	fs.BoolVar(&cfg.RequireReportNonce, "require-report-nonce", false, "refuse reports without reportedAt and nonce (capability-1 agents)")
-	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", server.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
-	fs.IntVar(&cfg.DevicePerMinute, "device-rate", server.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
+	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", daemon.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
+	fs.IntVar(&cfg.DevicePerMinute, "device-rate", daemon.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
 	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
@@ -58,7 +58,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Logger, cfg.Out = logger, stdout
 	if allowlist != "" {
-		if cfg.AgentAllowlist, err = server.LoadAllowlist(allowlist); err != nil {
+		if cfg.AgentAllowlist, err = daemon.LoadAllowlist(allowlist); err != nil {
 			return err
 		}
 	}
@@ -70,7 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fcm.ProjectID != "" || fcm.CredentialsFile != "" || fcm.Endpoint != "" {
 		cfg.FCM = &fcm
 	}
-	d, err := server.NewDaemon(ctx, cfg)
+	d, err := daemon.NewDaemon(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -12,11 +12,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -176,7 +174,7 @@ func (a *Authority) loadOrCreateCA() error {
 			return err
 		}
 		a.ca, a.caKey, a.caPEM = cert, key, certPEM
-		a.log.Info("created a private CA", "file", a.path(CAFile), "pin", SPKIPin(cert))
+		a.log.Info("created a private CA", "file", a.path(CAFile), "pin", proto.SPKIPin(cert))
 	default:
 		return fmt.Errorf("loading the CA from %s: %w", a.cfg.Dir, errors.Join(err1, err2))
 	}
@@ -199,7 +197,7 @@ func (a *Authority) Pin() string {
 	if err != nil {
 		return ""
 	}
-	return SPKIPin(c)
+	return proto.SPKIPin(c)
 }
 
 // Certificate is the server certificate in force.
@@ -537,9 +535,3 @@ func DefaultHosts(listenHost string, extra ...string) []string {
 
 // Dir is the directory the CA and the generated certificate are kept in.
 func (a *Authority) Dir() string { return a.cfg.Dir }
-
-// SPKIPin is the pin of a certificate's public key (see proto.PinPrefix).
-func SPKIPin(c *x509.Certificate) string {
-	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return proto.PinPrefix + base64.StdEncoding.EncodeToString(h[:])
-}

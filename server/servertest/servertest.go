@@ -8,14 +8,14 @@ import (
 	"io"
 	"testing"
 
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
 
 // Start runs a daemon with cfg until the test ends, then stops it and fails
 // the test if Run returned an error. Zero DataDir, HTTPAddr, MQTTAddr and Out
 // become a temp dir, 127.0.0.1:0 and io.Discard. The listeners are bound
 // when Start returns, so the daemon can be called at once.
-func Start(t testing.TB, cfg server.DaemonConfig) *server.Daemon {
+func Start(t testing.TB, cfg daemon.DaemonConfig) *daemon.Daemon {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -30,7 +30,7 @@ func Start(t testing.TB, cfg server.DaemonConfig) *server.Daemon {
 		cfg.Out = io.Discard
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := server.NewDaemon(ctx, cfg)
+	d, err := daemon.NewDaemon(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

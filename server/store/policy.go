@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,9 +30,6 @@ type Layer struct {
 	Values proto.SettingValues   `json:"values,omitempty"`
 	Modes  map[string]proto.Mode `json:"modes,omitempty"`
 }
-
-// Empty reports whether l manages nothing and sets no mode.
-func (l Layer) Empty() bool { return len(l.Values) == 0 && len(l.Modes) == 0 }
 
 // Group is a named policy layer applied to its members.
 type Group struct {
@@ -144,36 +140,6 @@ func Recompute(d *Device, groups []Group) bool {
 	return true
 }
 
-// OverrideFromSettings returns override changed so the effective settings
-// move from cur to next: each setting whose value differs becomes a device
-// override with next's value, or, when next does not manage it, loses its
-// override. It gives PolicyStore.UpdatePolicy its meaning under groups.
-func OverrideFromSettings(override Layer, cur, next proto.Settings) Layer {
-	a, b := cur.Values(), next.Values()
-	out := Layer{Values: maps(override.Values), Modes: override.Modes}
-	for _, name := range proto.SettingNames {
-		va, oka := a[name]
-		vb, okb := b[name]
-		if oka == okb && bytes.Equal(va, vb) {
-			continue
-		}
-		if okb {
-			out.Values[name] = vb
-		} else {
-			delete(out.Values, name)
-		}
-	}
-	return out
-}
-
-func maps(v proto.SettingValues) proto.SettingValues {
-	out := proto.SettingValues{}
-	for k, x := range v {
-		out[k] = x
-	}
-	return out
-}
-
 // Derive returns a device's compliance state and failing settings, as the
 // API shows them.
 func Derive(d Device) (proto.ComplianceState, []proto.SettingFailure) {
@@ -184,32 +150,27 @@ func Derive(d Device) (proto.ComplianceState, []proto.SettingFailure) {
 	return proto.Evaluate(d.Policy, r), proto.Failing(d.Policy, r)
 }
 
-// PolicyChange is a device whose effective policy changed: the API rings
-// it with the new version.
-type PolicyChange struct {
-	DeviceID string
-	Version  int64
-	FCMToken string
-}
-
 // OverrideStore changes a device's own policy layer.
 type OverrideStore interface {
 	// UpdateOverride replaces the device's override with change(current)
 	// and recomputes its effective policy, bumping the version by exactly
-	// one when that changed (changed true), all in one transaction. It
-	// returns the device as stored, or ErrNotFound.
-	UpdateOverride(ctx context.Context, id string, change func(Layer) Layer) (d Device, changed bool, err error)
+	// one when that changed (changed true), all in one transaction. A
+	// version bump sets PolicyChangedAt. A change also records the audit
+	// entry of ctx (WithAudit) in the same transaction. It returns what it
+	// committed (the device as stored), or ErrNotFound.
+	UpdateOverride(ctx context.Context, id string, change func(Layer) Layer) (c Change, changed bool, err error)
 }
 
 // GroupStore holds groups and their members. Every method that can alter
 // devices' effective policies recomputes them in the same transaction,
 // bumps each changed device's version by exactly one, records history with
-// cause "group", and returns the changed devices for one batched ring.
+// cause "group", and returns what it committed for each device whose
+// effective policy changed, for one batched ring.
 type GroupStore interface {
 	// CreateGroup stores a new group (with its members, if any). It
 	// returns ErrExists when the id is taken, ErrNameTaken when the name
 	// is, and ErrUnknownDevice when a member does not exist.
-	CreateGroup(ctx context.Context, g Group) ([]PolicyChange, error)
+	CreateGroup(ctx context.Context, g Group) ([]Change, error)
 	// Group returns one group, or ErrNotFound.
 	Group(ctx context.Context, id string) (Group, error)
 	// Groups returns every group in precedence order (winner first).
@@ -218,12 +179,12 @@ type GroupStore interface {
 	// with change(current) (id and members are kept). change may refuse
 	// with an error, which is returned as is. It returns ErrNotFound or
 	// ErrNameTaken.
-	UpdateGroup(ctx context.Context, id string, change func(Group) (Group, error)) (Group, []PolicyChange, error)
+	UpdateGroup(ctx context.Context, id string, change func(Group) (Group, error)) (Group, []Change, error)
 	// SetGroupMembers replaces the group's members. It returns ErrNotFound
 	// for an unknown group and ErrUnknownDevice for an unknown device.
-	SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (Group, []PolicyChange, error)
+	SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (Group, []Change, error)
 	// DeleteGroup removes the group, or returns ErrNotFound.
-	DeleteGroup(ctx context.Context, id string) ([]PolicyChange, error)
+	DeleteGroup(ctx context.Context, id string) ([]Change, error)
 }
 
 // HistoryStore answers for derived state over time and across the fleet.
@@ -234,13 +195,6 @@ type HistoryStore interface {
 	// Summary returns the fleet's state counts and drifting settings,
 	// maintained as devices change (no scan).
 	Summary(ctx context.Context) (proto.ComplianceSummary, error)
-}
-
-// PolicyEngine is everything the policy API needs besides Store.
-type PolicyEngine interface {
-	OverrideStore
-	GroupStore
-	HistoryStore
 }
 
 // UnknownDevices wraps ErrUnknownDevice with the ids that are unknown.

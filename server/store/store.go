@@ -45,6 +45,12 @@ type Device struct {
 	// enrollment: over TLS it must then present it on every call and MQTT
 	// login, besides its secret.
 	ClientCert bool `json:"clientCert,omitempty"`
+	// LastSeenAt is when the device last made an authenticated request,
+	// as last flushed (SeenStore); zero when never.
+	LastSeenAt time.Time `json:"lastSeenAt,omitzero"`
+	// SyncIntervalSeconds is the sync interval the agent last told (at
+	// enrollment or in a report); 0 when never told.
+	SyncIntervalSeconds int64 `json:"syncIntervalSeconds,omitempty"`
 }
 
 // Report is an accepted compliance report and when it arrived.
@@ -60,9 +66,9 @@ type Report struct {
 
 // DeviceStore holds devices and their credentials.
 type DeviceStore interface {
-	// CreateDevice stores a new device. It returns ErrExists when the id or
-	// the secret hash is already in use.
-	CreateDevice(ctx context.Context, d Device) error
+	// CreateDevice stores a new device and returns what it committed. It
+	// returns ErrExists when the id or the secret hash is already in use.
+	CreateDevice(ctx context.Context, d Device) (Change, error)
 	// Device returns one device, or ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceBySecretHash returns the device whose secret hashes to h, or
@@ -74,17 +80,15 @@ type DeviceStore interface {
 	Devices(ctx context.Context, after string, limit int, match func(Device) bool) (devs []Device, more bool, err error)
 }
 
-// PolicyStore changes desired policies.
-type PolicyStore interface {
-	// UpdatePolicy changes the device's desired settings to
-	// change(current): the settings that differ become device overrides
-	// (see OverrideFromSettings). When the result differs, the version grows
-	// by exactly one in the same transaction; when it does not, nothing is
-	// written and changed is false. It returns the device as stored, or
-	// ErrNotFound.
-	// A version bump sets PolicyChangedAt. A change also records the audit entry of ctx (WithAudit) in the same
-	// transaction.
-	UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d Device, changed bool, err error)
+// Change is what one committed write did to one device: the device as
+// stored after the write, its derived state then, and the transitions of
+// that state the write recorded (none when the state did not change). Every
+// write that changes a device returns it, so nothing re-reads after a write.
+type Change struct {
+	Device      Device
+	State       proto.ComplianceState
+	Failing     []proto.SettingFailure
+	Transitions []proto.Transition
 }
 
 // ReportStore accepts compliance reports.
@@ -97,8 +101,9 @@ type ReportStore interface {
 	// ReportedAt is before the last accepted one (ErrStaleReport), and a
 	// nonce already accepted (ErrReplayedNonce). The checks run in the same
 	// transaction as the write, so two copies of one report never both
-	// succeed.
-	SaveReport(ctx context.Context, id string, r Report) error
+	// succeed. A report's SyncIntervalSeconds, when above 0, becomes the
+	// device's. It returns what it committed.
+	SaveReport(ctx context.Context, id string, r Report) (Change, error)
 }
 
 // TokenStore holds FCM registration tokens.
@@ -114,9 +119,9 @@ type TokenStore interface {
 // Store is everything the server keeps.
 type Store interface {
 	DeviceStore
-	PolicyStore
 	ReportStore
 	TokenStore
+	SeenStore
 	OverrideStore
 	GroupStore
 	HistoryStore

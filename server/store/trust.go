@@ -115,7 +115,7 @@ type EnrollmentTokenStore interface {
 	// hashes to h at now (ErrNotFound, ErrTokenRevoked, ErrTokenExpired,
 	// ErrTokenUsedUp), counts one use and creates d as CreateDevice does.
 	// On any error nothing is written.
-	EnrollWithToken(ctx context.Context, h []byte, now time.Time, d Device) error
+	EnrollWithToken(ctx context.Context, h []byte, now time.Time, d Device) (Change, error)
 }
 
 // AuditStore is the audit log. Entries are appended by the other stores'

@@ -569,7 +569,8 @@ function fleetView(params) {
       el('td', { class: 'policy', 'data-label': 'Policy' },
         el('span', { title: 'applied / desired policy version' }, (d.lastReportAt ? 'v' + d.appliedVersion : '–') + ' / v' + d.desiredVersion)),
       el('td', { class: 'conn', 'data-label': 'Connection' }, presence(d.connected)),
-      el('td', { class: 'seen', 'data-label': 'Last seen' }, ago(d.lastReportAt)),
+      el('td', { class: 'seen', 'data-label': 'Last seen' }, ago(d.lastSeenAt || d.lastReportAt),
+        d.overdue && el('span', { class: 'overdue', dataset: { overdue: 'true' }, title: 'not seen within two of its sync intervals' }, ' overdue')),
       el('td', { class: 'os', 'data-label': 'OS' }, d.osVersion || '—'));
   }
 

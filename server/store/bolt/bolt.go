@@ -23,9 +23,8 @@ var (
 
 // Store is a bbolt-backed store.Store.
 type Store struct {
-	db           *bbolt.DB
-	now          func() time.Time
-	onTransition func(...proto.Transition)
+	db  *bbolt.DB
+	now func() time.Time
 	// auditRetention overrides AuditRetention in tests; 0 = AuditRetention.
 	auditRetention uint64
 	w              *committer // group commit for the writes many clients make at once
@@ -42,9 +41,6 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
 	}
-	// Reports from many devices arrive at once; Batch folds concurrent
-	// writers into one fsync. 2ms keeps a lone edit fast.
-	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -92,24 +88,26 @@ func putDevice(tx *bbolt.Tx, d store.Device) error {
 }
 
 // CreateDevice implements store.DeviceStore.
-func (s *Store) CreateDevice(_ context.Context, d store.Device) error {
-	// Concurrent enrollments share one transaction and one fsync.
-	return s.batch(func(w *writer) error { return createDevice(w, d) })
+func (s *Store) CreateDevice(_ context.Context, d store.Device) (c store.Change, err error) {
+	// Concurrent enrollments share one transaction and one fsync; f may
+	// run twice.
+	err = s.batch(func(w *writer) (err error) { c, err = createDevice(w, d); return err })
+	return c, err
 }
 
 // createDevice stores a new device through w, so its first state counts in
 // the summary and starts its history.
-func createDevice(w *writer, d store.Device) error {
+func createDevice(w *writer, d store.Device) (store.Change, error) {
 	tx := w.tx
 	if tx.Bucket(bucketDevices).Get([]byte(d.ID)) != nil {
-		return store.ErrExists
+		return store.Change{}, store.ErrExists
 	}
 	secrets := tx.Bucket(bucketSecrets)
 	if len(d.SecretHash) == 0 || secrets.Get(d.SecretHash) != nil {
-		return store.ErrExists
+		return store.Change{}, store.ErrExists
 	}
 	if err := secrets.Put(d.SecretHash, []byte(d.ID)); err != nil {
-		return err
+		return store.Change{}, err
 	}
 	return w.put(nil, d, proto.CauseEnroll, d.EnrolledAt)
 }
@@ -166,19 +164,10 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 	return devs, more, err
 }
 
-// UpdatePolicy implements store.PolicyStore.
-func (s *Store) UpdatePolicy(ctx context.Context, id string, change func(proto.Settings) proto.Settings) (d store.Device, changed bool, err error) {
-	var cur proto.Settings
-	return s.updateOverride(ctx, id, func(d store.Device) store.Layer {
-		cur = d.Policy.Settings
-		return store.OverrideFromSettings(d.Override, cur, change(cur))
-	})
-}
-
 // SaveReport implements store.ReportStore. Concurrent reports share one
 // transaction and one fsync (group commit).
-func (s *Store) SaveReport(_ context.Context, id string, r store.Report) error {
-	return s.batch(func(w *writer) error {
+func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c store.Change, err error) {
+	err = s.batch(func(w *writer) error {
 		d, err := getDevice(w.tx, id)
 		if err != nil {
 			return err
@@ -191,8 +180,13 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) error {
 		}
 		before := d
 		d.Report = &r
-		return w.put(&before, d, proto.CauseReport, r.ReceivedAt)
+		if r.SyncIntervalSeconds > 0 {
+			d.SyncIntervalSeconds = r.SyncIntervalSeconds
+		}
+		c, err = w.put(&before, d, proto.CauseReport, r.ReceivedAt)
+		return err
 	})
+	return c, err
 }
 
 // SetFCMToken implements store.TokenStore.

@@ -2,8 +2,10 @@ package bolt_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -45,12 +47,14 @@ func TestAuditRetention(t *testing.T) {
 	defer s.Close()
 	bolt.SetAuditRetention(s, 3)
 	ctx := context.Background()
-	if err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
 		actx := store.WithAudit(ctx, proto.AuditEntry{Actor: "admin", Action: "policy.update", Target: "a1"})
-		if _, _, err := s.UpdatePolicy(actx, "a1", func(p proto.Settings) proto.Settings { p.CameraDisabled = i%2 == 0; return p }); err != nil {
+		if _, _, err := s.UpdateOverride(actx, "a1", func(store.Layer) store.Layer {
+			return store.Layer{Values: proto.SettingValues{"cameraDisabled": json.RawMessage(strconv.FormatBool(i%2 == 0))}}
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -28,7 +28,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("dev-%03d", i)
-		if err := s.CreateDevice(ctx, store.Device{ID: ids[i], SecretHash: []byte(ids[i]), Policy: proto.DevicePolicy{Version: 1}}); err != nil {
+		if _, err := s.CreateDevice(ctx, store.Device{ID: ids[i], SecretHash: []byte(ids[i]), Policy: proto.DevicePolicy{Version: 1}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -41,7 +41,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			if refused(i) {
 				v = 2 // ahead of the desired version 1
 			}
-			errs[i] = s.SaveReport(ctx, ids[i], store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: v}})
+			_, errs[i] = s.SaveReport(ctx, ids[i], store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: v}})
 		})
 	}
 	wg.Wait()
@@ -80,7 +80,7 @@ func TestGroupCommitPanicIsAnError(t *testing.T) {
 	if err == nil {
 		t.Fatal("a panicking write returned nil")
 	}
-	if err := s.CreateDevice(t.Context(), store.Device{ID: "d", SecretHash: []byte("h")}); err != nil {
+	if _, err := s.CreateDevice(t.Context(), store.Device{ID: "d", SecretHash: []byte("h")}); err != nil {
 		t.Fatalf("store unusable after a panic: %v", err)
 	}
 }

@@ -31,12 +31,6 @@ type Option func(*Store)
 // default is time.Now. Reports and enrollments carry their own times.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
-// WithTransitionHook calls f, after the transaction committed, with every
-// state transition it recorded. f must not block (hand off to a queue).
-func WithTransitionHook(f func(...proto.Transition)) Option {
-	return func(s *Store) { s.onTransition = f }
-}
-
 // WithNoSync skips the fsync after each commit. It loses durability on a
 // crash: for benchmarks and throw-away simulations only, never serving.
 func WithNoSync() Option { return func(s *Store) { s.db.NoSync = true } }
@@ -116,10 +110,9 @@ func (s *Store) initSummary() error {
 // writer is one write transaction that keeps history, counters and the
 // transitions to announce in step with every device it writes.
 type writer struct {
-	tx          *bbolt.Tx
-	sum         *summary
-	transitions []proto.Transition
-	groups      map[string]store.Group // loaded on first use
+	tx     *bbolt.Tx
+	sum    *summary
+	groups map[string]store.Group // loaded on first use
 }
 
 func (w *writer) summary() (*summary, error) {
@@ -138,11 +131,11 @@ func (w *writer) summary() (*summary, error) {
 
 // put writes after, the new state of a device that was before (nil when
 // it is new), counting and recording a change of derived state with cause
-// at time at.
-func (w *writer) put(before *store.Device, after store.Device, cause proto.EventCause, at time.Time) error {
+// at time at. It returns what it wrote.
+func (w *writer) put(before *store.Device, after store.Device, cause proto.EventCause, at time.Time) (store.Change, error) {
 	sum, err := w.summary()
 	if err != nil {
-		return err
+		return store.Change{}, err
 	}
 	var from proto.ComplianceState
 	if before != nil {
@@ -157,14 +150,15 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 	}
 	to, failing := store.Derive(after)
 	sum.add(to, failing, 1)
+	c := store.Change{Device: after, State: to, Failing: failing}
 	if before == nil || from != to {
 		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
 		if err := appendHistory(w.tx, t); err != nil {
-			return err
+			return c, err
 		}
-		w.transitions = append(w.transitions, t)
+		c.Transitions = []proto.Transition{t}
 	}
-	return putDevice(w.tx, after)
+	return c, putDevice(w.tx, after)
 }
 
 // remove deletes d, its secret index, its history and its group
@@ -239,19 +233,13 @@ func (w *writer) finish() error {
 }
 
 func (s *Store) run(do func(func(*bbolt.Tx) error) error, f func(*writer) error) error {
-	var transitions []proto.Transition
-	err := do(func(tx *bbolt.Tx) error {
+	return do(func(tx *bbolt.Tx) error {
 		w := &writer{tx: tx}
 		if err := f(w); err != nil {
 			return err
 		}
-		transitions = w.transitions
 		return w.finish()
 	})
-	if err == nil && len(transitions) > 0 && s.onTransition != nil {
-		s.onTransition(transitions...)
-	}
-	return err
 }
 
 // update runs f in one write transaction.
@@ -326,8 +314,8 @@ func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
 // recompute re-derives the effective policy of each device in ids after
 // a group change (w.groups already reflects it), setting membership of
 // group gid to member(id) when gid is not empty.
-func (w *writer) recompute(ids []string, gid string, member func(string) bool, at time.Time) ([]store.PolicyChange, error) {
-	var changes []store.PolicyChange
+func (w *writer) recompute(ids []string, gid string, member func(string) bool, at time.Time) ([]store.Change, error) {
+	var changes []store.Change
 	for _, id := range ids {
 		d, err := getDevice(w.tx, id)
 		if err != nil {
@@ -352,11 +340,12 @@ func (w *writer) recompute(ids []string, gid string, member func(string) bool, a
 		if !changed && slices.Equal(before.Groups, d.Groups) {
 			continue
 		}
-		if err := w.put(&before, d, proto.CauseGroup, at); err != nil {
+		c, err := w.put(&before, d, proto.CauseGroup, at)
+		if err != nil {
 			return nil, err
 		}
 		if changed {
-			changes = append(changes, store.PolicyChange{DeviceID: d.ID, Version: d.Policy.Version, FCMToken: d.FCMToken})
+			changes = append(changes, c)
 		}
 	}
 	return changes, nil
@@ -383,7 +372,7 @@ func normalizeMembers(ids []string) []string {
 }
 
 // CreateGroup implements store.GroupStore.
-func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store.PolicyChange, err error) {
+func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store.Change, err error) {
 	g.Members = normalizeMembers(g.Members)
 	err = s.updateAudited(ctx, func(w *writer) error {
 		if w.tx.Bucket(bucketGroups).Get([]byte(g.ID)) != nil {
@@ -439,7 +428,7 @@ func (s *Store) Groups(_ context.Context) ([]store.Group, error) {
 }
 
 // UpdateGroup implements store.GroupStore.
-func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Group) (store.Group, error)) (g store.Group, changes []store.PolicyChange, err error) {
+func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Group) (store.Group, error)) (g store.Group, changes []store.Change, err error) {
 	err = s.updateAudited(ctx, func(w *writer) error {
 		cur, err := getGroup(w.tx, id)
 		if err != nil {
@@ -477,7 +466,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 }
 
 // SetGroupMembers implements store.GroupStore.
-func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (g store.Group, changes []store.PolicyChange, err error) {
+func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (g store.Group, changes []store.Change, err error) {
 	members := normalizeMembers(deviceIDs)
 	err = s.updateAudited(ctx, func(w *writer) error {
 		g, err = getGroup(w.tx, id)
@@ -503,7 +492,7 @@ func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []stri
 }
 
 // DeleteGroup implements store.GroupStore.
-func (s *Store) DeleteGroup(ctx context.Context, id string) (changes []store.PolicyChange, err error) {
+func (s *Store) DeleteGroup(ctx context.Context, id string) (changes []store.Change, err error) {
 	err = s.updateAudited(ctx, func(w *writer) error {
 		g, err := getGroup(w.tx, id)
 		if err != nil {
@@ -527,34 +516,32 @@ func (s *Store) DeleteGroup(ctx context.Context, id string) (changes []store.Pol
 }
 
 // UpdateOverride implements store.OverrideStore.
-func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store.Layer) store.Layer) (store.Device, bool, error) {
-	return s.updateOverride(ctx, id, func(d store.Device) store.Layer { return change(d.Override) })
-}
-
-func (s *Store) updateOverride(ctx context.Context, id string, change func(store.Device) store.Layer) (d store.Device, changed bool, err error) {
+func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store.Layer) store.Layer) (c store.Change, changed bool, err error) {
 	// An edit to many devices at once shares fsyncs; f recomputes all it
 	// sets, so it may run twice.
 	err = s.batch(func(w *writer) error {
-		d, err = getDevice(w.tx, id)
+		d, err := getDevice(w.tx, id)
 		if err != nil {
 			return err
 		}
 		before := d
-		d.Override = change(d)
+		d.Override = change(d.Override)
 		gs, err := w.groupsOf(d)
 		if err != nil {
 			return err
 		}
 		changed = store.Recompute(&d, gs)
 		if !changed && layerEqual(before.Override, d.Override) {
+			c = store.Change{Device: d}
+			c.State, c.Failing = store.Derive(d)
 			return nil
 		}
-		if err := w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
+		if c, err = w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
 			return err
 		}
 		return s.writeAudit(ctx, w.tx)
 	})
-	return d, changed, err
+	return c, changed, err
 }
 
 func layerEqual(a, b store.Layer) bool {

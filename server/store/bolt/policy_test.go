@@ -17,11 +17,11 @@ import (
 	"github.com/doorbell-mdm/doorbell/server/store/storetest"
 )
 
-func TestTransitionHook(t *testing.T) {
-	var got []proto.Transition
+// TestGroupChangeReturnsTransitions: a group edit returns, per changed
+// device, what it committed, with the transitions it recorded.
+func TestGroupChangeReturnsTransitions(t *testing.T) {
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "db"),
-		bolt.WithTransitionHook(func(ts ...proto.Transition) { got = append(got, ts...) }),
 		bolt.WithClock(func() time.Time { return at }))
 	if err != nil {
 		t.Fatal(err)
@@ -29,23 +29,28 @@ func TestTransitionHook(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {
-		if err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SaveReport(ctx, id, store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1}, ReceivedAt: at}); err != nil {
+		c, err := s.SaveReport(ctx, id, store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1}, ReceivedAt: at})
+		if err != nil {
 			t.Fatal(err)
 		}
+		if c.State != proto.StateCompliant || len(c.Transitions) != 1 || c.Device.Report == nil {
+			t.Fatalf("report committed %+v, want COMPLIANT with one transition", c)
+		}
 	}
-	got = nil
-	// A refused change announces nothing.
-	if _, err := s.CreateGroup(ctx, store.Group{ID: "g", Name: "g", Members: []string{"a", "ghost"}}); err == nil {
-		t.Fatal("unknown member accepted")
+	// A refused change returns nothing.
+	if ch, err := s.CreateGroup(ctx, store.Group{ID: "g", Name: "g", Members: []string{"a", "ghost"}}); err == nil || len(ch) != 0 {
+		t.Fatalf("unknown member: changes %+v, err %v", ch, err)
 	}
-	if len(got) != 0 {
-		t.Fatalf("refused change announced %+v", got)
-	}
-	if _, err := s.CreateGroup(ctx, store.Group{ID: "g", Name: "g", Layer: store.Layer{Values: proto.SettingValues{"cameraDisabled": json.RawMessage("true")}}, Members: []string{"a", "b"}}); err != nil {
+	changes, err := s.CreateGroup(ctx, store.Group{ID: "g", Name: "g", Layer: store.Layer{Values: proto.SettingValues{"cameraDisabled": json.RawMessage("true")}}, Members: []string{"a", "b"}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	var got []proto.Transition
+	for _, c := range changes {
+		got = append(got, c.Transitions...)
 	}
 	if len(got) != 2 {
 		t.Fatalf("group edit announced %d transitions, want 2 in one call", len(got))
@@ -67,7 +72,7 @@ func TestSummaryBuiltForOldDatabase(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {
-		if err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,7 +118,7 @@ func seed(b *testing.B, s *bolt.Store, n int) []string {
 				d := storetest.NewDevice(ids[i])
 				h := sha256.Sum256([]byte(ids[i]))
 				d.SecretHash = h[:]
-				if err := s.CreateDevice(ctx, d); err != nil {
+				if _, err := s.CreateDevice(ctx, d); err != nil {
 					errc <- err
 					return
 				}

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -31,7 +32,7 @@ func BenchmarkConcurrentWrites(b *testing.B) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				ids[i] = fmt.Sprintf("%032x", i*7919)
-				if err := s.CreateDevice(ctx, store.Device{ID: ids[i], SecretHash: []byte(ids[i]), Policy: proto.DevicePolicy{Version: 1}}); err != nil {
+				if _, err := s.CreateDevice(ctx, store.Device{ID: ids[i], SecretHash: []byte(ids[i]), Policy: proto.DevicePolicy{Version: 1}}); err != nil {
 					b.Error(err)
 				}
 			}
@@ -56,11 +57,18 @@ func BenchmarkConcurrentWrites(b *testing.B) {
 	}
 	for range b.N {
 		run("edits", func(id string) error {
-			_, _, err := s.UpdatePolicy(ctx, id, func(st proto.Settings) proto.Settings { st.CameraDisabled = !st.CameraDisabled; return st })
+			_, _, err := s.UpdateOverride(ctx, id, func(l store.Layer) store.Layer {
+				v := "true"
+				if string(l.Values["cameraDisabled"]) == "true" {
+					v = "false"
+				}
+				return store.Layer{Values: proto.SettingValues{"cameraDisabled": json.RawMessage(v)}}
+			})
 			return err
 		})
 		run("reports", func(id string) error {
-			return s.SaveReport(ctx, id, store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1}})
+			_, err := s.SaveReport(ctx, id, store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1}})
+			return err
 		})
 	}
 }

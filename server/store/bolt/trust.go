@@ -261,8 +261,8 @@ func (s *Store) RevokeEnrollmentToken(ctx context.Context, id string) error {
 }
 
 // EnrollWithToken implements store.EnrollmentTokenStore.
-func (s *Store) EnrollWithToken(_ context.Context, h []byte, now time.Time, d store.Device) error {
-	return s.update(func(w *writer) error {
+func (s *Store) EnrollWithToken(_ context.Context, h []byte, now time.Time, d store.Device) (c store.Change, err error) {
+	err = s.update(func(w *writer) error {
 		t, err := enrollTokenByHash(w.tx, h)
 		if err != nil {
 			return err
@@ -274,8 +274,10 @@ func (s *Store) EnrollWithToken(_ context.Context, h []byte, now time.Time, d st
 		if err := putEnrollToken(w.tx, t); err != nil {
 			return err
 		}
-		return createDevice(w, d)
+		c, err = createDevice(w, d)
+		return err
 	})
+	return c, err
 }
 
 // AuditEntries implements store.AuditStore.

@@ -42,10 +42,10 @@ func mustDevice(t *testing.T, s store.Store, id string) store.Device {
 	return d
 }
 
-func changedIDs(ch []store.PolicyChange) []string {
+func changedIDs(ch []store.Change) []string {
 	var ids []string
 	for _, c := range ch {
-		ids = append(ids, c.DeviceID)
+		ids = append(ids, c.Device.ID)
 	}
 	slices.Sort(ids)
 	return ids
@@ -65,8 +65,8 @@ func testGroupLifecycle(t *testing.T, s store.Store) {
 		t.Fatalf("CreateGroup changed %v, want [m1 m2]", got)
 	}
 	for _, c := range changes {
-		if c.Version != 2 {
-			t.Errorf("change %+v: version %d, want 2", c, c.Version)
+		if c.Device.Policy.Version != 2 {
+			t.Errorf("change %+v: version %d, want 2", c, c.Device.Policy.Version)
 		}
 	}
 	for _, id := range []string{"m1", "m2"} {
@@ -247,12 +247,14 @@ func testUpdateOverride(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, NewDevice("o1"))
 	set := func(l store.Layer) func(store.Layer) store.Layer { return func(store.Layer) store.Layer { return l } }
-	d, changed, err := s.UpdateOverride(ctx, "o1", set(store.Layer{Values: values("passwordMinLength", "6")}))
+	c, changed, err := s.UpdateOverride(ctx, "o1", set(store.Layer{Values: values("passwordMinLength", "6")}))
+	d := c.Device
 	if err != nil || !changed || d.Policy.Version != 2 || d.Policy.PasswordMinLength == nil || *d.Policy.PasswordMinLength != 6 || d.Policy.CameraDisabled {
 		t.Fatalf("override = %+v changed=%v err=%v", d.Policy, changed, err)
 	}
 	// Managing the camera at its default value changes the source, not the policy.
-	d, changed, err = s.UpdateOverride(ctx, "o1", set(store.Layer{Values: values("passwordMinLength", "6", "cameraDisabled", "false")}))
+	c, changed, err = s.UpdateOverride(ctx, "o1", set(store.Layer{Values: values("passwordMinLength", "6", "cameraDisabled", "false")}))
+	d = c.Device
 	if err != nil || changed || d.Policy.Version != 2 {
 		t.Fatalf("same effective policy: version %d changed=%v err=%v", d.Policy.Version, changed, err)
 	}
@@ -260,12 +262,14 @@ func testUpdateOverride(t *testing.T, s store.Store) {
 		t.Errorf("override not stored: %v", got)
 	}
 	// A mode is part of the policy.
-	d, changed, err = s.UpdateOverride(ctx, "o1", set(store.Layer{Values: values("passwordMinLength", "6"), Modes: map[string]proto.Mode{"passwordMinLength": proto.ModeMonitor}}))
+	c, changed, err = s.UpdateOverride(ctx, "o1", set(store.Layer{Values: values("passwordMinLength", "6"), Modes: map[string]proto.Mode{"passwordMinLength": proto.ModeMonitor}}))
+	d = c.Device
 	if err != nil || !changed || d.Policy.Version != 3 || !reflect.DeepEqual(d.Policy.Monitor, []string{"passwordMinLength"}) {
 		t.Fatalf("monitor = %+v changed=%v err=%v", d.Policy, changed, err)
 	}
 	// Un-managing a setting removes it from the policy.
-	d, changed, err = s.UpdateOverride(ctx, "o1", set(store.Layer{}))
+	c, changed, err = s.UpdateOverride(ctx, "o1", set(store.Layer{}))
+	d = c.Device
 	if err != nil || !changed || d.Policy.Version != 4 || d.Policy.PasswordMinLength != nil || d.Policy.Monitor != nil {
 		t.Fatalf("unmanaged = %+v changed=%v err=%v", d.Policy, changed, err)
 	}
@@ -280,20 +284,20 @@ func testHistory(t *testing.T, s store.Store) {
 	d := NewDevice("h1")
 	mustCreate(t, s, d)
 	t0 := d.EnrolledAt
-	if err := s.SaveReport(ctx, "h1", report(1, false, t0.Add(time.Minute))); err != nil {
+	if _, err := s.SaveReport(ctx, "h1", report(1, false, t0.Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 	// The same state again is no transition.
-	if err := s.SaveReport(ctx, "h1", report(1, false, t0.Add(2*time.Minute))); err != nil {
+	if _, err := s.SaveReport(ctx, "h1", report(1, false, t0.Add(2*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.UpdatePolicy(ctx, "h1", setCamera(true)); err != nil {
+	if _, _, err := s.UpdateOverride(ctx, "h1", setCamera(true)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveReport(ctx, "h1", report(2, false, t0.Add(3*time.Minute))); err != nil {
+	if _, err := s.SaveReport(ctx, "h1", report(2, false, t0.Add(3*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveReport(ctx, "h1", report(2, true, t0.Add(4*time.Minute))); err != nil {
+	if _, err := s.SaveReport(ctx, "h1", report(2, true, t0.Add(4*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 	ts, err := s.History(ctx, "h1")
@@ -327,7 +331,7 @@ func testHistory(t *testing.T, s store.Store) {
 
 	// Retention: only the newest HistoryLimit are kept.
 	for i := 0; i < store.HistoryLimit; i++ {
-		if err := s.SaveReport(ctx, "h1", report(2, i%2 == 0, t0.Add(time.Hour+time.Duration(i)*time.Second))); err != nil {
+		if _, err := s.SaveReport(ctx, "h1", report(2, i%2 == 0, t0.Add(time.Hour+time.Duration(i)*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,9 +4,11 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,9 +22,10 @@ import (
 func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *testing.T, s store.Store) store.Store) {
 	t.Run("CreateAndGet", func(t *testing.T) { testCreateAndGet(t, newStore(t)) })
 	t.Run("Devices", func(t *testing.T) { testDevices(t, newStore(t)) })
-	t.Run("UpdatePolicy", func(t *testing.T) { testUpdatePolicy(t, newStore(t)) })
+	t.Run("EditBumpsVersion", func(t *testing.T) { testEditBumpsVersion(t, newStore(t)) })
 	t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, newStore(t)) })
 	t.Run("SaveReport", func(t *testing.T) { testSaveReport(t, newStore(t)) })
+	t.Run("MarkSeen", func(t *testing.T) { testMarkSeen(t, newStore(t)) })
 	t.Run("FCMToken", func(t *testing.T) { testFCMToken(t, newStore(t)) })
 	runPolicy(t, newStore)
 	runTrust(t, newStore)
@@ -46,7 +49,7 @@ func NewDevice(id string) store.Device {
 
 func mustCreate(t *testing.T, s store.Store, d store.Device) {
 	t.Helper()
-	if err := s.CreateDevice(context.Background(), d); err != nil {
+	if _, err := s.CreateDevice(context.Background(), d); err != nil {
 		t.Fatalf("CreateDevice(%s): %v", d.ID, err)
 	}
 }
@@ -72,12 +75,12 @@ func testCreateAndGet(t *testing.T, s store.Store) {
 	if _, err := s.DeviceBySecretHash(ctx, []byte("other")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("DeviceBySecretHash(unknown) err = %v, want ErrNotFound", err)
 	}
-	if err := s.CreateDevice(ctx, d); !errors.Is(err, store.ErrExists) {
+	if _, err := s.CreateDevice(ctx, d); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("CreateDevice(duplicate id) err = %v, want ErrExists", err)
 	}
 	other := NewDevice("a2")
 	other.SecretHash = d.SecretHash
-	if err := s.CreateDevice(ctx, other); !errors.Is(err, store.ErrExists) {
+	if _, err := s.CreateDevice(ctx, other); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("CreateDevice(duplicate secret) err = %v, want ErrExists", err)
 	}
 	if _, err := s.Device(ctx, "a2"); !errors.Is(err, store.ErrNotFound) {
@@ -141,20 +144,31 @@ func ids(devs []store.Device) []string {
 	return out
 }
 
-func setCamera(v bool) func(proto.Settings) proto.Settings {
-	return func(s proto.Settings) proto.Settings { s.CameraDisabled = v; return s }
+// setCamera sets the device's own cameraDisabled, keeping the rest of its
+// layer.
+func setCamera(v bool) func(store.Layer) store.Layer {
+	return func(l store.Layer) store.Layer {
+		out := store.Layer{Values: proto.SettingValues{}, Modes: l.Modes}
+		for k, x := range l.Values {
+			out.Values[k] = x
+		}
+		out.Values[proto.SettingCameraDisabled] = json.RawMessage(strconv.FormatBool(v))
+		return out
+	}
 }
 
-func testUpdatePolicy(t *testing.T, s store.Store) {
+func testEditBumpsVersion(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, NewDevice("p1"))
-	d, changed, err := s.UpdatePolicy(ctx, "p1", setCamera(true))
+	c, changed, err := s.UpdateOverride(ctx, "p1", setCamera(true))
+	d := c.Device
 	if err != nil || !changed || d.Policy.Version != 2 || !d.Policy.CameraDisabled {
-		t.Fatalf("UpdatePolicy = %+v changed=%v err=%v, want version 2 camera disabled", d.Policy, changed, err)
+		t.Fatalf("UpdateOverride = %+v changed=%v err=%v, want version 2 camera disabled", d.Policy, changed, err)
 	}
-	d, changed, err = s.UpdatePolicy(ctx, "p1", setCamera(true))
+	c, changed, err = s.UpdateOverride(ctx, "p1", setCamera(true))
+	d = c.Device
 	if err != nil || changed || d.Policy.Version != 2 {
-		t.Fatalf("no-op UpdatePolicy = %+v changed=%v err=%v, want version 2 unchanged", d.Policy, changed, err)
+		t.Fatalf("no-op UpdateOverride = %+v changed=%v err=%v, want version 2 unchanged", d.Policy, changed, err)
 	}
 	got, _ := s.Device(ctx, "p1")
 	if got.Policy.Version != 2 || !got.Policy.CameraDisabled {
@@ -163,8 +177,8 @@ func testUpdatePolicy(t *testing.T, s store.Store) {
 	if got.PolicyChangedAt.IsZero() || !got.PolicyChangedAt.Equal(d.PolicyChangedAt) {
 		t.Fatalf("PolicyChangedAt = %v after an edit (returned %v), want the time of the bump, stored", got.PolicyChangedAt, d.PolicyChangedAt)
 	}
-	if _, _, err := s.UpdatePolicy(ctx, "nope", setCamera(true)); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("UpdatePolicy(unknown) err = %v", err)
+	if _, _, err := s.UpdateOverride(ctx, "nope", setCamera(true)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateOverride(unknown) err = %v", err)
 	}
 }
 
@@ -178,9 +192,9 @@ func testConcurrentUpdates(t *testing.T, s store.Store) {
 		go func(i int) {
 			defer wg.Done()
 			// Every call flips the value, so each one is a real change.
-			if _, _, err := s.UpdatePolicy(ctx, "c1", func(p proto.Settings) proto.Settings {
-				p.CameraDisabled = !p.CameraDisabled
-				return p
+			if _, _, err := s.UpdateOverride(ctx, "c1", func(l store.Layer) store.Layer {
+				on := string(l.Values[proto.SettingCameraDisabled]) == "true"
+				return setCamera(!on)(l)
 			}); err != nil {
 				t.Error(err)
 			}
@@ -198,19 +212,19 @@ func testSaveReport(t *testing.T, s store.Store) {
 	mustCreate(t, s, NewDevice("r1"))
 	at := time.Date(2026, 11, 23, 11, 0, 0, 0, time.UTC)
 	r := store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1, Compliant: true}, ReceivedAt: at}
-	if err := s.SaveReport(ctx, "r1", r); err != nil {
+	if _, err := s.SaveReport(ctx, "r1", r); err != nil {
 		t.Fatal(err)
 	}
 	ahead := r
 	ahead.AppliedPolicyVersion = 2
-	if err := s.SaveReport(ctx, "r1", ahead); !errors.Is(err, store.ErrVersionAhead) {
+	if _, err := s.SaveReport(ctx, "r1", ahead); !errors.Is(err, store.ErrVersionAhead) {
 		t.Fatalf("SaveReport(version ahead) err = %v, want ErrVersionAhead", err)
 	}
 	got, _ := s.Device(ctx, "r1")
 	if got.Report == nil || got.Report.AppliedPolicyVersion != 1 || !got.Report.ReceivedAt.Equal(at) {
 		t.Fatalf("stored report = %+v, want version 1 at %v", got.Report, at)
 	}
-	if err := s.SaveReport(ctx, "nope", r); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.SaveReport(ctx, "nope", r); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("SaveReport(unknown) err = %v", err)
 	}
 	var wg sync.WaitGroup
@@ -220,7 +234,7 @@ func testSaveReport(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.SaveReport(ctx, id, r); err != nil {
+			if _, err := s.SaveReport(ctx, id, r); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -263,11 +277,11 @@ func testFCMToken(t *testing.T, s store.Store) {
 func testDurable(t *testing.T, s store.Store, reopen func(*testing.T, store.Store) store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, NewDevice("x1"))
-	if _, _, err := s.UpdatePolicy(ctx, "x1", setCamera(true)); err != nil {
+	if _, _, err := s.UpdateOverride(ctx, "x1", setCamera(true)); err != nil {
 		t.Fatal(err)
 	}
 	r := store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 2, Settings: proto.Settings{CameraDisabled: true}}}
-	if err := s.SaveReport(ctx, "x1", r); err != nil {
+	if _, err := s.SaveReport(ctx, "x1", r); err != nil {
 		t.Fatal(err)
 	}
 	s = reopen(t, s)

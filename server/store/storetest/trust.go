@@ -112,17 +112,17 @@ func testEnrollmentTokens(t *testing.T, s store.Store) {
 	if err != nil || got.ID != "t1" || got.MaxUses != 2 || got.Uses != 0 || got.CreatedBy != "alice" {
 		t.Errorf("EnrollmentTokenByHash = %+v, %v", got, err)
 	}
-	if err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d1")); err != nil {
+	if _, err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d1")); err != nil {
 		t.Fatal(err)
 	}
 	// A device id collision fails the whole transaction: no use counted.
-	if err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d1")); !errors.Is(err, store.ErrExists) {
+	if _, err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d1")); !errors.Is(err, store.ErrExists) {
 		t.Errorf("enrolling an existing id = %v, want ErrExists", err)
 	}
-	if err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d2")); err != nil {
+	if _, err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d2")); err != nil {
 		t.Fatalf("second use of a 2-use token: %v", err)
 	}
-	if err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d3")); !errors.Is(err, store.ErrTokenUsedUp) {
+	if _, err := s.EnrollWithToken(ctx, hash("t1"), now, NewDevice("d3")); !errors.Is(err, store.ErrTokenUsedUp) {
 		t.Errorf("third use = %v, want ErrTokenUsedUp", err)
 	}
 	if _, err := s.Device(ctx, "d3"); !errors.Is(err, store.ErrNotFound) {
@@ -136,10 +136,10 @@ func testEnrollmentTokens(t *testing.T, s store.Store) {
 	if err := s.CreateEnrollmentToken(ctx, exp); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnrollWithToken(ctx, hash("t2"), now, NewDevice("d4")); !errors.Is(err, store.ErrTokenExpired) {
+	if _, err := s.EnrollWithToken(ctx, hash("t2"), now, NewDevice("d4")); !errors.Is(err, store.ErrTokenExpired) {
 		t.Errorf("expired token = %v, want ErrTokenExpired", err)
 	}
-	if err := s.EnrollWithToken(ctx, hash("nope"), now, NewDevice("d5")); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.EnrollWithToken(ctx, hash("nope"), now, NewDevice("d5")); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown token = %v, want ErrNotFound", err)
 	}
 
@@ -149,7 +149,7 @@ func testEnrollmentTokens(t *testing.T, s store.Store) {
 	if err := s.RevokeEnrollmentToken(ctx, "t2"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("revoking twice = %v, want ErrNotFound", err)
 	}
-	if err := s.EnrollWithToken(ctx, hash("t2"), now.Add(-2*time.Hour), NewDevice("d6")); !errors.Is(err, store.ErrTokenRevoked) {
+	if _, err := s.EnrollWithToken(ctx, hash("t2"), now.Add(-2*time.Hour), NewDevice("d6")); !errors.Is(err, store.ErrTokenRevoked) {
 		t.Errorf("revoked token = %v, want ErrTokenRevoked", err)
 	}
 	list, err := s.EnrollmentTokens(ctx)
@@ -180,7 +180,7 @@ func testEnrollConcurrent(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.EnrollWithToken(ctx, hash("t"), now, NewDevice(fmt.Sprintf("c%02d", i)))
+			_, errs[i] = s.EnrollWithToken(ctx, hash("t"), now, NewDevice(fmt.Sprintf("c%02d", i)))
 		}()
 	}
 	wg.Wait()
@@ -240,7 +240,7 @@ func testReportReplay(t *testing.T, s store.Store) {
 		return store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1, Nonce: nonce, ReportedAt: at}, ReceivedAt: at}
 	}
 	// Capability-1 reports (no nonce) are accepted until the first nonce.
-	if err := s.SaveReport(ctx, "a1", rep("", time.Time{})); err != nil {
+	if _, err := s.SaveReport(ctx, "a1", rep("", time.Time{})); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
@@ -258,7 +258,7 @@ func testReportReplay(t *testing.T, s store.Store) {
 		{"no nonce after nonces", rep("", time.Time{}), store.ErrNonceRequired},
 	}
 	for _, st := range steps {
-		err := s.SaveReport(ctx, "a1", st.r)
+		_, err := s.SaveReport(ctx, "a1", st.r)
 		if !errors.Is(err, st.want) || (st.want == nil && err != nil) {
 			t.Errorf("%s: SaveReport = %v, want %v", st.name, err, st.want)
 		}
@@ -277,7 +277,7 @@ func testReportReplay(t *testing.T, s store.Store) {
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = s.SaveReport(ctx, "a2", rep("same", t0)) }()
+		go func() { defer wg.Done(); _, errs[i] = s.SaveReport(ctx, "a2", rep("same", t0)) }()
 	}
 	wg.Wait()
 	ok := 0
@@ -296,19 +296,19 @@ func testReportReplay(t *testing.T, s store.Store) {
 func testAudit(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, NewDevice("a1"))
-	if _, _, err := s.UpdatePolicy(auditCtx("policy.update", "a1"), "a1", setCamera(true)); err != nil {
+	if _, _, err := s.UpdateOverride(auditCtx("policy.update", "a1"), "a1", setCamera(true)); err != nil {
 		t.Fatal(err)
 	}
 	// Unchanged: nothing written, nothing audited.
-	if _, changed, err := s.UpdatePolicy(auditCtx("policy.update", "a1"), "a1", setCamera(true)); err != nil || changed {
+	if _, changed, err := s.UpdateOverride(auditCtx("policy.update", "a1"), "a1", setCamera(true)); err != nil || changed {
 		t.Fatal(err, changed)
 	}
 	// Unknown device: nothing audited.
-	if _, _, err := s.UpdatePolicy(auditCtx("policy.update", "zz"), "zz", setCamera(true)); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := s.UpdateOverride(auditCtx("policy.update", "zz"), "zz", setCamera(true)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal(err)
 	}
 	for i := range 4 {
-		if _, _, err := s.UpdatePolicy(auditCtx("policy.update", "a1"), "a1", setCamera(i%2 == 1)); err != nil {
+		if _, _, err := s.UpdateOverride(auditCtx("policy.update", "a1"), "a1", setCamera(i%2 == 1)); err != nil {
 			t.Fatal(err)
 		}
 	}

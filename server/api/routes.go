@@ -1,0 +1,167 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// routes declares every route with who may call it. A route's caller is
+// checked by the group's middleware, which puts it in the context
+// (requestDevice, requestOperator); handlers never check credentials.
+func (a *API) routes() {
+	r := a.app
+	r.Use(a.metrics.middleware)
+	r.Use(limitBody)
+
+	// Anyone.
+	r.Get("/metrics", a.metricsHandler()) // operator unless Metrics.Public
+	r.Get("/openapi.json", serveOpenAPI)
+	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	r.Get("/", a.consoleFile)
+	r.Get("/ui/*", a.consoleFile)
+	r.Post("/enroll", a.enrollLimiter(), a.enroll) // an enrollment token, checked by the service
+
+	// A device, on its own id (one rate budget per device for all of them).
+	devLimit := a.deviceLimiter()
+	device := newGroup(r, devLimit, a.asDevice)
+	device.post("/devices/:id/report", a.report)
+	device.post("/devices/:id/token", a.registerToken)
+	renew := newGroup(r, devLimit, lapsedCertOK, a.asDevice)
+	renew.post("/devices/:id/certificate", a.renewCertificate)
+	deviceOrOperator := newGroup(r, devLimit, a.asDeviceOrOperator)
+	deviceOrOperator.get("/devices/:id/policy", a.getPolicy)
+
+	// Any operator (admin or viewer): reads.
+	op := newGroup(r, a.asOperator)
+	op.get("/devices", a.listDevices)
+	op.get("/devices/:id/history", a.history)
+	op.get("/compliance/summary", a.summary)
+	op.get("/settings", a.settingsCatalog)
+	op.get("/groups", a.listGroups)
+	op.get("/groups/:id", a.getGroup)
+	op.get("/tokens", a.listOperatorTokens)
+	op.get("/enrollment-tokens", a.listEnrollTokens)
+	op.get("/audit", a.audit)
+	op.get("/events", a.streamEvents)
+	opDevice := newGroup(r, a.asOperator, a.loadDevice)
+	opDevice.get("/devices/:id/status", a.status)
+	opDevice.get("/devices/:id/policy/explain", a.explain)
+	opDevice.get("/devices/:id/report", a.lastReport)
+
+	// An admin operator: changes.
+	admin := newGroup(r, a.asAdmin)
+	admin.put("/devices/:id/policy", a.putPolicy)
+	admin.delete("/devices/:id", a.deleteDevice)
+	admin.post("/groups", a.createGroup)
+	admin.delete("/groups/:id", a.deleteGroup)
+	admin.put("/groups/:id/policy", a.putGroupPolicy)
+	admin.put("/groups/:id/devices", a.putGroupDevices)
+	admin.post("/tokens", a.createOperatorToken)
+	admin.delete("/tokens/:name", a.deleteOperatorToken)
+	admin.post("/enrollment-tokens", a.createEnrollToken)
+	admin.delete("/enrollment-tokens/:id", a.revokeEnrollToken)
+
+	r.Use(func(c *fiber.Ctx) error {
+		c.Locals(routeLocal, "unmatched")
+		return errorf("not_found", "no route %s %s", c.Method(), c.Path())
+	})
+}
+
+// group is a set of routes sharing who may call them: its handlers run,
+// in order, before each route's own. (Not fiber's Group, whose middleware
+// would also run for every other route under the same prefix.)
+type group struct {
+	r  fiber.Router
+	mw []fiber.Handler
+}
+
+func newGroup(r fiber.Router, mw ...fiber.Handler) group { return group{r, mw} }
+
+func (g group) handlers(h fiber.Handler) []fiber.Handler {
+	return append(append([]fiber.Handler(nil), g.mw...), h)
+}
+
+func (g group) get(path string, h fiber.Handler)    { g.r.Get(path, g.handlers(h)...) }
+func (g group) post(path string, h fiber.Handler)   { g.r.Post(path, g.handlers(h)...) }
+func (g group) put(path string, h fiber.Handler)    { g.r.Put(path, g.handlers(h)...) }
+func (g group) delete(path string, h fiber.Handler) { g.r.Delete(path, g.handlers(h)...) }
+
+// Where the middleware keeps the caller.
+const (
+	localDevice   = "doorbell.device"
+	localOperator = "doorbell.operator"
+)
+
+// requestDevice is the device the path names, loaded (and, on device
+// routes, authenticated) by the route's middleware.
+func requestDevice(c *fiber.Ctx) store.Device { return c.Locals(localDevice).(store.Device) }
+
+// requestOperator is the operator the route's middleware admitted.
+func requestOperator(c *fiber.Ctx) operator { return c.Locals(localOperator).(operator) }
+
+// asDevice admits the device the path names, with its own secret. An
+// unknown device is 404 before any credential check, so a revoked agent
+// learns to re-enroll.
+func (a *API) asDevice(c *fiber.Ctx) error { return a.deviceCaller(c, false) }
+
+// asDeviceOrOperator is asDevice that also admits any operator.
+func (a *API) asDeviceOrOperator(c *fiber.Ctx) error { return a.deviceCaller(c, true) }
+
+func (a *API) deviceCaller(c *fiber.Ctx, allowOperator bool) error {
+	d, err := a.device(c, allowOperator)
+	if err != nil {
+		return err
+	}
+	c.Locals(localDevice, d)
+	if err := c.Next(); err != nil {
+		return err // a refused request changes nothing, not even lastSeenAt
+	}
+	if !allowOperator || !a.isOperator(bearer(c)) {
+		a.svc.Seen(d.ID) // batched in memory: no write per poll
+	}
+	return nil
+}
+
+// lapsedCertOK lets a device present an expired certificate (renewal).
+func lapsedCertOK(c *fiber.Ctx) error {
+	c.Locals(localLapsedCertOK, true)
+	return c.Next()
+}
+
+// asOperator admits any operator token (admin or viewer). Any other valid
+// credential (a device's) is authenticated but not allowed: 403.
+func (a *API) asOperator(c *fiber.Ctx) error {
+	op, err := a.principal(c)
+	if err != nil {
+		return err
+	}
+	c.Locals(localOperator, op)
+	return c.Next()
+}
+
+// asAdmin admits an operator who may change things; a viewer is 403.
+func (a *API) asAdmin(c *fiber.Ctx) error {
+	op, err := a.admin(c)
+	if err != nil {
+		return err
+	}
+	c.Locals(localOperator, op)
+	return c.Next()
+}
+
+// loadDevice loads the device the path names for an admitted operator.
+func (a *API) loadDevice(c *fiber.Ctx) error {
+	d, err := a.store.Device(c.UserContext(), c.Params("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return errDeviceNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("loading device: %w", err)
+	}
+	c.Locals(localDevice, d)
+	return c.Next()
+}

@@ -1,0 +1,474 @@
+// Package server is the Doorbell MDM REST API (fiber) and the daemon that
+// runs it together with the embedded broker and the doorbells.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/pki"
+	"github.com/doorbell-mdm/doorbell/server/service"
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// Presence tells whether a device holds an MQTT session now.
+type Presence interface {
+	Connected(deviceID string) bool
+}
+
+// Config configures the API. AdminToken and EnrollToken are required.
+type Config struct {
+	AdminToken  string
+	EnrollToken string
+	// MQTTURL is the broker URL given to enrolling agents. Empty means
+	// tcp://<host the agent used for HTTP>:<MQTTPort>.
+	MQTTURL  string
+	MQTTPort string
+	// Presence answers DeviceStatus.connected; nil means nobody is connected.
+	Presence Presence
+	// Bell rings devices whose policy changed; nil rings nothing.
+	Bell bridge.Bell
+	// Logger receives internal errors; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// PKI issues device certificates and checks the client certificates
+	// presented over TLS; nil means TLS is off (CSRs are ignored).
+	PKI *pki.Authority
+	// Trust holds the trust settings (sessions, replay window, rate
+	// limits, agent allowlist); its zero value is usable.
+	Trust TrustConfig
+	// Metrics is the Prometheus registry served at /metrics; nil makes one.
+	Metrics *Metrics
+	// Service is the loop's rules; nil makes one over the store from
+	// Bell, Now, Logger and Trust.
+	Service *service.Service
+}
+
+// API is the REST API over a store.
+type API struct {
+	Credentials
+	store  store.Store
+	cfg    Config
+	logger *slog.Logger
+	app    *fiber.App
+	svc    *service.Service
+	events eventHub // the live stream's subscribers (events.go)
+
+	metrics *Metrics
+}
+
+// Limits on what a client may send.
+const (
+	maxFCMToken  = 4096
+	defaultLimit = 500
+	maxLimit     = 1000
+)
+
+type nopPresence struct{}
+
+func (nopPresence) Connected(string) bool { return false }
+
+// New returns the API. It does not listen; see App and Daemon.
+func New(st store.Store, cfg Config) (*API, error) {
+	if cfg.AdminToken == "" || cfg.EnrollToken == "" {
+		return nil, errors.New("server: admin token and enrollment token are required")
+	}
+	if cfg.Presence == nil {
+		cfg.Presence = nopPresence{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Trust = cfg.Trust.withDefaults()
+	a := &API{Credentials: Credentials{Devices: st, Operators: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
+	if a.metrics = cfg.Metrics; a.metrics == nil {
+		a.metrics = NewMetrics()
+	}
+	if err := a.metrics.Register(&DeviceStates{Summaries: st}); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	if a.svc = cfg.Service; a.svc == nil {
+		a.svc = service.New(st, service.Config{Bell: cfg.Bell, Now: cfg.Now, Logger: cfg.Logger,
+			ReportSkew: cfg.Trust.ReportSkew, RequireReportNonce: cfg.Trust.RequireReportNonce})
+	}
+	// The live stream and the metrics hear of every committed change.
+	a.svc.Subscribe(a.publishChange)
+	a.svc.Subscribe(a.metrics.observeChange)
+	a.app = fiber.New(fiber.Config{
+		AppName:               "doorbell",
+		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
+		ReadBufferSize:        8 << 10,           // also the limit on request line + headers
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(a.logger),
+	})
+	a.routes()
+	return a, nil
+}
+
+// Service is the service the API calls.
+func (a *API) Service() *service.Service { return a.svc }
+
+// App returns the fiber application, for serving and for tests.
+func (a *API) App() *fiber.App { return a.app }
+
+// --- credentials -----------------------------------------------------------
+
+func bearer(c *fiber.Ctx) string {
+	h := c.Get(fiber.HeaderAuthorization)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func equalToken(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// Credentials checks operator tokens and device secrets. The API and the
+// broker share it; it implements broker.Credentials.
+type Credentials struct {
+	Devices store.DeviceStore
+	// Operators holds the named operator tokens; nil admits only
+	// AdminToken.
+	Operators  store.OperatorTokenStore
+	AdminToken string
+}
+
+func (cr Credentials) isOperator(token string) bool {
+	_, ok := cr.operatorFor(context.Background(), token)
+	return ok
+}
+
+// AuthenticateDevice reports whether secret is deviceID's current secret.
+func (cr Credentials) AuthenticateDevice(deviceID, secret string) bool {
+	if deviceID == "" || secret == "" {
+		return false
+	}
+	d, err := cr.Devices.Device(context.Background(), deviceID)
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(hashSecret(secret), d.SecretHash) == 1
+}
+
+// AuthenticateOperator reports whether token is an operator token.
+func (cr Credentials) AuthenticateOperator(token string) bool { return cr.isOperator(token) }
+
+// principal returns the operator the request's token names. A device's
+// secret is 403, anything else 401.
+func (a *API) principal(c *fiber.Ctx) (operator, error) {
+	tok := bearer(c)
+	if tok == "" {
+		return operator{}, errUnauthorized
+	}
+	if op, ok := a.operatorFor(c.UserContext(), tok); ok {
+		return op, nil
+	}
+	if _, err := a.store.DeviceBySecretHash(c.UserContext(), hashSecret(tok)); err == nil {
+		return operator{}, errForbidden
+	}
+	return operator{}, errUnauthorized
+}
+
+// device loads the device named in the path and admits its own secret (and
+// the admin token when allowOperator). An unknown device is 404 before any
+// credential check, so a revoked agent learns to re-enroll.
+func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
+	id := strings.Clone(c.Params("id"))
+	tok := bearer(c)
+	if tok == "" {
+		return store.Device{}, errUnauthorized
+	}
+	d, err := a.store.Device(c.UserContext(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, errDeviceNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("loading device: %w", err)
+	}
+	if allowOperator && a.isOperator(tok) {
+		return d, nil
+	}
+	// Authenticate the caller first, then authorise: a secret is checked
+	// together with the certificate of the device it belongs to.
+	h := hashSecret(tok)
+	if subtle.ConstantTimeCompare(h, d.SecretHash) == 1 {
+		if err := a.checkClientCert(c, d); err != nil {
+			return d, err
+		}
+		return d, nil
+	}
+	if a.isOperator(tok) {
+		return d, errForbidden
+	}
+	if other, err := a.store.DeviceBySecretHash(c.UserContext(), h); err == nil {
+		if err := a.checkClientCert(c, other); err != nil {
+			return d, err
+		}
+		return d, errForbidden
+	}
+	return d, errUnauthorized
+}
+
+// --- bodies ----------------------------------------------------------------
+
+// decode parses a JSON body into v. strict refuses unknown fields: operator
+// bodies are strict so a typo in a setting is an error, device bodies are
+// not so newer agents keep working with an older server.
+func decode(c *fiber.Ctx, v any, strict bool) error {
+	body := c.Body()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errorf("invalid_body", "request body is empty; want JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return errorf("invalid_body", "field %q must be %s, not %s", te.Field, te.Type, te.Value)
+		}
+		return errorf("invalid_body", "malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf("invalid_body", "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func checkString(name, v string, max int) error {
+	if len(v) > max {
+		return errorf("invalid_body", "%s is longer than %d bytes", name, max)
+	}
+	return nil
+}
+
+// --- handlers --------------------------------------------------------------
+
+func (a *API) enroll(c *fiber.Ctx) error {
+	tok := bearer(c)
+	var tokenHash []byte // nil: the static enrollment token
+	if tok == "" || !equalToken(tok, a.cfg.EnrollToken) {
+		if tok != "" {
+			tokenHash = hashSecret(tok)
+		}
+		if err := a.svc.CheckEnrollToken(c.UserContext(), tokenHash); err != nil {
+			return err
+		}
+	}
+	var req proto.EnrollRequest
+	if err := decode(c, &req, false); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"model": req.Model, "osVersion": req.OSVersion, "agentVersion": req.AgentVersion} {
+		if err := checkString(name, v, service.MaxStringField); err != nil {
+			return err
+		}
+	}
+	id, secret := randomHex(16), randomToken(32)
+	cert, err := a.issueDeviceCert(c, req.CSR, id)
+	if err != nil {
+		return err
+	}
+	d := store.Device{
+		ClientCert:   cert != "",
+		ID:           id,
+		SecretHash:   hashSecret(secret),
+		Model:        req.Model,
+		OSVersion:    req.OSVersion,
+		AgentVersion: req.AgentVersion,
+		EnrolledAt:   a.cfg.Now().UTC().Truncate(time.Second),
+		Policy:       proto.DevicePolicy{Version: 1},
+
+		SyncIntervalSeconds: req.SyncIntervalSeconds,
+	}
+	if err := a.svc.Enroll(c.UserContext(), d, tokenHash); err != nil {
+		return err
+	}
+	return c.Status(http.StatusCreated).JSON(proto.EnrollResponse{
+		DeviceID:     id,
+		DeviceSecret: secret,
+		Policy:       d.Policy,
+		MQTT:         proto.MQTTInfo{URL: a.mqttURL(c), Topic: proto.PolicyChangedTopic(id)},
+		CACert:       a.trustPEM(c),
+		Certificate:  cert,
+	})
+}
+
+func (a *API) mqttURL(c *fiber.Ctx) string {
+	if a.cfg.MQTTURL != "" {
+		return a.cfg.MQTTURL
+	}
+	host := c.Hostname()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return a.mqttScheme() + "://" + net.JoinHostPort(host, a.cfg.MQTTPort)
+}
+
+func (a *API) getPolicy(c *fiber.Ctx) error {
+	d := requestDevice(c)
+	etag := `"` + strconv.FormatInt(d.Policy.Version, 10) + `"`
+	c.Set(fiber.HeaderETag, etag)
+	if c.Get(fiber.HeaderIfNoneMatch) == etag {
+		return c.SendStatus(http.StatusNotModified)
+	}
+	return c.JSON(d.Policy)
+}
+
+func (a *API) report(c *fiber.Ctx) error {
+	var r proto.ComplianceReport
+	if err := decode(c, &r, false); err != nil {
+		return err
+	}
+	if err := a.svc.Report(c.UserContext(), requestDevice(c), r); err != nil {
+		return err
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (a *API) registerToken(c *fiber.Ctx) error {
+	d := requestDevice(c)
+	var reg proto.TokenRegistration
+	if err := decode(c, &reg, false); err != nil {
+		return err
+	}
+	if reg.FCMToken == "" {
+		return errorf("invalid_body", "fcmToken is required")
+	}
+	if err := checkString("fcmToken", reg.FCMToken, maxFCMToken); err != nil {
+		return err
+	}
+	if err := a.store.SetFCMToken(c.UserContext(), d.ID, reg.FCMToken); err != nil {
+		return fmt.Errorf("registering token: %w", err)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (a *API) status(c *fiber.Ctx) error {
+	d := requestDevice(c)
+	return c.JSON(a.deviceStatus(d))
+}
+
+func (a *API) listDevices(c *fiber.Ctx) error {
+	limit := defaultLimit
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return errorf("invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
+		}
+		limit = n
+	}
+	var matches []func(store.Device) bool
+	if s := c.Query("state"); s != "" {
+		want := proto.ComplianceState(s)
+		if !want.Valid() {
+			return errorf("invalid_query", "state must be one of %v", proto.States)
+		}
+		matches = append(matches, func(d store.Device) bool { return evaluate(d) == want })
+	}
+	switch s := c.Query("seen"); s {
+	case "":
+	case "overdue":
+		matches = append(matches, func(d store.Device) bool { return a.svc.Overdue(d, a.svc.LastSeen(d)) })
+	default:
+		return errorf("invalid_query", "seen must be \"overdue\"")
+	}
+	var match func(store.Device) bool
+	if len(matches) > 0 {
+		match = func(d store.Device) bool {
+			for _, m := range matches {
+				if !m(d) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	devs, more, err := a.store.Devices(c.UserContext(), c.Query("after"), limit, match)
+	if err != nil {
+		return fmt.Errorf("listing devices: %w", err)
+	}
+	out := proto.DeviceList{Devices: make([]proto.DeviceStatus, 0, len(devs))}
+	for _, d := range devs {
+		out.Devices = append(out.Devices, a.deviceStatus(d))
+	}
+	if more && len(devs) > 0 {
+		out.NextAfter = devs[len(devs)-1].ID
+	}
+	return c.JSON(out)
+}
+
+func evaluate(d store.Device) proto.ComplianceState {
+	st, _ := service.Evaluate(d)
+	return st
+}
+
+func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
+	s := proto.DeviceStatus{
+		DeviceID:       d.ID,
+		Model:          d.Model,
+		OSVersion:      d.OSVersion,
+		AgentVersion:   d.AgentVersion,
+		EnrolledAt:     d.EnrolledAt,
+		DesiredVersion: d.Policy.Version,
+		Connected:      a.cfg.Presence.Connected(d.ID),
+		FCMRegistered:  d.FCMToken != "",
+		Integrity:      a.integrity(d),
+	}
+	s.State, s.Failing = service.Evaluate(d)
+	if seen := a.svc.LastSeen(d); !seen.IsZero() {
+		s.LastSeenAt = &seen
+	}
+	s.Overdue = a.svc.Overdue(d, a.svc.LastSeen(d))
+	if d.Report != nil {
+		t := d.Report.ReceivedAt
+		s.LastReportAt = &t
+		s.AppliedVersion = d.Report.AppliedPolicyVersion
+	}
+	return s
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never happens on Linux
+	}
+	return b
+}
+
+func randomHex(n int) string   { return hex.EncodeToString(randomBytes(n)) }
+func randomToken(n int) string { return base64.RawURLEncoding.EncodeToString(randomBytes(n)) }

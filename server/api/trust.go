@@ -1,0 +1,395 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// Sessions closes a device's live connections. The daemon's broker
+// implements it.
+type Sessions interface {
+	// Disconnect closes deviceID's MQTT session at once, if it has one.
+	Disconnect(deviceID string)
+}
+
+// TrustConfig holds the API's trust settings. Its zero value is usable:
+// no sessions to close, the default skew, no rate limits, no allowlist.
+type TrustConfig struct {
+	// Sessions is told when a device is deleted; nil closes nothing.
+	Sessions Sessions
+	// ReportSkew is how far a report's reportedAt may be from the server's
+	// clock either way; 0 means DefaultReportSkew.
+	ReportSkew time.Duration
+	// RequireReportNonce refuses reports without reportedAt and nonce
+	// (capability-1 agents). When false they are accepted until the device
+	// sends its first report with a nonce; from then on it must always.
+	RequireReportNonce bool
+	// EnrollPerMinute limits POST /enroll per remote IP; 0 means no limit.
+	EnrollPerMinute int
+	// DevicePerMinute limits the device endpoints per device id in the
+	// path; 0 means no limit.
+	DevicePerMinute int
+	// AgentAllowlist holds the lower-case hex SHA-256 of every approved
+	// agent binary; nil turns the integrity check off ("unchecked").
+	AgentAllowlist map[string]bool
+}
+
+// Defaults of the trust settings, used by the daemon and the flags.
+const (
+	DefaultReportSkew      = 5 * time.Minute
+	DefaultEnrollPerMinute = 60
+	DefaultDevicePerMinute = 120
+)
+
+// Limits on the trust API's inputs.
+const (
+	defaultEnrollTTL   = 24 * time.Hour
+	maxEnrollTTL       = 365 * 24 * time.Hour
+	maxEnrollUses      = 1_000_000
+	maxNonce           = 128
+	minNonce           = 16
+	defaultAuditLimit  = 100
+	builtinAdminName   = "admin"
+	operatorNameFormat = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+
+var operatorNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (t TrustConfig) withDefaults() TrustConfig {
+	if t.ReportSkew <= 0 {
+		t.ReportSkew = DefaultReportSkew
+	}
+	return t
+}
+
+// operator is an authenticated operator: the token's name and role.
+type operator struct {
+	name, role string
+}
+
+// operatorFor returns the operator token names: the built-in admin token or
+// a named token of either role.
+func (cr Credentials) operatorFor(ctx context.Context, token string) (operator, bool) {
+	if token == "" {
+		return operator{}, false
+	}
+	if equalToken(token, cr.AdminToken) {
+		return operator{name: builtinAdminName, role: proto.RoleAdmin}, true
+	}
+	if cr.Operators == nil {
+		return operator{}, false
+	}
+	t, err := cr.Operators.OperatorTokenByHash(ctx, hashSecret(token))
+	if err != nil {
+		return operator{}, false
+	}
+	return operator{name: t.Name, role: t.Role}, true
+}
+
+// admin returns the operator when it may change things: an admin. A viewer
+// is 403.
+func (a *API) admin(c *fiber.Ctx) (operator, error) {
+	op, err := a.principal(c)
+	if err != nil {
+		return op, err
+	}
+	if op.role != proto.RoleAdmin {
+		return op, errorf("forbidden", "operator %q has the %s role, which may read but not change anything", op.name, op.role)
+	}
+	return op, nil
+}
+
+// audited returns the request context carrying the audit entry of a change
+// op is about to make, for the store to record with the change.
+func (a *API) audited(c *fiber.Ctx, op operator, action, target, detail string) context.Context {
+	return store.WithAudit(c.UserContext(), proto.AuditEntry{
+		At:       a.cfg.Now().UTC(),
+		Actor:    op.name,
+		Action:   action,
+		Target:   target,
+		Detail:   detail,
+		RemoteIP: c.IP(),
+	})
+}
+
+// --- rate limits -----------------------------------------------------------
+
+func rateLimited(c *fiber.Ctx) error {
+	return errorf("rate_limited", "too many requests; retry after %s seconds", c.GetRespHeader(fiber.HeaderRetryAfter))
+}
+
+func skip(*fiber.Ctx) bool { return true }
+
+// enrollLimiter limits POST /enroll per remote IP.
+func (a *API) enrollLimiter() fiber.Handler {
+	cfg := limiter.Config{
+		Max:          a.cfg.Trust.EnrollPerMinute,
+		Expiration:   time.Minute,
+		KeyGenerator: func(c *fiber.Ctx) string { return strings.Clone(c.IP()) },
+		LimitReached: rateLimited,
+		Storage:      newRateStore(a.cfg.Now),
+	}
+	if cfg.Max <= 0 {
+		cfg.Next = skip
+	}
+	return limiter.New(cfg)
+}
+
+// deviceLimiter limits a device endpoint per device id in the path.
+func (a *API) deviceLimiter() fiber.Handler {
+	cfg := limiter.Config{
+		Max:          a.cfg.Trust.DevicePerMinute,
+		Expiration:   time.Minute,
+		KeyGenerator: func(c *fiber.Ctx) string { return "device/" + strings.Clone(c.Params("id")) },
+		LimitReached: rateLimited,
+		Storage:      newRateStore(a.cfg.Now),
+	}
+	if cfg.Max <= 0 {
+		cfg.Next = skip
+	}
+	return limiter.New(cfg)
+}
+
+// --- enrollment tokens -----------------------------------------------------
+
+func enrollTokenView(t store.EnrollmentToken) proto.EnrollmentToken {
+	return proto.EnrollmentToken{
+		ID:        t.ID,
+		ExpiresAt: t.ExpiresAt,
+		MaxUses:   t.MaxUses,
+		Uses:      t.Uses,
+		CreatedAt: t.CreatedAt,
+		CreatedBy: t.CreatedBy,
+	}
+}
+
+func (a *API) createEnrollToken(c *fiber.Ctx) error {
+	op := requestOperator(c)
+	var err error
+	var req proto.EnrollmentTokenRequest
+	if err := decode(c, &req, true); err != nil {
+		return err
+	}
+	ttl := defaultEnrollTTL
+	if req.ExpiresIn != "" {
+		ttl, err = time.ParseDuration(req.ExpiresIn)
+		if err != nil || ttl <= 0 || ttl > maxEnrollTTL {
+			return errorf("invalid_body", "expiresIn must be a positive duration up to %v, such as \"1h\" or \"30m\"", maxEnrollTTL)
+		}
+	}
+	if req.MaxUses == 0 {
+		req.MaxUses = 1
+	}
+	if req.MaxUses < 1 || req.MaxUses > maxEnrollUses {
+		return errorf("invalid_body", "maxUses must be from 1 to %d", maxEnrollUses)
+	}
+	now := a.cfg.Now().UTC().Truncate(time.Second)
+	secret := randomToken(32)
+	t := store.EnrollmentToken{
+		ID:        randomHex(8),
+		Hash:      hashSecret(secret),
+		ExpiresAt: now.Add(ttl),
+		MaxUses:   req.MaxUses,
+		CreatedAt: now,
+		CreatedBy: op.name,
+	}
+	detail := fmt.Sprintf("maxUses=%d expiresAt=%s", t.MaxUses, t.ExpiresAt.Format(time.RFC3339))
+	if err := a.store.CreateEnrollmentToken(a.audited(c, op, "enrollment_token.create", t.ID, detail), t); err != nil {
+		return fmt.Errorf("creating enrollment token: %w", err)
+	}
+	out := enrollTokenView(t)
+	out.Token = secret
+	return c.Status(http.StatusCreated).JSON(out)
+}
+
+func (a *API) listEnrollTokens(c *fiber.Ctx) error {
+	ts, err := a.store.EnrollmentTokens(c.UserContext())
+	if err != nil {
+		return fmt.Errorf("listing enrollment tokens: %w", err)
+	}
+	out := proto.EnrollmentTokenList{Tokens: make([]proto.EnrollmentToken, 0, len(ts))}
+	for _, t := range ts {
+		out.Tokens = append(out.Tokens, enrollTokenView(t))
+	}
+	return c.JSON(out)
+}
+
+func (a *API) revokeEnrollToken(c *fiber.Ctx) error {
+	op := requestOperator(c)
+	var err error
+	id := strings.Clone(c.Params("id"))
+	err = a.store.RevokeEnrollmentToken(a.audited(c, op, "enrollment_token.revoke", id, ""), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf("enrollment_token_not_found", "no enrollment token %q", id)
+	}
+	if err != nil {
+		return fmt.Errorf("revoking enrollment token: %w", err)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// --- operator tokens -------------------------------------------------------
+
+func (a *API) createOperatorToken(c *fiber.Ctx) error {
+	op := requestOperator(c)
+	var err error
+	var req proto.OperatorTokenRequest
+	if err := decode(c, &req, true); err != nil {
+		return err
+	}
+	if !operatorNameRE.MatchString(req.Name) {
+		return errorf("invalid_name", "name must be %s", operatorNameFormat)
+	}
+	if req.Role != proto.RoleAdmin && req.Role != proto.RoleViewer {
+		return errorf("invalid_role", "role must be %q or %q", proto.RoleAdmin, proto.RoleViewer)
+	}
+	errTaken := errorf("token_exists", "an operator token named %q exists", req.Name)
+	if req.Name == builtinAdminName {
+		return errTaken
+	}
+	secret := randomToken(32)
+	t := store.OperatorToken{Name: req.Name, Role: req.Role, Hash: hashSecret(secret), CreatedAt: a.cfg.Now().UTC().Truncate(time.Second)}
+	err = a.store.CreateOperatorToken(a.audited(c, op, "token.create", t.Name, "role="+t.Role), t)
+	if errors.Is(err, store.ErrExists) {
+		return errTaken
+	}
+	if err != nil {
+		return fmt.Errorf("creating operator token: %w", err)
+	}
+	return c.Status(http.StatusCreated).JSON(proto.OperatorToken{Name: t.Name, Role: t.Role, Token: secret, CreatedAt: t.CreatedAt})
+}
+
+func (a *API) listOperatorTokens(c *fiber.Ctx) error {
+	ts, err := a.store.OperatorTokens(c.UserContext())
+	if err != nil {
+		return fmt.Errorf("listing operator tokens: %w", err)
+	}
+	out := proto.OperatorTokenList{Tokens: make([]proto.OperatorToken, 0, len(ts))}
+	for _, t := range ts {
+		out.Tokens = append(out.Tokens, proto.OperatorToken{Name: t.Name, Role: t.Role, CreatedAt: t.CreatedAt})
+	}
+	return c.JSON(out)
+}
+
+func (a *API) deleteOperatorToken(c *fiber.Ctx) error {
+	op := requestOperator(c)
+	name := strings.Clone(c.Params("name"))
+	if name == builtinAdminName {
+		return errorf("builtin_token", "the built-in admin token is set by --admin-token and cannot be deleted")
+	}
+	err := a.store.DeleteOperatorToken(a.audited(c, op, "token.delete", name, ""), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf("token_not_found", "no operator token named %q", name)
+	}
+	if err != nil {
+		return fmt.Errorf("deleting operator token: %w", err)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// --- audit -----------------------------------------------------------------
+
+func (a *API) audit(c *fiber.Ctx) error {
+	limit := defaultAuditLimit
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return errorf("invalid_query", "limit must be a whole number from 1 to %d", maxLimit)
+		}
+		limit = n
+	}
+	after := c.Query("after")
+	if after != "" {
+		if _, err := strconv.ParseUint(after, 10, 64); err != nil {
+			return errorf("invalid_query", "after must be an entry id (a whole number)")
+		}
+	}
+	entries, more, err := a.store.AuditEntries(c.UserContext(), after, limit)
+	if err != nil {
+		return fmt.Errorf("reading audit log: %w", err)
+	}
+	out := proto.AuditList{Entries: entries}
+	if out.Entries == nil {
+		out.Entries = []proto.AuditEntry{}
+	}
+	if more && len(entries) > 0 {
+		out.NextAfter = entries[len(entries)-1].ID
+	}
+	return c.JSON(out)
+}
+
+// --- revocation ------------------------------------------------------------
+
+func (a *API) deleteDevice(c *fiber.Ctx) error {
+	op := requestOperator(c)
+	id := strings.Clone(c.Params("id"))
+	err := a.store.DeleteDevice(a.audited(c, op, "device.delete", id, ""), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errDeviceNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("deleting device: %w", err)
+	}
+	// The record is gone (committed) before the session is closed, so a
+	// reconnect with the old secret is already refused.
+	if a.cfg.Trust.Sessions != nil {
+		a.cfg.Trust.Sessions.Disconnect(id)
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// --- integrity -------------------------------------------------------------
+
+func (a *API) integrity(d store.Device) proto.Integrity {
+	switch {
+	case a.cfg.Trust.AgentAllowlist == nil:
+		return proto.IntegrityUnchecked
+	case d.Report == nil || d.Report.AgentSHA256 == "":
+		return proto.IntegrityUnreported
+	case a.cfg.Trust.AgentAllowlist[strings.ToLower(d.Report.AgentSHA256)]:
+		return proto.IntegrityOK
+	}
+	return proto.IntegrityUnknownBinary
+}
+
+// LoadAllowlist reads an agent allowlist: one hex SHA-256 per line; blank
+// lines and everything after '#' are ignored.
+func LoadAllowlist(path string) (map[string]bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading agent allowlist: %w", err)
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		line = strings.ToLower(strings.TrimSpace(line))
+		if line == "" {
+			continue
+		}
+		if b, err := hex.DecodeString(line); err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("agent allowlist %s line %d: want a hex SHA-256 (64 hex digits), got %q", path, n, line)
+		}
+		out[line] = true
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading agent allowlist: %w", err)
+	}
+	return out, nil
+}
