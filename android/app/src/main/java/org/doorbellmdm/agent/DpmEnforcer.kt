@@ -59,7 +59,20 @@ class DpmEnforcer(private val context: Context) : Enforcer {
         }
     }
 
+    /**
+     * A getter that needs the device owner (lock task, password complexity,
+     * the status bar on 14+) throws SecurityException on a device where the
+     * app is not the device owner yet: the setting is then not observed ("")
+     * rather than failing every sync; a managed one shows as not matching.
+     */
     override fun read(setting: String): String =
+        try {
+            readOwned(setting)
+        } catch (e: SecurityException) {
+            ""
+        }
+
+    private fun readOwned(setting: String): String =
         when (setting) {
             CAMERA -> dpm.getCameraDisabled(admin).toString()
             SCREEN_CAPTURE -> dpm.getScreenCaptureDisabled(admin).toString()
