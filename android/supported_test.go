@@ -55,6 +55,17 @@ func TestAppSupportedSettings(t *testing.T) {
 			t.Errorf("DpmEnforcer supports %q, which is not a setting of the policy", name)
 		}
 	}
+	// The catalog's Android column (docs/POLICY.md) names exactly these.
+	var catalog []string
+	for _, d := range proto.Catalog() {
+		if d.Platforms[proto.PlatformAndroid] != "" {
+			catalog = append(catalog, d.Name)
+		}
+	}
+	slices.Sort(catalog)
+	if !slices.Equal(app, catalog) {
+		t.Errorf("DpmEnforcer supports %v, the catalog lists %v for Android: keep them the same", app, catalog)
+	}
 	h, err := os.ReadFile(filepath.Join("testdata", "harness", "Harness.java"))
 	if err != nil {
 		t.Fatal(err)
@@ -72,4 +83,44 @@ func TestAppSupportedSettings(t *testing.T) {
 		t.Errorf("DpmEnforcer supports %v, the harness's stand-in %v: keep them the same", app, harness)
 	}
 	t.Logf("the app supports %d of %d settings: %v", len(app), len(proto.SettingNames), app)
+}
+
+// TestNoPerSettingGo: the Go side of the boundary names no setting, so a
+// setting added to the catalog reaches the app with no change in android/.
+func TestNoPerSettingGo(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked++
+		// Code only: comments may give examples.
+		var code strings.Builder
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "//") {
+				code.WriteString(line + "\n")
+			}
+		}
+		for _, m := range regexp.MustCompile(`proto\.Setting[A-Z]\w*`).FindAllString(code.String(), -1) {
+			if m != "proto.SettingNames" && m != "proto.SettingValues" {
+				t.Errorf("%s names the setting constant %s: the boundary must stay generic", f, m)
+			}
+		}
+		for _, name := range proto.SettingNames {
+			if strings.Contains(code.String(), `"`+name+`"`) {
+				t.Errorf("%s names the setting %q: the boundary must stay generic", f, name)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no Go source checked")
+	}
 }
