@@ -32,6 +32,11 @@ if [ -z "$cache" ]; then
   else cache=${XDG_CACHE_HOME:-$HOME/.cache}/doorbell-android; fi
 fi
 mkdir -p "$cache"
+# One fetch at a time (two test runs may share the cache).
+if command -v flock >/dev/null; then
+  exec 9>"$cache/.lock"
+  flock 9
+fi
 
 # --- Kotlin, from npm ---------------------------------------------------------
 kdir=$cache/kotlin-$ver
