@@ -13,10 +13,10 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
-// cameraDisabled is the JSON name of the only setting the app enforces.
-const cameraDisabled = "cameraDisabled"
-
-// enforcerAdapter turns the app's Enforcer into an agent.Enforcer.
+// enforcerAdapter turns the app's Enforcer into an agent.Enforcer. It knows
+// no setting by name: it walks the policy's settings through their JSON form
+// (proto.Settings.Values / SettingValues.ToSettings), so a setting added to
+// the policy crosses the boundary without a change here.
 type enforcerAdapter struct{ e Enforcer }
 
 var (
@@ -24,35 +24,86 @@ var (
 	_ agent.Supporter = enforcerAdapter{}
 )
 
-// Enforce implements agent.Enforcer. A Java exception becomes a
-// *agent.SettingsError naming cameraDisabled.
-func (a enforcerAdapter) Enforce(ctx context.Context, desired proto.Settings) (err error) {
+// Enforce implements agent.Enforcer: Apply for every managed setting the app
+// supports, in canonical order. A Java exception (or a panic) fails that
+// setting only; the others are applied all the same, and the failures come
+// back as one *agent.SettingsError.
+func (a enforcerAdapter) Enforce(ctx context.Context, desired proto.Settings) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	defer recoverTo(&err)
-	if err := a.e.SetCameraDisabled(desired.CameraDisabled); err != nil {
-		return &agent.SettingsError{Failed: map[string]string{cameraDisabled: err.Error()}}
+	vals := desired.Values()
+	failed := map[string]string{}
+	for _, name := range proto.SettingNames {
+		v, managed := vals[name]
+		if !managed || !a.Supports(name) {
+			continue
+		}
+		if err := a.apply(name, string(v)); err != nil {
+			failed[name] = err.Error()
+		}
+	}
+	if len(failed) > 0 {
+		return &agent.SettingsError{Failed: failed}
 	}
 	return nil
 }
 
-// Observe implements agent.Enforcer. Only the camera is observed, so a policy
-// that manages another setting is reported as not matching.
+func (a enforcerAdapter) apply(name, value string) (err error) {
+	defer recoverTo(&err)
+	return a.e.Apply(name, value)
+}
+
+// Observe implements agent.Enforcer: Read for every setting the app
+// supports. Each value is checked with proto.ParseSetting, so an app that
+// reads back nonsense is an error naming the setting, never a report the
+// server would misjudge. Settings the app does not support are not
+// observed.
 func (a enforcerAdapter) Observe(ctx context.Context) (s proto.Settings, err error) {
 	if err := ctx.Err(); err != nil {
 		return proto.Settings{}, err
 	}
 	defer recoverTo(&err)
-	disabled, err := a.e.IsCameraDisabled()
-	if err != nil {
-		return proto.Settings{}, fmt.Errorf("reading cameraDisabled: %w", err)
+	vals := proto.SettingValues{}
+	for _, name := range proto.SettingNames {
+		if !a.Supports(name) {
+			continue
+		}
+		raw, err := a.e.Read(name)
+		if err != nil {
+			return proto.Settings{}, fmt.Errorf("reading %s: %w", name, err)
+		}
+		if raw == "" {
+			continue
+		}
+		v, err := proto.ParseSetting(name, json.RawMessage(raw))
+		if err != nil {
+			return proto.Settings{}, fmt.Errorf("reading %s: the app returned %q: %w", name, truncate(raw, 100), err)
+		}
+		vals[name] = v
 	}
-	return proto.Settings{CameraDisabled: disabled}, nil
+	return vals.ToSettings()
 }
 
-// Supports implements agent.Supporter: the app enforces the camera only.
-func (enforcerAdapter) Supports(setting string) bool { return setting == cameraDisabled }
+// Supports implements agent.Supporter by asking the app. A panic (or a Java
+// exception, which gobind cannot return from a method without an error)
+// means not supported.
+func (a enforcerAdapter) Supports(setting string) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			ok = false
+		}
+	}()
+	return a.e.Supports(setting)
+}
+
+// truncate shortens s to at most n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
 
 // storeAdapter keeps the agent's Identity as JSON under IdentityKey.
 type storeAdapter struct{ s Store }

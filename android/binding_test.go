@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/doorbell-mdm/doorbell/proto"
 )
 
 // TestJavaBinding exercises the REAL gobind bindings on the host JVM: it runs
@@ -24,7 +26,10 @@ import (
 // testdata/harness/Harness.java with javac, and runs the harness against a
 // real `doorbell serve` process. The harness implements Enforcer, Store and
 // Logger in Java and checks convergence, a Go error thrown into Java and a
-// Java exception arriving in Go as an error.
+// Java exception arriving in Go as an error; then every setting, each edited
+// by the operator in turn, reaching an in-memory DevicePolicyManager
+// stand-in with the server saying COMPLIANT, and one refused setting
+// reported ENFORCEMENT_FAILED alone while the others are applied.
 //
 // Missing tools fail the test: `make deps` installs them (default-jdk-headless,
 // android-liblog-dev). `go test -short` skips it.
@@ -44,12 +49,7 @@ func TestJavaBinding(t *testing.T) {
 	}
 	work := t.TempDir()
 	goTool := goBinary(t)
-
-	// gobind, from the x/mobile version go.mod pins.
-	gobind := filepath.Join(work, "gobind")
-	run(t, root, nil, goTool, "build", "-o", gobind, "golang.org/x/mobile/cmd/gobind")
-	gen := filepath.Join(work, "gen")
-	run(t, root, nil, gobind, "-lang=go,java", "-javapkg=org.doorbellmdm", "-outdir", gen, "github.com/doorbell-mdm/doorbell/android")
+	gen := gobindOutput(t)
 
 	// The Go glue is a main package meant for GOOS=android: rename the
 	// *_android files so they build on the host, and give it a module that
@@ -77,15 +77,17 @@ func TestJavaBinding(t *testing.T) {
 	t.Logf("gobind and libgojni.so built in %v", time.Since(start).Round(time.Millisecond))
 
 	// The generated Java, a stub android.content.Context (go.Seq imports
-	// it) and the harness.
+	// it; kept out of the generated tree, which the compile check uses
+	// with the real android.jar) and the harness.
 	javaSrc := filepath.Join(gen, "java")
-	writeFile(t, filepath.Join(javaSrc, "android", "content", "Context.java"),
+	contextStub := filepath.Join(work, "hoststub", "android", "content", "Context.java")
+	writeFile(t, contextStub,
 		"package android.content;\n\n/** Stub for the host JVM: go.Seq only names the type. */\npublic class Context {}\n")
 	harness, err := filepath.Abs(filepath.Join("testdata", "harness", "Harness.java"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources := []string{harness}
+	sources := []string{harness, contextStub}
 	filepath.WalkDir(javaSrc, func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.HasSuffix(p, ".java") {
 			sources = append(sources, p)
@@ -112,8 +114,10 @@ func TestJavaBinding(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the Java harness failed: %v", err)
 	}
-	// Harness.java makes harnessChecks checks; every one must pass.
-	const harnessChecks = 17
+	// Harness.java makes 17 checks of the camera-only enforcer, one of the
+	// DPM stand-in's enrollment, two per setting the policy knows and four
+	// of a setting the enforcer refuses; every one must pass.
+	harnessChecks := 17 + 1 + 2*len(proto.SettingNames) + 4
 	passes, ok := 0, false
 	for _, line := range strings.Split(string(out), "\n") {
 		switch {
@@ -128,6 +132,58 @@ func TestJavaBinding(t *testing.T) {
 	}
 	t.Logf("host-JVM binding test: %d checks passed, %v in all", passes, time.Since(start).Round(time.Millisecond))
 }
+
+var (
+	bindOnce sync.Once
+	bindDir  string
+	bindErr  error
+)
+
+// TestMain removes what gobindOutput generated.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bindDir != "" {
+		os.RemoveAll(bindDir)
+	}
+	os.Exit(code)
+}
+
+// gobindOutput builds gobind from the x/mobile version go.mod pins and runs
+// `gobind -lang=go,java -javapkg=org.doorbellmdm` on this package, once per
+// test binary (the binding test and the compile check share it). It returns
+// gobind's -outdir: the Go glue in src/gobind, the Java in java/.
+func gobindOutput(t *testing.T) string {
+	t.Helper()
+	bindOnce.Do(func() {
+		root, err := filepath.Abs("..")
+		if err != nil {
+			bindErr = err
+			return
+		}
+		if bindDir, bindErr = os.MkdirTemp("", "doorbell-gobind-"); bindErr != nil {
+			return
+		}
+		gobind := filepath.Join(bindDir, "gobind")
+		for _, args := range [][]string{
+			{goBinary(t), "build", "-o", gobind, "golang.org/x/mobile/cmd/gobind"},
+			{gobind, "-lang=go,java", "-javapkg=org.doorbellmdm", "-outdir", filepath.Join(bindDir, "gen"), "github.com/doorbell-mdm/doorbell/android"},
+		} {
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				bindErr = fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+				return
+			}
+		}
+	})
+	if bindErr != nil {
+		t.Fatal(bindErr)
+	}
+	return filepath.Join(bindDir, "gen")
+}
+
+// generatedJava returns the directory of the gobind-generated Java.
+func generatedJava(t *testing.T) string { return filepath.Join(gobindOutput(t), "java") }
 
 // javaTools are the paths the binding test needs.
 type javaTools struct {

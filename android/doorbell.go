@@ -10,6 +10,7 @@
 //	Agent.sync(), onPushMessage(json), onNewToken(token),
 //	Agent.startDoorbell(), stop(), deviceID()
 //	Enforcer, Store, Logger                  (interfaces the app implements)
+//	Doorbell.settingNames() -> JSON list of every setting the policy knows
 //
 // Every exported function and method recovers panics and returns them as
 // errors, because a Go panic would kill the app. No []byte crosses the
@@ -38,6 +39,17 @@ const syncTimeout = 60 * time.Second
 // IdentityKey is the Store key under which the agent keeps its identity, as
 // JSON, so identity fields added later are stored without a new key.
 const IdentityKey = "identity"
+
+// SettingNames returns the JSON names of every setting the policy knows, as
+// a JSON list in canonical order, so the app (and its tests) can go through
+// them without a list of its own.
+func SettingNames() string {
+	b, err := json.Marshal(proto.SettingNames)
+	if err != nil {
+		return "[]" // a list of strings: cannot fail
+	}
+	return string(b)
+}
 
 // Config configures an Agent. ServerURL is required; EnrollToken is needed
 // until the device is enrolled. Java sees getters and setters for each field.
@@ -69,13 +81,29 @@ type Config struct {
 // NewConfig returns an empty Config, for Java code that prefers a factory.
 func NewConfig() *Config { return &Config{} }
 
-// Enforcer is implemented by the app (DevicePolicyManager). A method that
-// throws in Java returns an error in Go.
+// Enforcer is implemented by the app (DevicePolicyManager). It is generic
+// over the settings: each one is named by the policy's own JSON field name
+// ("cameraDisabled", "lockTaskPackages", ...) and its value is that field's
+// JSON ("true", "[\"com.example.kiosk\"]", "6"). A setting added to the
+// policy reaches the app with no change to this interface or to this
+// package: the app says it supports the new name and handles its value.
+//
+// A method that throws in Java returns an error in Go. Apply throwing fails
+// that one setting (ENFORCEMENT_FAILED, with the exception's message); the
+// others are still applied.
 type Enforcer interface {
-	// SetCameraDisabled disables (true) or enables (false) every camera.
-	SetCameraDisabled(disabled bool) error
-	// IsCameraDisabled reads back whether the cameras are disabled.
-	IsCameraDisabled() (bool, error)
+	// Supports reports whether the app enforces the setting of this name.
+	// Settings it does not support are reported UNSUPPORTED and are never
+	// passed to Apply or Read.
+	Supports(setting string) bool
+	// Apply makes the device's setting match valueJSON, the desired
+	// value as JSON. It is called for every managed setting at every sync,
+	// so it must be cheap when the device already matches.
+	Apply(setting, valueJSON string) error
+	// Read returns the device's actual value of the setting as JSON: what
+	// the device really has, not what was last asked. "" means the device
+	// has no value to report (the setting is left out of the report).
+	Read(setting string) (string, error)
 }
 
 // Store is a string key/value store implemented by the app

@@ -15,18 +15,27 @@ import (
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
-// fakeEnforcer stands in for the app's DevicePolicyManager enforcer.
+// fakeEnforcer stands in for the app's DevicePolicyManager enforcer: the
+// device's settings as JSON values by name.
 type fakeEnforcer struct {
-	mu       sync.Mutex
-	disabled bool
-	sets     int
-	refuse   error // returned by SetCameraDisabled when non-nil
-	panicMsg string
+	mu        sync.Mutex
+	vals      map[string]string
+	supported map[string]bool // nil: cameraDisabled only
+	sets      int
+	refuse    error // returned by Apply when non-nil
+	panicMsg  string
 }
 
 var _ Enforcer = (*fakeEnforcer)(nil)
 
-func (f *fakeEnforcer) SetCameraDisabled(disabled bool) error {
+func (f *fakeEnforcer) Supports(setting string) bool {
+	if f.supported == nil {
+		return setting == proto.SettingCameraDisabled
+	}
+	return f.supported[setting]
+}
+
+func (f *fakeEnforcer) Apply(setting, value string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sets++
@@ -36,20 +45,29 @@ func (f *fakeEnforcer) SetCameraDisabled(disabled bool) error {
 	if f.refuse != nil {
 		return f.refuse
 	}
-	f.disabled = disabled
+	if f.vals == nil {
+		f.vals = map[string]string{}
+	}
+	f.vals[setting] = value
 	return nil
 }
 
-func (f *fakeEnforcer) IsCameraDisabled() (bool, error) {
+func (f *fakeEnforcer) Read(setting string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.disabled, nil
+	if v, ok := f.vals[setting]; ok {
+		return v, nil
+	}
+	if setting == proto.SettingCameraDisabled {
+		return "false", nil
+	}
+	return "", nil
 }
 
 func (f *fakeEnforcer) state() (disabled bool, sets int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.disabled, f.sets
+	return f.vals[proto.SettingCameraDisabled] == "true", f.sets
 }
 
 // fakeStore stands in for SharedPreferences.

@@ -30,7 +30,7 @@ var builtinSettings = []SettingDef{
 		Name: SettingCameraDisabled, Type: TypeBool,
 		Description: "The camera is disabled. Always managed.",
 		Platforms: map[string]string{
-			PlatformAndroid: "`setCameraDisabled(admin, b)`",
+			PlatformAndroid: "`setCameraDisabled(admin, b)`; read back `getCameraDisabled`",
 			PlatformLinux:   "kernel-module blacklist in `/etc/modprobe.d` (`uvcvideo`)",
 		},
 		Default: json.RawMessage("false"),
@@ -38,27 +38,27 @@ var builtinSettings = []SettingDef{
 	{
 		Name: SettingScreenCaptureDisabled, Type: TypeBool,
 		Description: "Screenshots and screen recording are disabled.",
-		Platforms:   map[string]string{PlatformAndroid: "`setScreenCaptureDisabled(admin, b)`"},
+		Platforms:   map[string]string{PlatformAndroid: "`setScreenCaptureDisabled(admin, b)`; read back `getScreenCaptureDisabled`"},
 	},
 	{
 		Name: SettingStatusBarDisabled, Type: TypeBool,
 		Description: "The status bar is disabled.",
-		Platforms:   map[string]string{PlatformAndroid: "`setStatusBarDisabled(admin, b)` (device owner)"},
+		Platforms:   map[string]string{PlatformAndroid: "`setStatusBarDisabled(admin, b)` (device owner; `false` returned is a failure); read back `isStatusBarDisabled()` on 14+, before that the value last accepted (no getter)"},
 	},
 	{
 		Name: SettingLockTaskPackages, Type: TypeStrings, MaxItems: MaxLockTaskPackages, MaxItemBytes: MaxPackageName,
 		Description: "Packages allowed in lock-task (kiosk) mode, in order.",
-		Platforms:   map[string]string{PlatformAndroid: "`setLockTaskPackages(admin, pkgs)` (kiosk allowlist; device owner)"},
+		Platforms:   map[string]string{PlatformAndroid: "`setLockTaskPackages(admin, pkgs + the agent)`, the agent as persistent home, `startLockTask()` for the first package; `[]` leaves lock task (docs/ANDROID.md, kiosk mode); read back `getLockTaskPackages`"},
 	},
 	{
 		Name: SettingUSBFileTransferDisabled, Type: TypeBool,
 		Description: "USB file transfer is disabled.",
-		Platforms:   map[string]string{PlatformAndroid: "`addUserRestriction` / `clearUserRestriction(admin, UserManager.DISALLOW_USB_FILE_TRANSFER)`"},
+		Platforms:   map[string]string{PlatformAndroid: "`addUserRestriction` / `clearUserRestriction(admin, UserManager.DISALLOW_USB_FILE_TRANSFER)`; read back `UserManager.hasUserRestriction`"},
 	},
 	{
 		Name: SettingPasswordMinLength, Type: TypeInt, Min: 0, Max: MaxPasswordMinLength,
 		Description: "Minimum screen-lock password length.",
-		Platforms:   map[string]string{PlatformAndroid: "`setPasswordMinimumLength(admin, n)` (API < 31; on 31+ the nearest `setRequiredPasswordComplexity`)"},
+		Platforms:   map[string]string{PlatformAndroid: "Android 8–11: `setPasswordQuality(admin, NUMERIC)` + `setPasswordMinimumLength(admin, n)`; 12+ (API 31): `setRequiredPasswordComplexity`, the weakest that guarantees n (0 `NONE`, 1–4 `MEDIUM`, 5–6 `HIGH`; more than 6 fails), read back as the length it guarantees (0, 4 or 6)"},
 	},
 	{
 		Name: SettingSSHPasswordAuthDisabled, Type: TypeBool,
@@ -69,7 +69,7 @@ var builtinSettings = []SettingDef{
 		Name: SettingAutoUpdatesEnabled, Type: TypeBool,
 		Description: "Unattended (automatic) updates are on.",
 		Platforms: map[string]string{
-			PlatformAndroid: "`setSystemUpdatePolicy(admin, SystemUpdatePolicy.createAutomaticInstallPolicy())`, or `null` to hand updates back to the user",
+			PlatformAndroid: "`setSystemUpdatePolicy(admin, SystemUpdatePolicy.createAutomaticInstallPolicy())`, or `null` to hand updates back to the user; read back `getSystemUpdatePolicy()`",
 			PlatformLinux:   "apt periodic config in `/etc/apt/apt.conf.d` (`APT::Periodic::Unattended-Upgrade`)",
 		},
 	},

@@ -13,8 +13,7 @@ class BootReceiver : BroadcastReceiver() {
     override fun onReceive(context: Context, intent: Intent) {
         when (intent.action) {
             Intent.ACTION_BOOT_COMPLETED, Intent.ACTION_MY_PACKAGE_REPLACED -> {
-                SyncWorker.syncNow(context)
-                if (DoorbellAgent.isKiosk(context)) KioskService.start(context)
+                DoorbellAgent.start(context)
             }
         }
     }

@@ -2,6 +2,8 @@ package org.doorbellmdm.agent
 
 import android.content.Context
 import android.os.Build
+import android.os.PersistableBundle
+import android.util.Log
 import org.doorbellmdm.doorbell.Agent
 import org.doorbellmdm.doorbell.Doorbell
 
@@ -24,23 +26,65 @@ object DoorbellAgent {
             agent ?: create(context.applicationContext).also { agent = it }
         }
 
+    /** The agent if one was created, without creating one. */
+    fun current(): Agent? = agent
+
     /** Whether this device is a kiosk (MQTT doorbell in a foreground service). */
     fun isKiosk(context: Context): Boolean =
         prefs(context).getBoolean(KEY_KIOSK, BuildConfig.KIOSK)
 
+    /** The first sync, and a kiosk's doorbell. */
+    fun start(context: Context) {
+        SyncWorker.syncNow(context)
+        if (isKiosk(context)) KioskService.start(context)
+    }
+
+    /**
+     * Provisioning finished (AdminReceiver, or PolicyComplianceActivity on
+     * Android 12+): saves the QR code's admin extras, then starts.
+     */
+    fun provisioned(context: Context, extras: PersistableBundle?) {
+        if (extras == null) {
+            start(context)
+            return
+        }
+        saveProvisioningExtras(
+            context,
+            extras.getString("serverUrl"),
+            extras.getString("enrollToken"),
+            if (extras.containsKey("kiosk")) extras.getBoolean("kiosk") else null,
+        )
+    }
+
     /**
      * Saves settings handed over at provisioning (the QR code's admin extras
-     * bundle). The next get() builds the agent with them.
+     * bundle) and replaces the agent with one built from them. The old agent
+     * may be running KioskService's doorbell loop: it is stopped (off the
+     * main thread: stop() waits for its MQTT session to close) before the
+     * kiosk service starts the new agent's loop, so two agents never run.
+     * A sync in flight on the old agent finishes with the old settings.
      */
     fun saveProvisioningExtras(context: Context, serverUrl: String?, enrollToken: String?, kiosk: Boolean?) {
+        val app = context.applicationContext
+        val old: Agent?
         synchronized(this) {
-            prefs(context).edit().apply {
+            prefs(app).edit().apply {
                 serverUrl?.let { putString(KEY_SERVER_URL, it) }
                 enrollToken?.let { putString(KEY_ENROLL_TOKEN, it) }
                 kiosk?.let { putBoolean(KEY_KIOSK, it) }
             }.commit()
+            old = agent
             agent = null
         }
+        Thread {
+            try {
+                old?.stop()
+            } catch (e: Exception) {
+                Log.w(LogcatLogger.TAG, "stopping the previous agent: ${e.message}")
+            }
+            if (!isKiosk(app)) KioskService.stop(app)
+            start(app)
+        }.start()
     }
 
     private fun create(context: Context): Agent {

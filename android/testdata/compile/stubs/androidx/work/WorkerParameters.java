@@ -1,0 +1,6 @@
+// Compile-only stub of androidx.work:work-runtime 2.9.1 (see ../../README.md).
+package androidx.work;
+
+public final class WorkerParameters {
+    private WorkerParameters() {}
+}
