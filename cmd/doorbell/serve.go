@@ -34,6 +34,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&fcm.ProjectID, "fcm-project", "", "FCM project id; unset turns the FCM doorbell off")
 	fs.StringVar(&fcm.Endpoint, "fcm-endpoint", "", "FCM API endpoint (an emulator or test server; unauthenticated without --fcm-credentials)")
 	fs.DurationVar(&fcm.TTL, "fcm-ttl", time.Hour, "how long FCM keeps an undelivered doorbell")
+	fs.DurationVar(&fcm.SendTimeout, "fcm-send-timeout", bridge.DefaultFCMSendTimeout, "deadline of one FCM batch send; an unanswered message is retried")
+	fs.IntVar(&fcm.Parallel, "fcm-parallel", bridge.DefaultFCMParallel, "FCM batches in flight at once")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "POST every device state transition here as signed JSON (optional)")
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook events (X-Doorbell-Signature: sha256=<hex>)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
