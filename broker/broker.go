@@ -53,6 +53,11 @@ type Config struct {
 	// or not; a connection beyond it is closed as soon as it is accepted.
 	// 0 means DefaultMaxConnections; negative means no limit.
 	MaxConnections int
+	// SlowSubscriberTimeout is how long an operator session may stay so
+	// far behind that new doorbells are dropped for it before it is
+	// disconnected. 0 means DefaultSlowSubscriberTimeout; negative never
+	// disconnects (doorbells are still dropped, so memory stays bounded).
+	SlowSubscriberTimeout time.Duration
 }
 
 // DefaultMaxConnections is the connection limit when Config.MaxConnections
@@ -203,6 +208,7 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 		presence: presence{clients: map[string]*mqtt.Client{}, onChange: cfg.OnPresence},
 	}
 	h.checkCert = cfg.CheckClientCert
+	h.slow = newSlowSubscribers(cfg.SlowSubscriberTimeout, log)
 	if err := server.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("adding broker hook: %w", err)
 	}
