@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
-	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
 
@@ -44,7 +43,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.RequireReportNonce, "require-report-nonce", false, "refuse reports without reportedAt and nonce (capability-1 agents)")
 	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", daemon.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
 	fs.IntVar(&cfg.DevicePerMinute, "device-rate", daemon.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
-	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
+	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", 0, "concurrent MQTT connections (0: 50,000 or less, as the file descriptor limit allows; larger values are lowered to that too; negative: no limit)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without an operator token (for a Prometheus scraper on a trusted network)")
