@@ -71,6 +71,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fcm.ProjectID != "" || fcm.CredentialsFile != "" || fcm.Endpoint != "" {
 		cfg.FCM = &fcm
 	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
+	}
 	d, err := daemon.NewDaemon(ctx, cfg)
 	if err != nil {
 		return err

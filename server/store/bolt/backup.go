@@ -60,3 +60,18 @@ func BackupFile(path string, w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
+
+// Verify checks the database file at path the way Open does (not empty,
+// every page reachable from its buckets readable, not shorter than its
+// header says) without opening it for writing: for a backup, before it is
+// trusted, and for a file about to be restored.
+func Verify(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		return &damagedError{path, "the file is empty (0 bytes)"}
+	}
+	return verify(path, fi.Size(), &bbolt.Options{Timeout: lockTimeout, ReadOnly: true})
+}
