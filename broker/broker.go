@@ -76,7 +76,8 @@ const fdReserve = 256
 
 // FDConnectionLimit derives an MQTT connection cap from the process's
 // file descriptor limit (RLIMIT_NOFILE, soft, which Go raises to the hard
-// limit at start): three quarters of what is left after fdReserve, so that
+// limit at start): three quarters of what is left after fdReserve (or a
+// quarter of a small limit), so that
 // the cap acts before the process runs out of descriptors and the HTTP API
 // keeps room too. It never returns less than 16. ok is false when the
 // limit cannot be read or is unlimited.
@@ -85,7 +86,8 @@ func FDConnectionLimit() (limit int, ok bool) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) || rl.Cur > 1<<30 {
 		return 0, false
 	}
-	return max(16, (int(rl.Cur)-fdReserve)*3/4), true
+	n := int(rl.Cur)
+	return max(16, (n-min(fdReserve, n/4))*3/4), true
 }
 
 // connectionLimit is the cap New uses for a configured value: the default
