@@ -48,6 +48,9 @@ type hook struct {
 	presence presence
 	// slow limits operator sessions that do not keep up.
 	slow *slowSubscribers
+	// operators maps each operator session to its token's hash, so a
+	// revoked token's sessions can be found.
+	operators operatorSessions
 	// checkCert is Config.CheckClientCert.
 	checkCert func(username string, device bool, cs tls.ConnectionState) error
 
@@ -95,6 +98,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		reason = h.certRefusal(cl, pk)
 	}
 	if reason == "" {
+		if string(pk.Connect.Username) == operatorUsername {
+			h.operators.add(cl, string(pk.Connect.Password))
+		}
 		return true
 	}
 	// Neither the username nor the password is logged: a user who swapped
@@ -176,6 +182,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 		if h.slow != nil {
 			h.slow.forget(cl)
 		}
+		h.operators.remove(cl)
 	}
 	if h.afterDisconnect != nil {
 		h.afterDisconnect(cl)
