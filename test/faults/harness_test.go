@@ -86,7 +86,9 @@ func withLimit(limits ...string) serverOpt {
 }
 
 // withArgs adds serve flags.
-func withArgs(args ...string) serverOpt { return func(s *server) { s.extra = append(s.extra, args...) } }
+func withArgs(args ...string) serverOpt {
+	return func(s *server) { s.extra = append(s.extra, args...) }
+}
 
 // launch starts the binary and returns without waiting for it to serve.
 func launch(t *testing.T, dataDir string, opts ...serverOpt) *server {
