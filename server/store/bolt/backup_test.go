@@ -24,7 +24,7 @@ func TestBackupWhileWriting(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	for i := range 100 {
-		if err := s.CreateDevice(ctx, storetest.NewDevice(fmt.Sprintf("before-%03d", i))); err != nil {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(fmt.Sprintf("before-%03d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,7 +39,7 @@ func TestBackupWhileWriting(t *testing.T) {
 				return
 			default:
 			}
-			if err := s.CreateDevice(ctx, storetest.NewDevice(fmt.Sprintf("during-%05d", i))); err != nil {
+			if _, err := s.CreateDevice(ctx, storetest.NewDevice(fmt.Sprintf("during-%05d", i))); err != nil {
 				t.Error(err)
 				return
 			}

@@ -24,7 +24,7 @@ func fleetFile(t *testing.T, n int) []byte {
 		t.Fatal(err)
 	}
 	for i := range n {
-		if err := s.CreateDevice(context.Background(), storetest.NewDevice(fmt.Sprintf("dev-%05d", i))); err != nil {
+		if _, err := s.CreateDevice(context.Background(), storetest.NewDevice(fmt.Sprintf("dev-%05d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,7 @@ func TestFullDiskReported(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	if err := s.CreateDevice(ctx, storetest.NewDevice("first")); err != nil {
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("first")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Health(); err != nil {
@@ -63,7 +63,7 @@ func TestFullDiskReported(t *testing.T) {
 	var writeErr error
 	for i := range 5000 {
 		id := fmt.Sprintf("dev-%04d", i)
-		if writeErr = s.CreateDevice(ctx, storetest.NewDevice(id)); writeErr != nil {
+		if _, writeErr = s.CreateDevice(ctx, storetest.NewDevice(id)); writeErr != nil {
 			break
 		}
 		acked = append(acked, id)
@@ -81,7 +81,7 @@ func TestFullDiskReported(t *testing.T) {
 	} else {
 		t.Logf("Health: %v", h)
 	}
-	if err := s.CreateDevice(ctx, storetest.NewDevice("after")); err != nil {
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("after")); err != nil {
 		t.Fatalf("write after the disk has room again: %v", err)
 	}
 	if h := s.Health(); h != nil {
