@@ -44,6 +44,15 @@ func New(max int, window time.Duration, capacity int) *Limiter {
 	return &Limiter{max: max, window: window, capacity: capacity, now: time.Now, entries: map[string]*entry{}}
 }
 
+// WithClock makes l read the time from now (an injected clock in tests)
+// and returns l.
+func (l *Limiter) WithClock(now func() time.Time) *Limiter {
+	if now != nil {
+		l.now = now
+	}
+	return l
+}
+
 // Allow counts one request of key and reports whether it is within the
 // limit; when not, retryAfter is how long until the key's window ends.
 func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
