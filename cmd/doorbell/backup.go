@@ -13,21 +13,24 @@ import (
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
 
-const backupUsage = "doorbell backup --out FILE --data DIR (a stopped server)"
+const backupUsage = "doorbell backup --out FILE --data DIR (a stopped server) | doorbell backup --out FILE [--server URL --token T] (a running server, admin)"
 
 // dbFile is the database's name in the data directory.
 const dbFile = "doorbell.db"
 
-// runBackup writes a consistent copy of the database to --out: from the
-// data directory of a stopped server (opened read-only; a running server
-// holds the file and the command says so). The copy is checked like the
-// server checks its database at start, then moved into place, so --out is
-// either the old file or a complete, good copy.
+// runBackup writes a consistent copy of the database to --out: from a
+// running server (GET /backup, admin), or with --data from the data
+// directory of a stopped server (opened read-only; a running server holds
+// the file and the command says so). The copy is checked like the server
+// checks its database at start, then moved into place, so --out is either
+// the old file or a complete, good copy.
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backup", stderr, backupUsage)
+	var o opFlags
+	o.register(fs)
 	var out, data string
 	fs.StringVar(&out, "out", "", "file to write the copy to (replaced atomically)")
-	fs.StringVar(&data, "data", "", "data directory of a stopped server")
+	fs.StringVar(&data, "data", "", "data directory of a stopped server (instead of --server)")
 	pos, err := parseCLI(fs, args)
 	if err != nil {
 		return err
@@ -35,16 +38,25 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := wantArgs(pos, 0, backupUsage); err != nil {
 		return err
 	}
-	if out == "" || data == "" {
+	if out == "" {
 		return fmt.Errorf("usage: %s", backupUsage)
 	}
-	n, err := writeAtomically(out, func(w io.Writer) (int64, error) {
-		return bolt.BackupFile(filepath.Join(data, dbFile), w)
-	})
+	from := o.server
+	write := func(w io.Writer) (int64, error) { return bolt.BackupFile(filepath.Join(data, dbFile), w) }
+	if data != "" {
+		from = filepath.Join(data, dbFile)
+	} else {
+		c, err := o.client()
+		if err != nil {
+			return err
+		}
+		write = func(w io.Writer) (int64, error) { return c.Backup(ctx, w) }
+	}
+	n, err := writeAtomically(out, write)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "backed up %s (%d bytes) to %s\n", filepath.Join(data, dbFile), n, out)
+	fmt.Fprintf(stdout, "backed up %s (%d bytes) to %s\n", from, n, out)
 	return nil
 }
 

@@ -91,3 +91,28 @@ func TestBackupOffline(t *testing.T) {
 		t.Errorf("the backup lacks dev-1: %v", err)
 	}
 }
+
+// TestBackupOnline: doorbell backup copies a running server's database
+// through GET /backup (admin only) while it serves.
+func TestBackupOnline(t *testing.T) {
+	f := startFleet(t, 3)
+	out := filepath.Join(t.TempDir(), "online.db")
+	stdout, _, err := cli(t, "backup", "--server", f.url, "--token", f.admin, "--out", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(strings.TrimSpace(stdout))
+	r, err := bolt.Open(out)
+	if err != nil {
+		t.Fatalf("the online backup does not open: %v", err)
+	}
+	defer r.Close()
+	for _, d := range f.devices {
+		if _, err := r.Device(context.Background(), d.DeviceID); err != nil {
+			t.Errorf("the backup lacks %s: %v", d.DeviceID, err)
+		}
+	}
+	if _, _, err := cli(t, "backup", "--server", f.url, "--token", "wrong", "--out", out+".2"); err == nil {
+		t.Error("a backup with a wrong token succeeded")
+	}
+}
