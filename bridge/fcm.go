@@ -38,6 +38,8 @@ const (
 	DefaultFCMSendTimeout = 30 * time.Second
 	// DefaultFCMParallel is how many batches are in flight at once, so
 	// one slow or hung batch does not hold the doorbells of the others.
+	// The 500 messages SendEach may carry are shared among them: 4 batches
+	// of 125, never more than 500 requests at once.
 	DefaultFCMParallel = 4
 )
 
@@ -453,7 +455,14 @@ func (b *FCMBell) Stats() FCMStats {
 	}
 }
 
-// takeDue removes and returns up to fcmBatchSize rings that are due. When
+// batchSize is how many messages one SendEach call carries: SendEach's
+// limit shared among the batches in flight, so that Parallel batches
+// together make at most fcmBatchSize requests at once (the SDK sends every
+// message of a call concurrently), and a hung message holds only its own
+// batch's share.
+func (b *FCMBell) batchSize() int { return max(1, fcmBatchSize/b.parallel) }
+
+// takeDue removes and returns up to batchSize rings that are due. When
 // none is, it returns how long until the next retry is, or zero when there
 // is none.
 func (b *FCMBell) takeDue() ([]*fcmPending, time.Duration) {
@@ -469,7 +478,7 @@ func (b *FCMBell) takeDue() ([]*fcmPending, time.Duration) {
 			}
 			continue
 		}
-		if len(batch) == fcmBatchSize {
+		if len(batch) == b.batchSize() {
 			continue
 		}
 		batch = append(batch, p)
