@@ -104,11 +104,13 @@ type Agent struct {
 	trigger chan struct{}
 	// idChanged tells the MQTT loop the identity became known or changed.
 	idChanged chan struct{}
+	syncOK    chan struct{} // a sync succeeded: the server is up (cuts an MQTT backoff short)
 	running   atomic.Bool
 
 	mu       sync.Mutex
 	loaded   bool     // id was read from the store (or set by enrollment)
 	haveID   bool     // id is valid
+	unsaved  bool     // id was enrolled but its save failed; retried on every sync
 	id       Identity // the current identity
 	token    string   // the push token the device wants registered
 	etag     string   // ETag of policy; "" when none is cached
@@ -171,6 +173,7 @@ func New(cfg Config) (*Agent, error) {
 		sem:       make(chan struct{}, 1),
 		trigger:   make(chan struct{}, 1),
 		idChanged: make(chan struct{}, 1),
+		syncOK:    make(chan struct{}, 1),
 	}
 	if cfg.HTTPClient == nil {
 		client.http = a.newHTTPClient()
@@ -383,6 +386,12 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.log.Debug("sync done", "deviceId", res.DeviceID, "version", res.PolicyVersion,
 			"skipped", res.Skipped, "compliant", res.Compliant, "took", res.Duration)
 	}
+	if res.Err == nil {
+		select {
+		case a.syncOK <- struct{}{}:
+		default:
+		}
+	}
 	if a.cfg.OnSync != nil {
 		a.cfg.OnSync(res)
 	}
@@ -423,16 +432,24 @@ func (a *Agent) runMdmSync(ctx context.Context) SyncResult {
 func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
 	a.mu.Lock()
 	err := a.loadLocked()
-	id, ok := a.id, a.haveID
+	id, ok, unsaved := a.id, a.haveID, a.unsaved
 	a.mu.Unlock()
 	if err != nil {
 		return Identity{}, err
 	}
 	if ok {
+		if unsaved {
+			a.retrySave(id)
+		}
 		return id, nil
 	}
 	if a.cfg.EnrollToken == "" {
 		return Identity{}, ErrNoEnrollToken
+	}
+	if wc, ok := a.cfg.IDStore.(WritableChecker); ok {
+		if err := wc.CheckWritable(); err != nil {
+			return Identity{}, fmt.Errorf("not enrolling: %w (an identity that cannot be saved would leave an orphan device and spend the enrollment token)", err)
+		}
 	}
 	csr, keyPEM, err := a.newCSR()
 	if err != nil {
@@ -457,13 +474,34 @@ func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
 	}
 	a.adoptEnrollment(&id, resp, keyPEM, cs)
 	// Saved before anything else: an identity the server knows but the
-	// device forgot would be an orphan.
-	if err := a.cfg.IDStore.Save(id); err != nil {
-		return Identity{}, fmt.Errorf("enrolled as %s but could not save the identity: %w", id.DeviceID, err)
-	}
+	// device forgot would be an orphan. When the save fails the identity
+	// is kept in memory, used, and saved again on every sync until it
+	// sticks: enrolling again would spend the token on a second device.
+	saveErr := a.cfg.IDStore.Save(id)
 	a.setIdentity(id, true)
 	a.log.Info("enrolled", "identity", id)
+	if saveErr != nil {
+		a.mu.Lock()
+		a.unsaved = true
+		a.mu.Unlock()
+		a.log.Error("enrolled but could not save the identity; keeping it in memory and retrying the save on every sync",
+			"deviceId", id.DeviceID, "err", saveErr)
+	}
 	return id, nil
+}
+
+// retrySave saves an identity whose save failed after enrollment.
+func (a *Agent) retrySave(id Identity) {
+	if err := a.cfg.IDStore.Save(id); err != nil {
+		a.log.Warn("identity still not saved; a restart now would lose it", "deviceId", id.DeviceID, "err", err)
+		return
+	}
+	a.mu.Lock()
+	if a.id.DeviceID == id.DeviceID {
+		a.unsaved = false
+	}
+	a.mu.Unlock()
+	a.log.Info("identity saved", "deviceId", id.DeviceID)
 }
 
 // loadLocked reads the identity from the store once. The caller holds mu.
@@ -491,7 +529,7 @@ func (a *Agent) setIdentity(id Identity, ok bool) {
 		// registers it under its new id.
 		a.token = a.id.FCMToken
 	}
-	a.loaded, a.haveID, a.id = true, ok, id
+	a.loaded, a.haveID, a.id, a.unsaved = true, ok, id, false
 	a.etag, a.policy, a.reported, a.sent = "", proto.DevicePolicy{}, 0, proto.Settings{}
 	a.mu.Unlock()
 	a.notifyIDChanged()

@@ -60,6 +60,16 @@ type IDStore interface {
 	Clear() error
 }
 
+// WritableChecker is implemented by identity stores that can tell, before
+// an enrollment, whether a new identity could be saved. The agent does not
+// enroll while the answer is an error: the enrollment would spend a use
+// of the token on an identity the device cannot keep.
+type WritableChecker interface {
+	CheckWritable() error
+}
+
+var _ WritableChecker = (*FileIDStore)(nil)
+
 // identityFile is the name of the file FileIDStore keeps in its directory.
 const identityFile = "identity.json"
 
@@ -115,6 +125,32 @@ func (s *FileIDStore) Save(id Identity) error {
 	}
 	if err := writeFileAtomic(s.Path(), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving identity: %w", err)
+	}
+	return nil
+}
+
+// CheckWritable implements WritableChecker: it creates the directory and
+// writes, syncs and removes a probe file in it.
+func (s *FileIDStore) CheckWritable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("state dir %s is not writable: %w", s.dir, err)
+	}
+	f, err := os.CreateTemp(s.dir, ".probe.*.tmp")
+	if err != nil {
+		return fmt.Errorf("state dir %s is not writable: %w", s.dir, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write([]byte{'\n'})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state dir %s is not writable: %w", s.dir, err)
 	}
 	return nil
 }

@@ -31,19 +31,40 @@ const (
 // take effect at once.
 func (a *Agent) mqttLoop(ctx context.Context) {
 	attempt := 0
+	refused := false // the last attempt's login was refused
 	for {
 		if attempt > 0 {
 			d := mqttReconnectDelay(attempt, a.rnd)
 			t := a.clock.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C():
-			case <-a.idChanged:
-				t.Stop()
-				attempt = 0
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C():
+					break wait
+				case <-a.idChanged:
+					t.Stop()
+					attempt = 0
+					break wait
+				case <-a.syncOK:
+					// The server answered a sync: it is up again, so stop
+					// waiting out a backoff that grew during its outage. Not
+					// after a refused login, which the sync did not change.
+					if refused {
+						continue
+					}
+					t.Stop()
+					a.log.Debug("HTTP sync succeeded; reconnecting MQTT now")
+					break wait
+				}
 			}
+		}
+		// Only a sync that succeeds while waiting cuts the wait short.
+		select {
+		case <-a.syncOK:
+		default:
 		}
 		id, ok := a.currentIdentity()
 		brokerURL := a.cfg.MQTTURL
@@ -69,14 +90,16 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 				return
 			}
 			attempt++
+			refused = isMQTTLoginRefused(err)
 			a.log.Warn("MQTT connect failed", "deviceId", id.DeviceID, "broker", brokerURL, "err", err, "attempt", attempt)
-			if isMQTTLoginRefused(err) {
+			if refused {
 				// Perhaps the device was revoked: a sync finds out (404)
 				// and enrolls again if it has an enrollment token.
 				a.Trigger()
 			}
 			continue
 		}
+		refused = false
 		a.log.Info("MQTT connected", "deviceId", id.DeviceID, "broker", brokerURL)
 		attempt = a.waitSession(ctx, s, id)
 		s.close()

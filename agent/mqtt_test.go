@@ -24,6 +24,8 @@ type fakeBroker struct {
 	ln       net.Listener
 	srv      *fakeServer
 	reject   atomic.Bool // refuse every CONNECT (not authorized)
+	down     atomic.Bool // close every connection at once, as a broker that is not up yet
+	dropped  chan struct{}
 	refused  chan string // client ids refused
 	sessions chan *brokerSession
 	wg       sync.WaitGroup
@@ -48,7 +50,7 @@ func newFakeBroker(t *testing.T, srv *fakeServer) *fakeBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &fakeBroker{t: t, ln: ln, srv: srv, refused: make(chan string, 100), sessions: make(chan *brokerSession, 100)}
+	b := &fakeBroker{t: t, ln: ln, srv: srv, refused: make(chan string, 100), dropped: make(chan struct{}, 100), sessions: make(chan *brokerSession, 100)}
 	b.wg.Go(b.accept)
 	t.Cleanup(func() {
 		ln.Close()
@@ -69,6 +71,11 @@ func (b *fakeBroker) accept() {
 		c, err := b.ln.Accept()
 		if err != nil {
 			return
+		}
+		if b.down.Load() {
+			c.Close()
+			b.dropped <- struct{}{}
+			continue
 		}
 		b.mu.Lock()
 		b.conns = append(b.conns, c)
@@ -263,6 +270,38 @@ func TestMQTTReconnectBackoff(t *testing.T) {
 	recv(t, h.results, "the sync after connecting")
 	stop()
 	recv(t, s.closed, "the session to close")
+	assertNoAgentGoroutines(t)
+}
+
+// TestMQTTBackoffResetBySync: once an HTTP sync succeeds, the server is
+// back, so the MQTT loop stops waiting out its backoff and reconnects at
+// once (issue 17, finding 10: the last agents came back minutes after the
+// server did).
+func TestMQTTBackoffResetBySync(t *testing.T) {
+	srv := newFakeServer(t)
+	b := newFakeBroker(t, srv)
+	b.down.Store(true)
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) {
+		c.DisableMQTT = false
+		c.MQTTURL = b.url()
+	})
+	stop := h.runAgent(t)
+	recv(t, h.results, "the sync at start")
+	for _, base := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		recv(t, b.dropped, "a connection to the broker that is down")
+		d := h.clock.waitTimer(t, base/2, base*3/2)
+		if base < 4*time.Second {
+			h.clock.Advance(d)
+		}
+	}
+	// The loop now waits 2-6s of the fake clock, which never advances.
+	b.down.Store(false)
+	h.agent.Trigger()
+	if r := recv(t, h.results, "the HTTP sync"); r.Err != nil {
+		t.Fatalf("sync: %v", r.Err)
+	}
+	recv(t, b.sessions, "an MQTT session right after the successful sync")
+	stop()
 	assertNoAgentGoroutines(t)
 }
 

@@ -32,6 +32,15 @@ const (
 	// DefaultFCMBaseBackoff is the ceiling of the first retry's delay; it
 	// doubles with each retry.
 	DefaultFCMBaseBackoff = time.Second
+	// DefaultFCMSendTimeout bounds one SendEach call, the SDK's own retries
+	// included: a request still unanswered then is abandoned and retried
+	// like any other transient failure.
+	DefaultFCMSendTimeout = 30 * time.Second
+	// DefaultFCMParallel is how many batches are in flight at once, so
+	// one slow or hung batch does not hold the doorbells of the others.
+	// The 500 messages SendEach may carry are shared among them: 4 batches
+	// of 125, never more than 500 requests at once.
+	DefaultFCMParallel = 4
 )
 
 const (
@@ -81,6 +90,12 @@ type FCMConfig struct {
 	// uniformly below it (full jitter). A Retry-After from FCM is a lower
 	// bound. Zero means DefaultFCMBaseBackoff.
 	BaseBackoff time.Duration
+	// SendTimeout is the deadline of one batch's send; a message still
+	// unanswered then fails as retryable. Zero means DefaultFCMSendTimeout.
+	SendTimeout time.Duration
+	// Parallel is how many batches may be in flight at once. Zero means
+	// DefaultFCMParallel.
+	Parallel int
 }
 
 // FCMStats counts what an FCMBell did since it was created.
@@ -200,6 +215,8 @@ type FCMBell struct {
 	ttl            time.Duration
 	maxRetries     int
 	baseBackoff    time.Duration
+	sendTimeout    time.Duration
+	parallel       int
 	log            *slog.Logger
 	onInvalidToken func(deviceID, token string)
 
@@ -260,6 +277,20 @@ func NewFCMBell(ctx context.Context, cfg FCMConfig) (*FCMBell, error) {
 	if backoff < 0 {
 		return nil, fmt.Errorf("fcm bell: BaseBackoff %v is negative", backoff)
 	}
+	sendTimeout := cfg.SendTimeout
+	if sendTimeout == 0 {
+		sendTimeout = DefaultFCMSendTimeout
+	}
+	if sendTimeout < 0 {
+		return nil, fmt.Errorf("fcm bell: SendTimeout %v is negative", sendTimeout)
+	}
+	parallel := cfg.Parallel
+	if parallel == 0 {
+		parallel = DefaultFCMParallel
+	}
+	if parallel < 0 {
+		return nil, fmt.Errorf("fcm bell: Parallel %d is negative", parallel)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -299,6 +330,8 @@ func NewFCMBell(ctx context.Context, cfg FCMConfig) (*FCMBell, error) {
 		ttl:            ttl,
 		maxRetries:     maxRetries,
 		baseBackoff:    backoff,
+		sendTimeout:    sendTimeout,
+		parallel:       parallel,
 		log:            logger.With("component", "fcm"),
 		onInvalidToken: cfg.OnInvalidToken,
 		now:            time.Now,
@@ -352,25 +385,44 @@ func (b *FCMBell) Ring(rings ...Ring) {
 	}
 }
 
-// Run sends queued doorbells until ctx is done, then returns nil. Waiting
-// out a backoff never delays rings for other devices. Run must not be
-// called twice at once.
+// Run sends queued doorbells until ctx is done, then returns nil once
+// every send in flight has returned. Up to Parallel batches are in flight
+// at once, each under SendTimeout: waiting out a backoff, or a batch that
+// hangs, never delays rings for other devices. Run must not be called
+// twice at once.
 func (b *FCMBell) Run(ctx context.Context) error {
 	if !b.running.CompareAndSwap(false, true) {
 		return errors.New("fcm bell: Run is already running")
 	}
 	defer b.running.Store(false)
-	b.log.Info("fcm bell running", "project", b.project)
+	b.log.Info("fcm bell running", "project", b.project, "parallel", b.parallel, "sendTimeout", b.sendTimeout)
 	defer b.log.Info("fcm bell stopped")
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	slots := make(chan struct{}, b.parallel)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		// Hold a slot before taking rings, so that while every slot is busy
+		// new rings keep coalescing in pending.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		batch, wait := b.takeDue()
 		if len(batch) > 0 {
-			b.deliver(ctx, batch)
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				b.deliver(ctx, batch)
+				<-slots
+				b.poke() // rings may have come due meanwhile
+			}()
 			continue
 		}
+		<-slots
 		var timer <-chan time.Time
 		if wait > 0 {
 			timer = b.after(wait)
@@ -381,6 +433,14 @@ func (b *FCMBell) Run(ctx context.Context) error {
 		case <-b.wake:
 		case <-timer:
 		}
+	}
+}
+
+// poke wakes Run without blocking.
+func (b *FCMBell) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -395,7 +455,14 @@ func (b *FCMBell) Stats() FCMStats {
 	}
 }
 
-// takeDue removes and returns up to fcmBatchSize rings that are due. When
+// batchSize is how many messages one SendEach call carries: SendEach's
+// limit shared among the batches in flight, so that Parallel batches
+// together make at most fcmBatchSize requests at once (the SDK sends every
+// message of a call concurrently), and a hung message holds only its own
+// batch's share.
+func (b *FCMBell) batchSize() int { return max(1, fcmBatchSize/b.parallel) }
+
+// takeDue removes and returns up to batchSize rings that are due. When
 // none is, it returns how long until the next retry is, or zero when there
 // is none.
 func (b *FCMBell) takeDue() ([]*fcmPending, time.Duration) {
@@ -411,7 +478,7 @@ func (b *FCMBell) takeDue() ([]*fcmPending, time.Duration) {
 			}
 			continue
 		}
-		if len(batch) == fcmBatchSize {
+		if len(batch) == b.batchSize() {
 			continue
 		}
 		batch = append(batch, p)
@@ -444,7 +511,9 @@ func (b *FCMBell) deliver(ctx context.Context, batch []*fcmPending) {
 		msgs[i] = b.message(p.ring)
 	}
 	b.batches.Add(1)
-	resp, err := b.sender.SendEach(ctx, msgs)
+	sendCtx, cancel := context.WithTimeout(ctx, b.sendTimeout)
+	resp, err := b.sender.SendEach(sendCtx, msgs)
+	cancel()
 	if ctx.Err() != nil {
 		// Shutting down: what failed now failed because of it.
 		return

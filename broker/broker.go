@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -51,15 +52,64 @@ type Config struct {
 	CheckClientCert func(username string, device bool, cs tls.ConnectionState) error
 	// MaxConnections bounds the connections open at once, authenticated
 	// or not; a connection beyond it is closed as soon as it is accepted.
-	// 0 means DefaultMaxConnections; negative means no limit.
+	// 0 means DefaultMaxConnections or less, as the file descriptor limit
+	// allows (see FDConnectionLimit); a larger value is lowered to that
+	// too; negative means no limit.
 	MaxConnections int
+	// SlowSubscriberTimeout is how long an operator session may stay so
+	// far behind that new doorbells are dropped for it before it is
+	// disconnected. 0 means DefaultSlowSubscriberTimeout; negative never
+	// disconnects (doorbells are still dropped, so memory stays bounded).
+	SlowSubscriberTimeout time.Duration
 }
 
-// DefaultMaxConnections is the connection limit when Config.MaxConnections
-// is 0: room for a fleet of 10,000+ always-connected devices and their
-// reconnect overlap, below the file descriptor limits a server is usually
-// given.
+// DefaultMaxConnections is the upper bound of the connection limit when
+// Config.MaxConnections is 0: room for a fleet of 10,000+ always-connected
+// devices and their reconnect overlap. The limit actually used is the
+// smaller of it and FDConnectionLimit.
 const DefaultMaxConnections = 50_000
+
+// fdReserve is the part of the file limit kept for everything but MQTT
+// connections: the database, the HTTP listener and its connections, logs,
+// TLS files.
+const fdReserve = 256
+
+// FDConnectionLimit derives an MQTT connection cap from the process's
+// file descriptor limit (RLIMIT_NOFILE, soft, which Go raises to the hard
+// limit at start): three quarters of what is left after fdReserve (or a
+// quarter of a small limit), so that
+// the cap acts before the process runs out of descriptors and the HTTP API
+// keeps room too. It never returns less than 16. ok is false when the
+// limit cannot be read or is unlimited.
+func FDConnectionLimit() (limit int, ok bool) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) || rl.Cur > 1<<30 {
+		return 0, false
+	}
+	n := int(rl.Cur)
+	return max(16, (n-min(fdReserve, n/4))*3/4), true
+}
+
+// connectionLimit is the cap New uses for a configured value: the default
+// and any larger value are lowered to what the file limit allows.
+func connectionLimit(configured int, log *slog.Logger) int {
+	if configured < 0 {
+		return configured
+	}
+	fdLimit, ok := FDConnectionLimit()
+	switch {
+	case configured == 0 && ok:
+		return min(DefaultMaxConnections, fdLimit)
+	case configured == 0:
+		return DefaultMaxConnections
+	case ok && configured > fdLimit:
+		log.Warn("mqtt connection limit lowered to what the file descriptor limit allows; raise the limit (ulimit -n, LimitNOFILE=) to allow more",
+			"configured", configured, "limit", fdLimit)
+		return fdLimit
+	default:
+		return configured
+	}
+}
 
 // Tuning for many idle clients: 10,000+ always-connected devices per server,
 // each receiving a ~40-byte QoS 1 doorbell now and then, one at a time, and
@@ -203,6 +253,7 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 		presence: presence{clients: map[string]*mqtt.Client{}, onChange: cfg.OnPresence},
 	}
 	h.checkCert = cfg.CheckClientCert
+	h.slow = newSlowSubscribers(cfg.SlowSubscriberTimeout, log)
 	if err := server.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("adding broker hook: %w", err)
 	}
@@ -228,10 +279,8 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 			}
 		}
 	}
-	l.maxConns = cfg.MaxConnections
-	if l.maxConns == 0 {
-		l.maxConns = DefaultMaxConnections
-	}
+	l.maxConns = connectionLimit(cfg.MaxConnections, log)
+	log.Info("mqtt connection limit", "max", l.maxConns)
 	if err := server.AddListener(l); err != nil {
 		_ = nl.Close()
 		return nil, fmt.Errorf("adding mqtt listener: %w", err)
@@ -275,6 +324,9 @@ func (b *Broker) Close() error {
 	b.listener.wait()       // accept loop and every connection goroutine
 	return err
 }
+
+// MaxConnections returns the connection limit in force (negative: none).
+func (b *Broker) MaxConnections() int { return b.listener.maxConns }
 
 // Addr returns the address the broker listens on (host:port), with the real
 // port even when Config.Addr asked for port 0.

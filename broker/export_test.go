@@ -8,3 +8,6 @@ import mqtt "github.com/mochi-mqtt/server/v2"
 func SetAfterDisconnect(b *Broker, f func(clientID string)) {
 	b.hook.afterDisconnect = func(cl *mqtt.Client) { f(cl.ID) }
 }
+
+// OperatorMaxInflight is the per-operator-session inflight bound.
+const OperatorMaxInflight = operatorMaxInflight

@@ -46,6 +46,11 @@ type hook struct {
 	server   *mqtt.Server
 	log      *slog.Logger
 	presence presence
+	// slow limits operator sessions that do not keep up.
+	slow *slowSubscribers
+	// operators maps each operator session to its token's hash, so a
+	// revoked token's sessions can be found.
+	operators operatorSessions
 	// checkCert is Config.CheckClientCert.
 	checkCert func(username string, device bool, cs tls.ConnectionState) error
 
@@ -65,6 +70,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect,
+		mqtt.OnPublishDropped,
 	}, b) >= 0
 }
 
@@ -92,6 +98,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		reason = h.certRefusal(cl, pk)
 	}
 	if reason == "" {
+		if string(pk.Connect.Username) == operatorUsername {
+			h.operators.add(cl, string(pk.Connect.Password))
+		}
 		return true
 	}
 	// Neither the username nor the password is logged: a user who swapped
@@ -136,9 +145,22 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	case roleInline:
 		return true
 	case roleOperator:
-		return !write
+		if write {
+			return false
+		}
+		// A delivery (subscribing is always allowed): refuse it when the
+		// session is too far behind.
+		return h.slow == nil || h.slow.admit(cl)
 	default:
 		return !write && topic == proto.PolicyChangedTopic(cl.ID)
+	}
+}
+
+// OnPublishDropped counts a message mochi dropped because the client's
+// outbound queue was full (a QoS 0 subscriber that does not read).
+func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+	if h.slow != nil && roleOf(cl) == roleOperator {
+		h.slow.countQueueDrop(cl)
 	}
 }
 
@@ -153,8 +175,14 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // OnDisconnect marks a device disconnected, unless the session that ended was
 // already replaced by a newer connection of the same device (a takeover).
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if roleOf(cl) == roleDevice {
+	switch roleOf(cl) {
+	case roleDevice:
 		h.presence.remove(cl.ID, cl)
+	case roleOperator:
+		if h.slow != nil {
+			h.slow.forget(cl)
+		}
+		h.operators.remove(cl)
 	}
 	if h.afterDisconnect != nil {
 		h.afterDisconnect(cl)

@@ -143,14 +143,22 @@ type Server struct {
 	onMessage []func(Message)
 	changed   chan struct{} // closed and replaced whenever msgs grows
 	seq       int
+	hang      map[string]int // token -> requests still to hang (<0: all)
+	hanging   int            // requests hanging right now
+	hangDone  chan struct{}  // closed by ReleaseHung
+	every     int            // FailEvery: answer every every-th request with everyF
+	everyF    Failure
+	requests  int
 }
 
 // NewServer starts a fake FCM server, closed when t's test ends.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{
-		byToken: make(map[string]*script),
-		changed: make(chan struct{}),
+		byToken:  make(map[string]*script),
+		changed:  make(chan struct{}),
+		hang:     make(map[string]int),
+		hangDone: make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/projects/{project}/messages:send", s.handleSend)
@@ -160,8 +168,50 @@ func NewServer(t testing.TB) *Server {
 	})
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
-	t.Cleanup(s.srv.Close)
+	t.Cleanup(func() {
+		s.ReleaseHung()
+		s.srv.Close()
+	})
 	return s
+}
+
+// HangToken makes the next times requests for token (every one when times
+// < 0) hang without an answer until the client gives up, ReleaseHung is
+// called or the server closes; a hung request is not recorded. It stands
+// for an FCM connection that stalls.
+func (s *Server) HangToken(token string, times int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hang[token] = times
+}
+
+// Hanging returns how many requests hang right now.
+func (s *Server) Hanging() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hanging
+}
+
+// ReleaseHung ends every hanging request (each then answers 503) and stops
+// hanging new ones.
+func (s *Server) ReleaseHung() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.hangDone:
+	default:
+		close(s.hangDone)
+	}
+	clear(s.hang)
+}
+
+// FailEvery answers every n-th request from now on (counting every request,
+// whatever its token) with f: n = 2 fails half of them. n <= 0 stops it.
+// Per-token scripts take precedence.
+func (s *Server) FailEvery(f Failure, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.every, s.everyF, s.requests = max(n, 0), f, 0
 }
 
 // Endpoint is the base URL of the fake's v1 API, the value for the SDK's
@@ -310,6 +360,11 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 			Message: "fcmtest: " + err.Error()}
 	}
 
+	if fail == nil && s.hangs(r, m.Token) {
+		writeError(w, Unavailable)
+		return
+	}
+
 	s.mu.Lock()
 	if fail == nil {
 		fail = s.scripted(m.Token)
@@ -389,6 +444,31 @@ func parse(r *http.Request, m *Message) error {
 	return nil
 }
 
+// hangs hangs the request when token is scripted to, until the client
+// goes away or ReleaseHung; it reports whether it hung.
+func (s *Server) hangs(r *http.Request, token string) bool {
+	s.mu.Lock()
+	n, ok := s.hang[token]
+	if !ok || n == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	if n > 0 {
+		s.hang[token] = n - 1
+	}
+	s.hanging++
+	done := s.hangDone
+	s.mu.Unlock()
+	select {
+	case <-r.Context().Done():
+	case <-done:
+	}
+	s.mu.Lock()
+	s.hanging--
+	s.mu.Unlock()
+	return true
+}
+
 // scripted returns the scripted failure for this request, if any, and
 // consumes one use of it; s.mu must be held.
 func (s *Server) scripted(token string) *Failure {
@@ -398,6 +478,13 @@ func (s *Server) scripted(token string) *Failure {
 		}
 		f := sc.f
 		return &f
+	}
+	if s.every > 0 {
+		s.requests++
+		if s.requests%s.every == 0 {
+			f := s.everyF
+			return &f
+		}
 	}
 	if len(s.next) > 0 {
 		f := s.next[0].f

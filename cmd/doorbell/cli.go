@@ -160,8 +160,8 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		tw := newTable(stdout)
 		for _, row := range [][2]string{
-			{"device", s.DeviceID},
-			{"state", string(s.State)},
+			{"device", safe(s.DeviceID)},
+			{"state", safe(string(s.State))},
 			{"desired version", fmt.Sprint(s.DesiredVersion)},
 			{"applied version", fmt.Sprint(s.AppliedVersion)},
 			{"connected", yesNo(s.Connected)},
@@ -170,9 +170,9 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			{"last seen", fmtTime(s.LastSeenAt)},
 			{"overdue", yesNo(s.Overdue)},
 			{"enrolled", fmtTime(&s.EnrolledAt)},
-			{"model", s.Model},
-			{"os version", s.OSVersion},
-			{"agent version", s.AgentVersion},
+			{"model", safe(s.Model)},
+			{"os version", safe(s.OSVersion)},
+			{"agent version", safe(s.AgentVersion)},
 		} {
 			fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 		}
@@ -218,8 +218,8 @@ func listDevices(ctx context.Context, c *client.Client, lo client.ListOptions, l
 			if d.Overdue {
 				lastSeen += " (overdue)"
 			}
-			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", d.DeviceID, d.State, d.DesiredVersion,
-				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), lastSeen, d.Model)
+			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", safe(d.DeviceID), safe(string(d.State)), d.DesiredVersion,
+				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), lastSeen, safe(d.Model))
 		}
 		n++
 		return werr == nil
@@ -367,7 +367,7 @@ func printPolicy(w io.Writer, p proto.DevicePolicy) error {
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		fmt.Fprintf(tw, "%s:\t%s\n", k, fields[k])
+		fmt.Fprintf(tw, "%s:\t%s\n", safe(k), safe(string(fields[k])))
 	}
 	return tw.Flush()
 }

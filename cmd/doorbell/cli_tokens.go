@@ -46,7 +46,7 @@ func runTokens(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "NAME\tROLE\tCREATED")
 		for _, t := range toks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.Role, fmtTime(&t.CreatedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", safe(t.Name), safe(t.Role), fmtTime(&t.CreatedAt))
 		}
 		return tw.Flush()
 	case "create":

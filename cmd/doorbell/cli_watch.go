@@ -60,7 +60,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return
 		}
 		_, werr = fmt.Fprintf(stdout, "%-20s  %-32s  %-13s  %7d  %7d  %-9s\n", time.Now().UTC().Format(time.RFC3339),
-			e.DeviceID, e.State, e.DesiredVersion, e.AppliedVersion, yesNo(e.Connected))
+			safe(e.DeviceID), safe(string(e.State)), e.DesiredVersion, e.AppliedVersion, yesNo(e.Connected))
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ var commands = map[string]struct {
 	"policy":  {runPolicy, "show or set a device's desired policy (operator)"},
 	"watch":   {runWatch, "print device state changes live (operator)"},
 	"tokens":  {runTokens, "list, create or revoke operator tokens (operator)"},
+	"backup":  {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
 }
 
 func main() {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
-	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
 
@@ -34,6 +33,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&fcm.ProjectID, "fcm-project", "", "FCM project id; unset turns the FCM doorbell off")
 	fs.StringVar(&fcm.Endpoint, "fcm-endpoint", "", "FCM API endpoint (an emulator or test server; unauthenticated without --fcm-credentials)")
 	fs.DurationVar(&fcm.TTL, "fcm-ttl", time.Hour, "how long FCM keeps an undelivered doorbell")
+	fs.DurationVar(&fcm.SendTimeout, "fcm-send-timeout", bridge.DefaultFCMSendTimeout, "deadline of one FCM batch send; an unanswered message is retried")
+	fs.IntVar(&fcm.Parallel, "fcm-parallel", bridge.DefaultFCMParallel, "FCM batches in flight at once")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "POST every device state transition here as signed JSON (optional)")
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "HMAC-SHA256 key signing webhook events (X-Doorbell-Signature: sha256=<hex>)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
@@ -42,7 +43,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.RequireReportNonce, "require-report-nonce", false, "refuse reports without reportedAt and nonce (capability-1 agents)")
 	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", daemon.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
 	fs.IntVar(&cfg.DevicePerMinute, "device-rate", daemon.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
-	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", broker.DefaultMaxConnections, "concurrent MQTT connections (negative: no limit)")
+	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", 0, "concurrent MQTT connections (0: 50,000 or less, as the file descriptor limit allows; larger values are lowered to that too; negative: no limit)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without an operator token (for a Prometheus scraper on a trusted network)")
@@ -69,6 +70,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fcm.ProjectID != "" || fcm.CredentialsFile != "" || fcm.Endpoint != "" {
 		cfg.FCM = &fcm
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	d, err := daemon.NewDaemon(ctx, cfg)
 	if err != nil {

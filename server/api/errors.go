@@ -58,6 +58,9 @@ var statusOf = map[string]int{
 	"builtin_token":               http.StatusConflict,
 	"tls_off":                     http.StatusConflict,
 	"body_too_large":              http.StatusRequestEntityTooLarge,
+	"unsupported_encoding":        http.StatusUnsupportedMediaType,
+	"storage_full":                http.StatusInsufficientStorage,
+	"storage_failed":              http.StatusServiceUnavailable,
 	"rate_limited":                http.StatusTooManyRequests,
 	"internal":                    http.StatusInternalServerError,
 }
@@ -71,6 +74,10 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		var fe *fiber.Error
 		status := 0
 		switch {
+		case storageError(err) != nil:
+			e = storageError(err)
+			status = statusOf[e.Code]
+			logger.Error("storage write failed", "method", c.Method(), "path", c.Route().Path, "err", err)
 		case errors.As(err, &e):
 			status = statusOf[e.Code]
 		case errors.As(err, &fe):

@@ -40,10 +40,15 @@ type subscriber struct {
 	events chan proto.DeviceEvent
 	// lost holds a token when events were dropped since the last resync.
 	lost chan struct{}
+	// operator is the name of the token the stream was opened with;
+	// revoked is closed when that token is deleted, ending the stream.
+	operator string
+	revoked  chan struct{}
 }
 
-func (h *eventHub) subscribe() *subscriber {
-	s := &subscriber{events: make(chan proto.DeviceEvent, eventBuffer), lost: make(chan struct{}, 1)}
+func (h *eventHub) subscribe(operator string) *subscriber {
+	s := &subscriber{events: make(chan proto.DeviceEvent, eventBuffer), lost: make(chan struct{}, 1),
+		operator: operator, revoked: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.subs == nil {
@@ -57,6 +62,21 @@ func (h *eventHub) unsubscribe(s *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs, s)
+}
+
+// revoke ends every stream opened with the operator token name.
+func (h *eventHub) revoke(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for s := range h.subs {
+		if s.operator == name {
+			close(s.revoked)
+			delete(h.subs, s)
+			n++
+		}
+	}
+	return n
 }
 
 // active reports whether anyone is listening, so that nobody pays for
@@ -122,7 +142,7 @@ func (a *API) PresenceChanged(deviceID string, connected bool) {
 // stream ends when the client goes away or the server shuts down.
 func (a *API) streamEvents(c *fiber.Ctx) error {
 	op := requestOperator(c)
-	sub := a.events.subscribe()
+	sub := a.events.subscribe(op.name)
 	a.logger.Info("live stream opened", "operator", op.name, "remote", c.IP())
 	// Captured here, on the handler's goroutine: the stream writer runs on
 	// its own goroutine after the handler returns.
@@ -159,6 +179,8 @@ func (a *API) writeEvents(w *bufio.Writer, conn net.Conn, sub *subscriber, done 
 	for {
 		select {
 		case <-done:
+			return
+		case <-sub.revoked:
 			return
 		case ev := <-sub.events:
 			b, err := json.Marshal(ev)

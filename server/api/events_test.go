@@ -110,7 +110,7 @@ func TestEventHubNeverBlocks(t *testing.T) {
 	if h.active() {
 		t.Fatal("an empty hub is active")
 	}
-	slow, fast := h.subscribe(), h.subscribe()
+	slow, fast := h.subscribe("test"), h.subscribe("test")
 	if !h.active() {
 		t.Fatal("a hub with subscribers is not active")
 	}
@@ -150,7 +150,7 @@ func TestEventHubNeverBlocks(t *testing.T) {
 func TestEventStreamResync(t *testing.T) {
 	h := newHarness(t)
 	var hub eventHub
-	sub := hub.subscribe()
+	sub := hub.subscribe("test")
 	for i := 0; i < eventBuffer+1; i++ {
 		hub.publish(proto.DeviceEvent{DeviceID: "d", DesiredVersion: int64(i)})
 	}

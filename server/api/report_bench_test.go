@@ -32,7 +32,7 @@ func benchmarkReport(b *testing.B, live bool) {
 		b.Fatal(err)
 	}
 	if live {
-		sub := a.events.subscribe()
+		sub := a.events.subscribe("test")
 		done := make(chan struct{})
 		defer close(done)
 		go func() {

@@ -15,24 +15,26 @@ import (
 func (a *API) routes() {
 	r := a.app
 	r.Use(a.metrics.middleware)
-	r.Use(limitBody)
+	r.Use(decodeBody)
 
 	// Anyone.
 	r.Get("/metrics", a.metricsHandler()) // operator unless Metrics.Public
 	r.Get("/openapi.json", serveOpenAPI)
-	r.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	r.Get("/healthz", a.healthz)
 	r.Get("/", a.consoleFile)
 	r.Get("/ui/*", a.consoleFile)
 	r.Post("/enroll", a.enrollLimiter(), a.enroll) // an enrollment token, checked by the service
 
-	// A device, on its own id (one rate budget per device for all of them).
+	// A device, on its own id (one rate budget per device for all of them,
+	// counted after authentication: a caller that is not the device
+	// cannot spend its budget).
 	devLimit := a.deviceLimiter()
-	device := newGroup(r, devLimit, a.asDevice)
+	device := newGroup(r, a.asDevice, devLimit)
 	device.post("/devices/:id/report", a.report)
 	device.post("/devices/:id/token", a.registerToken)
-	renew := newGroup(r, devLimit, lapsedCertOK, a.asDevice)
+	renew := newGroup(r, lapsedCertOK, a.asDevice, devLimit)
 	renew.post("/devices/:id/certificate", a.renewCertificate)
-	deviceOrOperator := newGroup(r, devLimit, a.asDeviceOrOperator)
+	deviceOrOperator := newGroup(r, a.asDeviceOrOperator, devLimit)
 	deviceOrOperator.get("/devices/:id/policy", a.getPolicy)
 
 	// Any operator (admin or viewer): reads.
@@ -64,6 +66,7 @@ func (a *API) routes() {
 	admin.delete("/tokens/:name", a.deleteOperatorToken)
 	admin.post("/enrollment-tokens", a.createEnrollToken)
 	admin.delete("/enrollment-tokens/:id", a.revokeEnrollToken)
+	admin.get("/backup", a.backup)
 
 	r.Use(func(c *fiber.Ctx) error {
 		c.Locals(routeLocal, "unmatched")

@@ -117,6 +117,13 @@ func New(st store.Store, cfg Config) (*API, error) {
 	// The live stream and the metrics hear of every committed change.
 	a.svc.Subscribe(a.publishChange)
 	a.svc.Subscribe(a.metrics.observeChange)
+	a.svc.OnRevoke(func(p service.Principal) {
+		if p.Kind == service.PrincipalOperator {
+			if n := a.events.revoke(p.Name); n > 0 {
+				a.logger.Info("live streams closed: token revoked", "operator", p.Name, "streams", n)
+			}
+		}
+	})
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
 		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes

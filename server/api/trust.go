@@ -14,9 +14,10 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/limiter"
 
+	"github.com/doorbell-mdm/doorbell/internal/ratelimit"
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -129,40 +130,32 @@ func (a *API) audited(c *fiber.Ctx, op operator, action, target, detail string) 
 
 // --- rate limits -----------------------------------------------------------
 
-func rateLimited(c *fiber.Ctx) error {
-	return errorf("rate_limited", "too many requests; retry after %s seconds", c.GetRespHeader(fiber.HeaderRetryAfter))
-}
-
-func skip(*fiber.Ctx) bool { return true }
-
-// enrollLimiter limits POST /enroll per remote IP.
+// enrollLimiter limits POST /enroll per remote IP (before authentication,
+// by nature: it is what slows down guessing an enrollment token). The
+// table is bounded (ratelimit.DefaultCapacity addresses).
 func (a *API) enrollLimiter() fiber.Handler {
-	cfg := limiter.Config{
-		Max:          a.cfg.Trust.EnrollPerMinute,
-		Expiration:   time.Minute,
-		KeyGenerator: func(c *fiber.Ctx) string { return strings.Clone(c.IP()) },
-		LimitReached: rateLimited,
-		Storage:      newRateStore(a.cfg.Now),
-	}
-	if cfg.Max <= 0 {
-		cfg.Next = skip
-	}
-	return limiter.New(cfg)
+	l := ratelimit.New(a.cfg.Trust.EnrollPerMinute, time.Minute, 0).WithClock(a.cfg.Now)
+	return func(c *fiber.Ctx) error { return limit(c, l, c.IP()) }
 }
 
-// deviceLimiter limits a device endpoint per device id in the path.
+// deviceLimiter limits a device's calls per device, keyed on the device the
+// group's middleware authenticated (requestDevice), so it must run after
+// it: requests that name a device without its credentials never reach it.
 func (a *API) deviceLimiter() fiber.Handler {
-	cfg := limiter.Config{
-		Max:          a.cfg.Trust.DevicePerMinute,
-		Expiration:   time.Minute,
-		KeyGenerator: func(c *fiber.Ctx) string { return "device/" + strings.Clone(c.Params("id")) },
-		LimitReached: rateLimited,
-		Storage:      newRateStore(a.cfg.Now),
+	l := ratelimit.New(a.cfg.Trust.DevicePerMinute, time.Minute, 0).WithClock(a.cfg.Now)
+	return func(c *fiber.Ctx) error { return limit(c, l, requestDevice(c).ID) }
+}
+
+// limit counts one request of key against l: 429 rate_limited with
+// Retry-After once over.
+func limit(c *fiber.Ctx, l *ratelimit.Limiter, key string) error {
+	ok, retry := l.Allow(key)
+	if ok {
+		return c.Next()
 	}
-	if cfg.Max <= 0 {
-		cfg.Next = skip
-	}
-	return limiter.New(cfg)
+	secs := int((retry + time.Second - 1) / time.Second)
+	c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
+	return errorf("rate_limited", "too many requests; retry after %d seconds", secs)
 }
 
 // --- enrollment tokens -----------------------------------------------------
@@ -292,6 +285,14 @@ func (a *API) deleteOperatorToken(c *fiber.Ctx) error {
 	if name == builtinAdminName {
 		return errorf("builtin_token", "the built-in admin token is set by --admin-token and cannot be deleted")
 	}
+	var hash []byte
+	if toks, err := a.store.OperatorTokens(c.UserContext()); err == nil {
+		for _, t := range toks {
+			if t.Name == name {
+				hash = t.Hash
+			}
+		}
+	}
 	err := a.store.DeleteOperatorToken(a.audited(c, op, "token.delete", name, ""), name)
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf("token_not_found", "no operator token named %q", name)
@@ -299,6 +300,8 @@ func (a *API) deleteOperatorToken(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("deleting operator token: %w", err)
 	}
+	// Durable now: cut every live session of the token at once.
+	a.svc.RevokePrincipal(service.Principal{Kind: service.PrincipalOperator, Name: name, TokenHash: hash})
 	return c.SendStatus(http.StatusNoContent)
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/internal/netx"
 	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/service"
@@ -63,8 +64,9 @@ type DaemonConfig struct {
 	EnrollPerMinute, DevicePerMinute int
 	// AgentAllowlist: nil = integrity unchecked. See TrustConfig.
 	AgentAllowlist map[string]bool
-	// MQTTMaxConnections bounds concurrent MQTT connections: 0 =
-	// broker.DefaultMaxConnections, negative = no limit.
+	// MQTTMaxConnections bounds concurrent MQTT connections: 0 = derived
+	// from the file descriptor limit (broker.FDConnectionLimit), negative =
+	// no limit.
 	MQTTMaxConnections int
 }
 
@@ -213,11 +215,25 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		// change stream.
 		d.api.Service().Subscribe(func(ch service.Change) { d.hook.Notify(ch.Transitions...) })
 	}
+	// Revocation closes the principal's MQTT sessions at once (the API's
+	// event streams registered themselves).
+	d.api.Service().OnRevoke(func(p service.Principal) {
+		switch p.Kind {
+		case service.PrincipalOperator:
+			if len(p.TokenHash) > 0 {
+				d.broker.DisconnectOperator(p.TokenHash)
+			}
+		case service.PrincipalDevice:
+			d.broker.Disconnect(p.Name)
+		}
+	})
 
 	if d.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listening on --http %s: %w", cfg.HTTPAddr, err)
 	}
-	d.httpLn = d.wrapHTTP(d.httpLn)
+	// Out of descriptors, Accept waits and retries instead of ending the
+	// HTTP server (and with it doorbell serve).
+	d.httpLn = d.wrapHTTP(netx.Resilient(d.httpLn, d.logger))
 	d.announceTLS(enrollGenerated)
 	return d, nil
 }

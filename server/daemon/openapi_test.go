@@ -232,6 +232,9 @@ func apiCases() []apiCase {
 		{"revoke enrollment token as a viewer", "DELETE", "/enrollment-tokens/nope", "viewer", "", nil, 403, true},
 
 		{"audit log", "GET", "/audit", "viewer", "", nil, 200, true},
+		{"backup", "GET", "/backup", "admin", "", nil, 200, true},
+		{"backup as a viewer", "GET", "/backup", "viewer", "", nil, 403, true},
+		{"backup with a wrong token", "GET", "/backup", "nope", "", nil, 401, true},
 		{"audit log page", "GET", "/audit?limit=2&after=1", "admin", "", nil, 200, true},
 		{"audit log with limit 0", "GET", "/audit?limit=0", "admin", "", nil, 400, false},
 		{"audit log with a bad cursor", "GET", "/audit?after=x", "admin", "", nil, 400, false},

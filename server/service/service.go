@@ -66,8 +66,9 @@ type Service struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mu   sync.RWMutex
-	subs []func(Change)
+	mu       sync.RWMutex
+	subs     []func(Change)
+	revokers []func(Principal) // revoke.go
 
 	seenMu sync.Mutex
 	seen   map[string]time.Time // sightings not yet flushed (seen.go)

@@ -28,18 +28,22 @@ type Store struct {
 	// auditRetention overrides AuditRetention in tests; 0 = AuditRetention.
 	auditRetention uint64
 	w              *committer // group commit for the writes many clients make at once
+	health         health     // the last write's outcome
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens or creates the database file at path.
+// Open opens or creates the database file at path. An existing file is
+// read through first: an empty, truncated or corrupted one is refused with
+// an error matching ErrDamaged that says how to restore a backup, and a
+// file another process holds with one matching ErrLocked.
 func Open(path string, opts ...Option) (*Store, error) {
 	// The freelist is not written at every commit (it is rebuilt by a scan
 	// at open, quick for a device database) and is kept as a map: fewer
 	// pages written and synced per commit, as etcd runs bbolt.
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	db, err := openChecked(path, &bbolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
-		return nil, fmt.Errorf("opening database %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta} {
@@ -191,7 +195,7 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c stor
 
 // SetFCMToken implements store.TokenStore.
 func (s *Store) SetFCMToken(_ context.Context, id, token string) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		d, err := getDevice(tx, id)
 		if err != nil {
 			return err
@@ -206,7 +210,7 @@ func (s *Store) SetFCMToken(_ context.Context, id, token string) error {
 
 // DeleteFCMToken implements store.TokenStore.
 func (s *Store) DeleteFCMToken(_ context.Context, id, token string) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		d, err := getDevice(tx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil

@@ -85,7 +85,7 @@ func saveSummary(tx *bbolt.Tx, sum *summary) error {
 // initSummary builds the counters by one scan when the database has none
 // (a database from before they existed).
 func (s *Store) initSummary() error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		sum, err := loadSummary(tx)
 		if err != nil || sum != nil {
 			return err
@@ -243,7 +243,7 @@ func (s *Store) run(do func(func(*bbolt.Tx) error) error, f func(*writer) error)
 }
 
 // update runs f in one write transaction.
-func (s *Store) update(f func(*writer) error) error { return s.run(s.db.Update, f) }
+func (s *Store) update(f func(*writer) error) error { return s.run(s.updateTx, f) }
 
 // updateAudited runs f in one write transaction that also records the audit
 // entry ctx carries (store.WithAudit), if any, once f succeeded.
@@ -258,7 +258,9 @@ func (s *Store) updateAudited(ctx context.Context, f func(*writer) error) error 
 
 // batch runs f in a transaction shared with concurrent callers (the group
 // commit); f may run more than once.
-func (s *Store) batch(f func(*writer) error) error { return s.run(s.w.do, f) }
+func (s *Store) batch(f func(*writer) error) error {
+	return s.run(func(fn func(*bbolt.Tx) error) error { return s.noteWrite(s.w.do(fn)) }, f)
+}
 
 func getGroup(tx *bbolt.Tx, id string) (store.Group, error) {
 	var g store.Group

@@ -92,7 +92,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 
 // CreateOperatorToken implements store.OperatorTokenStore.
 func (s *Store) CreateOperatorToken(ctx context.Context, t store.OperatorToken) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		ops, hashes := tx.Bucket(bucketOperators), tx.Bucket(bucketOperatorHashes)
 		if t.Name == "" || len(t.Hash) == 0 || ops.Get([]byte(t.Name)) != nil || hashes.Get(t.Hash) != nil {
 			return store.ErrExists
@@ -154,7 +154,7 @@ func (s *Store) OperatorTokens(_ context.Context) ([]store.OperatorToken, error)
 
 // DeleteOperatorToken implements store.OperatorTokenStore.
 func (s *Store) DeleteOperatorToken(ctx context.Context, name string) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		t, err := getOperator(tx, []byte(name))
 		if err != nil {
 			return err
@@ -191,7 +191,7 @@ func putEnrollToken(tx *bbolt.Tx, t store.EnrollmentToken) error {
 
 // CreateEnrollmentToken implements store.EnrollmentTokenStore.
 func (s *Store) CreateEnrollmentToken(ctx context.Context, t store.EnrollmentToken) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		hashes := tx.Bucket(bucketEnrollTokenHash)
 		if t.ID == "" || len(t.Hash) == 0 || tx.Bucket(bucketEnrollTokens).Get([]byte(t.ID)) != nil || hashes.Get(t.Hash) != nil {
 			return store.ErrExists
@@ -244,7 +244,7 @@ func (s *Store) EnrollmentTokenByHash(_ context.Context, h []byte) (t store.Enro
 // RevokeEnrollmentToken implements store.EnrollmentTokenStore. The record
 // stays as a tombstone so a later use is refused as revoked.
 func (s *Store) RevokeEnrollmentToken(ctx context.Context, id string) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.updateTx(func(tx *bbolt.Tx) error {
 		t, err := getEnrollToken(tx, []byte(id))
 		if err != nil {
 			return err

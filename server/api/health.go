@@ -1,0 +1,87 @@
+package api
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// healthz answers 200 {"status":"ok"} while the store's last write reached
+// storage, else 503 {"status":"unhealthy","error":...} until a write
+// succeeds again (a full or failing disk).
+func (a *API) healthz(c *fiber.Ctx) error {
+	if hr, ok := a.store.(store.HealthReporter); ok {
+		if err := hr.Health(); err != nil {
+			// The detail (with file paths) is in the log; an unauthenticated
+			// probe learns only what kind of failure it is.
+			msg := "the last write failed: storage failed"
+			if errors.Is(err, store.ErrStorageFull) {
+				msg = "the last write failed: storage full"
+			}
+			return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "unhealthy", "error": msg})
+		}
+	}
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+// storageError maps a store's storage failure to the API's coded error, or
+// returns nil for any other error.
+func storageError(err error) *Error {
+	switch {
+	case errors.Is(err, store.ErrStorageFull):
+		return errorf("storage_full", "the server's storage is full; nothing was written. Free space on the data directory's disk")
+	case errors.Is(err, store.ErrStorageFailed):
+		return errorf("storage_failed", "the server could not write to its storage; nothing was written")
+	}
+	return nil
+}
+
+// backup streams a consistent copy of the database (admin only): GET
+// /backup answers the bbolt file as application/octet-stream.
+func (a *API) backup(c *fiber.Ctx) error {
+	b, ok := a.store.(store.Backuper)
+	if !ok {
+		return errorf("not_found", "this store cannot be backed up through the API")
+	}
+	op := requestOperator(c)
+	name := fmt.Sprintf("doorbell-%s.db", a.cfg.Now().UTC().Format("20060102T150405Z"))
+	c.Set(fiber.HeaderContentType, "application/octet-stream")
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+name+`"`)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	conn := c.Context().Conn()
+	log := a.logger
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		// The copy may take longer than the write timeout: roll the
+		// deadline with the writes.
+		dw := deadlineWriter{w: w, conn: conn}
+		n, err := b.Backup(&dw)
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			log.Error("backup failed", "operator", op.name, "bytes", n, "err", err)
+			return
+		}
+		log.Info("backup sent", "operator", op.name, "bytes", n)
+	})
+	return nil
+}
+
+// deadlineWriter extends the connection's write deadline before each write.
+type deadlineWriter struct {
+	w    *bufio.Writer
+	conn interface{ SetWriteDeadline(time.Time) error }
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.conn != nil {
+		d.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	}
+	return d.w.Write(p)
+}
