@@ -15,7 +15,7 @@ func TestFCMCommandDoorbell(t *testing.T) {
 		Ring{DeviceID: "d1", Version: 4, FCMToken: tok},
 		Ring{DeviceID: "d1", FCMToken: tok, Command: true},
 		Ring{DeviceID: "d1", FCMToken: tok, Command: true}, // coalesces with the one before
-		Ring{DeviceID: "d1", Version: 5, FCMToken: tok},   // coalesces with version 4
+		Ring{DeviceID: "d1", Version: 5, FCMToken: tok},    // coalesces with version 4
 	)
 	h.run()
 	h.waitSettled(2)

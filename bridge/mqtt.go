@@ -27,7 +27,7 @@ type MQTTBell struct {
 
 	mu      sync.Mutex
 	pending map[ringKey]int64 // device and kind -> newest version not yet published
-	wake    chan struct{}    // capacity 1: "pending is not empty"
+	wake    chan struct{}     // capacity 1: "pending is not empty"
 
 	rung   atomic.Uint64
 	failed atomic.Uint64
