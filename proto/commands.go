@@ -77,6 +77,9 @@ const (
 	MaxCommandOutput = 16 << 10
 	// MaxCommandMessage bounds CommandResult.Message, in bytes.
 	MaxCommandMessage = 1024
+	// MaxDeliveredCommands is how many commands one device fetch returns
+	// at most (oldest first); the agent fetches again after running them.
+	MaxDeliveredCommands = 16
 	// MaxIdempotencyKey bounds CommandRequest.IdempotencyKey, in bytes.
 	MaxIdempotencyKey = 128
 	// MinCommandExpiry, MaxCommandExpiry and DefaultCommandExpiry bound
@@ -87,7 +90,7 @@ const (
 	// DefaultScriptTimeout and MaxScriptTimeout bound run_script's
 	// "timeout" param.
 	DefaultScriptTimeout = time.Minute
-	MaxScriptTimeout     = time.Hour
+	MaxScriptTimeout     = 10 * time.Minute
 )
 
 // CommandTypes is the catalog of command types, in display order.

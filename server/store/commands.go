@@ -50,12 +50,12 @@ type CommandStore interface {
 	// further matching commands exist. It returns ErrNotFound for an
 	// unknown device or an unknown cursor.
 	DeviceCommands(ctx context.Context, deviceID, after string, limit int, state proto.CommandState) (cmds []proto.Command, more bool, err error)
-	// DeliverCommands returns, oldest first, the device's commands it may
-	// still execute at now (PENDING, DELIVERED and NOT_NOW, not expired),
-	// marking each DELIVERED at now; unfinished ones past their expiry
-	// become EXPIRED instead. It returns ErrNotFound for an unknown
-	// device.
-	DeliverCommands(ctx context.Context, deviceID string, now time.Time) ([]proto.Command, error)
+	// DeliverCommands returns, oldest first, up to limit of the device's
+	// commands it may still execute at now (PENDING, DELIVERED and
+	// NOT_NOW, not expired), marking each DELIVERED at now; unfinished
+	// ones past their expiry become EXPIRED instead. It returns
+	// ErrNotFound for an unknown device.
+	DeliverCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]proto.Command, error)
 	// SetCommandResult records the device's result (ACKNOWLEDGED, ERROR or
 	// NOT_NOW) at now. It returns ErrNotFound when the command does not
 	// exist or belongs to another device, and ErrCommandState when the

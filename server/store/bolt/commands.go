@@ -304,7 +304,7 @@ func (s *Store) DeviceCommands(_ context.Context, deviceID, after string, limit 
 }
 
 // DeliverCommands implements store.CommandStore.
-func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.Time) ([]proto.Command, error) {
+func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]proto.Command, error) {
 	var out []proto.Command
 	err := s.commandUpdate(ctx, func(w *cmdTx) error {
 		out = nil
@@ -322,6 +322,9 @@ func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.T
 					return err
 				}
 				continue
+			}
+			if len(out) == limit {
+				continue // still expire the rest that are due
 			}
 			if c.State != proto.CommandDelivered {
 				if err := w.move(c, proto.CommandDelivered, now); err != nil {

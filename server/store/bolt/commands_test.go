@@ -39,7 +39,7 @@ func TestCommandHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := reboot.CreatedAt.Add(time.Second)
-	if _, err := s.DeliverCommands(ctx, "a1", at); err != nil {
+	if _, err := s.DeliverCommands(ctx, "a1", at, 100); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.SetCommandResult(ctx, "a1", reboot.CommandID, proto.CommandResult{State: proto.CommandAcknowledged}, at); err != nil {

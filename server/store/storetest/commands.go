@@ -158,7 +158,7 @@ func testCommandExclusive(t *testing.T, s store.Store) {
 		if _, err := s.Command(ctx, second.CommandID); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("the refused lock was stored: %v", err)
 		}
-		if _, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(time.Second)); err != nil {
+		if _, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(time.Second), 100); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -278,7 +278,7 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 	c2 := mustCreateCommands(t, s, NewCommand("a1", proto.CommandLock, 1))[0]
 	mustCreateCommands(t, s, NewCommand("a2", proto.CommandLock, 1))
 	t1 := cmdT0.Add(5 * time.Second)
-	got, err := s.DeliverCommands(ctx, "a1", t1)
+	got, err := s.DeliverCommands(ctx, "a1", t1, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 		wantState(t, s, c.CommandID, proto.CommandDelivered)
 	}
 	// Fetched again (a lost answer): the same commands, still DELIVERED.
-	again, err := s.DeliverCommands(ctx, "a1", t1.Add(time.Second))
+	again, err := s.DeliverCommands(ctx, "a1", t1.Add(time.Second), 100)
 	if err != nil || len(again) != 2 {
 		t.Fatalf("DeliverCommands again = %v, %v", again, err)
 	}
@@ -311,17 +311,27 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	wantState(t, s, c2.CommandID, proto.CommandNotNow)
-	next, err := s.DeliverCommands(ctx, "a1", t2.Add(time.Second))
+	next, err := s.DeliverCommands(ctx, "a1", t2.Add(time.Second), 100)
 	if err != nil || len(next) != 1 || next[0].CommandID != c2.CommandID || next[0].State != proto.CommandDelivered {
 		t.Fatalf("delivery after NOT_NOW = %v, %v; want %s DELIVERED again", next, err, c2.CommandID)
 	}
 	if _, err := s.SetCommandResult(ctx, "a1", c2.CommandID, proto.CommandResult{State: proto.CommandError, ErrorCode: "failed"}, t2.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if rest, err := s.DeliverCommands(ctx, "a1", t2.Add(3*time.Second)); err != nil || len(rest) != 0 {
+	if rest, err := s.DeliverCommands(ctx, "a1", t2.Add(3*time.Second), 100); err != nil || len(rest) != 0 {
 		t.Fatalf("delivery after every command finished = %v, %v", rest, err)
 	}
-	if _, err := s.DeliverCommands(ctx, "nope", t2); !errors.Is(err, store.ErrNotFound) {
+	// The limit: the oldest first, the rest stay PENDING for the next fetch.
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, mustCreateCommands(t, s, NewCommand("a2", proto.CommandReboot, 10+i))[0].CommandID)
+	}
+	first, err := s.DeliverCommands(ctx, "a2", t2, 2)
+	if err != nil || len(first) != 2 || first[0].CommandID == ids[2] || first[1].CommandID == ids[2] {
+		t.Fatalf("DeliverCommands(limit 2) = %v, %v; want the two oldest", first, err)
+	}
+	wantState(t, s, ids[2], proto.CommandPending)
+	if _, err := s.DeliverCommands(ctx, "nope", t2, 100); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("DeliverCommands(unknown device) = %v, want ErrNotFound", err)
 	}
 }
@@ -387,14 +397,14 @@ func testCommandCancel(t *testing.T, s store.Store) {
 	if got.State != proto.CommandCancelled || !got.Timestamps[proto.CommandCancelled].Equal(at) {
 		t.Fatalf("cancelled command = %+v", got)
 	}
-	if d, err := s.DeliverCommands(ctx, "a1", at); err != nil || len(d) != 0 {
+	if d, err := s.DeliverCommands(ctx, "a1", at, 100); err != nil || len(d) != 0 {
 		t.Fatalf("a cancelled command was delivered: %v, %v", d, err)
 	}
 	if _, err := s.CancelCommand(ctx, c.CommandID, at); !errors.Is(err, store.ErrCommandState) {
 		t.Fatalf("cancel twice = %v, want ErrCommandState", err)
 	}
 	delivered := mustCreateCommands(t, s, NewCommand("a1", proto.CommandReboot, 1))[0]
-	if _, err := s.DeliverCommands(ctx, "a1", at); err != nil {
+	if _, err := s.DeliverCommands(ctx, "a1", at, 100); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CancelCommand(ctx, delivered.CommandID, at); !errors.Is(err, store.ErrCommandState) {
@@ -415,7 +425,7 @@ func testCommandExpiry(t *testing.T, s store.Store) {
 	delivered := NewCommand("a1", proto.CommandLock, 0)
 	delivered.ExpiresAt = cmdT0.Add(2 * time.Minute)
 	mustCreateCommands(t, s, short, long, delivered)
-	if _, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(time.Second)); err != nil {
+	if _, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(time.Second), 100); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CancelCommand(ctx, long.CommandID, cmdT0.Add(time.Second)); !errors.Is(err, store.ErrCommandState) {
@@ -433,7 +443,7 @@ func testCommandExpiry(t *testing.T, s store.Store) {
 	wantState(t, s, long.CommandID, proto.CommandDelivered)
 	// Delivery past an expiry the timer has not seen yet expires it
 	// instead of delivering it.
-	got, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(3*time.Minute))
+	got, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(3*time.Minute), 100)
 	if err != nil || len(got) != 1 || got[0].CommandID != long.CommandID {
 		t.Fatalf("DeliverCommands past the lock's expiry = %v, %v; want only %s", got, err, long.CommandID)
 	}
@@ -461,7 +471,7 @@ func testCommandWipe(t *testing.T, s store.Store) {
 	done := NewCommand("a1", proto.CommandReboot, 0)
 	other := NewCommand("a2", proto.CommandReboot, 0)
 	mustCreateCommands(t, s, reboot, lock, done, other)
-	if _, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(time.Second)); err != nil {
+	if _, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(time.Second), 100); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.SetCommandResult(ctx, "a1", done.CommandID, proto.CommandResult{State: proto.CommandAcknowledged}, cmdT0.Add(time.Second)); err != nil {
@@ -474,7 +484,7 @@ func testCommandWipe(t *testing.T, s store.Store) {
 	wantState(t, s, done.CommandID, proto.CommandAcknowledged)
 	wantState(t, s, other.CommandID, proto.CommandPending)
 	wantState(t, s, wipe.CommandID, proto.CommandPending)
-	got, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(3*time.Second))
+	got, err := s.DeliverCommands(ctx, "a1", cmdT0.Add(3*time.Second), 100)
 	if err != nil || len(got) != 1 || got[0].CommandID != wipe.CommandID {
 		t.Fatalf("after the wipe the device gets %v, %v; want only the wipe", got, err)
 	}
