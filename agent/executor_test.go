@@ -104,16 +104,16 @@ type recordingRunner struct {
 	lines []string
 }
 
-var _ agent.CommandRunner = (*recordingRunner)(nil)
+var _ agent.Runner = (*recordingRunner)(nil)
 
-func (r *recordingRunner) Run(ctx context.Context, _ int, name string, args ...string) ([]byte, bool, error) {
+func (r *recordingRunner) Run(ctx context.Context, cmd agent.Command) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lines = append(r.lines, strings.Join(append([]string{name}, args...), " "))
-	return []byte("ok"), false, nil
+	r.lines = append(r.lines, cmd.String())
+	return []byte("ok"), nil
 }
 
 func (r *recordingRunner) calls() []string {
@@ -149,8 +149,8 @@ func runScript(t *testing.T, x *agent.LinuxExecutor, params map[string]string) p
 // TestLinuxRunScript runs real scripts through the real runner.
 func TestLinuxRunScript(t *testing.T) {
 	x := agent.NewLinuxExecutor(t.TempDir())
-	placeScript(t, x, "ok.sh", "#!/bin/sh\necho \"out $0\"\necho err >&2\n", 0o755)
-	placeScript(t, x, "fails.sh", "#!/bin/sh\necho broken\nexit 3\n", 0o755)
+	placeScript(t, x, "ok.sh", "#!/bin/sh\necho \"out $0\"\n", 0o755)
+	placeScript(t, x, "fails.sh", "#!/bin/sh\necho broken\necho why >&2\nexit 3\n", 0o755)
 	placeScript(t, x, "chatty.sh", "#!/bin/sh\nhead -c 100000 /dev/zero | tr '\\0' a\n", 0o755)
 	// The child sleeps in the background holding the output pipe: the
 	// timeout must kill the whole group, not only the shell.
@@ -162,12 +162,12 @@ func TestLinuxRunScript(t *testing.T) {
 	}
 
 	r := runScript(t, x, map[string]string{"script": "ok.sh"})
-	if r.State != proto.CommandAcknowledged || !strings.Contains(r.Output, "out "+filepath.Join(x.ScriptDir(), "ok.sh")) || !strings.Contains(r.Output, "err") {
-		t.Errorf("ok.sh = %+v, want ACKNOWLEDGED with its stdout and stderr", r)
+	if r.State != proto.CommandAcknowledged || !strings.Contains(r.Output, "out "+filepath.Join(x.ScriptDir(), "ok.sh")) {
+		t.Errorf("ok.sh = %+v, want ACKNOWLEDGED with its output", r)
 	}
 	r = runScript(t, x, map[string]string{"script": "fails.sh"})
-	if r.State != proto.CommandError || r.ErrorCode != proto.ErrorCodeFailed || !strings.Contains(r.Output, "broken") || !strings.Contains(r.Message, "exit status 3") {
-		t.Errorf("fails.sh = %+v, want ERROR failed with its output and exit status", r)
+	if r.State != proto.CommandError || r.ErrorCode != proto.ErrorCodeFailed || !strings.Contains(r.Output, "broken") || !strings.Contains(r.Output, "why") || !strings.Contains(r.Message, "exit status 3") {
+		t.Errorf("fails.sh = %+v, want ERROR failed with its output, its stderr and exit status", r)
 	}
 	r = runScript(t, x, map[string]string{"script": "chatty.sh"})
 	if r.State != proto.CommandAcknowledged || len(r.Output) > proto.MaxCommandOutput || !strings.HasSuffix(r.Output, "[truncated]") || len(r.Output) < proto.MaxCommandOutput-100 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,9 +32,10 @@ const LinuxDryRunLog = "/var/lib/doorbell/system-commands.log"
 //     and writable by nobody but its owner, who must be root or the agent's
 //     user. It runs without a shell and without arguments, in its own
 //     process group, killed whole after its timeout (param "timeout",
-//     default 1m, at most 10m); its combined output is cut to
+//     default 1m, at most 10m). Its standard output, and when it fails the
+//     end of its standard error, is the result's output, cut to
 //     proto.MaxCommandOutput bytes. Exit status 0 is ACKNOWLEDGED; anything
-//     else is ERROR "failed" (or "timeout") with the output.
+//     else is ERROR "failed" (or "timeout").
 //
 // Every other type is answered ERROR "unsupported" at once.
 type LinuxExecutor struct {
@@ -43,8 +43,8 @@ type LinuxExecutor struct {
 	scriptDir string
 
 	mu     sync.Mutex
-	runner CommandRunner // runs scripts and, under "/", system commands
-	system CommandRunner // runs systemctl and loginctl
+	runner Runner // runs scripts and, under "/", system commands
+	system Runner // runs systemctl and loginctl
 }
 
 var _ Executor = (*LinuxExecutor)(nil)
@@ -68,7 +68,7 @@ func NewLinuxExecutor(root string) *LinuxExecutor {
 
 // SetRunner replaces the runner of scripts and system commands (tests
 // pass a recorder).
-func (x *LinuxExecutor) SetRunner(r CommandRunner) {
+func (x *LinuxExecutor) SetRunner(r Runner) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.runner, x.system = r, r
@@ -96,21 +96,21 @@ func (x *LinuxExecutor) Execute(ctx context.Context, cmd proto.Command) proto.Co
 // systemCommandTimeout bounds systemctl and loginctl.
 const systemCommandTimeout = time.Minute
 
-func runSystem(ctx context.Context, r CommandRunner, name string, args ...string) proto.CommandResult {
+func runSystem(ctx context.Context, r Runner, name string, args ...string) proto.CommandResult {
 	if err := ctx.Err(); err != nil {
 		return proto.CommandResult{State: proto.CommandNotNow, Message: err.Error()}
 	}
 	ctx, cancel := context.WithTimeout(ctx, systemCommandTimeout)
 	defer cancel()
-	out, _, err := r.Run(ctx, proto.MaxCommandOutput, name, args...)
+	out, err := r.Run(ctx, Command{Name: name, Args: args})
 	if err != nil {
 		return proto.CommandResult{State: proto.CommandError, ErrorCode: proto.ErrorCodeFailed,
-			Message: fmt.Sprintf("%s %s: %v", name, strings.Join(args, " "), err), Output: string(out)}
+			Message: proto.Truncate(err.Error(), proto.MaxCommandMessage), Output: proto.Truncate(string(out), proto.MaxCommandOutput)}
 	}
-	return Acknowledged(string(out))
+	return Acknowledged(proto.Truncate(string(out), proto.MaxCommandOutput))
 }
 
-func (x *LinuxExecutor) runScript(ctx context.Context, r CommandRunner, params map[string]string) proto.CommandResult {
+func (x *LinuxExecutor) runScript(ctx context.Context, r Runner, params map[string]string) proto.CommandResult {
 	name := params["script"]
 	if !proto.ValidScriptName(name) {
 		return proto.CommandResult{State: proto.CommandError, ErrorCode: proto.ErrorCodeBadParams, Message: fmt.Sprintf("%q is not a script name", name)}
@@ -133,18 +133,23 @@ func (x *LinuxExecutor) runScript(ctx context.Context, r CommandRunner, params m
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	out, truncated, err := r.Run(sctx, proto.MaxCommandOutput, path)
-	output := string(out)
-	if truncated {
-		output = proto.Truncate(output+"…", proto.MaxCommandOutput)
+	out, err := r.Run(sctx, Command{Name: path})
+	var re *RunError
+	if errors.As(err, &re) && re.Stderr != "" {
+		out = append(append(out, "\n--- stderr (end) ---\n"...), re.Stderr...)
 	}
+	output := proto.Truncate(string(out), proto.MaxCommandOutput)
 	switch {
 	case err != nil && errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 		return proto.CommandResult{State: proto.CommandError, ErrorCode: proto.ErrorCodeTimeout,
 			Message: fmt.Sprintf("script %s ran past its timeout of %v and was killed", name, timeout), Output: output}
 	case err != nil:
+		msg := fmt.Sprintf("script %s: %v", name, err)
+		if re != nil {
+			msg = fmt.Sprintf("script %s: exit status %d", name, re.Code)
+		}
 		return proto.CommandResult{State: proto.CommandError, ErrorCode: proto.ErrorCodeFailed,
-			Message: fmt.Sprintf("script %s: %v", name, err), Output: output}
+			Message: proto.Truncate(msg, proto.MaxCommandMessage), Output: output}
 	}
 	return Acknowledged(output)
 }
@@ -180,29 +185,29 @@ type dryRunner struct {
 	path string
 }
 
-func (d *dryRunner) Run(ctx context.Context, _ int, name string, args ...string) ([]byte, bool, error) {
+func (d *dryRunner) Run(ctx context.Context, cmd Command) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(d.path), 0o755); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	f, err := os.OpenFile(d.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	line := strings.Join(append([]string{name}, args...), " ")
+	line := cmd.String()
 	if _, err := fmt.Fprintln(f, line); err != nil {
 		f.Close()
-		return nil, false, err
+		return nil, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, false, err
+		return nil, err
 	}
-	return []byte("dry run: recorded " + line), false, f.Close()
+	return []byte("dry run: recorded " + line), f.Close()
 }
 
 // fileOwner returns the uid owning fi, when the platform tells.
