@@ -305,8 +305,23 @@ func (s *Store) DeviceCommands(_ context.Context, deviceID, after string, limit 
 
 // DeliverCommands implements store.CommandStore.
 func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]proto.Command, error) {
+	// Every sync of every device asks; most have nothing open. A read
+	// answers them without a write transaction (and its fsync).
+	open := false
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketDevices).Get([]byte(deviceID)) == nil {
+			return store.ErrNotFound
+		}
+		prefix := deviceKey(deviceID, nil)
+		k, _ := tx.Bucket(bucketOpenCommands).Cursor().Seek(prefix)
+		open = k != nil && bytes.HasPrefix(k, prefix)
+		return nil
+	})
+	if err != nil || !open {
+		return nil, err
+	}
 	var out []proto.Command
-	err := s.commandUpdate(ctx, func(w *cmdTx) error {
+	err = s.commandUpdate(ctx, func(w *cmdTx) error {
 		out = nil
 		if w.tx.Bucket(bucketDevices).Get([]byte(deviceID)) == nil {
 			return store.ErrNotFound
