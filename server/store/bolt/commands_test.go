@@ -30,7 +30,7 @@ func TestCommandHook(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	if err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
 		t.Fatal(err)
 	}
 	reboot := storetest.NewCommand("a1", proto.CommandReboot, 0)
