@@ -30,10 +30,14 @@ func (a *API) routes() {
 	device := newGroup(r, devLimit, a.asDevice)
 	device.post("/devices/:id/report", a.report)
 	device.post("/devices/:id/token", a.registerToken)
+	device.post("/devices/:id/commands/:cid/result", a.commandResult)
 	renew := newGroup(r, devLimit, lapsedCertOK, a.asDevice)
 	renew.post("/devices/:id/certificate", a.renewCertificate)
 	deviceOrOperator := newGroup(r, devLimit, a.asDeviceOrOperator)
 	deviceOrOperator.get("/devices/:id/policy", a.getPolicy)
+	// An operator lists the device's commands; the device fetches what it
+	// may still run.
+	newGroup(r, devLimit, a.asDeviceOrOperatorReader).get("/devices/:id/commands", a.deviceCommands)
 
 	// Any operator (admin or viewer): reads.
 	op := newGroup(r, a.asOperator)
@@ -47,6 +51,7 @@ func (a *API) routes() {
 	op.get("/enrollment-tokens", a.listEnrollTokens)
 	op.get("/audit", a.audit)
 	op.get("/events", a.streamEvents)
+	op.get("/commands/:id", a.getCommand)
 	opDevice := newGroup(r, a.asOperator, a.loadDevice)
 	opDevice.get("/devices/:id/status", a.status)
 	opDevice.get("/devices/:id/policy/explain", a.explain)
@@ -64,6 +69,9 @@ func (a *API) routes() {
 	admin.delete("/tokens/:name", a.deleteOperatorToken)
 	admin.post("/enrollment-tokens", a.createEnrollToken)
 	admin.delete("/enrollment-tokens/:id", a.revokeEnrollToken)
+	admin.post("/devices/:id/commands", a.sendCommand)
+	admin.post("/groups/:id/commands", a.sendGroupCommand)
+	admin.delete("/commands/:id", a.cancelCommand)
 
 	r.Use(func(c *fiber.Ctx) error {
 		c.Locals(routeLocal, "unmatched")
