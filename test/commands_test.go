@@ -168,6 +168,38 @@ func TestCommandsEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("CLI", func(t *testing.T) {
+		out, err := cli(t, srv, srv.admin, "commands", "send", idP, "lock", "--wait")
+		if err != nil || !strings.Contains(out, "state:    ACKNOWLEDGED") {
+			t.Fatalf("commands send --wait: %v\n%s", err, out)
+		}
+		out, err = cli(t, srv, srv.admin, "commands", "send", idP, "run_script", "--param", "script=x.sh", "--json")
+		if err != nil {
+			t.Fatalf("commands send --json: %v\n%s", err, out)
+		}
+		var c proto.Command
+		if err := json.Unmarshal([]byte(out), &c); err != nil || c.Params["script"] != "x.sh" {
+			t.Fatalf("commands send --json printed %s (%v)", out, err)
+		}
+		// The phone has no executor for run_script: ERROR unsupported.
+		done := srv.waitCommand(c.CommandID, proto.CommandError, 10*time.Second)
+		if done.Result == nil || done.Result.ErrorCode != proto.ErrorCodeUnsupported {
+			t.Errorf("run_script on a phone: %+v, want ERROR unsupported", done.Result)
+		}
+		out, err = cli(t, srv, srv.admin, "commands", "ls", idP)
+		if err != nil || !strings.Contains(out, c.CommandID) || !strings.Contains(out, "unsupported") {
+			t.Fatalf("commands ls: %v\n%s", err, out)
+		}
+		out, err = cli(t, srv, srv.admin, "commands", "send", idP, "selfdestruct")
+		if err == nil || !strings.Contains(out, "unknown command type") {
+			t.Fatalf("commands send of an unknown type: %v\n%s", err, out)
+		}
+		out, err = cli(t, srv, srv.admin, "commands", "cancel", c.CommandID)
+		if err == nil || !strings.Contains(out, "command_state") {
+			t.Fatalf("commands cancel of a finished command: %v\n%s", err, out)
+		}
+	})
+
 	// A is offline from here until restarted.
 	a.stop()
 	eventually(t, 10*time.Second, "agent A disconnected", func() bool { return !srv.status(idA).Connected })
