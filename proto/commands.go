@@ -405,8 +405,8 @@ type GroupCommandResponse struct {
 // CommandEvent is the data of a "command" event on GET /events and the
 // body of a "command.state_changed" webhook: the command after a change.
 type CommandEvent struct {
-	Type string `json:"type,omitempty"` // "command.state_changed" in a webhook
-	Command
+	Type    string  `json:"type,omitempty"` // "command.state_changed" in a webhook
+	Command Command `json:"command"`
 	// From is the state before the change; empty for a new command.
 	From CommandState `json:"from"`
 }

@@ -424,8 +424,8 @@ func (h *commandHookReceiver) steps(cid string) []string {
 	var out []string
 	for _, raw := range h.bodies {
 		var ev proto.CommandEvent
-		if json.Unmarshal(raw, &ev) == nil && ev.Type == proto.WebhookCommandStateChanged && ev.CommandID == cid {
-			out = append(out, string(ev.From)+">"+string(ev.State))
+		if json.Unmarshal(raw, &ev) == nil && ev.Type == proto.WebhookCommandStateChanged && ev.Command.CommandID == cid {
+			out = append(out, string(ev.From)+">"+string(ev.Command.State))
 		}
 	}
 	return out

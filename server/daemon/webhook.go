@@ -115,7 +115,7 @@ func (w *Webhook) Notify(ts ...proto.Transition) {
 // does.
 func (w *Webhook) NotifyCommand(ev proto.CommandEvent) {
 	ev.Type = EventCommandStateChanged
-	w.enqueue(webhookItem{EventCommandStateChanged, ev.DeviceID, ev})
+	w.enqueue(webhookItem{EventCommandStateChanged, ev.Command.DeviceID, ev})
 }
 
 func (w *Webhook) enqueue(it webhookItem) {

@@ -148,13 +148,15 @@ export function commandsPanel(id, h) {
   return {
     node,
     load,
-    // onCommand takes a "command" event: the command after a change.
+    // onCommand takes a "command" event: {command, from}, the command
+    // after a change.
     onCommand(ev) {
-      if (!ev || ev.deviceId !== id) return;
-      const i = cmds.findIndex((x) => x.commandId === ev.commandId);
+      const c = ev && ev.command;
+      if (!c || c.deviceId !== id) return;
+      const i = cmds.findIndex((x) => x.commandId === c.commandId);
       // Never replace a final state with an older, unfinished one.
-      if (i >= 0 && FINAL.has(cmds[i].state) && !FINAL.has(ev.state)) return;
-      upsert(ev);
+      if (i >= 0 && FINAL.has(cmds[i].state) && !FINAL.has(c.state)) return;
+      upsert(c);
     },
   };
 }
