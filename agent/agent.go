@@ -63,6 +63,14 @@ type Config struct {
 	// AgentSHA256 is the hex SHA-256 of the agent binary sent with every
 	// report; "" means the SHA-256 of os.Executable(), computed once.
 	AgentSHA256 string
+	// Executor carries out remote commands; nil means the Enforcer when
+	// it is an Executor, else none: every command is answered ERROR
+	// "unsupported".
+	Executor Executor
+	// CommandJournal records each command before it runs, so it runs at
+	// most once across restarts; nil keeps it in memory (at most once per
+	// process only: for tests and simulators).
+	CommandJournal CommandJournal
 }
 
 // SyncResult describes one sync attempt.
@@ -80,8 +88,13 @@ type SyncResult struct {
 	// successful sync: the device's unchanged state was reported.
 	EnforceErr error
 	// Err is why the sync failed, nil when it reported (or skipped).
-	Err      error
-	Duration time.Duration
+	Err error
+	// Commands is how many remote commands ran during the sync.
+	Commands int
+	// CommandErr is why fetching commands failed; the policy part of the
+	// sync goes on regardless.
+	CommandErr error
+	Duration   time.Duration
 }
 
 // ErrNoEnrollToken is returned by Sync when the agent must enroll (it has
@@ -124,6 +137,9 @@ type Agent struct {
 
 	hashOnce sync.Once
 	hash     string // AgentSHA256 or the executable's hash
+
+	executor Executor
+	journal  journal // used under sem
 }
 
 // New validates cfg and returns an agent. It does no I/O.
@@ -177,6 +193,16 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.HTTPClient == nil {
 		client.http = a.newHTTPClient()
+	}
+	a.executor = cfg.Executor
+	if a.executor == nil {
+		if x, ok := cfg.Enforcer.(Executor); ok {
+			a.executor = x
+		}
+	}
+	a.journal.store = cfg.CommandJournal
+	if a.journal.store == nil {
+		a.journal.store = &memJournal{}
 	}
 	return a, nil
 }
@@ -259,9 +285,15 @@ func (a *Agent) Trigger() {
 // OnPush handles an FCM data message. A {"type": "policy_changed",
 // "version": "N"} message triggers a sync unless N is at most the version
 // already applied and reported; a message without a readable version
-// triggers one anyway (a needless sync costs only a 304). Other types are
-// ignored.
+// triggers one anyway (a needless sync costs only a 304). A {"type":
+// "command_pending"} message triggers a sync, which fetches the commands.
+// Other types are ignored.
 func (a *Agent) OnPush(data map[string]string) {
+	if data["type"] == proto.CommandDoorbellType {
+		a.log.Info("command doorbell", "source", "fcm")
+		a.Trigger()
+		return
+	}
 	if data["type"] != proto.DoorbellType {
 		a.log.Debug("ignoring push message", "type", data["type"])
 		return
@@ -572,6 +604,17 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 			return res
 		}
 		a.log.Warn("registering push token", "deviceId", id.DeviceID, "err", err)
+	}
+
+	// Commands first: a lock should not wait for a long enforcement. A
+	// failure here does not fail the sync; the policy fetch below finds
+	// out whether the server still knows the device (a server before
+	// capability 4 answers 404 here for a device it knows).
+	n, err := a.runCommands(ctx, id)
+	res.Commands = n
+	if err != nil && ctx.Err() == nil {
+		res.CommandErr = err
+		a.log.Warn("running commands", "deviceId", id.DeviceID, "err", err)
 	}
 
 	a.mu.Lock()

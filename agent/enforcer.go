@@ -197,6 +197,7 @@ type MemoryEnforcer struct {
 	mu     sync.Mutex
 	state  proto.Settings
 	locked bool
+	cmds   memCommands
 }
 
 var _ Enforcer = (*MemoryEnforcer)(nil)

@@ -88,6 +88,9 @@ func NewLinuxEnforcer(root string) *LinuxEnforcer {
 	return e
 }
 
+// Root returns the directory the enforcer treats as the host's "/".
+func (e *LinuxEnforcer) Root() string { return e.root }
+
 // SetSSHReload replaces the hook that makes sshd read its configuration
 // again after the drop-in changed; nil means no reload. A failed reload is
 // reported as a failure of sshPasswordAuthDisabled and retried by the next

@@ -27,7 +27,13 @@ import (
 //   - 3 (2026-11-29): the agent tells its sync interval
 //     (syncIntervalSeconds on EnrollRequest and ComplianceReport);
 //     DeviceStatus carries lastSeenAt and overdue; GET /devices?seen=overdue.
-const CapabilityVersion = 3
+//   - 4 (2026-11-29): remote commands (docs/COMMANDS.md): POST/GET
+//     /devices/{id}/commands, GET/DELETE /commands/{id}, POST
+//     /groups/{id}/commands, POST /devices/{id}/commands/{cid}/result;
+//     the command doorbell {"type":"command_pending"} on the device's
+//     doorbell topic and over FCM (collapse key "command_pending"); the
+//     "command" event on /events and the command.state_changed webhook.
+const CapabilityVersion = 4
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10

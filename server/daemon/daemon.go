@@ -18,9 +18,11 @@ import (
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/internal/netx"
+	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/service"
+	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
 
@@ -127,7 +129,15 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			return nil, fmt.Errorf("--webhook-url: %w", err)
 		}
 	}
-	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db")); err != nil {
+	// Every committed command change goes on the service's change stream
+	// (the service exists once the API does, below, before anything
+	// serves).
+	onCommand := func(cs ...store.CommandChange) {
+		if d.api != nil {
+			d.api.Service().PublishCommands(cs...)
+		}
+	}
+	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db"), bolt.WithCommandHook(onCommand)); err != nil {
 		return nil, err
 	}
 	closers = append(closers, d.store.Close)
@@ -213,7 +223,13 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if d.hook != nil {
 		// The webhook hears every committed transition, from the one
 		// change stream.
-		d.api.Service().Subscribe(func(ch service.Change) { d.hook.Notify(ch.Transitions...) })
+		d.api.Service().Subscribe(func(ch service.Change) {
+			if ch.Command != nil {
+				d.hook.NotifyCommand(proto.CommandEvent{Command: ch.Command.Command.Redacted(), From: ch.Command.From})
+				return
+			}
+			d.hook.Notify(ch.Transitions...)
+		})
 	}
 	// Revocation closes the principal's MQTT sessions at once (the API's
 	// event streams registered themselves).
@@ -327,6 +343,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Last-seen times are batched in memory and flushed every few seconds
 	// and once more at shutdown.
 	wg.Go(func() { d.api.Service().RunSeen(ctx, 0) })
+	wg.Go(func() { d.api.Service().RunCommandExpiry(ctx, 0) })
 	if d.pki != nil {
 		wg.Go(func() { d.pki.Run(ctx) })
 	}

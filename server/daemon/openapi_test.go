@@ -250,6 +250,50 @@ func apiCases() []apiCase {
 		{"renew certificate of an unknown device", "POST", "/devices/nope/certificate", "dev", `{"csr":"x"}`, nil, 404, true},
 		{"renew certificate too large", "POST", "/devices/{dev}/certificate", "dev", big, nil, 413, true},
 
+		// Commands. The fixture queued, on {other}, {cmd}, {cmdCancel} and
+		// {cmdResult} (reboots), and on {dev} a lock: a second lock there is
+		// a conflict, and so is a lock for the fixture group ({dev} is a
+		// member). Cancels come before {other} fetches its commands.
+		{"send command", "POST", "/devices/{third}/commands", "admin", `{"type":"run_script","params":{"script":"cleanup.sh","timeout":"30s"},"expiresIn":"1h","idempotencyKey":"k-1"}`, nil, 202, true},
+		{"send command again with its key", "POST", "/devices/{third}/commands", "admin", `{"type":"run_script","params":{"script":"cleanup.sh"},"idempotencyKey":"k-1"}`, nil, 202, true},
+		{"send command of an unknown type", "POST", "/devices/{third}/commands", "admin", `{"type":"selfdestruct"}`, nil, 400, false},
+		{"send command with bad params", "POST", "/devices/{third}/commands", "admin", `{"type":"clear_app_data","params":{"package":"no"}}`, nil, 400, true},
+		{"send command expiring too late", "POST", "/devices/{third}/commands", "admin", `{"type":"lock","expiresIn":"721h"}`, nil, 400, true},
+		{"send command to an unknown device", "POST", "/devices/nope/commands", "admin", `{"type":"lock"}`, nil, 404, true},
+		{"send a second lock", "POST", "/devices/{dev}/commands", "admin", `{"type":"lock"}`, nil, 409, true},
+		{"send command with a wrong token", "POST", "/devices/{dev}/commands", "nope", `{"type":"lock"}`, nil, 401, true},
+		{"send command as a viewer", "POST", "/devices/{dev}/commands", "viewer", `{"type":"lock"}`, nil, 403, true},
+		{"send command too large", "POST", "/devices/{dev}/commands", "admin", big, nil, 413, true},
+		{"send group command", "POST", "/groups/{group}/commands", "admin", `{"type":"reboot","expiresIn":"5m"}`, nil, 202, true},
+		{"send group command with a conflict", "POST", "/groups/{group}/commands", "admin", `{"type":"lock"}`, nil, 409, true},
+		{"send group command of an unknown type", "POST", "/groups/{group}/commands", "admin", `{"type":"x"}`, nil, 400, false},
+		{"send command to an unknown group", "POST", "/groups/nope/commands", "admin", `{"type":"lock"}`, nil, 404, true},
+		{"send group command with a wrong token", "POST", "/groups/{group}/commands", "nope", `{"type":"lock"}`, nil, 401, true},
+		{"send group command as a viewer", "POST", "/groups/{group}/commands", "viewer", `{"type":"lock"}`, nil, 403, true},
+		{"send group command too large", "POST", "/groups/{group}/commands", "admin", big, nil, 413, true},
+		{"get command", "GET", "/commands/{cmd}", "viewer", "", nil, 200, true},
+		{"get an unknown command", "GET", "/commands/nope", "admin", "", nil, 404, true},
+		{"get command with a wrong token", "GET", "/commands/{cmd}", "nope", "", nil, 401, true},
+		{"get command as a device", "GET", "/commands/{cmd}", "other", "", nil, 403, true},
+		{"cancel command", "DELETE", "/commands/{cmdCancel}", "admin", "", nil, 200, true},
+		{"cancel a cancelled command", "DELETE", "/commands/{cmdCancel}", "admin", "", nil, 409, true},
+		{"cancel an unknown command", "DELETE", "/commands/nope", "admin", "", nil, 404, true},
+		{"cancel command with a wrong token", "DELETE", "/commands/{cmd}", "nope", "", nil, 401, true},
+		{"cancel command as a viewer", "DELETE", "/commands/{cmd}", "viewer", "", nil, 403, true},
+		{"list commands", "GET", "/devices/{other}/commands?limit=2&state=PENDING", "viewer", "", nil, 200, true},
+		{"list commands with a bad limit", "GET", "/devices/{other}/commands?limit=0", "admin", "", nil, 400, false},
+		{"list commands of an unknown device", "GET", "/devices/nope/commands", "admin", "", nil, 404, true},
+		{"list commands with a wrong token", "GET", "/devices/{other}/commands", "nope", "", nil, 401, true},
+		{"list commands as another device", "GET", "/devices/{other}/commands", "dev", "", nil, 403, true},
+		{"fetch commands as the device", "GET", "/devices/{other}/commands", "other", "", nil, 200, true},
+		{"command result", "POST", "/devices/{other}/commands/{cmdResult}/result", "other", `{"state":"ERROR","errorCode":"failed","message":"m","output":"o"}`, nil, 200, true},
+		{"command result twice", "POST", "/devices/{other}/commands/{cmdResult}/result", "other", `{"state":"ACKNOWLEDGED"}`, nil, 409, true},
+		{"command result for an unknown command", "POST", "/devices/{other}/commands/nope/result", "other", `{"state":"ACKNOWLEDGED"}`, nil, 404, true},
+		{"command result with a bad state", "POST", "/devices/{other}/commands/{cmd}/result", "other", `{"state":"PENDING"}`, nil, 400, false},
+		{"command result with a wrong token", "POST", "/devices/{other}/commands/{cmd}/result", "nope", `{"state":"ACKNOWLEDGED"}`, nil, 401, true},
+		{"command result from another device", "POST", "/devices/{other}/commands/{cmd}/result", "dev", `{"state":"ACKNOWLEDGED"}`, nil, 403, true},
+		{"command result too large", "POST", "/devices/{other}/commands/{cmd}/result", "other", big, nil, 413, true},
+
 		{"events", "GET", "/events", "viewer", "", nil, 200, true},
 		{"events with a wrong token", "GET", "/events", "nope", "", nil, 401, true},
 		{"events as a device", "GET", "/events", "dev", "", nil, 403, true},
@@ -354,6 +398,13 @@ var apiErrorCodes = map[string]string{
 	"enroll over the rate limit":                   "rate_limited",
 	"report over the rate limit":                   "rate_limited",
 	"console asset unknown":                        "not_found",
+	"send a second lock":                           "command_conflict",
+	"send group command with a conflict":           "command_conflict",
+	"send command to an unknown device":            "device_not_found",
+	"command result twice":                         "command_state",
+	"cancel a cancelled command":                   "command_state",
+	"command result for an unknown command":        "command_not_found",
+	"get an unknown command":                       "command_not_found",
 }
 
 // apiRateCases run against a daemon that allows one enrollment per minute,
@@ -504,10 +555,20 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	enrollTok := apiCreate[proto.EnrollmentToken](t, url, "/enrollment-tokens", `{"maxUses":1}`)
 	group := apiCreate[proto.GroupChange](t, url, "/groups", `{"name":"fixture","priority":1,"policy":{"autoUpdatesEnabled":true},"deviceIds":["`+dev.DeviceID+`"]}`)
 	doomed := apiCreate[proto.GroupChange](t, url, "/groups", `{"name":"doomed","deviceIds":["`+dev.DeviceID+`"]}`)
+	sendCmd := func(id, body string) proto.Command {
+		var c proto.Command
+		if code, _, b := send(t, "POST", url+"/devices/"+id+"/commands", adminToken, body, &c); code != 202 {
+			t.Fatalf("queueing a command: %d %s", code, b)
+		}
+		return c
+	}
+	cmd, cmdCancel, cmdResult := sendCmd(other.DeviceID, `{"type":"reboot"}`), sendCmd(other.DeviceID, `{"type":"reboot"}`), sendCmd(other.DeviceID, `{"type":"reboot"}`)
+	sendCmd(dev.DeviceID, `{"type":"lock"}`)
 	now := time.Now().UTC()
 	plain := apiFixture{url: url,
 		repl: strings.NewReplacer("{dev}", dev.DeviceID, "{other}", other.DeviceID, "{third}", third.DeviceID, "{victim}", victim.DeviceID,
-			"{group}", group.GroupID, "{doomed}", doomed.GroupID, "{enrollmentTokenId}", enrollTok.ID,
+			"{group}", group.GroupID, "{doomed}", doomed.GroupID,
+			"{cmd}", cmd.CommandID, "{cmdCancel}", cmdCancel.CommandID, "{cmdResult}", cmdResult.CommandID, "{enrollmentTokenId}", enrollTok.ID,
 			"{now}", now.Format(time.RFC3339Nano), "{past}", now.Add(-time.Minute).Format(time.RFC3339Nano),
 			"{consoleETag}", apiETag(t, url, "/", ""), "{appETag}", apiETag(t, url, "/ui/app.js", ""),
 			"{devPolicyETag}", apiETag(t, url, "/devices/"+dev.DeviceID+"/policy", dev.DeviceSecret)),
@@ -706,13 +767,14 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 		"GroupChange": proto.GroupChange{}, "OperatorToken": proto.OperatorToken{}, "OperatorTokenList": proto.OperatorTokenList{},
 		"EnrollmentToken": proto.EnrollmentToken{}, "EnrollmentTokenList": proto.EnrollmentTokenList{},
 		"AuditEntry": proto.AuditEntry{}, "AuditList": proto.AuditList{}, "CertificateResponse": proto.CertificateResponse{}, "SettingCatalog": proto.SettingCatalog{}, "SettingInfo": proto.SettingInfo{},
-		"DeviceEvent": proto.DeviceEvent{}, "LastReport": api.LastReport{},
+		"DeviceEvent": proto.DeviceEvent{}, "LastReport": api.LastReport{}, "Command": proto.Command{}, "CommandList": proto.CommandList{},
+		"GroupCommandResponse": proto.GroupCommandResponse{},
 	}
 	requests := map[string]any{
 		"EnrollRequest": proto.EnrollRequest{}, "TokenRegistration": proto.TokenRegistration{},
 		"ComplianceReport": proto.ComplianceReport{}, "GroupMembers": proto.GroupMembers{},
 		"OperatorTokenRequest": proto.OperatorTokenRequest{}, "EnrollmentTokenRequest": proto.EnrollmentTokenRequest{},
-		"CertificateRequest": proto.CertificateRequest{}, "GroupCreate": api.GroupRequest{},
+		"CertificateRequest": proto.CertificateRequest{}, "CommandRequest": proto.CommandRequest{}, "CommandResult": proto.CommandResult{}, "GroupCreate": api.GroupRequest{},
 	}
 	check := func(name string, v any, answer bool) {
 		ref := doc.Components.Schemas[name]

@@ -129,5 +129,6 @@ type Store interface {
 	OperatorTokenStore
 	EnrollmentTokenStore
 	AuditStore
+	CommandStore
 	Close() error
 }

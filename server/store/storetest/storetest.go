@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *t
 	t.Run("FCMToken", func(t *testing.T) { testFCMToken(t, newStore(t)) })
 	runPolicy(t, newStore)
 	runTrust(t, newStore)
+	runCommands(t, newStore)
 	if reopen != nil {
 		t.Run("Durable", func(t *testing.T) { testDurable(t, newStore(t), reopen) })
 	}
