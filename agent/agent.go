@@ -597,6 +597,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	// last reported: a doorbell for an applied version costs only the 304.
 	// A device that now matches but was reported otherwise (fixed by hand,
 	// a monitored setting back as wanted) is reported again.
+	a.scope(policy)
 	if pr.NotModified && reported == policy.Version {
 		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(sent) &&
 			policy.IsSatisfiedBy(proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: a.unsupported(policy)}) {
@@ -627,6 +628,13 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	a.mu.Unlock()
 	res.Compliant = report.Compliant
 	return res
+}
+
+// scope tells a Scoper enforcer what the policy names.
+func (a *Agent) scope(policy proto.DevicePolicy) {
+	if sc, ok := a.cfg.Enforcer.(Scoper); ok {
+		sc.Scope(policy.Settings)
+	}
 }
 
 // unsupported lists the settings policy manages that the Enforcer says it
