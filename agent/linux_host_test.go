@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/agent/linuxtest"
@@ -295,5 +296,34 @@ func TestPasswordQualityReadBack(t *testing.T) {
 	os.WriteFile(stack, []byte("password sufficient pam_unix.so\n#password requisite pam_pwquality.so\n"), 0o644)
 	if err := e.EnforcePasswordQuality(q); err == nil || !strings.Contains(err.Error(), "pam_pwquality is not in the password stack") {
 		t.Errorf("no pam_pwquality: %v", err)
+	}
+}
+
+func TestLinuxNotifier(t *testing.T) {
+	host := linuxtest.Load(t, "testdata/hosts/debian")
+	os.WriteFile(filepath.Join(host.Root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n"), 0o644)
+	os.MkdirAll(filepath.Join(host.Root, "run/user/1000"), 0o755)
+	os.WriteFile(filepath.Join(host.Root, "run/user/1000/bus"), nil, 0o644)
+	os.MkdirAll(filepath.Join(host.Root, "run/user/1001"), 0o755) // no bus: no desktop
+	n := agent.LinuxNotifier{Root: host.Root, Runner: host}
+	by := time.Date(2026, 12, 1, 17, 0, 0, 0, time.UTC)
+	if err := n.Notify(t.Context(), agent.Notice{Pending: []agent.PendingSetting{{Setting: "firewallEnabled", RemediateBy: by}}}); err != nil {
+		t.Fatal(err)
+	}
+	calls := host.Calls()
+	if len(calls) != 2 {
+		t.Fatalf("calls %q", calls)
+	}
+	if !strings.HasPrefix(calls[0], "wall 'Your device needs attention\nfirewallEnabled: fix it by 2026-12-01 17:00 UTC") {
+		t.Errorf("wall call %q", calls[0])
+	}
+	if !strings.HasPrefix(calls[1], "runuser -u alice -- env DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/bus notify-send --urgency=critical --app-name=Doorbell 'Your device needs attention' 'firewallEnabled: fix it by") {
+		t.Errorf("desktop call %q", calls[1])
+	}
+	// When every channel fails, the error says so.
+	host.Fail("wall", 1, "wall: cannot get tty name")
+	host.Fail("runuser", 1, "runuser: user alice does not exist")
+	if err := n.Notify(t.Context(), agent.Notice{Pending: []agent.PendingSetting{{Setting: "x", RemediateBy: by}}}); err == nil || !strings.Contains(err.Error(), "cannot get tty name") {
+		t.Errorf("all channels failing: %v", err)
 	}
 }

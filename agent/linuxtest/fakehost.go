@@ -315,7 +315,7 @@ func (h *FakeHost) answer(prog string, a []string) (string, int, string) {
 			}
 			return "", 0, ""
 		}
-	case "wall", "notify-send", "loginctl":
+	case "wall", "notify-send", "runuser":
 		return "", 0, ""
 	}
 	return "", 127, fmt.Sprintf("%s: command not found by the fake host (%s)", prog, strings.Join(a, " "))
