@@ -129,5 +129,6 @@ type Store interface {
 	OperatorTokenStore
 	EnrollmentTokenStore
 	AuditStore
+	RevisionStore
 	Close() error
 }

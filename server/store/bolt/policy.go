@@ -392,6 +392,9 @@ func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store
 		if err := putGroup(w.tx, g); err != nil {
 			return err
 		}
+		if err := w.addRevision(ctx, store.RevisionGroup, g.ID, g.Layer, g.Mode, s.now()); err != nil {
+			return err
+		}
 		all, err := w.allGroups()
 		if err != nil {
 			return err
@@ -454,6 +457,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 			}
 		}
 		if err := putGroup(w.tx, g); err != nil {
+			return err
+		}
+		if err := w.addRevision(ctx, store.RevisionGroup, g.ID, g.Layer, g.Mode, s.now()); err != nil {
 			return err
 		}
 		all, err := w.allGroups()
@@ -539,6 +545,9 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 			return nil
 		}
 		if c, err = w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
+			return err
+		}
+		if err := w.addRevision(ctx, store.RevisionDevice, d.ID, d.Override, "", s.now()); err != nil {
 			return err
 		}
 		return s.writeAudit(ctx, w.tx)
