@@ -11,6 +11,18 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
+// ToProto is the revision as the API shows it.
+func (r Revision) ToProto() proto.Revision {
+	p := proto.Revision{N: r.N, At: r.At, Actor: r.Actor, Action: r.Action, Policy: r.Layer.Values, Modes: r.Layer.Modes, Mode: r.Mode, Changes: r.Changes}
+	if p.Policy == nil {
+		p.Policy = proto.SettingValues{}
+	}
+	if p.Changes == nil {
+		p.Changes = []proto.RevisionChange{}
+	}
+	return p
+}
+
 // RevisionKind says whose policy layer a revision belongs to.
 type RevisionKind string
 
@@ -44,14 +56,9 @@ type Revision struct {
 	Changes []RevisionChange `json:"changes"`
 }
 
-// RevisionChange is one setting (or mode) that a revision changed. From
-// or To is null when the setting was not managed on that side. Setting is
-// "mode" for a group's own mode and "modes.<setting>" for a setting's.
-type RevisionChange struct {
-	Setting string          `json:"setting"`
-	From    json.RawMessage `json:"from"`
-	To      json.RawMessage `json:"to"`
-}
+// RevisionChange is one setting (or mode) that a revision changed, as the
+// API shows it.
+type RevisionChange = proto.RevisionChange
 
 // RevisionStore reads the revisions that GroupStore and OverrideStore
 // record with every change of a group's policy or a device's own layer.
