@@ -113,8 +113,8 @@ func changesText(chs []proto.RevisionChange) string {
 		parts = append(parts, fmt.Sprintf("%s: %s -> %s", cliText(ch.Setting), ch.From, ch.To))
 	}
 	s := strings.Join(parts, "; ")
-	if len(s) > 120 {
-		s = s[:117] + "..."
+	if r := []rune(s); len(r) > 120 {
+		s = string(r[:117]) + "..."
 	}
 	return s
 }
