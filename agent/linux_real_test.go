@@ -134,3 +134,32 @@ func TestLinuxRealUnit(t *testing.T) {
 		}
 	}
 }
+
+// TestLinuxRealDiskEncryption compares what the enforcer observes about this
+// machine's root file system with lsblk's view of the devices under it
+// (util-linux, an independent reader): LUKS means a "crypt" device.
+func TestLinuxRealDiskEncryption(t *testing.T) {
+	e := realDebian(t)
+	src, err := exec.Command("findmnt", "-no", "SOURCE", "/").Output()
+	if err != nil {
+		t.Fatalf("findmnt: %v", err)
+	}
+	out, err := exec.Command("lsblk", "-s", "-no", "TYPE", strings.TrimSpace(string(src))).Output()
+	if err != nil {
+		t.Skipf("lsblk cannot describe the root device %q here (%v): nothing to compare with", strings.TrimSpace(string(src)), err)
+	}
+	want := strings.Contains(string(out), "crypt")
+	e.EnforceHost(t.Context(), agent.HostSettings{DiskEncryptionRequired: ptr(false)}, map[string]string{})
+	obs, err := e.ObserveHost(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.DiskEncryptionRequired == nil || *obs.DiskEncryptionRequired != want {
+		t.Fatalf("observed encrypted=%v, lsblk says %q", obs.DiskEncryptionRequired, strings.Fields(string(out)))
+	}
+	failed := map[string]string{}
+	e.EnforceHost(t.Context(), agent.HostSettings{DiskEncryptionRequired: ptr(true)}, failed)
+	if want != (failed[agent.SettingDiskEncryptionRequired] == "") {
+		t.Errorf("requiring encryption on a root with encrypted=%v: failed = %q", want, failed)
+	}
+}
