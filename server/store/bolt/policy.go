@@ -150,6 +150,7 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 	}
 	to, failing := store.Derive(after)
 	sum.add(to, failing, 1)
+	store.TrackFailing(before, &after, to, failing, at)
 	c := store.Change{Device: after, State: to, Failing: failing}
 	if before == nil || from != to {
 		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
