@@ -42,6 +42,9 @@ type Group struct {
 	Mode proto.Mode `json:"mode,omitempty"`
 	// Members are device ids, sorted.
 	Members []string `json:"members,omitempty"`
+	// Escalation is what happens to members that stay NON_COMPLIANT; nil
+	// for nothing.
+	Escalation *proto.Escalation `json:"escalation,omitempty"`
 }
 
 // Precedes reports whether g wins over o when both set a setting: the

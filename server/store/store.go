@@ -136,5 +136,6 @@ type Store interface {
 	EnrollmentTokenStore
 	AuditStore
 	RevisionStore
+	EscalationStore
 	Close() error
 }

@@ -17,6 +17,7 @@ func runRevisions(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("GroupRevisions", func(t *testing.T) { testGroupRevisions(t, newStore(t)) })
 	t.Run("DeviceRevisions", func(t *testing.T) { testDeviceRevisions(t, newStore(t)) })
 	t.Run("FailingSince", func(t *testing.T) { testFailingSince(t, newStore(t)) })
+	t.Run("Escalations", func(t *testing.T) { testEscalations(t, newStore(t)) })
 }
 
 func testGroupRevisions(t *testing.T, s store.Store) {
