@@ -697,6 +697,16 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 			}
 		}
 	}
+	if r, ok := a.cfg.Enforcer.(UnsupportedReasoner); ok {
+		for _, name := range unsupported {
+			if why := r.UnsupportedReason(name); why != "" {
+				if report.Failed == nil {
+					report.Failed = map[string]string{}
+				}
+				report.Failed[name] = why
+			}
+		}
+	}
 	report.Compliant = policy.IsSatisfiedBy(report)
 	return report, enforceErr, nil
 }

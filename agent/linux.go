@@ -78,6 +78,7 @@ var (
 	_ Enforcer  = (*LinuxEnforcer)(nil)
 	_ Supporter = (*LinuxEnforcer)(nil)
 	_ Watcher   = (*LinuxEnforcer)(nil)
+	_ Scoper    = (*LinuxEnforcer)(nil)
 )
 
 // NewLinuxEnforcer returns an enforcer for the host whose file system is
@@ -179,7 +180,7 @@ func (e *LinuxEnforcer) Supports(setting string) bool { return e.UnsupportedReas
 
 // WatchPaths implements Watcher.
 func (e *LinuxEnforcer) WatchPaths() []string {
-	return []string{e.path(LinuxCameraFile), e.path(LinuxSSHFile), e.path(LinuxAptFile)}
+	return []string{e.path(LinuxCameraFile), e.path(LinuxSSHFile), e.path(LinuxAptFile), e.path(LinuxSSHRootFile), e.path(LinuxPWQualityFile)}
 }
 
 // path maps an absolute host path under the root.
@@ -209,6 +210,7 @@ func (e *LinuxEnforcer) Enforce(ctx context.Context, desired proto.Settings) err
 			failed["autoUpdatesEnabled"] = err.Error()
 		}
 	}
+	e.enforceHost(ctx, e.detect(), hostSettingsOf(desired), failed)
 	if len(failed) > 0 {
 		return &SettingsError{Failed: failed}
 	}
@@ -300,6 +302,11 @@ func (e *LinuxEnforcer) Observe(ctx context.Context) (proto.Settings, error) {
 	if s.AutoUpdatesEnabled, _, err = e.observeApt(); err != nil {
 		return proto.Settings{}, fmt.Errorf("observing autoUpdatesEnabled: %w", err)
 	}
+	host, err := e.observeHost(ctx, e.detect())
+	if err != nil {
+		return proto.Settings{}, err
+	}
+	host.into(&s)
 	return s, nil
 }
 

@@ -261,7 +261,7 @@ func TestLinuxHostUnsupported(t *testing.T) {
 	}
 	failed := map[string]string{}
 	e.EnforceHost(t.Context(), agent.HostSettings{Services: &[]proto.Service{{Name: "x", Running: ptr(true)}}}, failed)
-	if !strings.HasPrefix(failed[agent.SettingServices], "unsupported: systemd is not running") {
+	if _, ok := failed[agent.SettingServices]; ok {
 		t.Errorf("enforcing an unsupported setting: %q", failed[agent.SettingServices])
 	}
 
@@ -325,5 +325,34 @@ func TestLinuxNotifier(t *testing.T) {
 	host.Fail("runuser", 1, "runuser: user alice does not exist")
 	if err := n.Notify(t.Context(), agent.Notice{Pending: []agent.PendingSetting{{Setting: "x", RemediateBy: by}}}); err == nil || !strings.Contains(err.Error(), "cannot get tty name") {
 		t.Errorf("all channels failing: %v", err)
+	}
+}
+
+// TestLinuxScopeObservesMonitored checks that what the policy names is read
+// back even when the agent only monitors it (Enforce gets it as nil), and
+// that an unsupported setting's reason reaches the agent's report.
+func TestLinuxScopeObservesMonitored(t *testing.T) {
+	host := linuxtest.Load(t, "testdata/hosts/debian")
+	e := agent.NewLinuxEnforcer(host.Root, agent.WithRunner(host))
+	pkgs := []proto.Package{{Name: "telnet", State: proto.PackageAbsent}}
+	policy := proto.Settings{Packages: &pkgs, FirewallEnabled: ptr(true)}
+	e.Scope(policy)
+	if err := e.Enforce(t.Context(), proto.Settings{}); err != nil { // everything monitored
+		t.Fatal(err)
+	}
+	got, err := e.Observe(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js(got.Packages) != `[{"name":"telnet","state":"present"}]` || got.FirewallEnabled == nil || *got.FirewallEnabled {
+		t.Errorf("observed %s", js(got))
+	}
+	if host.Installed("telnet") == "" || host.UFWActive() {
+		t.Error("a monitored setting was changed")
+	}
+	// A new policy that names nothing: nothing is read back any more.
+	e.Scope(proto.Settings{})
+	if got, _ := e.Observe(t.Context()); got.Packages != nil || got.FirewallEnabled != nil {
+		t.Errorf("out of scope, observed %s", js(got))
 	}
 }

@@ -70,13 +70,13 @@ func (sc *hostScope) widen(d linuxHostSettings) {
 }
 
 // enforceHost enforces every host setting d manages, recording failures
-// by setting name. A setting the host cannot support fails with the reason
-// (the agent normally never hands one over: it reports it unsupported).
+// by setting name. A setting the host cannot support is left alone, like
+// any unsupported setting: the agent reports it UNSUPPORTED with the reason
+// (UnsupportedReason) and never hands it over.
 func (e *LinuxEnforcer) enforceHost(ctx context.Context, h linuxHost, d linuxHostSettings, failed map[string]string) {
 	e.hostScope.widen(d)
 	try := func(name string, f func() error) {
-		if why := e.unsupportedReason(h, name); why != "" {
-			failed[name] = "unsupported: " + why
+		if e.unsupportedReason(h, name) != "" {
 			return
 		}
 		if err := f(); err != nil {

@@ -68,7 +68,7 @@ type SettingDef struct {
 var catalog atomic.Pointer[[]SettingDef]
 
 func init() {
-	defs := slices.Clone(builtinSettings)
+	defs := slices.Concat(builtinSettings, linuxHostSettings)
 	catalog.Store(&defs)
 	SettingNames = names(defs)
 }

@@ -136,7 +136,8 @@ func DiffValues(want SettingValues, monitor []string, got SettingValues, unsuppo
 		f := SettingFailure{Setting: name, Expected: exp, Actual: act, Monitored: slices.Contains(monitor, name)}
 		switch {
 		case slices.Contains(unsupported, name):
-			f.Reason = ReasonUnsupported
+			// An agent may say why in failed (capability 6).
+			f.Reason, f.Detail = ReasonUnsupported, failed[name]
 		case ok && d.EqualValues(exp, act):
 			continue
 		case failed[name] != "":

@@ -27,7 +27,14 @@ import (
 //   - 3 (2026-11-29): the agent tells its sync interval
 //     (syncIntervalSeconds on EnrollRequest and ComplianceReport);
 //     DeviceStatus carries lastSeenAt and overdue; GET /devices?seen=overdue.
-const CapabilityVersion = 3
+//   - 6 (2026-11-29): the Linux host settings (packages, services,
+//     firewallEnabled, sshRootLoginDisabled, passwordQuality, macEnforcing,
+//     auditdRunning, diskEncryptionRequired); an agent may give an
+//     unsupported setting's reason in the report's failed map; policy
+//     revisions and rollback (GET /groups/{id}/revisions, POST
+//     /groups/{id}/rollback and the same for devices); escalation rules
+//     per group.
+const CapabilityVersion = 6
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
@@ -72,6 +79,15 @@ type Settings struct {
 	PasswordMinLength       *int      `json:"passwordMinLength,omitempty"`
 	SSHPasswordAuthDisabled *bool     `json:"sshPasswordAuthDisabled,omitempty"`
 	AutoUpdatesEnabled      *bool     `json:"autoUpdatesEnabled,omitempty"`
+	// The Linux host settings (capability version 6; docs/LINUX.md).
+	Packages               *[]Package       `json:"packages,omitempty"`
+	Services               *[]Service       `json:"services,omitempty"`
+	FirewallEnabled        *bool            `json:"firewallEnabled,omitempty"`
+	SSHRootLoginDisabled   *bool            `json:"sshRootLoginDisabled,omitempty"`
+	PasswordQuality        *PasswordQuality `json:"passwordQuality,omitempty"`
+	MACEnforcing           *bool            `json:"macEnforcing,omitempty"`
+	AuditdRunning          *bool            `json:"auditdRunning,omitempty"`
+	DiskEncryptionRequired *bool            `json:"diskEncryptionRequired,omitempty"`
 }
 
 // Equal reports whether s and o manage the same settings with the same
