@@ -68,7 +68,7 @@ type SettingDef struct {
 var catalog atomic.Pointer[[]SettingDef]
 
 func init() {
-	defs := slices.Concat(builtinSettings, linuxHostSettings)
+	defs := slices.Clone(builtinSettings)
 	catalog.Store(&defs)
 	SettingNames = names(defs)
 }
