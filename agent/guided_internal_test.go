@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/doorbell-mdm/doorbell/proto"
 )
 
 func TestGuidedTrackerPlan(t *testing.T) {
@@ -53,4 +57,86 @@ func TestNoticeText(t *testing.T) {
 	if title == "" || body != "firewallEnabled: fix it by 2026-12-01 17:00 UTC, or it will be changed for you then." {
 		t.Errorf("Text = %q, %q", title, body)
 	}
+}
+
+// recordingNotifier records the notices the agent gives the user.
+type recordingNotifier struct {
+	mu      sync.Mutex
+	notices []Notice
+}
+
+func (r *recordingNotifier) Notify(_ context.Context, n Notice) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notices = append(r.notices, n)
+	return nil
+}
+
+// TestGuidedSettingWalksToEnforced drives a guided setting with an
+// injected clock: before its deadline the agent leaves the device alone,
+// tells the user once and reports PENDING_USER with remediateBy; at the
+// deadline it enforces and the device is compliant.
+func TestGuidedSettingWalksToEnforced(t *testing.T) {
+	srv := newFakeServer(t)
+	notes := &recordingNotifier{}
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) {
+		c.Notifier = notes
+		c.GuidedStatePath = filepath.Join(t.TempDir(), "guided.json")
+	})
+	r := h.sync(t)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	h.dev.Set(proto.Settings{PasswordMinLength: ptr(4)})
+	start := h.clock.Now()
+	policy := proto.DevicePolicy{
+		Settings: proto.Settings{CameraDisabled: false, PasswordMinLength: ptr(12)},
+		Guided:   map[string]string{"passwordMinLength": "72h"},
+	}
+	srv.setDevicePolicy(r.DeviceID, policy)
+
+	check := func(when string, wantPending bool) proto.ComplianceReport {
+		t.Helper()
+		if r := h.sync(t); r.Err != nil {
+			t.Fatalf("%s: %v", when, r.Err)
+		}
+		reps := srv.reports(r.DeviceID)
+		rep := reps[len(reps)-1]
+		got, _ := h.dev.Observe(t.Context())
+		if wantPending {
+			if *got.PasswordMinLength != 4 {
+				t.Fatalf("%s: the agent changed a guided setting before its deadline: %d", when, *got.PasswordMinLength)
+			}
+			by, ok := rep.Pending["passwordMinLength"]
+			if !ok || !by.Equal(start.Add(72*time.Hour).UTC()) || rep.Compliant {
+				t.Fatalf("%s: report %+v, want pending until %v", when, rep, start.Add(72*time.Hour))
+			}
+			p := policy
+			p.Version = rep.AppliedPolicyVersion
+			f := proto.Diff(p, rep)
+			if len(f) != 1 || f[0].Reason != proto.ReasonPendingUser || f[0].RemediateBy == nil || !f[0].RemediateBy.Equal(by) {
+				t.Fatalf("%s: server-side verdict %+v", when, f)
+			}
+		} else {
+			if *got.PasswordMinLength != 12 || len(rep.Pending) != 0 || !rep.Compliant {
+				t.Fatalf("%s: device %d, report %+v", when, *got.PasswordMinLength, rep)
+			}
+		}
+		return rep
+	}
+	check("right after the policy", true)
+	h.clock.Advance(71 * time.Hour)
+	check("an hour before the deadline", true)
+	notes.mu.Lock()
+	n := len(notes.notices)
+	var first Notice
+	if n > 0 {
+		first = notes.notices[0]
+	}
+	notes.mu.Unlock()
+	if n != 1 || len(first.Pending) != 1 || first.Pending[0].Setting != "passwordMinLength" || !first.Pending[0].RemediateBy.Equal(start.Add(72*time.Hour)) {
+		t.Fatalf("notices %+v, want one naming passwordMinLength and its deadline", notes.notices)
+	}
+	h.clock.Advance(time.Hour)
+	check("at the deadline", false)
 }

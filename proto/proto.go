@@ -104,6 +104,10 @@ type DevicePolicy struct {
 	// order. Omitted when empty, so an all-enforced policy looks exactly as
 	// in capability version 1.
 	Monitor []string `json:"monitor,omitempty"`
+	// Guided maps each setting in guided mode to its deadline, a Go
+	// duration counted from when the device first failed it ("72h").
+	// Omitted when empty (capability 6).
+	Guided map[string]string `json:"guided,omitempty"`
 }
 
 // IsSatisfiedBy reports whether r satisfies every setting p manages (Diff
@@ -152,10 +156,13 @@ type ComplianceReport struct {
 	// Unsupported names the managed settings this agent cannot enforce.
 	Unsupported []string `json:"unsupported,omitempty"`
 	// Failed maps each setting whose enforcement failed to why.
-	Failed      map[string]string `json:"failed,omitempty"`
-	ReportedAt  time.Time         `json:"reportedAt,omitzero"`
-	Nonce       string            `json:"nonce,omitempty"`
-	AgentSHA256 string            `json:"agentSha256,omitempty"`
+	Failed map[string]string `json:"failed,omitempty"`
+	// Pending maps each guided setting the agent leaves to the user to
+	// when it will enforce it (remediateBy), capability 6.
+	Pending     map[string]time.Time `json:"pending,omitempty"`
+	ReportedAt  time.Time            `json:"reportedAt,omitzero"`
+	Nonce       string               `json:"nonce,omitempty"`
+	AgentSHA256 string               `json:"agentSha256,omitempty"`
 	// SyncIntervalSeconds is the agent's periodic sync interval; the
 	// server calls a device overdue when it is not seen within two of
 	// them. 0: not told (the server assumes DefaultSyncInterval).
