@@ -232,6 +232,9 @@ type SettingExplanation struct {
 	Value  json.RawMessage `json:"value"`
 	Mode   Mode            `json:"mode"`
 	Source string          `json:"source"`
+	// Deadline is a guided setting's deadline, from the layer that made
+	// it guided.
+	Deadline string `json:"deadline,omitempty"`
 }
 
 // Group is a named policy applied to its member devices. Higher Priority

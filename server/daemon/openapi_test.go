@@ -752,8 +752,8 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 
 	enums := map[string][]string{
 		"SettingName": proto.SettingNames,
-		"Mode":        {string(proto.ModeEnforce), string(proto.ModeMonitor)},
-		"Reason":      {string(proto.ReasonUnsupported), string(proto.ReasonEnforcementFailed), string(proto.ReasonMismatch)},
+		"Mode":        {string(proto.ModeEnforce), string(proto.ModeMonitor), string(proto.ModeGuided)},
+		"Reason":      {string(proto.ReasonUnsupported), string(proto.ReasonEnforcementFailed), string(proto.ReasonMismatch), string(proto.ReasonPendingUser)},
 		"Integrity":   {string(proto.IntegrityUnchecked), string(proto.IntegrityOK), string(proto.IntegrityUnknownBinary), string(proto.IntegrityUnreported)},
 	}
 	for _, s := range proto.States {
