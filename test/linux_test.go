@@ -16,7 +16,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/agent/linuxtest"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
 
@@ -30,7 +30,7 @@ type linuxFleet struct {
 
 func startLinuxFleet(t *testing.T, distros ...string) *linuxFleet {
 	t.Helper()
-	d := servertest.Start(t, server.DaemonConfig{AdminToken: "lx-admin", EnrollToken: "lx-enroll", DevicePerMinute: -1})
+	d := servertest.Start(t, daemon.DaemonConfig{AdminToken: "lx-admin", EnrollToken: "lx-enroll", DevicePerMinute: -1})
 	f := &linuxFleet{url: "http://" + d.HTTPAddr(), admin: "lx-admin", hosts: map[string]*linuxtest.FakeHost{}, ids: map[string]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

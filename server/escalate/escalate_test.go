@@ -26,7 +26,7 @@ func TestEscalationFiresOnce(t *testing.T) {
 	}
 	defer s.Close()
 	for _, id := range []string{"bad", "good"} {
-		if err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -42,7 +42,7 @@ func TestEscalationFiresOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SaveReport(ctx, id, store.Report{ReceivedAt: at, ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: d.Policy.Version, Settings: proto.Settings{CameraDisabled: camera}}}); err != nil {
+		if _, err := s.SaveReport(ctx, id, store.Report{ReceivedAt: at, ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: d.Policy.Version, Settings: proto.Settings{CameraDisabled: camera}}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -192,35 +192,7 @@ func Guided(explain map[string]proto.SettingExplanation) map[string]string {
 	return out
 }
 
-// OverrideFromSettings returns override changed so the effective settings
-// move from cur to next: each setting whose value differs becomes a device
-// override with next's value, or, when next does not manage it, loses its
-// override. It gives PolicyStore.UpdatePolicy its meaning under groups.
-func OverrideFromSettings(override Layer, cur, next proto.Settings) Layer {
-	a, b := cur.Values(), next.Values()
-	out := Layer{Values: maps(override.Values), Modes: override.Modes}
-	for _, name := range proto.SettingNames {
-		va, oka := a[name]
-		vb, okb := b[name]
-		if oka == okb && bytes.Equal(va, vb) {
-			continue
-		}
-		if okb {
-			out.Values[name] = vb
-		} else {
-			delete(out.Values, name)
-		}
-	}
-	return out
-}
 
-func maps(v proto.SettingValues) proto.SettingValues {
-	out := proto.SettingValues{}
-	for k, x := range v {
-		out[k] = x
-	}
-	return out
-}
 
 // Derive returns a device's compliance state and failing settings, as the
 // API shows them.

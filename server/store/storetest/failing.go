@@ -20,8 +20,8 @@ func testFailingSince(t *testing.T, s store.Store) {
 	}
 	report := func(camera bool) store.Device {
 		t.Helper()
-		r := store.Report{ReceivedAt: time.Now(), ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: d.Policy.Version, Settings: proto.Settings{CameraDisabled: camera}}}
-		if err := s.SaveReport(ctx, "d1", r); err != nil {
+		r := store.Report{ReceivedAt: time.Now(), ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: d.Device.Policy.Version, Settings: proto.Settings{CameraDisabled: camera}}}
+		if _, err := s.SaveReport(ctx, "d1", r); err != nil {
 			t.Fatal(err)
 		}
 		return mustDevice(t, s, "d1")
