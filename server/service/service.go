@@ -26,6 +26,7 @@ type Store interface {
 	store.GroupStore
 	store.EnrollmentTokenStore
 	store.SeenStore
+	store.RevisionStore
 }
 
 // Change is one committed change of one device, as published on the change
