@@ -192,8 +192,6 @@ func Guided(explain map[string]proto.SettingExplanation) map[string]string {
 	return out
 }
 
-
-
 // Derive returns a device's compliance state and failing settings, as the
 // API shows them.
 func Derive(d Device) (proto.ComplianceState, []proto.SettingFailure) {
