@@ -183,3 +183,42 @@ func (f *linuxFleet) checkPolicyA(t *testing.T, when string) {
 		t.Errorf("debian ran Fedora's tools")
 	}
 }
+
+// TestLinuxRollbackBringsAgentsBack edits a group's policy and rolls it
+// back to its first revision: both the Debian and the Fedora host converge
+// back to what the first revision says, and the rollback is itself a new
+// revision.
+func TestLinuxRollbackBringsAgentsBack(t *testing.T) {
+	f := startLinuxFleet(t, "debian", "fedora")
+	want := f.versions(t)
+	var g proto.GroupChange
+	f.call(t, "POST", "/groups", fmt.Sprintf(`{"name":"linux","policy":%s,"deviceIds":["%s","%s"]}`, linuxPolicyA, f.ids["debian"], f.ids["fedora"]), &g)
+	f.compliantAt(t, "compliant with policy A", want)
+
+	want = f.versions(t)
+	f.call(t, "PUT", "/groups/"+g.GroupID+"/policy", linuxPolicyB, nil)
+	f.compliantAt(t, "compliant with policy B", want)
+	for distro, h := range f.hosts {
+		if h.Installed("fail2ban") != "" {
+			t.Fatalf("%s after policy B: fail2ban still installed", distro)
+		}
+	}
+
+	var revs proto.RevisionList
+	f.call(t, "GET", "/groups/"+g.GroupID+"/revisions", "", &revs)
+	if len(revs.Revisions) != 2 || revs.Revisions[0].N != 2 || revs.Revisions[1].N != 1 {
+		t.Fatalf("revisions %+v", revs)
+	}
+	want = f.versions(t)
+	var rb proto.GroupChange
+	f.call(t, "POST", "/groups/"+g.GroupID+"/rollback", `{"revision":1}`, &rb)
+	if rb.ChangedDevices != 2 {
+		t.Errorf("rollback changed %d devices, want 2", rb.ChangedDevices)
+	}
+	f.compliantAt(t, "compliant again after the rollback to revision 1", want)
+	f.checkPolicyA(t, "after the rollback")
+	f.call(t, "GET", "/groups/"+g.GroupID+"/revisions", "", &revs)
+	if len(revs.Revisions) != 3 || revs.Revisions[0].N != 3 || revs.Revisions[0].Action != "group.rollback" || revs.Revisions[0].Actor == "" {
+		t.Errorf("after the rollback, newest revision %+v", revs.Revisions[0])
+	}
+}
