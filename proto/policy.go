@@ -249,6 +249,10 @@ type Group struct {
 	Mode      Mode            `json:"mode"`
 	Modes     map[string]Mode `json:"modes,omitempty"`
 	DeviceIDs []string        `json:"deviceIds"`
+	// Deadline is the deadline of the group's guided settings (capability
+	// 6); Escalation what happens to members that stay NON_COMPLIANT.
+	Deadline   string      `json:"deadline,omitempty"`
+	Escalation *Escalation `json:"escalation,omitempty"`
 }
 
 // GroupList is the answer to GET /groups, groups in precedence order

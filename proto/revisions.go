@@ -21,6 +21,8 @@ type Revision struct {
 	Policy SettingValues   `json:"policy"`
 	Modes  map[string]Mode `json:"modes,omitempty"`
 	Mode   Mode            `json:"mode,omitempty"`
+	// Deadline is the layer's guided deadline.
+	Deadline string `json:"deadline,omitempty"`
 	// Changes is what differs from the previous revision.
 	Changes []RevisionChange `json:"changes"`
 }

@@ -13,7 +13,7 @@ import (
 
 // ToProto is the revision as the API shows it.
 func (r Revision) ToProto() proto.Revision {
-	p := proto.Revision{N: r.N, At: r.At, Actor: r.Actor, Action: r.Action, Policy: r.Layer.Values, Modes: r.Layer.Modes, Mode: r.Mode, Changes: r.Changes}
+	p := proto.Revision{N: r.N, At: r.At, Actor: r.Actor, Action: r.Action, Policy: r.Layer.Values, Modes: r.Layer.Modes, Mode: r.Mode, Deadline: r.Layer.Deadline, Changes: r.Changes}
 	if p.Policy == nil {
 		p.Policy = proto.SettingValues{}
 	}
@@ -112,6 +112,9 @@ func DiffRevisions(from, to Layer, fromMode, toMode proto.Mode) []RevisionChange
 		a, oka := from.Modes[n]
 		b, okb := to.Modes[n]
 		add("modes."+n, quote(string(a)), quote(string(b)), oka, okb)
+	}
+	if from.Deadline != to.Deadline {
+		add("deadline", quote(from.Deadline), quote(to.Deadline), from.Deadline != "", to.Deadline != "")
 	}
 	if fromMode != toMode {
 		add("mode", quote(string(fromMode)), quote(string(toMode)), fromMode != "", toMode != "")
