@@ -160,12 +160,30 @@ func (w *Webhook) deliver(ctx context.Context, t proto.Transition) {
 // post sends one event; retry says whether a failure may succeed later
 // (network errors, 429, 5xx).
 func (w *Webhook) post(ctx context.Context, body []byte) (retry bool, err error) {
+	return w.postEvent(ctx, EventStateChanged, body)
+}
+
+// EventEscalated is the type of an escalation's webhook event.
+const EventEscalated = "device.escalated"
+
+// Escalated posts an escalation event (one attempt; the escalator has
+// already marked the step, so it does not fire again).
+func (w *Webhook) Escalated(ctx context.Context, e proto.EscalationEvent) error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = w.postEvent(ctx, EventEscalated, body)
+	return err
+}
+
+func (w *Webhook) postEvent(ctx context.Context, eventType string, body []byte) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(EventHeader, EventStateChanged)
+	req.Header.Set(EventHeader, eventType)
 	req.Header.Set(SignatureHeader, Sign(w.cfg.Secret, body))
 	resp, err := w.cfg.HTTPClient.Do(req)
 	if err != nil {
