@@ -33,7 +33,8 @@ import (
 //     unsupported setting's reason in the report's failed map; policy
 //     revisions and rollback (GET /groups/{id}/revisions, POST
 //     /groups/{id}/rollback and the same for devices); escalation rules
-//     per group.
+//     per group; remediation mode guided (policy guided, report pending,
+//     reason PENDING_USER with remediateBy, a layer's deadline).
 const CapabilityVersion = 6
 
 // MaxBodyBytes is the largest request body the server accepts.
