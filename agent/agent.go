@@ -60,6 +60,14 @@ type Config struct {
 	// roots do. Once enrolled, the agent pins the CA the server sent.
 	ServerPin string
 	ServerCA  []byte
+	// Notifier tells the device's user what to fix by when, for settings
+	// in guided mode; nil tells nobody (the report still says
+	// PENDING_USER).
+	Notifier Notifier
+	// GuidedStatePath is the file that remembers when each guided
+	// setting first failed, so a restart does not move a deadline; ""
+	// keeps it in memory.
+	GuidedStatePath string
 	// AgentSHA256 is the hex SHA-256 of the agent binary sent with every
 	// report; "" means the SHA-256 of os.Executable(), computed once.
 	AgentSHA256 string
@@ -119,6 +127,7 @@ type Agent struct {
 	idChanged chan struct{}
 	syncOK    chan struct{} // a sync succeeded: the server is up (cuts an MQTT backoff short)
 	running   atomic.Bool
+	guided    *guidedTracker
 
 	mu       sync.Mutex
 	loaded   bool     // id was read from the store (or set by enrollment)
@@ -190,6 +199,7 @@ func New(cfg Config) (*Agent, error) {
 		trigger:   make(chan struct{}, 1),
 		idChanged: make(chan struct{}, 1),
 		syncOK:    make(chan struct{}, 1),
+		guided:    &guidedTracker{path: cfg.GuidedStatePath},
 	}
 	if cfg.HTTPClient == nil {
 		client.http = a.newHTTPClient()
@@ -640,6 +650,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	// last reported: a doorbell for an applied version costs only the 304.
 	// A device that now matches but was reported otherwise (fixed by hand,
 	// a monitored setting back as wanted) is reported again.
+	a.scope(policy)
 	if pr.NotModified && reported == policy.Version {
 		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(sent) &&
 			policy.IsSatisfiedBy(proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: a.unsupported(policy)}) {
@@ -672,6 +683,13 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	return res
 }
 
+// scope tells a Scoper enforcer what the policy names.
+func (a *Agent) scope(policy proto.DevicePolicy) {
+	if sc, ok := a.cfg.Enforcer.(Scoper); ok {
+		sc.Scope(policy.Settings)
+	}
+}
+
 // unsupported lists the settings policy manages that the Enforcer says it
 // cannot enforce (none when it does not implement Supporter).
 func (a *Agent) unsupported(policy proto.DevicePolicy) []string {
@@ -699,10 +717,15 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	unsupported := a.unsupported(policy)
 	skip := append(slices.Clone(policy.Monitor), unsupported...)
 	desired := policy.Settings
-	if len(skip) > 0 {
+	var pending []PendingSetting
+	if len(skip) > 0 || len(policy.Guided) > 0 {
 		before, err := a.cfg.Enforcer.Observe(ctx)
 		if err != nil {
 			return report, nil, fmt.Errorf("observing device state: %w", err)
+		}
+		pending = a.guide(ctx, policy, before, unsupported)
+		for _, p := range pending {
+			skip = append(skip, p.Setting)
 		}
 		desired = leaveAlone(desired, before, skip)
 	}
@@ -715,6 +738,12 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	}
 	report = proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: unsupported,
 		SyncIntervalSeconds: a.syncIntervalSeconds()}
+	for _, p := range pending {
+		if report.Pending == nil {
+			report.Pending = map[string]time.Time{}
+		}
+		report.Pending[p.Setting] = p.RemediateBy.UTC()
+	}
 	if enforceErr != nil {
 		var se *SettingsError
 		if errors.As(enforceErr, &se) {
@@ -732,8 +761,55 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 			}
 		}
 	}
+	if r, ok := a.cfg.Enforcer.(UnsupportedReasoner); ok {
+		for _, name := range unsupported {
+			if why := r.UnsupportedReason(name); why != "" {
+				if report.Failed == nil {
+					report.Failed = map[string]string{}
+				}
+				report.Failed[name] = why
+			}
+		}
+	}
 	report.Compliant = policy.IsSatisfiedBy(report)
 	return report, enforceErr, nil
+}
+
+// guide decides, for the policy's guided settings that the device fails
+// (observed before enforcing), which wait for the user (returned: left
+// alone, reported pending) and which are past their deadline (enforced),
+// and tells the user about the new ones.
+func (a *Agent) guide(ctx context.Context, policy proto.DevicePolicy, before proto.Settings, unsupported []string) []PendingSetting {
+	deadlines := map[string]time.Duration{}
+	for name, d := range policy.Guided {
+		if dur, err := time.ParseDuration(d); err == nil && dur > 0 && !slices.Contains(unsupported, name) && !policy.Monitored(name) {
+			deadlines[name] = dur
+		}
+	}
+	failing := map[string]bool{}
+	want := policy.Settings.Values()
+	got := before.Values()
+	for name := range deadlines {
+		d, ok := proto.LookupSetting(name)
+		exp, managed := want[name]
+		act, observed := got[name]
+		failing[name] = ok && managed && (!observed || !d.EqualValues(exp, act))
+	}
+	plan, err := a.guided.plan(a.clock.Now(), deadlines, failing)
+	if err != nil {
+		a.log.Warn("remembering guided deadlines", "err", err)
+	}
+	if len(plan.Notify) > 0 && a.cfg.Notifier != nil {
+		if err := a.cfg.Notifier.Notify(ctx, Notice{Pending: plan.Notify}); err != nil {
+			a.log.Warn("notifying the user", "err", err)
+		} else if err := a.guided.notifiedAt(plan.Notify); err != nil {
+			a.log.Warn("remembering a notice", "err", err)
+		}
+	}
+	for _, name := range plan.Due {
+		a.log.Info("guided deadline passed: enforcing", "setting", name)
+	}
+	return plan.Pending
 }
 
 // leaveAlone returns desired without the settings in names: optional ones

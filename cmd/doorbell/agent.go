@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -68,6 +69,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.CommandJournal = agent.NewFileCommandJournal(stateDir)
 	if le, ok := cfg.Enforcer.(*agent.LinuxEnforcer); ok {
 		cfg.Executor = agent.NewLinuxExecutor(le.Root())
+	}
+	cfg.GuidedStatePath = filepath.Join(stateDir, "guided.json")
+	if enforcer == "linux" {
+		// Guided settings: tell the logged-in users (wall, notify-send).
+		cfg.Notifier = agent.LinuxNotifier{Root: "/", Runner: agent.ExecRunner{}}
 	}
 	cfg.Model = runtime.GOOS + "/" + runtime.GOARCH
 	cfg.OSVersion = osVersion()

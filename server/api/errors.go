@@ -47,6 +47,8 @@ var statusOf = map[string]int{
 	"not_found":                   http.StatusNotFound,
 	"device_not_found":            http.StatusNotFound,
 	"group_not_found":             http.StatusNotFound,
+	"revision_not_found":          http.StatusNotFound,
+	"invalid_revision":            http.StatusBadRequest,
 	"token_not_found":             http.StatusNotFound,
 	"enrollment_token_not_found":  http.StatusNotFound,
 	"no_report":                   http.StatusNotFound,

@@ -67,6 +67,7 @@ func (a *API) routes() {
 	admin.delete("/groups/:id", a.deleteGroup)
 	admin.put("/groups/:id/policy", a.putGroupPolicy)
 	admin.put("/groups/:id/devices", a.putGroupDevices)
+	a.revisionRoutes(op, opDevice, admin)
 	admin.post("/tokens", a.createOperatorToken)
 	admin.delete("/tokens/:name", a.deleteOperatorToken)
 	admin.post("/enrollment-tokens", a.createEnrollToken)

@@ -20,6 +20,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/internal/netx"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/api"
+	"github.com/doorbell-mdm/doorbell/server/escalate"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
@@ -340,6 +341,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.hook != nil {
 		wg.Go(func() { d.hook.Run(ctx) })
 	}
+	// Escalation rules are evaluated every minute; there is no command
+	// queue yet, so command steps wait (see escalate.Config.Command).
+	esc := escalate.Config{Store: d.store, Logger: d.cfg.Logger}
+	if d.hook != nil {
+		esc.Notify = d.hook.Escalated
+	}
+	wg.Go(func() { escalate.New(esc).Run(ctx, time.Minute, time.After) })
 	// Last-seen times are batched in memory and flushed every few seconds
 	// and once more at shutdown.
 	wg.Go(func() { d.api.Service().RunSeen(ctx, 0) })

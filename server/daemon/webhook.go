@@ -181,6 +181,20 @@ func (w *Webhook) deliver(ctx context.Context, it webhookItem) {
 	}
 }
 
+// EventEscalated is the type of an escalation's webhook event.
+const EventEscalated = "device.escalated"
+
+// Escalated posts an escalation event (one attempt; the escalator has
+// already marked the step, so it does not fire again).
+func (w *Webhook) Escalated(ctx context.Context, e proto.EscalationEvent) error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = w.post(ctx, EventEscalated, body)
+	return err
+}
+
 // post sends one event; retry says whether a failure may succeed later
 // (network errors, 429, 5xx).
 func (w *Webhook) post(ctx context.Context, typ string, body []byte) (retry bool, err error) {

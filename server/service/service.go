@@ -27,6 +27,7 @@ type Store interface {
 	store.EnrollmentTokenStore
 	store.SeenStore
 	store.CommandStore
+	store.RevisionStore
 }
 
 // Change is one committed change of one device, as published on the change

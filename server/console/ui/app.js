@@ -9,6 +9,7 @@
 
 import { loadCatalog, policyEditBody } from './catalog.js';
 import { commandsPanel } from './commands.js';
+import { revisionsPanel } from './revisions.js';
 
 const TOKEN_KEY = 'doorbell.token';
 const STATES = ['UNKNOWN', 'STALE', 'NON_COMPLIANT', 'COMPLIANT'];
@@ -1058,7 +1059,8 @@ function groupView(gid) {
         el('section', { class: 'card' }, el('h2', {}, 'Devices'),
           members === null ? el('p', { class: 'muted' }, 'The server does not list members here.')
             : members.length ? el('ul', { class: 'members' }, members.map((d) => el('li', {}, el('a', { href: '#/devices/' + enc(d) }, shortId(d)))))
-              : el('p', { class: 'muted' }, 'No devices.'))));
+              : el('p', { class: 'muted' }, 'No devices.')),
+        revisionsPanel('groups', gid, { el, api, optional, onRollback: () => l.reload() }).card));
   });
   return { reload: l.reload, destroy: l.close };
 }
