@@ -33,7 +33,12 @@ import (
 //     the command doorbell {"type":"command_pending"} on the device's
 //     doorbell topic and over FCM (collapse key "command_pending"); the
 //     "command" event on /events and the command.state_changed webhook.
-const CapabilityVersion = 4
+//   - 5 (2026-11-29): inventory (proto/inventory.go): PUT and GET
+//     /devices/{id}/inventory with per-section hashes (only changed sections
+//     are sent), gzip bodies up to MaxInventoryBodyBytes/MaxInventoryBytes,
+//     the "refresh_inventory" doorbell, fleet filters on GET /devices,
+//     GET /inventory/packages and GET /inventory/facts/{fact}.
+const CapabilityVersion = 5
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
