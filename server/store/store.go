@@ -130,5 +130,6 @@ type Store interface {
 	EnrollmentTokenStore
 	AuditStore
 	CommandStore
+	InventoryStore
 	Close() error
 }
