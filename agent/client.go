@@ -126,7 +126,17 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, hdr http.H
 			return nil, fmt.Errorf("encoding request: %w", err)
 		}
 		body = bytes.NewReader(b)
+		hdr = hdr.Clone()
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		hdr.Set("Content-Type", "application/json")
 	}
+	return c.doBody(ctx, method, path, bearer, hdr, body, out, want...)
+}
+
+// doBody is do with a body already encoded; hdr carries its Content-Type.
+func (c *Client) doBody(ctx context.Context, method, path, bearer string, hdr http.Header, body io.Reader, out any, want ...int) (*http.Response, error) {
 	// path is already escaped (devicePath), so plain concatenation is right.
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
@@ -134,9 +144,6 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, hdr http.H
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
