@@ -136,7 +136,7 @@ const fedoraRPM = "openssl\t1:3.2.1-2.fc40\tx86_64\n" +
 
 func fedoraRunner(t *testing.T) (agent.Runner, *[]string) {
 	return fakeRunner(t, map[string]string{
-		"rpm --root " + fixture("fedora") + " -qa --qf": fedoraRPM,
+		"rpm --root " + fixture("fedora") + " -qa --qf":              fedoraRPM,
 		"systemctl --root=" + fixture("fedora") + " list-unit-files": "sshd.service enabled disabled\nfirewalld.service enabled enabled\n",
 		"systemctl list-units": "firewalld.service loaded active running firewalld - dynamic firewall daemon\n" +
 			"sshd.service loaded active running OpenSSH server daemon\n" +
