@@ -67,6 +67,10 @@ type fakeDevice struct {
 	tokens  []string
 	cmds    []proto.Command // queued commands, oldest first
 	results []fakeResult    // results received, in order
+	// inventory holds the section hashes the server keeps; uploads every
+	// inventory upload as received (gunzipped).
+	inventory map[string]string
+	uploads   []proto.InventoryUpload
 }
 
 type fakeResult struct {
@@ -90,6 +94,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	mux.HandleFunc("POST /devices/{id}/token", s.device("token", s.handleToken))
 	mux.HandleFunc("GET /devices/{id}/policy", s.device("policy", s.handlePolicy))
 	mux.HandleFunc("POST /devices/{id}/report", s.device("report", s.handleReport))
+	mux.HandleFunc("PUT /devices/{id}/inventory", s.device("inventory", s.handleInventory))
 	s.mux = mux
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
