@@ -418,37 +418,86 @@ func (s *Store) FindDevices(_ context.Context, q store.InventoryQuery, after str
 		}
 		sort.SliceStable(conds, func(i, j int) bool { return conds[i].n < conds[j].n })
 		first, rest := conds[0], conds[1:]
-		// Candidates above the cursor from every bucket of the smallest
-		// condition, merged in id order.
-		var cand [][]byte
-		for _, b := range first.buckets {
-			c := b.Cursor()
-			k, _ := c.Seek([]byte(after))
-			if k != nil && string(k) == after {
-				k, _ = c.Next()
-			}
-			for ; k != nil; k, _ = c.Next() {
-				cand = append(cand, k)
-			}
-		}
-		if len(first.buckets) > 1 {
-			slices.SortFunc(cand, bytes.Compare)
-			cand = slices.CompactFunc(cand, bytes.Equal)
-		}
-	next:
-		for _, id := range cand {
+		err := candidates(first.buckets, after, func(id []byte) bool {
 			for _, c := range rest {
 				if !c.has(id) {
-					continue next
+					return true
 				}
 			}
 			if len(ids) == limit {
 				more = true
-				return nil
+				return false
 			}
 			ids = append(ids, string(id))
+			return true
+		})
+		if err != nil {
+			return err
 		}
 		return nil
 	})
 	return ids, more, err
+}
+
+// mergeMax is the most id buckets candidates merges cursor by cursor; a
+// condition matching more values (a substring over hostnames) collects and
+// sorts its ids instead.
+var mergeMax = 64
+
+// candidates calls yield with every id above after in any of buckets, once
+// each, in id order, until yield returns false. With few buckets it merges
+// their cursors, so a page stops reading at its last id.
+func candidates(buckets []*bbolt.Bucket, after string, yield func(id []byte) bool) error {
+	seek := func(c *bbolt.Cursor) []byte {
+		k, _ := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, _ = c.Next()
+		}
+		return k
+	}
+	if len(buckets) > mergeMax {
+		var all [][]byte
+		for _, b := range buckets {
+			c := b.Cursor()
+			for k := seek(c); k != nil; k, _ = c.Next() {
+				all = append(all, k)
+			}
+		}
+		slices.SortFunc(all, bytes.Compare)
+		for i, k := range all {
+			if i > 0 && bytes.Equal(k, all[i-1]) {
+				continue
+			}
+			if !yield(k) {
+				return nil
+			}
+		}
+		return nil
+	}
+	curs := make([]*bbolt.Cursor, len(buckets))
+	heads := make([][]byte, len(buckets))
+	for i, b := range buckets {
+		curs[i] = b.Cursor()
+		heads[i] = seek(curs[i])
+	}
+	for {
+		min := -1
+		for i, h := range heads {
+			if h != nil && (min < 0 || bytes.Compare(h, heads[min]) < 0) {
+				min = i
+			}
+		}
+		if min < 0 {
+			return nil
+		}
+		k := heads[min]
+		if !yield(k) {
+			return nil
+		}
+		for i, h := range heads { // the same id in another bucket is passed too
+			if h != nil && bytes.Equal(h, k) {
+				heads[i], _ = curs[i].Next()
+			}
+		}
+	}
 }
