@@ -1,11 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 )
@@ -46,31 +43,4 @@ func (f JSONCollector) Collect(ctx context.Context) (proto.Inventory, error) {
 		return proto.Inventory{}, fmt.Errorf("collecting inventory: %w", err)
 	}
 	return inv, nil
-}
-
-// Runner runs a read-only command and returns its standard output; the
-// Linux collector uses it for what has no file to read (rpm's database,
-// systemd's unit state, the nftables ruleset). Tests replace it.
-type Runner func(ctx context.Context, name string, args ...string) ([]byte, error)
-
-// ErrNoCommand is returned by a Runner when the command is not installed.
-var ErrNoCommand = errors.New("command not installed")
-
-// ExecRunner runs commands with os/exec; a missing binary is ErrNoCommand.
-func ExecRunner(ctx context.Context, name string, args ...string) ([]byte, error) {
-	path, err := exec.LookPath(name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, ErrNoCommand)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := bytes.TrimSpace(stderr.Bytes())
-		if len(msg) > 200 {
-			msg = msg[:200]
-		}
-		return nil, fmt.Errorf("%s: %w: %q", name, err, msg)
-	}
-	return stdout.Bytes(), nil
 }

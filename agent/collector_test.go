@@ -86,17 +86,24 @@ func TestLinuxCollectorThisHost(t *testing.T) {
 // fakeRunner answers commands from a table keyed by the command line; an
 // unknown command is not installed.
 func fakeRunner(t *testing.T, answers map[string]string) (agent.Runner, *[]string) {
-	var calls []string
-	return func(ctx context.Context, name string, args ...string) ([]byte, error) {
-		line := strings.Join(append([]string{name}, args...), " ")
-		calls = append(calls, line)
-		for prefix, answer := range answers {
-			if strings.HasPrefix(line, prefix) {
-				return []byte(answer), nil
-			}
+	r := &tableRunner{answers: answers}
+	return r, &r.calls
+}
+
+type tableRunner struct {
+	answers map[string]string
+	calls   []string
+}
+
+func (r *tableRunner) Run(ctx context.Context, cmd agent.Command) ([]byte, error) {
+	line := strings.Join(append([]string{cmd.Name}, cmd.Args...), " ")
+	r.calls = append(r.calls, line)
+	for prefix, answer := range r.answers {
+		if strings.HasPrefix(line, prefix) {
+			return []byte(answer), nil
 		}
-		return nil, fmt.Errorf("%s: %w", name, agent.ErrNoCommand)
-	}, &calls
+	}
+	return nil, fmt.Errorf("running %s: %w", cmd.Name, exec.ErrNotFound)
 }
 
 func fixture(name string) string { return filepath.Join("testdata", "inventory", name) }
@@ -298,7 +305,7 @@ func show(b *bool) string {
 func TestLinuxCollectorPartial(t *testing.T) {
 	run, _ := fakeRunner(t, nil) // rpm is "not installed"
 	inv, err := (&agent.LinuxCollector{Root: fixture("fedora"), Run: run}).Collect(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "inventory section packages") || !errors.Is(err, agent.ErrNoCommand) {
+	if err == nil || !strings.Contains(err.Error(), "inventory section packages") || !errors.Is(err, exec.ErrNotFound) {
 		t.Fatalf("err = %v, want the packages section named", err)
 	}
 	if inv.Packages != nil || inv.System == nil || inv.Disks == nil {

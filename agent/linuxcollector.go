@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -29,8 +30,9 @@ type LinuxCollector struct {
 	// Root is the directory the host's files are read under; "" means "/".
 	// Tests point it at a fixture tree.
 	Root string
-	// Run runs rpm, systemctl and nft; nil means ExecRunner. With a Root
-	// other than "/", commands get --root where they take one.
+	// Run runs rpm, systemctl and nft listings; nil means ExecRunner. With
+	// a Root other than "/", commands get --root where they take one, and
+	// nft, which has none, runs only with a Runner set.
 	Run Runner
 	// Addrs returns an interface's addresses as CIDR strings; nil means the
 	// kernel's (net.InterfaceByName), and no addresses when Root is not "/".
@@ -60,10 +62,11 @@ func (c *LinuxCollector) readOr(p string) string {
 }
 
 func (c *LinuxCollector) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	var r Runner = ExecRunner{}
 	if c.Run != nil {
-		return c.Run(ctx, name, args...)
+		r = c.Run
 	}
-	return ExecRunner(ctx, name, args...)
+	return r.Run(ctx, Command{Name: name, Args: args})
 }
 
 // Collect implements Collector.
@@ -95,8 +98,8 @@ func (c *LinuxCollector) Collect(ctx context.Context) (proto.Inventory, error) {
 	return inv, errors.Join(errs...)
 }
 
-// osRelease parses an os-release file (KEY=value, optionally quoted).
-func parseOSRelease(s string) map[string]string {
+// osReleaseFields parses an os-release file (KEY=value, optionally quoted).
+func osReleaseFields(s string) map[string]string {
 	out := map[string]string{}
 	for _, line := range strings.Split(s, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
@@ -122,7 +125,7 @@ func (c *LinuxCollector) system() (*proto.InventorySystem, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading os-release: %w", err)
 	}
-	osr := parseOSRelease(rel)
+	osr := osReleaseFields(rel)
 	s.OSID, s.OSVersion, s.OSName = osr["ID"], osr["VERSION_ID"], osr["PRETTY_NAME"]
 	s.Hostname = c.readOr("proc/sys/kernel/hostname")
 	if s.Hostname == "" {
@@ -525,7 +528,7 @@ func (c *LinuxCollector) units(ctx context.Context) (*proto.InventoryUnits, erro
 		args = append([]string{"--root=" + c.root()}, args...)
 	}
 	out, err := c.run(ctx, "systemctl", args...)
-	if errors.Is(err, ErrNoCommand) {
+	if errors.Is(err, exec.ErrNotFound) {
 		return nil, nil // no systemd (Alpine's OpenRC, a container): no section
 	}
 	if err != nil {
@@ -576,7 +579,7 @@ func (c *LinuxCollector) firewall(ctx context.Context, units *proto.InventoryUni
 		}
 	}
 	if conf, err := c.read("etc/ufw/ufw.conf"); err == nil {
-		if parseOSRelease(conf)["ENABLED"] == "yes" {
+		if osReleaseFields(conf)["ENABLED"] == "yes" {
 			return &proto.InventoryFirewall{Backend: "ufw", Active: true, Rules: -1}, nil
 		}
 	}
@@ -584,7 +587,7 @@ func (c *LinuxCollector) firewall(ctx context.Context, units *proto.InventoryUni
 		return &proto.InventoryFirewall{Rules: -1}, nil // not this host's kernel
 	}
 	out, err := c.run(ctx, "nft", "-j", "list", "ruleset")
-	if errors.Is(err, ErrNoCommand) {
+	if errors.Is(err, exec.ErrNotFound) {
 		return &proto.InventoryFirewall{Rules: -1}, nil
 	}
 	if err != nil {
