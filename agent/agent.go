@@ -651,6 +651,11 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 		res.Err = err
 		return res
 	}
+	if pr.InventoryRequested {
+		a.mu.Lock()
+		a.inv.force = true // uploaded after this sync (syncInventory)
+		a.mu.Unlock()
+	}
 	policy := pr.Policy
 	if pr.NotModified {
 		policy = cached

@@ -63,6 +63,9 @@ type PolicyResponse struct {
 	// NotModified is true when the server answered 304: the policy the
 	// caller holds for the etag it sent is still current.
 	NotModified bool
+	// InventoryRequested is true when the server asks for the whole
+	// inventory (the "Doorbell-Inventory: full" header; capability 5).
+	InventoryRequested bool
 }
 
 // Enroll registers a new device with an enrollment token (POST /enroll).
@@ -84,14 +87,15 @@ func (c *Client) Policy(ctx context.Context, cred Credentials, etag string) (Pol
 	if err != nil {
 		return PolicyResponse{}, fmt.Errorf("fetching policy: %w", err)
 	}
+	inv := resp.Header.Get(proto.InventoryRequestHeader) == "full"
 	if resp.StatusCode == http.StatusNotModified {
-		return PolicyResponse{ETag: etag, NotModified: true}, nil
+		return PolicyResponse{ETag: etag, NotModified: true, InventoryRequested: inv}, nil
 	}
 	tag := resp.Header.Get("ETag")
 	if tag == "" {
 		tag = `"` + strconv.FormatInt(p.Version, 10) + `"`
 	}
-	return PolicyResponse{Policy: p, ETag: tag}, nil
+	return PolicyResponse{Policy: p, ETag: tag, InventoryRequested: inv}, nil
 }
 
 // Report sends what the device observed (POST /devices/{id}/report).

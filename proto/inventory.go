@@ -506,7 +506,9 @@ type PackageVersionCount struct {
 }
 
 // PackageVersions is the answer to GET /inventory/packages?name=: every
-// installed version, newest first within a format.
+// installed version, newest first within a format. Devices is the sum of
+// the versions' counts (a device with two versions of the package, say two
+// architectures at different versions, counts twice).
 type PackageVersions struct {
 	Name     string                `json:"name"`
 	Versions []PackageVersionCount `json:"versions"`
@@ -618,6 +620,15 @@ func (inv Inventory) Facts() map[string][]string {
 	return out
 }
 
-// DoorbellRefreshInventory is the type of the doorbell that asks an agent
-// to upload its whole inventory now (POST /devices/{id}/inventory/refresh).
+// InventoryRequestHeader is the response header of GET
+// /devices/{id}/policy (200 and 304) by which the server asks the agent for
+// its whole inventory after an operator's POST
+// /devices/{id}/inventory/refresh; its value is "full". The doorbell that
+// goes with it only wakes the agent.
+const InventoryRequestHeader = "Doorbell-Inventory"
+
+// DoorbellRefreshInventory is the type of a doorbell that asks an agent to
+// upload its whole inventory now. Agents act on it (MQTT and FCM); the
+// server asks through InventoryRequestHeader instead, so the request
+// survives a lost doorbell, and keeps this type for a command queue to use.
 const DoorbellRefreshInventory = "refresh_inventory"
