@@ -71,6 +71,9 @@ type fakeDevice struct {
 	// inventory upload as received (gunzipped).
 	inventory map[string]string
 	uploads   []proto.InventoryUpload
+	// wantInventory makes policy answers ask for the whole inventory
+	// until one arrives.
+	wantInventory bool
 }
 
 type fakeResult struct {
@@ -227,6 +230,9 @@ func (s *fakeServer) handleToken(w http.ResponseWriter, r *http.Request, id stri
 func (s *fakeServer) handlePolicy(w http.ResponseWriter, r *http.Request, id string, d *fakeDevice) int {
 	s.mu.Lock()
 	p := d.policy
+	if d.wantInventory {
+		w.Header().Set(proto.InventoryRequestHeader, "full")
+	}
 	s.mu.Unlock()
 	tag := `"` + strconv.FormatInt(p.Version, 10) + `"`
 	w.Header().Set("ETag", tag)

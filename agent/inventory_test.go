@@ -38,6 +38,9 @@ func (s *fakeServer) handleInventory(w http.ResponseWriter, r *http.Request, id 
 	for _, sec := range up.Present() {
 		d.inventory[sec] = up.Hashes[sec]
 	}
+	if len(up.Present()) == len(up.Hashes) {
+		d.wantInventory = false
+	}
 	ack := proto.InventoryAck{Missing: []string{}}
 	for _, sec := range proto.InventorySections {
 		if h, ok := up.Hashes[sec]; ok && d.inventory[sec] != h {
@@ -187,5 +190,25 @@ func TestInventoryRefreshDoorbell(t *testing.T) {
 	}
 	if r := h.sync(t); len(r.InventorySent) != 3 {
 		t.Fatalf("after the doorbell: sent %v", r.InventorySent)
+	}
+}
+
+// The server asks for the whole inventory through its policy answer (an
+// operator's refresh); the agent sends it once, then only changes again.
+func TestInventoryRequestedByServer(t *testing.T) {
+	srv := newFakeServer(t)
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} })
+	id := h.sync(t).DeviceID
+	if r := h.sync(t); len(r.InventorySent) != 0 {
+		t.Fatalf("unchanged: sent %v", r.InventorySent)
+	}
+	srv.mu.Lock()
+	srv.devices[id].wantInventory = true
+	srv.mu.Unlock()
+	if r := h.sync(t); len(r.InventorySent) != 3 {
+		t.Fatalf("asked by the server: sent %v, want all 3 sections", r.InventorySent)
+	}
+	if r := h.sync(t); len(r.InventorySent) != 0 {
+		t.Fatalf("after the requested upload: sent %v", r.InventorySent)
 	}
 }
