@@ -27,6 +27,7 @@ type Store interface {
 	store.EnrollmentTokenStore
 	store.SeenStore
 	store.CommandStore
+	store.InventoryStore
 }
 
 // Change is one committed change of one device, as published on the change
@@ -75,6 +76,8 @@ type Service struct {
 
 	seenMu sync.Mutex
 	seen   map[string]time.Time // sightings not yet flushed (seen.go)
+
+	invRefresh sync.Map // device id -> struct{}: a whole inventory is asked for (inventory.go)
 }
 
 type nopBell struct{}

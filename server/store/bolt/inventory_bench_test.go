@@ -112,7 +112,8 @@ func seedFleet(b *testing.B) benchFleet {
 		}
 		parallel(func(i int) error {
 			ids[i] = fmt.Sprintf("dev-%07d", i)
-			return s.CreateDevice(ctx, store.Device{ID: ids[i], SecretHash: []byte(ids[i]), Policy: proto.DevicePolicy{Version: 1}})
+			_, err := s.CreateDevice(ctx, store.Device{ID: ids[i], SecretHash: []byte(ids[i]), Policy: proto.DevicePolicy{Version: 1}})
+			return err
 		})
 		// The first devices go through SaveInventory from concurrent
 		// writers, as uploads do (group commit, one fsync per group): that

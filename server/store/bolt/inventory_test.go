@@ -24,7 +24,7 @@ func TestFindDevicesMergeAndSort(t *testing.T) {
 	ctx := context.Background()
 	for i := range 30 {
 		id := fmt.Sprintf("d%02d", i)
-		if err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
 		inv := storetest.FixtureInventory(fmt.Sprintf("h%d", i%7), "debian", "12", "6.1", proto.FormatDeb, "a=1")
