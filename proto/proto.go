@@ -36,8 +36,10 @@ import (
 //   - 5 (2026-11-29): inventory (proto/inventory.go): PUT and GET
 //     /devices/{id}/inventory with per-section hashes (only changed sections
 //     are sent), gzip bodies up to MaxInventoryBodyBytes/MaxInventoryBytes,
-//     the "refresh_inventory" doorbell, fleet filters on GET /devices,
-//     GET /inventory/packages and GET /inventory/facts/{fact}.
+//     POST /devices/{id}/inventory/refresh with the Doorbell-Inventory
+//     header on policy answers, the "refresh_inventory" doorbell type,
+//     fleet filters on GET /devices, GET /inventory/packages and
+//     GET /inventory/facts/{fact}.
 const CapabilityVersion = 5
 
 // MaxBodyBytes is the largest request body the server accepts.
