@@ -161,11 +161,17 @@ type ListOptions struct {
 	// Seen "overdue" keeps only devices not seen within two of their sync
 	// intervals; "" keeps all.
 	Seen string
+	// Where holds inventory filters (see ParseWhere), all of which must
+	// hold.
+	Where url.Values
 }
 
 // Devices returns one page of the fleet.
 func (c *Client) Devices(ctx context.Context, o ListOptions) (proto.DeviceList, error) {
 	q := url.Values{}
+	for k, vs := range o.Where {
+		q[k] = append(q[k], vs...)
+	}
 	if o.State != "" {
 		q.Set("state", string(o.State))
 	}

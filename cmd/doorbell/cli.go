@@ -109,7 +109,7 @@ func yesNo(b bool) string {
 
 // --- devices -----------------------------------------------------------------
 
-const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--limit N] | doorbell devices show ID  [--server URL --token T --json]"
+const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--limit N] [--where 'kernel<6.1' ...] | doorbell devices show ID  [--server URL --token T --json]"
 
 func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, args := subcommand(args, "ls")
@@ -118,10 +118,12 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	o.register(fs)
 	var state, seen string
 	var limit int
+	var where whereFlag
 	if sub == "ls" {
 		fs.StringVar(&state, "state", "", "only devices in this state: "+statesList())
 		fs.StringVar(&seen, "seen", "", "overdue: only devices not seen within two of their sync intervals")
 		fs.IntVar(&limit, "limit", 0, "show at most this many devices (0 = all; pages through the fleet)")
+		fs.Var(&where, "where", "inventory filter, repeatable, all must hold: FACT=V, FACT~TEXT, FACT<V (<=, >, >=), package:NAME[<V] (docs/INVENTORY.md)")
 	}
 	pos, err := parseCLI(fs, args)
 	if err != nil {
@@ -146,7 +148,11 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if seen != "" && seen != "overdue" {
 			return errors.New(`--seen must be "overdue"`)
 		}
-		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen}, limit, o.json, stdout)
+		filters, err := where.values()
+		if err != nil {
+			return err
+		}
+		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen, Where: filters}, limit, o.json, stdout)
 	case "show":
 		if err := wantArgs(pos, 1, devicesUsage); err != nil {
 			return err

@@ -31,6 +31,7 @@ var commands = map[string]struct {
 	"backup":    {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
 	"commands":  {runCommands, "send, list, show or cancel remote commands: lock, reboot, wipe… (operator)"},
 	"revisions": {runRevisions, "list, show or roll back policy revisions of a group or a device (operator)"},
+	"inventory": {runInventory, "show a device's inventory, or package versions and facts across the fleet (operator)"},
 }
 
 func main() {

@@ -48,6 +48,9 @@ func decodeBody(c *fiber.Ctx) error {
 		c.Method() == http.MethodPut && strings.HasPrefix(p, "/groups/") && strings.HasSuffix(p, "/devices") {
 		lim = body.Limits{Raw: MaxGroupBodyBytes, Decoded: MaxGroupBodyBytes}
 	}
+	if c.Method() == http.MethodPut && strings.HasPrefix(p, "/devices/") && strings.HasSuffix(p, "/inventory") {
+		lim = body.Limits{Raw: proto.MaxInventoryBodyBytes, Decoded: proto.MaxInventoryBytes}
+	}
 	out, err := body.Decode(raw, enc, lim)
 	var tl *body.TooLargeError
 	var ee *body.EncodingError

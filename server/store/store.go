@@ -138,5 +138,6 @@ type Store interface {
 	CommandStore
 	RevisionStore
 	EscalationStore
+	InventoryStore
 	Close() error
 }

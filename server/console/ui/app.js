@@ -10,6 +10,7 @@
 import { loadCatalog, policyEditBody } from './catalog.js';
 import { commandsPanel } from './commands.js';
 import { revisionsPanel } from './revisions.js';
+import { inventoryCard, fleetInventory } from './inventory.js';
 
 const TOKEN_KEY = 'doorbell.token';
 const STATES = ['UNKNOWN', 'STALE', 'NON_COMPLIANT', 'COMPLIANT'];
@@ -502,7 +503,8 @@ function fleetView(params) {
       notice,
       el('div', { class: 'table-wrap' }, table),
       empty,
-      el('div', { class: 'pager' }, prev, pageInfo, nextBtn)));
+      el('div', { class: 'pager' }, prev, pageInfo, nextBtn)),
+    fleetInventory({ el, api, optional }).card);
 
   function renderCounts() {
     const total = STATES.reduce((n, s) => n + (counts.byState[s] || 0), 0);
@@ -727,7 +729,8 @@ function deviceView(id) {
     head,
     el('div', { class: 'grid' },
       el('div', {}, settingsSec, historySec),
-      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))));
+      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))),
+    inventoryCard(id, { el, api, optional }).card);
 
   function renderHead() {
     const s = status;
