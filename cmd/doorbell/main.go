@@ -87,10 +87,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // version.
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", stderr, "doorbell version")
-	if _, err := parseCLI(fs, args); err != nil {
+	pos, err := parseCLI(fs, args)
+	if err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(stdout, "doorbell %s (capability version %d, %s)\n", Version, proto.CapabilityVersion, runtime.Version())
+	if len(pos) > 0 {
+		return fmt.Errorf("version: unexpected argument %q", pos[0])
+	}
+	_, err = fmt.Fprintf(stdout, "doorbell %s (capability version %d, %s)\n", Version, proto.CapabilityVersion, runtime.Version())
 	return err
 }
 
