@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 )
@@ -20,11 +21,12 @@ func runEnrollTokens(ctx context.Context, args []string, stdout, stderr io.Write
 	var o opFlags
 	fs := newFlagSet("enroll-tokens "+sub, stderr, enrollTokensUsage)
 	o.register(fs)
-	var expires string
+	var expires, qrFile string
 	var uses int
 	if sub == "create" {
 		fs.StringVar(&expires, "expires-in", "", "lifetime, e.g. 30m or 24h (server default when empty)")
 		fs.IntVar(&uses, "max-uses", 1, "how many devices may enroll with it")
+		fs.StringVar(&qrFile, "qr", "", "also write the enrollment string's QR code (PNG) to this file, for the Android app to scan (TLS servers)")
 	}
 	pos, err := parseCLI(fs, args)
 	if err != nil {
@@ -71,6 +73,18 @@ func runEnrollTokens(ctx context.Context, args []string, stdout, stderr io.Write
 		req := proto.EnrollmentTokenRequest{ExpiresIn: expires, MaxUses: uses}
 		if err := c.Call(ctx, "POST", "/enrollment-tokens", req, &t); err != nil {
 			return err
+		}
+		if qrFile != "" {
+			if t.EnrollURL == "" {
+				return fmt.Errorf("token %s created, but the server runs without TLS: there is no enrollment string to draw as --qr", t.ID)
+			}
+			png, _, err := c.Raw(ctx, "POST", "/enrollment-tokens/qr", proto.EnrollmentQRRequest{EnrollURL: t.EnrollURL})
+			if err == nil {
+				err = os.WriteFile(qrFile, png, 0o600)
+			}
+			if err != nil {
+				return fmt.Errorf("token %s created, but its QR code was not written: %w", t.ID, err)
+			}
 		}
 		if o.json {
 			return printJSON(stdout, t)

@@ -36,7 +36,7 @@ var examples = map[string]string{
 	"explain":       `  doorbell explain 3f2a...`,
 	"history":       `  doorbell history 3f2a... --limit 20`,
 	"audit":         `  doorbell audit --limit 50`,
-	"enroll-tokens": "  doorbell enroll-tokens\n  doorbell enroll-tokens create --expires-in 1h --max-uses 10\n  doorbell enroll-tokens rm 4be0c1d2",
+	"enroll-tokens": "  doorbell enroll-tokens\n  doorbell enroll-tokens create --expires-in 1h --max-uses 10 --qr enroll.png\n  doorbell enroll-tokens rm 4be0c1d2",
 }
 
 // wantsHelp reports whether args ask for help (-h, -help, --help) before

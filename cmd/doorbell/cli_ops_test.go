@@ -4,8 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"image"
+	_ "image/png"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/makiuchi-d/gozxing"
+	qrreader "github.com/makiuchi-d/gozxing/qrcode"
+
+	"github.com/doorbell-mdm/doorbell/agent"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server"
@@ -245,4 +254,49 @@ func TestTLSHints(t *testing.T) {
 	if _, _, err := cli(t, "audit", "--server", "https://"+addr, "--token", "tls-admin", "--server-pin", d.Pin()); err != nil {
 		t.Fatalf("with the pin: %v", err)
 	}
+
+	// A new enrollment token's QR code decodes back to its enrollment
+	// string, which an agent parses to this server, its pin and the secret.
+	qrFile := filepath.Join(t.TempDir(), "enroll.png")
+	out, _, err := cli(t, "enroll-tokens", "create", "--json", "--qr", qrFile, "--server", "https://"+addr, "--token", "tls-admin", "--server-pin", d.Pin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		Token     string `json:"token"`
+		EnrollURL string `json:"enrollUrl"`
+	}
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || tok.EnrollURL == "" {
+		t.Fatalf("create: %s %v", out, err)
+	}
+	e, err := agent.ParseEnrollURL(tok.EnrollURL)
+	if err != nil || e.Token != tok.Token || e.Pin != d.Pin() || e.Server != "https://"+addr {
+		t.Fatalf("enrollment string %q parses to %+v, %v", tok.EnrollURL, e, err)
+	}
+	if got := decodeQR(t, qrFile); got != tok.EnrollURL {
+		t.Fatalf("QR decodes to %q, want %q", got, tok.EnrollURL)
+	}
+}
+
+// decodeQR reads a PNG file's QR code with gozxing, an independent decoder.
+func decodeQR(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrreader.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("decoding the QR code: %v", err)
+	}
+	return res.GetText()
 }
