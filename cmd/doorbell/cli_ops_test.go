@@ -17,7 +17,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/agent"
 
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server"
+	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
 )
@@ -237,7 +237,7 @@ func TestDevicesShowSaysWhatFails(t *testing.T) {
 // private CA, fail with a hint naming the fix instead of a bare EOF; the
 // pin the server prints makes the call succeed.
 func TestTLSHints(t *testing.T) {
-	d := servertest.Start(t, server.DaemonConfig{AdminToken: "tls-admin", TLS: &pki.Config{}})
+	d := servertest.Start(t, daemon.DaemonConfig{AdminToken: "tls-admin", TLS: &pki.Config{}})
 	addr := d.HTTPAddr()
 	_, _, err := cli(t, "audit", "--server", "http://"+addr, "--token", "tls-admin")
 	if err == nil || !strings.Contains(err.Error(), "hint:") || !strings.Contains(err.Error(), "https://") {
