@@ -16,7 +16,6 @@ export function tokensView(ui) {
   const form = el('form', { class: 'inline-form', id: 'token-form' },
     el('label', {}, 'Expires in ', expires), el('label', {}, 'Devices ', uses),
     el('button', { type: 'submit', class: 'primary', id: 'token-create' }, 'Create enrollment token'), result);
-  let qrURL = null;
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
@@ -47,9 +46,15 @@ export function tokensView(ui) {
           body: JSON.stringify({ enrollUrl: t.enrollUrl }),
         });
         if (!res.ok) throw new Error('HTTP ' + res.status);
-        if (qrURL) URL.revokeObjectURL(qrURL);
-        qrURL = URL.createObjectURL(await res.blob());
-        img.src = qrURL;
+        // A data: URL: the page's Content-Security-Policy allows images
+        // from its origin and data: only.
+        const blob = await res.blob();
+        img.src = await new Promise((ok, fail) => {
+          const r = new FileReader();
+          r.onload = () => ok(r.result);
+          r.onerror = () => fail(r.error);
+          r.readAsDataURL(blob);
+        });
       } catch (x) {
         img.replaceWith(el('p', { class: 'error' }, 'The QR code could not be drawn: ' + x.message));
       }
@@ -92,5 +97,5 @@ export function tokensView(ui) {
     }));
     if (!list.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No enrollment tokens.')));
   });
-  return { reload: l.reload, destroy: () => { l.close(); if (qrURL) URL.revokeObjectURL(qrURL); } };
+  return { reload: l.reload, destroy: l.close };
 }
