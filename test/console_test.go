@@ -407,6 +407,10 @@ func TestConsole(t *testing.T) {
 	if raw, err := os.ReadFile(filepath.Join(dirB, "device.json")); err != nil || json.Unmarshal(raw, &dev) != nil || !dev.CameraDisabled {
 		t.Fatalf("B's device file after the sync: %s %v", raw, err)
 	}
+	if eval[bool](b, `document.querySelector('#settings-table tr[data-setting="syncIntervalSeconds"], #settings-table tr[data-setting="agentSha256"]') !== null`) {
+		t.Fatal("a report field that is not a setting is shown as one")
+	}
+	eval[chromedp.Void](b, `window.scrollTo(0, 0)`)
 	b.screenshot("device.png", "console-device.png")
 
 	// The fleet, for the README.

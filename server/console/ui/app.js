@@ -37,7 +37,7 @@ const SETTINGS = {
 };
 // Fields of policies and reports that are not settings.
 const NOT_SETTINGS = new Set(['version', 'appliedPolicyVersion', 'compliant', 'receivedAt', 'reportedAt', 'nonce',
-  'monitor', 'modes', 'mode', 'unsupported', 'failed', 'failing', 'agentSha256']);
+  'monitor', 'modes', 'mode', 'unsupported', 'failed', 'failing', 'agentSha256', 'syncIntervalSeconds']);
 
 // --- DOM --------------------------------------------------------------------
 
