@@ -26,6 +26,8 @@ var examples = map[string]string{
   doorbell tokens create ci --role viewer
   doorbell tokens rm ci`,
 	"version": `  doorbell version`,
+	"backup": `  doorbell backup --out doorbell-$(date +%F).db --data ./doorbell-data      # a stopped server
+  doorbell backup --out doorbell-$(date +%F).db --server https://mdm:8080 --server-pin sha256/...`,
 	"groups": `  doorbell groups
   doorbell groups create kiosks --priority 10
   doorbell groups show kiosks
