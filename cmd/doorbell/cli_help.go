@@ -26,6 +26,13 @@ var examples = map[string]string{
   doorbell tokens create ci --role viewer
   doorbell tokens rm ci`,
 	"version": `  doorbell version`,
+	"commands": `  doorbell commands send 3f2a... lock --wait
+  doorbell commands send --group kiosks reboot
+  doorbell commands ls 3f2a...
+  doorbell commands cancel 7c1d...`,
+	"revisions": `  doorbell revisions group kiosks
+  doorbell revisions show group kiosks 3
+  doorbell revisions rollback device 3f2a... 2`,
 	"backup": `  doorbell backup --out doorbell-$(date +%F).db --data ./doorbell-data      # a stopped server
   doorbell backup --out doorbell-$(date +%F).db --server https://mdm:8080 --server-pin sha256/...`,
 	"groups": `  doorbell groups

@@ -30,6 +30,7 @@ var subcommands = map[string][]string{
 	"tokens":        {"", "ls", "create", "rm"},
 	"groups":        {"", "ls", "show", "create", "policy", "add", "remove", "rm"},
 	"enroll-tokens": {"", "ls", "create", "rm"},
+	"commands":      {"", "send", "ls", "show", "cancel"},
 }
 
 // TestEveryCommandsHelp: --help of every command and subcommand prints its
