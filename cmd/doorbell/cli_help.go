@@ -26,6 +26,10 @@ var examples = map[string]string{
   doorbell tokens create ci --role viewer
   doorbell tokens rm ci`,
 	"version": `  doorbell version`,
+	"inventory": `  doorbell inventory show 3f2a...
+  doorbell inventory packages openssl
+  doorbell inventory facts kernel
+  doorbell inventory refresh 3f2a...`,
 	"commands": `  doorbell commands send 3f2a... lock --wait
   doorbell commands send --group kiosks reboot
   doorbell commands ls 3f2a...
