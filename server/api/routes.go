@@ -77,6 +77,7 @@ func (a *API) routes() {
 	admin.post("/tokens", a.createOperatorToken)
 	admin.delete("/tokens/:name", a.deleteOperatorToken)
 	admin.post("/enrollment-tokens", a.createEnrollToken)
+	admin.post("/enrollment-tokens/qr", a.enrollmentQR)
 	admin.delete("/enrollment-tokens/:id", a.revokeEnrollToken)
 	admin.get("/backup", a.backup)
 	admin.post("/devices/:id/commands", a.sendCommand)
