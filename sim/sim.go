@@ -13,6 +13,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,13 @@ type Config struct {
 	// Settle is how long the idle scenario waits after connecting before
 	// reading memory; 0 = 5s.
 	Settle time.Duration
+	// ServerDebug is the server's debug listener (serve --pprof ADDR),
+	// optional. When set, the idle scenario asks it for its memory figures
+	// (GET /debug/memory, which first returns the server's free memory to
+	// the system) right before each resident-size reading, so neither
+	// reading holds garbage of an earlier phase, and reports the heap,
+	// stacks and goroutines per device too.
+	ServerDebug string
 	// Timeout bounds each wait for devices (ready, compliant); 0 = 10m.
 	Timeout time.Duration
 	// Progress receives a progress line while the run works; nil = none.
@@ -122,6 +130,12 @@ type Result struct {
 	// connected device: (VmRSS with every device connected - VmRSS before
 	// any connected) / devices.
 	ServerBytesPerDevice float64 `json:"serverBytesPerDevice,omitempty"`
+	// With Config.ServerDebug, idle also gives the server's Go heap in use,
+	// goroutine stacks and goroutines per connected device (the same
+	// before/after difference).
+	ServerHeapPerDevice       float64 `json:"serverHeapPerDevice,omitempty"`
+	ServerStackPerDevice      float64 `json:"serverStackPerDevice,omitempty"`
+	ServerGoroutinesPerDevice float64 `json:"serverGoroutinesPerDevice,omitempty"`
 	// ReportsPerSec is, for reports, durable reports the server accepted
 	// (2xx) per second.
 	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
@@ -423,8 +437,12 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
+	var memBefore serverMemory
 	if f.cfg.Scenario == ScenarioIdle {
 		var err error
+		if memBefore, err = f.serverMemory(ctx); err != nil {
+			return err
+		}
 		if rssBefore, err = rssBytes(pid); err != nil {
 			return err
 		}
@@ -456,11 +474,21 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 			return ctx.Err()
 		case <-time.After(f.cfg.Settle):
 		}
+		memAfter, err := f.serverMemory(ctx)
+		if err != nil {
+			return err
+		}
 		after, err := rssBytes(pid)
 		if err != nil {
 			return err
 		}
-		res.ServerBytesPerDevice = float64(after-rssBefore) / float64(len(f.devs))
+		nd := float64(len(f.devs))
+		res.ServerBytesPerDevice = float64(after-rssBefore) / nd
+		if f.cfg.ServerDebug != "" {
+			res.ServerHeapPerDevice = (float64(memAfter.HeapInuse) - float64(memBefore.HeapInuse)) / nd
+			res.ServerStackPerDevice = (float64(memAfter.StackInuse) - float64(memBefore.StackInuse)) / nd
+			res.ServerGoroutinesPerDevice = float64(memAfter.Goroutines-memBefore.Goroutines) / nd
+		}
 		simAfter, _ := rssBytes(0)
 		res.SimBytesPerDevice = float64(simAfter-simBefore) / float64(len(f.devs))
 	case ScenarioReports:
@@ -479,6 +507,39 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	}
 	res.Compliant = n
 	return nil
+}
+
+// serverMemory is the answer of the server's GET /debug/memory.
+type serverMemory struct {
+	HeapInuse  uint64 `json:"heapInuse"`
+	StackInuse uint64 `json:"stackInuse"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// serverMemory asks the server's debug listener for its memory figures
+// (which also makes the server return its free memory to the system); it
+// returns zeros without Config.ServerDebug.
+func (f *fleet) serverMemory(ctx context.Context) (serverMemory, error) {
+	var m serverMemory
+	if f.cfg.ServerDebug == "" {
+		return m, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.cfg.ServerDebug+"/debug/memory", nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return m, fmt.Errorf("sim: reading the server's memory figures: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("sim: GET /debug/memory on %s: %s", f.cfg.ServerDebug, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return m, fmt.Errorf("sim: decoding the server's memory figures: %w", err)
+	}
+	return m, nil
 }
 
 func (f *fleet) ids() map[string]bool {
