@@ -103,3 +103,16 @@ func fdLimit() (uint64, error) {
 	}
 	return min(r.Cur, MaxOpenFiles), nil
 }
+
+// loadAvg returns the first three fields of /proc/loadavg ("" if unreadable).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -140,6 +140,12 @@ type Result struct {
 	// (2xx) per second.
 	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
 
+	// LoadAvg is the machine's load average (1, 5, 15 minutes) when the
+	// run started, to read every figure beside it.
+	LoadAvg string `json:"loadAvg,omitempty"`
+	// TLS is true when the server URL is https.
+	TLS bool `json:"tls,omitempty"`
+
 	// Extras.
 	Edits             int     `json:"edits,omitempty"`             // edit-one: edits measured; edit-all: edit requests
 	EditPath          string  `json:"editPath,omitempty"`          // edit-all: "per-device" or "group"
@@ -407,7 +413,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		f.wg.Wait()
 	}()
 
-	res := Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Devices: cfg.Devices}
+	res := Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Devices: cfg.Devices, LoadAvg: loadAvg(),
+		TLS: strings.HasPrefix(cfg.ServerURL, "https://")}
 	if err := f.scenario(ctx, &res); err != nil {
 		return res, err
 	}
