@@ -12,6 +12,8 @@ package sim
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -92,6 +94,11 @@ type Config struct {
 	// Settle is how long the idle scenario waits after connecting before
 	// reading memory; 0 = 5s.
 	Settle time.Duration
+	// ServerCA is the PEM CA certificate an https server's certificate
+	// chains to (serve's <data>/tls/ca.pem). Over TLS every simulated
+	// device enrolls with its own key (a CSR), gets its own certificate
+	// and makes its own connections with it, as a real device does.
+	ServerCA []byte
 	// ServerDebug is the server's debug listener (serve --pprof ADDR),
 	// optional. When set, the idle scenario asks it for its memory figures
 	// (GET /debug/memory, which first returns the server's free memory to
@@ -159,11 +166,8 @@ func (c *Config) defaults() error {
 	if c.ServerURL == "" || c.EnrollToken == "" || c.AdminToken == "" {
 		return errors.New("sim: --server, --enroll-token and --admin-token are required")
 	}
-	if strings.HasPrefix(c.ServerURL, "https://") {
-		// Each device authenticates with its own client certificate over
-		// TLS, so devices could not share the simulator's few HTTP
-		// connections; the simulator measures the plain loopback path.
-		return errors.New("sim: the simulator speaks plain HTTP: run the server on loopback with --tls off (and --enroll-rate -1 --device-rate -1 for large fleets)")
+	if strings.HasPrefix(c.ServerURL, "https://") && len(c.ServerCA) == 0 {
+		return errors.New("sim: an https server needs --ca-file (the server's <data>/tls/ca.pem)")
 	}
 	if c.Devices < 1 {
 		return fmt.Errorf("sim: --devices must be at least 1, not %d", c.Devices)
@@ -217,10 +221,14 @@ func (c *Config) defaults() error {
 }
 
 // FilesNeeded estimates the open files a run needs: one socket per MQTT
-// device, the HTTP connections, and some slack.
-func FilesNeeded(devices, httpConns int, mode string) uint64 {
+// device, the HTTP connections, and some slack. Over TLS (tls true) every
+// device also holds its own HTTP connection.
+func FilesNeeded(devices, httpConns int, mode string, tls bool) uint64 {
 	n := uint64(2*httpConns + 64) // agents' and operator's connections
 	if mode == ModeMQTT {
+		n += uint64(devices)
+	}
+	if tls {
 		n += uint64(devices)
 	}
 	return n
@@ -232,11 +240,15 @@ func checkFiles(c Config) error {
 	if err != nil {
 		return fmt.Errorf("sim: reading the open-file limit: %w", err)
 	}
-	need := FilesNeeded(c.Devices, c.HTTPConns, c.Mode)
+	tls := strings.HasPrefix(c.ServerURL, "https://")
+	need := FilesNeeded(c.Devices, c.HTTPConns, c.Mode, tls)
 	if need <= limit {
 		return nil
 	}
-	per := int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Mode))
+	per := int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Mode, tls))
+	if perDev := int(FilesNeeded(1, c.HTTPConns, c.Mode, tls) - FilesNeeded(0, c.HTTPConns, c.Mode, tls)); perDev > 1 {
+		per /= perDev
+	}
 	if per < 1 {
 		return fmt.Errorf("sim: the open-file limit %d is too low even for --http-conns %d", limit, c.HTTPConns)
 	}
@@ -252,6 +264,7 @@ type device struct {
 	ids   *memIDStore
 	enf   *agent.MemoryEnforcer
 	agent *agent.Agent
+	http  *http.Client // over TLS: the device's own connections; nil = the fleet's
 	token string
 	cam   bool // the cameraDisabled value last asked for
 
@@ -349,6 +362,14 @@ type countingTransport struct {
 	n *atomic.Int64
 }
 
+// CloseIdleConnections lets the agent drop kept-alive connections after it
+// got a new certificate.
+func (t countingTransport) CloseIdleConnections() {
+	if c, ok := t.RoundTripper.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.RoundTripper.RoundTrip(r)
 	if err == nil {
@@ -363,6 +384,7 @@ type fleet struct {
 	devs      []*device
 	requests  atomic.Int64 // HTTP requests answered (agents and operator)
 	agentHTTP *http.Client
+	tls       bool // the server URL is https
 	admin     *adminClient
 	fcm       *fcmServer
 	prog      *progress
@@ -372,8 +394,9 @@ type fleet struct {
 	wg     sync.WaitGroup
 }
 
-func newHTTPClient(conns int, n *atomic.Int64) *http.Client {
+func newHTTPClient(conns int, n *atomic.Int64, roots *x509.CertPool) *http.Client {
 	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxConnsPerHost:     conns,
 		MaxIdleConns:        conns,
@@ -393,10 +416,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	start := time.Now()
-	f := &fleet{cfg: cfg}
-	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests)
+	f := &fleet{cfg: cfg, tls: strings.HasPrefix(cfg.ServerURL, "https://")}
+	var roots *x509.CertPool
+	if len(cfg.ServerCA) > 0 {
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(cfg.ServerCA) {
+			return Result{}, errors.New("sim: --ca-file holds no PEM certificate")
+		}
+	}
+	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests, roots)
 	var err error
-	if f.admin, err = newAdminClient(cfg.ServerURL, cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests)); err != nil {
+	if f.admin, err = newAdminClient(cfg.ServerURL, cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests, roots)); err != nil {
 		return Result{}, err
 	}
 	f.prog = newProgress(cfg.Progress)
@@ -558,7 +588,16 @@ func (f *fleet) ids() map[string]bool {
 }
 
 func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
-	return agent.New(agent.Config{
+	hc := f.agentHTTP
+	var tr *http.Transport
+	if f.tls {
+		// The device's own connections, made with its own certificate
+		// through the agent's dialer (set below, once the agent exists).
+		tr = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 90 * time.Second}
+		hc = &http.Client{Timeout: 60 * time.Second, Transport: countingTransport{tr, &f.requests}}
+	}
+	a, err := agent.New(agent.Config{
+		ServerCA:     f.cfg.ServerCA,
 		ServerURL:    f.cfg.ServerURL,
 		EnrollToken:  f.cfg.EnrollToken,
 		Enforcer:     d.enf,
@@ -568,9 +607,19 @@ func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
 		Model:        fmt.Sprintf("sim-%d", d.idx),
 		OSVersion:    "sim",
 		AgentVersion: "sim",
-		HTTPClient:   f.agentHTTP,
+		HTTPClient:   hc,
 		OnSync:       d.onSync,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if tr != nil {
+		tr.DialTLSContext = a.DialTLSContext
+		d.mu.Lock()
+		d.http = hc
+		d.mu.Unlock()
+	}
+	return a, nil
 }
 
 // enroll enrolls every device (HTTP only, Ramp at a time) and returns the
@@ -885,13 +934,22 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 		return err
 	}
 	type job struct {
-		cred agent.Credentials
-		rep  agentReport
+		cred   agent.Credentials
+		rep    agentReport
+		client *agent.Client
 	}
 	jobs := make([]job, len(f.devs))
 	for i, d := range f.devs {
 		id, _, _ := d.ids.Load()
-		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d)}
+		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d), client: client}
+		d.mu.Lock()
+		hc := d.http
+		d.mu.Unlock()
+		if hc != nil { // over TLS, each device reports on its own connection
+			if jobs[i].client, err = agent.NewClient(f.cfg.ServerURL, hc); err != nil {
+				return err
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
 	defer cancel()
@@ -913,7 +971,7 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 			for n := 0; ctx.Err() == nil; n++ {
 				j := mine[n%len(mine)]
 				j.rep.ReportedAt, j.rep.Nonce = time.Now().UTC(), nonce()
-				if err := client.Report(ctx, j.cred, j.rep); err != nil {
+				if err := j.client.Report(ctx, j.cred, j.rep); err != nil {
 					if ctx.Err() == nil {
 						failed.Add(1)
 						firstErr.CompareAndSwap(nil, err)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&cfg.Ramp, "ramp", 200, "devices enrolling or connecting at the same time")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "idle: the server's pid (default: the process listening on --server's port)")
 	fs.StringVar(&cfg.FCMListen, "fcm-listen", "127.0.0.1:4004", "fcm mode: where the fake FCM endpoint listens (serve --fcm-project sim --fcm-endpoint http://<this>/v1)")
+	var caFile string
+	fs.StringVar(&caFile, "ca-file", "", "https server: its CA certificate (serve's <data>/tls/ca.pem); each device then enrolls with its own key and certificate")
 	fs.StringVar(&cfg.ServerDebug, "server-pprof", "", "idle: the server's debug listener (serve --pprof ADDR): free its memory before each reading and report heap, stacks and goroutines per device")
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "idle: wait this long after connecting before reading memory")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up on a device after this long")
@@ -42,6 +45,13 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&silent, "quiet", false, "no progress line on stderr")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("sim: --ca-file: %w", err)
+		}
+		cfg.ServerCA = b
 	}
 	k, n, err := parseSlice(slice)
 	if err != nil {
