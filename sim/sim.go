@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
@@ -47,12 +48,19 @@ const (
 	ScenarioEditAll = "edit-all"
 	ScenarioIdle    = "idle"
 	ScenarioReports = "reports"
+	// ScenarioRestart: the reconnect storm. With the fleet connected, the
+	// simulator stops the server (SIGTERM to its pid); whoever runs the
+	// server starts it again on the same data (scripts/bench.sh does), and
+	// the simulator measures the time from the stop until every device
+	// reconnected over MQTT and synced again, and checks they are
+	// COMPLIANT.
+	ScenarioRestart = "restart"
 )
 
 // Modes and Scenarios list the valid values.
 var (
 	Modes     = []string{ModeMQTT, ModeFCM, ModePoll}
-	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports, ScenarioCommands}
+	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports, ScenarioCommands, ScenarioRestart}
 )
 
 // Config configures a run. ServerURL, EnrollToken, AdminToken and Devices are
@@ -143,6 +151,10 @@ type Result struct {
 	ServerHeapPerDevice       float64 `json:"serverHeapPerDevice,omitempty"`
 	ServerStackPerDevice      float64 `json:"serverStackPerDevice,omitempty"`
 	ServerGoroutinesPerDevice float64 `json:"serverGoroutinesPerDevice,omitempty"`
+	// ReconnectsPerSec is, for restart, devices back (reconnected and
+	// synced) per second from the server's stop; AllCompliantMs is then the
+	// time until the last one was back.
+	ReconnectsPerSec float64 `json:"reconnectsPerSec,omitempty"`
 	// ReportsPerSec is, for reports, durable reports the server accepted
 	// (2xx) per second.
 	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
@@ -454,7 +466,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	pid, rssBefore, simBefore := 0, int64(0), int64(0)
-	if f.cfg.Scenario == ScenarioIdle {
+	if f.cfg.Scenario == ScenarioIdle || f.cfg.Scenario == ScenarioRestart {
 		var err error
 		if pid = f.cfg.ServerPID; pid == 0 {
 			u, perr := parseHost(f.cfg.ServerURL)
@@ -476,6 +488,7 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	}
 	var memBefore serverMemory
 	if f.cfg.Scenario == ScenarioIdle {
+		f.closeIdleHTTP() // the enrollments' connections: not part of either reading
 		var err error
 		if memBefore, err = f.serverMemory(ctx); err != nil {
 			return err
@@ -505,6 +518,10 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 			return err
 		}
 	case ScenarioIdle:
+		// An idle device holds its MQTT session only: its HTTP connection
+		// (over TLS, its own) closes once idle, as an agent's transport
+		// does after 90 s; close them now rather than wait.
+		f.closeIdleHTTP()
 		f.prog.set("idle: settling", 0, 0)
 		select {
 		case <-ctx.Done():
@@ -536,6 +553,10 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 		if err := f.commands(ctx, res); err != nil {
 			return err
 		}
+	case ScenarioRestart:
+		if err := f.restart(ctx, pid, res); err != nil {
+			return err
+		}
 	}
 
 	n, err := f.admin.countCompliant(ctx, f.ids())
@@ -544,6 +565,50 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	}
 	res.Compliant = n
 	return nil
+}
+
+// restart stops the server and measures how long the fleet takes to be
+// back: every device reconnected over MQTT and synced (each reconnection is
+// an MQTT and an HTTP connection, two TLS handshakes over TLS). The server
+// must be started again by whoever runs it.
+func (f *fleet) restart(ctx context.Context, pid int, res *Result) error {
+	if f.cfg.Mode != ModeMQTT {
+		return errors.New("sim: the restart scenario needs --mode mqtt")
+	}
+	ws := make([]*waiter, len(f.devs))
+	for i, d := range f.devs {
+		d.resetSyncs()
+		ws[i] = d.waitSyncs(1)
+	}
+	reqs0 := f.requests.Load()
+	t0 := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("sim: stopping the server (pid %d): %w", pid, err)
+	}
+	f.prog.set("restart: reconnecting", len(f.devs), 0)
+	for i, w := range ws {
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to reconnect", f.devs[i].idx)); err != nil {
+			return err
+		}
+		f.prog.add(1)
+	}
+	d := time.Since(t0)
+	res.AllCompliantMs = ms(d)
+	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
+	res.ReconnectsPerSec = float64(len(f.devs)) / d.Seconds()
+	return nil
+}
+
+// closeIdleHTTP closes the devices' own idle HTTP connections (over TLS).
+func (f *fleet) closeIdleHTTP() {
+	for _, d := range f.devs {
+		d.mu.Lock()
+		hc := d.http
+		d.mu.Unlock()
+		if hc != nil {
+			hc.CloseIdleConnections()
+		}
+	}
 }
 
 // serverMemory is the answer of the server's GET /debug/memory.
@@ -616,8 +681,12 @@ func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
 	if tr != nil {
 		tr.DialTLSContext = a.DialTLSContext
 		d.mu.Lock()
+		old := d.http
 		d.http = hc
 		d.mu.Unlock()
+		if old != nil { // the device's previous agent (enrollment) is done
+			old.CloseIdleConnections()
+		}
 	}
 	return a, nil
 }

@@ -113,6 +113,9 @@ func printResult(w io.Writer, r sim.Result) {
 				r.ServerHeapPerDevice, r.ServerStackPerDevice, r.ServerGoroutinesPerDevice)
 		}
 	}
+	if r.ReconnectsPerSec > 0 {
+		fmt.Fprintf(w, "  after the server restart: %.0f devices back per second\n", r.ReconnectsPerSec)
+	}
 	if r.ReportsPerSec > 0 {
 		fmt.Fprintf(w, "  %.0f durable reports/s\n", r.ReportsPerSec)
 	}
