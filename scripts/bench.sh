@@ -10,6 +10,7 @@
 #
 #   DEVICES=2000 scripts/bench.sh          # the default size
 #   DEVICES=10000 scripts/bench.sh         # the documented figures
+#   ONLY="mqtt:edit-all tls:idle tls:restart fanout" scripts/bench.sh   # some rows only
 set -eu
 DEVICES=${DEVICES:-2000}
 POLL_INTERVAL=${POLL_INTERVAL:-30s}
@@ -58,9 +59,18 @@ stop_server() {
 	kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 }
 
+# want reports whether the row named $1 (mode:scenario, tls:scenario or
+# fanout) is to run: all of them unless $ONLY lists some.
+want() {
+	[ -z "${ONLY:-}" ] && return 0
+	case " $ONLY " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
 # sim runs one scenario on a fresh server (so the idle figure starts from a
 # server that served nothing else) and appends its JSON line to $OUT.
 sim() {
+	want "$2:$4" || return 0
 	echo "bench: $* (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	start_server
 	"$BIN" sim --server "http://$HTTP" --enroll-token bench-enroll --admin-token bench-admin \
@@ -72,6 +82,7 @@ sim() {
 # tls_sim is sim over TLS: every simulated device enrolls with its own key
 # and certificate and holds its own HTTPS and MQTT/TLS connections.
 tls_sim() {
+	want "tls:$2" || return 0
 	echo "bench: TLS $* (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	start_server tls
 	"$BIN" sim --server "https://$HTTP" --ca-file "$work/data/tls/ca.pem" --enroll-token bench-enroll --admin-token bench-admin \
@@ -84,6 +95,7 @@ tls_sim() {
 # once the fleet is connected; this restarts it on the same data and the
 # simulator measures until every device is back.
 restart_sim() {
+	want tls:restart || return 0
 	echo "bench: TLS restart storm (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	start_server tls
 	"$BIN" sim --server "https://$HTTP" --ca-file "$work/data/tls/ca.pem" --enroll-token bench-enroll --admin-token bench-admin \
@@ -119,8 +131,10 @@ tls_sim --scenario reports
 restart_sim
 # At most 9,900 subscribers fit in one process's 20,000 open files.
 fanout=$DEVICES; [ "$fanout" -gt 9900 ] && fanout=9900
-echo "bench: broker fan-out and idle memory, embedded vs mosquitto, $fanout devices (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-DOORBELL_BENCH_JSON=$(realpath "$OUT") DOORBELL_BENCH_FANOUT=$fanout go test -run '^$' -bench BrokerFanout -benchtime 3x ./test/ |
-	grep -E 'FAIL|_test.go' >&2 || true
+if want fanout; then
+	echo "bench: broker fan-out and idle memory, embedded vs mosquitto, $fanout devices (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	DOORBELL_BENCH_JSON=$(realpath "$OUT") DOORBELL_BENCH_FANOUT=$fanout go test -run '^$' -bench BrokerFanout -benchtime 3x ./test/ |
+		grep -E 'FAIL|_test.go' >&2 || true
+fi
 echo "# finished $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT"
 go run ./scripts/benchtable "$OUT"
