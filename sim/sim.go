@@ -151,6 +151,12 @@ type Result struct {
 	ServerHeapPerDevice       float64 `json:"serverHeapPerDevice,omitempty"`
 	ServerStackPerDevice      float64 `json:"serverStackPerDevice,omitempty"`
 	ServerGoroutinesPerDevice float64 `json:"serverGoroutinesPerDevice,omitempty"`
+	// ServerCPUSeconds and SimCPUSeconds are, for edit-all (from the edit
+	// to the last report) and reports, the CPU time the server process and
+	// this simulator used meanwhile: who bounds the figure on a shared
+	// machine. The server's needs its pid (--server-pid or the listener's).
+	ServerCPUSeconds float64 `json:"serverCpuSeconds,omitempty"`
+	SimCPUSeconds    float64 `json:"simCpuSeconds,omitempty"`
 	// ReconnectsPerSec is, for restart, devices back (reconnected and
 	// synced) per second from the server's stop; AllCompliantMs is then the
 	// time until the last one was back.
@@ -397,6 +403,7 @@ type fleet struct {
 	requests  atomic.Int64 // HTTP requests answered (agents and operator)
 	agentHTTP *http.Client
 	tls       bool // the server URL is https
+	serverPID int  // 0 = unknown
 	admin     *adminClient
 	fcm       *fcmServer
 	prog      *progress
@@ -478,7 +485,12 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 			}
 		}
 		res.ServerPID = pid
+	} else if pid = f.cfg.ServerPID; pid == 0 {
+		if u, err := parseHost(f.cfg.ServerURL); err == nil {
+			pid, _ = findListener(u) // only for the CPU figures; 0 = none
+		}
 	}
+	f.serverPID = pid
 
 	t0 := time.Now()
 	reqs0 := f.requests.Load()
@@ -969,6 +981,7 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 	}
 	f.prog.set("edit-all", len(f.devs), 0)
 	reqs0 := f.requests.Load()
+	cpu0 := f.cpu()
 	t0 := time.Now()
 	versions, err := ed.editAll(ctx, f.devs, cam)
 	if err != nil {
@@ -989,6 +1002,7 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 		f.prog.add(1)
 	}
 	d := last.Sub(t0)
+	f.cpuSince(cpu0, res)
 	res.Edits = len(f.devs)
 	res.AllCompliantMs = ms(d)
 	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
@@ -1025,6 +1039,7 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 	f.prog.set("reports", 0, 0)
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
+	cpu0 := f.cpu()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	// Each device's reports go out from one worker, one after another: a
@@ -1058,7 +1073,27 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 		return fmt.Errorf("sim: %d reports failed, the first: %w", failed.Load(), e.(error))
 	}
 	res.ReportsPerSec = float64(ok.Load()) / d.Seconds()
+	f.cpuSince(cpu0, res)
 	return nil
+}
+
+// cpu reads the server's and this process's CPU seconds.
+func (f *fleet) cpu() [2]float64 {
+	var c [2]float64
+	if f.serverPID > 0 {
+		c[0] = cpuSeconds(f.serverPID)
+	}
+	c[1] = cpuSeconds(0)
+	return c
+}
+
+// cpuSince fills res's CPU figures with the time used since c0.
+func (f *fleet) cpuSince(c0 [2]float64, res *Result) {
+	c := f.cpu()
+	if f.serverPID > 0 {
+		res.ServerCPUSeconds = c[0] - c0[0]
+	}
+	res.SimCPUSeconds = c[1] - c0[1]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

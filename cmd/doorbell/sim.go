@@ -113,6 +113,9 @@ func printResult(w io.Writer, r sim.Result) {
 				r.ServerHeapPerDevice, r.ServerStackPerDevice, r.ServerGoroutinesPerDevice)
 		}
 	}
+	if r.ServerCPUSeconds > 0 || r.SimCPUSeconds > 0 {
+		fmt.Fprintf(w, "  CPU meanwhile: server %.2f s, simulator %.2f s\n", r.ServerCPUSeconds, r.SimCPUSeconds)
+	}
 	if r.ReconnectsPerSec > 0 {
 		fmt.Fprintf(w, "  after the server restart: %.0f devices back per second\n", r.ReconnectsPerSec)
 	}
