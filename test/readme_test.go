@@ -52,9 +52,17 @@ func TestReadmeGroupExample(t *testing.T) {
 	a1 := startAgent(t, "agent1", srv, dir1)
 	a2 := startAgent(t, "agent2", srv, dir2)
 	for _, a := range []*agentProc{a1, a2} {
-		eventually(t, 30*time.Second, "the agent enrolled and reported", func() bool {
+		// The first sync ends with the inventory upload: until it has, a
+		// doorbell waits, and the example's steps (typed one after another
+		// by a person) would overtake it.
+		eventually(t, 60*time.Second, "the agent enrolled, reported and sent its inventory", func() bool {
 			id, _ := a.identity()
-			return id != "" && srv.status(id).State == proto.StateCompliant
+			if id == "" || srv.status(id).State != proto.StateCompliant {
+				return false
+			}
+			var inv proto.DeviceInventory
+			code, _ := srv.call("GET", "/devices/"+id+"/inventory", srv.admin, "", &inv)
+			return code == 200 && len(inv.Sections) > 0
 		})
 	}
 	script = strings.NewReplacer("http://127.0.0.1:8080", srv.url, "/tmp/agent1", dir1, "/tmp/agent2", dir2,
