@@ -1,7 +1,7 @@
 # Doorbell MDM. Two commands matter: `make run` and `make test`.
 GO      ?= go
 BIN     := bin/doorbell
-APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium
+APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium postgresql
 
 .PHONY: run test build dist deps vet fmt-check clean aar bench
 
@@ -28,7 +28,9 @@ dist:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-## deps: Go modules, and Debian packages the tests use (installed when root)
+## deps: Go modules, and Debian packages the tests use (installed when root). The
+## PostgreSQL tests start their own throwaway cluster (server/store/postgres/pgtest);
+## the package's own cluster service is not needed and not started.
 deps:
 	$(GO) mod download
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
