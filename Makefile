@@ -30,13 +30,15 @@ test: deps fmt-check vet
 
 ## deps: Go modules, and Debian packages the tests use (installed when root). The
 ## PostgreSQL tests start their own throwaway cluster (server/store/postgres/pgtest);
-## the package's own cluster service is not needed and not started.
+## no main cluster is created for the package's own service (createcluster.d).
 deps:
 	$(GO) mod download
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing"; \
+	    mkdir -p /etc/postgresql-common/createcluster.d; \
+	    echo "create_main_cluster = off" > /etc/postgresql-common/createcluster.d/doorbell-tests.conf; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
