@@ -29,6 +29,7 @@ var commands = map[string]struct {
 	"watch":   {runWatch, "print device state changes live (operator)"},
 	"tokens":  {runTokens, "list, create or revoke operator tokens (operator)"},
 	"backup":  {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
+	"migrate": {runMigrate, "copy a bbolt data dir into PostgreSQL (see docs/SCALING.md)"},
 }
 
 func main() {

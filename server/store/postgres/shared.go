@@ -68,6 +68,9 @@ func (s *Store) SharedToken(ctx context.Context, name string) (token string, cre
 	if _, err := rand.Read(b); err != nil {
 		return "", false, err
 	}
-	v, created, err := s.InitSharedValue(ctx, "token/"+name, []byte(base64.RawURLEncoding.EncodeToString(b)))
+	v, created, err := s.InitSharedValue(ctx, TokenKey(name), []byte(base64.RawURLEncoding.EncodeToString(b)))
 	return string(v), created, err
 }
+
+// TokenKey is the shared_state name of the generated token name.
+func TokenKey(name string) string { return "token/" + name }

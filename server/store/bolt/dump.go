@@ -1,0 +1,87 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// Dump returns everything the store holds, read in one transaction.
+func (s *Store) Dump(_ context.Context) (store.Dump, error) {
+	d := store.Dump{History: map[string][]proto.Transition{}}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		each := func(bucket []byte, fn func(k, v []byte) error) error {
+			return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+				if v == nil { // a nested bucket
+					return nil
+				}
+				return fn(k, v)
+			})
+		}
+		if err := each(bucketDevices, func(k, v []byte) error {
+			var dev store.Device
+			if err := json.Unmarshal(v, &dev); err != nil {
+				return fmt.Errorf("decoding device %s: %w", k, err)
+			}
+			d.Devices = append(d.Devices, dev)
+			if hb := tx.Bucket(bucketHistory).Bucket(k); hb != nil {
+				return hb.ForEach(func(_, hv []byte) error {
+					var t proto.Transition
+					if err := json.Unmarshal(hv, &t); err != nil {
+						return fmt.Errorf("decoding history of %s: %w", k, err)
+					}
+					t.DeviceID = string(k)
+					d.History[string(k)] = append(d.History[string(k)], t)
+					return nil
+				})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each(bucketGroups, func(k, v []byte) error {
+			var g store.Group
+			if err := json.Unmarshal(v, &g); err != nil {
+				return fmt.Errorf("decoding group %s: %w", k, err)
+			}
+			d.Groups = append(d.Groups, g)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each(bucketOperators, func(k, v []byte) error {
+			var t store.OperatorToken
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("decoding operator token %s: %w", k, err)
+			}
+			d.OperatorTokens = append(d.OperatorTokens, t)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each(bucketEnrollTokens, func(k, v []byte) error {
+			var t store.EnrollmentToken
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("decoding enrollment token %s: %w", k, err)
+			}
+			d.EnrollmentTokens = append(d.EnrollmentTokens, t)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return each(bucketAudit, func(k, v []byte) error {
+			var e proto.AuditEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decoding audit entry: %w", err)
+			}
+			d.Audit = append(d.Audit, e)
+			return nil
+		})
+	})
+	return d, err
+}
