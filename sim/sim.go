@@ -55,6 +55,9 @@ var (
 // Config configures a run. ServerURL, EnrollToken, AdminToken and Devices are
 // required; other zero values mean the default on the field.
 type Config struct {
+	// ServerURL may name several replicas of one server, separated by
+	// commas: device i enrolls with, reports to and takes its broker URL
+	// from replica i mod n; operator edits go to the first.
 	ServerURL   string
 	EnrollToken string
 	AdminToken  string
@@ -138,7 +141,7 @@ func (c *Config) defaults() error {
 	if c.ServerURL == "" || c.EnrollToken == "" || c.AdminToken == "" {
 		return errors.New("sim: --server, --enroll-token and --admin-token are required")
 	}
-	if strings.HasPrefix(c.ServerURL, "https://") {
+	if strings.Contains(c.ServerURL, "https://") {
 		// Each device authenticates with its own client certificate over
 		// TLS, so devices could not share the simulator's few HTTP
 		// connections; the simulator measures the plain loopback path.
@@ -361,7 +364,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	f := &fleet{cfg: cfg}
 	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests)
 	var err error
-	if f.admin, err = newAdminClient(cfg.ServerURL, cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests)); err != nil {
+	if f.admin, err = newAdminClient(f.server(0), cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests)); err != nil {
 		return Result{}, err
 	}
 	f.prog = newProgress(cfg.Progress)
@@ -391,7 +394,7 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	if f.cfg.Scenario == ScenarioIdle {
 		var err error
 		if pid = f.cfg.ServerPID; pid == 0 {
-			u, perr := parseHost(f.cfg.ServerURL)
+			u, perr := parseHost(f.server(0))
 			if perr != nil {
 				return perr
 			}
@@ -472,7 +475,7 @@ func (f *fleet) ids() map[string]bool {
 
 func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
 	return agent.New(agent.Config{
-		ServerURL:    f.cfg.ServerURL,
+		ServerURL:    f.server(d.idx),
 		EnrollToken:  f.cfg.EnrollToken,
 		Enforcer:     d.enf,
 		IDStore:      d.ids,
@@ -793,18 +796,24 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 // reports sends compliance reports for every device as fast as HTTPConns
 // connections allow, for Duration, and counts those the server accepted.
 func (f *fleet) reports(ctx context.Context, res *Result) error {
-	client, err := agent.NewClient(f.cfg.ServerURL, f.agentHTTP)
-	if err != nil {
-		return err
-	}
 	type job struct {
-		cred agent.Credentials
-		rep  agentReport
+		client *agent.Client
+		cred   agent.Credentials
+		rep    agentReport
 	}
+	clients := map[string]*agent.Client{}
 	jobs := make([]job, len(f.devs))
 	for i, d := range f.devs {
+		u := f.server(d.idx)
+		if clients[u] == nil {
+			c, err := agent.NewClient(u, f.agentHTTP)
+			if err != nil {
+				return err
+			}
+			clients[u] = c
+		}
 		id, _, _ := d.ids.Load()
-		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d)}
+		jobs[i] = job{client: clients[u], cred: id.Credentials(), rep: currentReport(d)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
 	defer cancel()
@@ -826,7 +835,7 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 			for n := 0; ctx.Err() == nil; n++ {
 				j := mine[n%len(mine)]
 				j.rep.ReportedAt, j.rep.Nonce = time.Now().UTC(), nonce()
-				if err := client.Report(ctx, j.cred, j.rep); err != nil {
+				if err := j.client.Report(ctx, j.cred, j.rep); err != nil {
 					if ctx.Err() == nil {
 						failed.Add(1)
 						firstErr.CompareAndSwap(nil, err)
@@ -869,4 +878,19 @@ func nonce() string {
 		panic("crypto/rand failed: " + err.Error())
 	}
 	return hex.EncodeToString(b)
+}
+
+// server is the base URL of the replica device idx talks to (index 0 for
+// the operator).
+func (f *fleet) server(idx int) string {
+	var urls []string
+	for _, u := range strings.Split(f.cfg.ServerURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return f.cfg.ServerURL
+	}
+	return urls[idx%len(urls)]
 }
