@@ -316,7 +316,17 @@ func (a *Authority) check() (bool, error) {
 		}
 		return false, nil
 	}
-	c, err := a.issueServer()
+	var keep []string
+	if _, shared := a.cfg.Files.(Locker); shared && cur != nil {
+		// Replicas differ in host names and addresses: the certificate
+		// they share covers each one's, rather than each renewing it for
+		// its own in turn.
+		keep = append(keep, cur.Leaf.DNSNames...)
+		for _, ip := range cur.Leaf.IPAddresses {
+			keep = append(keep, ip.String())
+		}
+	}
+	c, err := a.issueServer(keep...)
 	if err != nil {
 		return false, err
 	}
@@ -347,7 +357,8 @@ func (a *Authority) due(leaf *x509.Certificate) bool {
 	return false
 }
 
-func (a *Authority) issueServer() (*tls.Certificate, error) {
+// issueServer issues a certificate for Config.Hosts and extra.
+func (a *Authority) issueServer(extra ...string) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -361,10 +372,12 @@ func (a *Authority) issueServer() (*tls.Certificate, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, h := range a.cfg.Hosts {
+	for _, h := range append(slices.Clone(a.cfg.Hosts), extra...) {
 		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
+			if !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			}
+		} else if h != "" && !slices.Contains(tmpl.DNSNames, h) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}

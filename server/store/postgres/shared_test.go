@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +53,25 @@ func TestSharedPKI(t *testing.T) {
 	}
 	if got := b.Certificate().Certificate[0]; !bytes.Equal(got, a.Certificate().Certificate[0]) || bytes.Equal(got, first) {
 		t.Error("b does not serve a's renewed certificate")
+	}
+
+	// A replica with another host name widens the shared certificate
+	// once; then neither renews for the other's names.
+	c, err := pki.Open(pki.Config{Files: sb.PKIFiles(), Hosts: []string{"replica-c.example"}, ServerCertTTL: 3 * time.Hour, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := c.Certificate().Leaf.DNSNames; !slices.Contains(names, "localhost") || !slices.Contains(names, "replica-c.example") {
+		t.Fatalf("shared certificate names %v, want both replicas'", names)
+	}
+	for _, r := range []*pki.Authority{a, b, c, a} {
+		r.Check()
+	}
+	if renewed, err := a.Check(); err != nil || renewed {
+		t.Errorf("a.Check after everyone adopted = %v, %v; want nothing to do", renewed, err)
+	}
+	if !bytes.Equal(a.Certificate().Certificate[0], c.Certificate().Certificate[0]) {
+		t.Error("replicas serve different certificates")
 	}
 }
 
