@@ -33,16 +33,18 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"a", "b", "c"} {
-		if err := src.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := src.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	audited := store.WithAudit(ctx, proto.AuditEntry{Actor: "admin", Action: "policy.update", Target: "a"})
-	if _, _, err := src.UpdatePolicy(audited, "a", func(p proto.Settings) proto.Settings { p.CameraDisabled = true; return p }); err != nil {
+	if _, _, err := src.UpdateOverride(audited, "a", func(l store.Layer) store.Layer {
+		return store.Layer{Values: proto.SettingValues{"cameraDisabled": []byte("true")}}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	if err := src.SaveReport(ctx, "b", store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1, Nonce: "n1", ReportedAt: at}, ReceivedAt: at}); err != nil {
+	if _, err := src.SaveReport(ctx, "b", store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1, Nonce: "n1", ReportedAt: at}, ReceivedAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := src.CreateGroup(ctx, store.Group{ID: "g", Name: "kiosks", Layer: store.Layer{Values: proto.SettingValues{"passwordMinLength": []byte("8")}}, Members: []string{"b", "c"}}); err != nil {
@@ -111,7 +113,7 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("audit = %+v, %v; want %+v", es, err, want.Audit)
 	}
 	// The next audited change continues the ids.
-	if _, _, err := dst.UpdatePolicy(audited, "a", func(p proto.Settings) proto.Settings { p.CameraDisabled = false; return p }); err != nil {
+	if _, _, err := dst.UpdateOverride(audited, "a", func(l store.Layer) store.Layer { return store.Layer{} }); err != nil {
 		t.Fatal(err)
 	}
 	if es, _, _ := dst.AuditEntries(ctx, want.Audit[len(want.Audit)-1].ID, 10); len(es) != 1 || es[0].ID != "2" {

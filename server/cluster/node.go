@@ -8,7 +8,6 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // Defaults of a Node's timing.
@@ -35,7 +34,7 @@ type Config struct {
 	Ring func(...bridge.Ring)
 	// ChangedSince returns, among ids, devices whose policy changed since
 	// a time, for the resync after a bus outage.
-	ChangedSince func(ctx context.Context, ids []string, since time.Time) ([]store.PolicyChange, error)
+	ChangedSince func(ctx context.Context, ids []string, since time.Time) ([]bridge.Ring, error)
 	// OnEvent tells this replica's live streams of another replica's
 	// device event; nil ignores them.
 	OnEvent func(deviceID string, cause proto.EventCause)
@@ -294,14 +293,10 @@ func (n *Node) Resync(since time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	changes, err := n.cfg.ChangedSince(ctx, ids, since)
+	rings, err := n.cfg.ChangedSince(ctx, ids, since)
 	if err != nil {
 		n.log.Warn("resync after a bus outage; the periodic sync will catch up", "err", err)
 		return
-	}
-	rings := make([]bridge.Ring, 0, len(changes))
-	for _, c := range changes {
-		rings = append(rings, bridge.Ring{DeviceID: c.DeviceID, Version: c.Version})
 	}
 	n.log.Info("re-ringing after a bus outage", "devices", len(rings), "since", since)
 	if len(rings) > 0 {

@@ -203,15 +203,14 @@ func TestPolicyChangedSince(t *testing.T) {
 	s := open(t, pgtest.NewDatabase(t), postgres.WithClock(func() time.Time { return clock }))
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
-		if err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	flip := func(p proto.Settings) proto.Settings { p.CameraDisabled = !p.CameraDisabled; return p }
-	s.UpdatePolicy(ctx, "a", flip)
+	s.UpdateOverride(ctx, "a", flipCamera)
 	clock = now.Add(time.Hour)
-	s.UpdatePolicy(ctx, "b", flip)
-	s.UpdatePolicy(ctx, "b", flip)
+	s.UpdateOverride(ctx, "b", flipCamera)
+	s.UpdateOverride(ctx, "b", flipCamera)
 	got, err := s.PolicyChangedSince(ctx, []string{"a", "b", "c"}, now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
-	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 var _ cluster.PresenceStore = (*Store)(nil)
@@ -61,8 +61,8 @@ func (s *Store) Forget(ctx context.Context, replica string, ttl time.Duration) e
 // PolicyChangedSince returns, among ids, the devices whose desired policy
 // changed at or after since, with their versions: what a replica re-rings
 // after its bus was down.
-func (s *Store) PolicyChangedSince(ctx context.Context, ids []string, since time.Time) ([]store.PolicyChange, error) {
-	var out []store.PolicyChange
+func (s *Store) PolicyChangedSince(ctx context.Context, ids []string, since time.Time) ([]bridge.Ring, error) {
+	var out []bridge.Ring
 	for start := 0; start < len(ids); start += batchSize {
 		chunk := ids[start:min(start+batchSize, len(ids))]
 		rows, err := s.pool.Query(ctx, `SELECT id, (doc->'policy'->>'version')::bigint, coalesce(doc->>'fcmToken', '')
@@ -71,7 +71,7 @@ func (s *Store) PolicyChangedSince(ctx context.Context, ids []string, since time
 			return nil, err
 		}
 		for rows.Next() {
-			var c store.PolicyChange
+			var c bridge.Ring
 			if err := rows.Scan(&c.DeviceID, &c.Version, &c.FCMToken); err != nil {
 				rows.Close()
 				return nil, err

@@ -28,7 +28,7 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 	for i := range n {
 		id := fmt.Sprintf("d%03d", i)
 		ids = append(ids, id)
-		if err := a.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
+		if _, err := a.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,11 +68,11 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 					return
 				}
 				r := store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: d.Policy.Version, Settings: d.Policy.Settings, Nonce: fmt.Sprintf("%s-%d", id, k), ReportedAt: at.Add(time.Duration(k) * time.Second)}, ReceivedAt: at}
-				if err := s.SaveReport(ctx, id, r); err != nil {
+				if _, err := s.SaveReport(ctx, id, r); err != nil {
 					errs <- fmt.Errorf("report %s: %w", id, err)
 				}
 				if i%10 == 0 {
-					if _, _, err := s.UpdatePolicy(ctx, id, func(p proto.Settings) proto.Settings { p.CameraDisabled = !p.CameraDisabled; return p }); err != nil {
+					if _, _, err := s.UpdateOverride(ctx, id, flipCamera); err != nil {
 						errs <- fmt.Errorf("edit %s: %w", id, err)
 					}
 				}
@@ -130,12 +130,12 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 func TestAuditRetention(t *testing.T) {
 	s := open(t, pgtest.NewDatabase(t), postgres.WithAuditRetention(3))
 	ctx := context.Background()
-	if err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
 		actx := store.WithAudit(ctx, proto.AuditEntry{Actor: "admin", Action: "policy.update", Target: "a1"})
-		if _, _, err := s.UpdatePolicy(actx, "a1", func(p proto.Settings) proto.Settings { p.CameraDisabled = i%2 == 0; return p }); err != nil {
+		if _, _, err := s.UpdateOverride(actx, "a1", setCamera(i%2 == 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,4 +173,22 @@ func TestMigrateTogether(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// setCamera sets the device's own cameraDisabled.
+func setCamera(v bool) func(store.Layer) store.Layer {
+	return func(l store.Layer) store.Layer {
+		vals := proto.SettingValues{}
+		for k, x := range l.Values {
+			vals[k] = x
+		}
+		vals["cameraDisabled"] = []byte(fmt.Sprint(v))
+		l.Values = vals
+		return l
+	}
+}
+
+// flipCamera turns the device's own cameraDisabled around.
+func flipCamera(l store.Layer) store.Layer {
+	return setCamera(string(l.Values["cameraDisabled"]) != "true")(l)
 }
