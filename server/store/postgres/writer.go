@@ -144,9 +144,10 @@ func (w *writer) create(d store.Device) (store.Change, error) {
 	return c, nil
 }
 
-// flush writes the queued devices, history and counter deltas.
+// flush writes the queued devices, history and counter deltas, sending
+// every statement in one round trip (a pipeline in the transaction).
 func (w *writer) flush() error {
-	ctx := w.ctx
+	b := &pgx.Batch{}
 	for start := 0; start < len(w.order); start += batchSize {
 		chunk := w.order[start:min(start+batchSize, len(w.order))]
 		docs := make([][]byte, len(chunk))
@@ -161,37 +162,34 @@ func (w *writer) flush() error {
 			st, _ := store.Derive(p.d)
 			docs[i], states[i], ns[i] = v, string(st), p.histN
 		}
-		if _, err := w.tx.Exec(ctx, `UPDATE devices d SET doc = u.doc, state = u.state, hist_n = u.n
+		b.Queue(`UPDATE devices d SET doc = u.doc, state = u.state, hist_n = u.n
 			FROM unnest($1::text[], $2::json[], $3::text[], $4::bigint[]) AS u(id, doc, state, n)
-			WHERE d.id = u.id`, chunk, docs, states, ns); err != nil {
-			return err
-		}
+			WHERE d.id = u.id`, chunk, docs, states, ns)
 	}
 	for start := 0; start < len(w.histIDs); start += batchSize {
 		end := min(start+batchSize, len(w.histIDs))
 		ids, ns, docs := w.histIDs[start:end], w.histNs[start:end], w.histDocs[start:end]
-		if _, err := w.tx.Exec(ctx, `INSERT INTO history (device_id, n, doc)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::json[])`, ids, ns, docs); err != nil {
-			return err
-		}
+		b.Queue(`INSERT INTO history (device_id, n, doc)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::json[])`, ids, ns, docs)
 		old := make([]int64, len(ns))
 		for i, n := range ns {
 			old[i] = n - store.HistoryLimit
 		}
-		if _, err := w.tx.Exec(ctx, `DELETE FROM history h USING unnest($1::text[], $2::bigint[]) AS o(id, n)
-			WHERE h.device_id = o.id AND h.n = o.n`, ids, old); err != nil {
+		b.Queue(`DELETE FROM history h USING unnest($1::text[], $2::bigint[]) AS o(id, n)
+			WHERE h.device_id = o.id AND h.n = o.n`, ids, old)
+	}
+	w.queueCounters(b)
+	if b.Len() > 0 {
+		if err := w.tx.SendBatch(w.ctx, b).Close(); err != nil {
 			return err
 		}
-	}
-	if err := w.flushCounters(); err != nil {
-		return err
 	}
 	return w.flushAudit()
 }
 
-// flushCounters applies the non-zero deltas in key order (the lock order
+// queueCounters queues the non-zero deltas in key order (the lock order
 // every transaction follows).
-func (w *writer) flushCounters() error {
+func (w *writer) queueCounters(b *pgx.Batch) {
 	keys := make([]counterKey, 0, len(w.deltas))
 	for k, n := range w.deltas {
 		if n != 0 {
@@ -199,7 +197,7 @@ func (w *writer) flushCounters() error {
 		}
 	}
 	if len(keys) == 0 {
-		return nil
+		return
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
@@ -218,10 +216,9 @@ func (w *writer) flushCounters() error {
 	for i, k := range keys {
 		shards[i], kinds[i], names[i], ns[i] = k.shard, k.kind, k.key, w.deltas[k]
 	}
-	_, err := w.tx.Exec(w.ctx, `INSERT INTO fleet_counters (shard, kind, key, n)
+	b.Queue(`INSERT INTO fleet_counters (shard, kind, key, n)
 		SELECT * FROM unnest($1::smallint[], $2::"char"[], $3::text[], $4::bigint[])
 		ON CONFLICT (shard, kind, key) DO UPDATE SET n = fleet_counters.n + excluded.n`, shards, kinds, names, ns)
-	return err
 }
 
 // allGroups loads every group once per transaction (members not needed:
@@ -252,6 +249,9 @@ func (w *writer) allGroups() (map[string]store.Group, error) {
 }
 
 func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
+	if len(d.Groups) == 0 {
+		return nil, nil // most edits: no group to read
+	}
 	all, err := w.allGroups()
 	if err != nil {
 		return nil, err
