@@ -390,7 +390,8 @@ func (s *Store) SaveReport(ctx context.Context, id string, r store.Report) (c st
 }
 
 // MarkSeen implements store.SeenStore: one batched update of the
-// last_seen_at column, rows locked in id order.
+// last_seen_at column, rows locked in id order first (the CTE is
+// referenced, so it runs) like every other multi-device write.
 func (s *Store) MarkSeen(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
@@ -410,7 +411,7 @@ func (s *Store) MarkSeen(ctx context.Context, seen map[string]time.Time) error {
 			if _, err := w.tx.Exec(ctx, `WITH l AS (SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE)
 				UPDATE devices d SET last_seen_at = u.at
 				FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
-				WHERE d.id = u.id AND (d.last_seen_at IS NULL OR d.last_seen_at < u.at)`, chunk, ats); err != nil {
+				WHERE d.id = u.id AND d.id IN (SELECT id FROM l) AND (d.last_seen_at IS NULL OR d.last_seen_at < u.at)`, chunk, ats); err != nil {
 				return err
 			}
 		}
