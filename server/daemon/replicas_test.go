@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -191,20 +192,103 @@ func TestTwoReplicas(t *testing.T) {
 	edit(t, b, idA, `{"cameraDisabled":true}`)
 	until(t, "A's device to apply B's edit", func() bool { return onA.applied() == 2 })
 
+	// The live stream on A shows what B commits.
+	events := liveEvents(t, a)
+	edit(t, b, idB, `{"cameraDisabled":false}`)
+	until(t, "A's stream to show B's edit", func() bool {
+		for {
+			select {
+			case ev := <-events:
+				if ev.DeviceID == idB && ev.Cause == proto.CauseEdit && ev.DesiredVersion == 3 {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
+	until(t, "B's device to apply B's edit", func() bool { return onB.applied() == 3 })
+
+	// Deleting A's device through B closes its session on A: the agent
+	// learns at once (its sync interval is an hour), and enrolls again.
+	del(t, b, idA)
+	until(t, "A's device to be cut off and enroll again", func() bool { id := onA.id(t); return id != "" && id != idA })
+
 	// B goes away: its agent reconnects to A and converges on A's edits.
 	b.stop()
 	until(t, "B's device to show connected through A", func() bool { return status(t, a, idB).Connected })
-	edit(t, a, idB, `{"cameraDisabled":false}`)
-	until(t, "B's device to apply an edit made after B stopped", func() bool { return onB.applied() == 3 })
+	edit(t, a, idB, `{"cameraDisabled":true}`)
+	until(t, "B's device to apply an edit made after B stopped", func() bool { return onB.applied() == 4 })
 
 	// Everything acknowledged is there, on the replica left.
 	for _, c := range []struct {
 		id      string
 		version int64
-	}{{idA, 2}, {idB, 3}} {
+	}{{onA.id(t), 1}, {idB, 4}} {
 		until(t, "the last report of "+c.id, func() bool {
 			st := status(t, a, c.id)
 			return st.DesiredVersion == c.version && st.AppliedVersion == c.version && st.State == proto.StateCompliant
 		})
 	}
+}
+
+func del(t *testing.T, r *replica, id string) {
+	t.Helper()
+	req, _ := http.NewRequest("DELETE", "http://"+r.d.HTTPAddr()+"/devices/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+r.d.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 && resp.StatusCode != 200 {
+		t.Fatalf("delete of %s: %d", id, resp.StatusCode)
+	}
+}
+
+// liveEvents opens GET /events on r and returns its device events, once the
+// stream said it is ready.
+func liveEvents(t *testing.T, r *replica) <-chan proto.DeviceEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+r.d.HTTPAddr()+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+r.d.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	out := make(chan proto.DeviceEvent, 100)
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); resp.Body.Close(); <-done })
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(resp.Body)
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+				if event == proto.EventReady {
+					close(ready)
+				}
+			case strings.HasPrefix(line, "data: ") && event == proto.EventDevice:
+				var ev proto.DeviceEvent
+				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev) == nil {
+					select {
+					case out <- ev:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the live stream never said ready")
+	}
+	return out
 }
