@@ -11,6 +11,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
+	"github.com/doorbell-mdm/doorbell/server/store/storetest"
 )
 
 // replica is one cluster.Node with recorders in place of its broker, bell
@@ -89,4 +90,33 @@ func TestNodes(t *testing.T) {
 	if a.node.Connected("d1") {
 		t.Error("d1 still shows connected after its replica stopped")
 	}
+}
+
+// TestNodeResync: an edit whose ring a replica missed around an outage of
+// its listening connection is rung once the listener is back.
+func TestNodeResync(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	sa, sb := open(t, url), open(t, url)
+	ctx := context.Background()
+	if _, err := sa.CreateDevice(ctx, storetest.NewDevice("d1")); err != nil {
+		t.Fatal(err)
+	}
+	b := startReplica(t, sb, "b")
+	b.node.PresenceChanged("d1", true)
+	// An edit whose ring b never hears (nobody publishes it here: as if it
+	// went out while b's connection was already dead), then b's listening
+	// connection drops.
+	if _, _, err := sa.UpdateOverride(ctx, "d1", setCamera(true)); err != nil {
+		t.Fatal(err)
+	}
+	if rung, _, _ := b.seen(); len(rung) != 0 {
+		t.Fatalf("b rang %v before any outage", rung)
+	}
+	if _, err := sa.Pool().Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'doorbell-bus b'"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b to re-ring d1 after listening again", func() bool {
+		rung, _, _ := b.seen()
+		return slices.Contains(rung, bridge.Ring{DeviceID: "d1", Version: 2})
+	})
 }
