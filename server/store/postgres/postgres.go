@@ -51,7 +51,7 @@ const AuditRetention = 100_000
 const counterShards = 32
 
 // batchSize bounds the rows one statement of a big group edit carries.
-const batchSize = 1000
+var batchSize = 1000
 
 // Store is a PostgreSQL-backed store.Store.
 type Store struct {
