@@ -9,7 +9,6 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
-	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 	"github.com/doorbell-mdm/doorbell/server/store/storetest"
 )
 
@@ -19,7 +18,7 @@ import (
 // counters come out as with one batch.
 func TestBatchedGroupEdits(t *testing.T) {
 	defer postgres.SetBatchSize(4)()
-	s := open(t, pgtest.NewDatabase(t))
+	s := open(t, migrated(t))
 	ctx := context.Background()
 	var ids []string
 	for i := range 23 {

@@ -10,7 +10,6 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
-	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 	"github.com/doorbell-mdm/doorbell/server/store/storetest"
 )
 
@@ -77,7 +76,7 @@ func TestPack(t *testing.T) {
 // batches over NOTIFY's limit; a replica does not hear itself; a lost
 // listener reconnects and asks for a resync from before the loss.
 func TestBus(t *testing.T) {
-	url := pgtest.NewDatabase(t)
+	url := migrated(t)
 	sa, sb := open(t, url), open(t, url)
 	a, b := sa.NewBus("a", nil), sb.NewBus("b", nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -144,7 +143,7 @@ func waitListening(t *testing.T, s *postgres.Store, origin string) {
 // TestPresence: a device shows connected while a live replica holds it;
 // a replica that stops its heartbeat takes its devices' presence with it.
 func TestPresence(t *testing.T) {
-	s := open(t, pgtest.NewDatabase(t))
+	s := open(t, migrated(t))
 	ctx := context.Background()
 	const ttl = time.Minute
 	for _, r := range []string{"a", "b"} {
@@ -200,7 +199,7 @@ func TestPresence(t *testing.T) {
 func TestPolicyChangedSince(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	clock := now
-	s := open(t, pgtest.NewDatabase(t), postgres.WithClock(func() time.Time { return clock }))
+	s := open(t, migrated(t), postgres.WithClock(func() time.Time { return clock }))
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
 		if _, err := s.CreateDevice(ctx, storetest.NewDevice(id)); err != nil {

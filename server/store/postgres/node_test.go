@@ -10,7 +10,6 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
-	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 	"github.com/doorbell-mdm/doorbell/server/store/storetest"
 )
 
@@ -58,7 +57,7 @@ func startReplica(t *testing.T, s *postgres.Store, id string) *replica {
 // revocation made on one reach the device's replica; presence recorded by
 // one is seen by the other and goes when that replica stops.
 func TestNodes(t *testing.T) {
-	url := pgtest.NewDatabase(t)
+	url := migrated(t)
 	sa, sb := open(t, url), open(t, url)
 	a, b := startReplica(t, sa, "a"), startReplica(t, sb, "b")
 
@@ -95,7 +94,7 @@ func TestNodes(t *testing.T) {
 // TestNodeResync: an edit whose ring a replica missed around an outage of
 // its listening connection is rung once the listener is back.
 func TestNodeResync(t *testing.T) {
-	url := pgtest.NewDatabase(t)
+	url := migrated(t)
 	sa, sb := open(t, url), open(t, url)
 	ctx := context.Background()
 	if _, err := sa.CreateDevice(ctx, storetest.NewDevice("d1")); err != nil {

@@ -23,11 +23,23 @@ func open(t *testing.T, url string, opts ...postgres.Option) *postgres.Store {
 	return s
 }
 
+// migrated returns a new database with the schema in place, copied from a
+// template migrated once.
+func migrated(t *testing.T) string {
+	return pgtest.NewDatabaseFrom(t, "doorbell_schema", func(url string) error {
+		s, err := postgres.Open(context.Background(), url)
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
+}
+
 func TestConformance(t *testing.T) {
 	urls := map[store.Store]string{}
 	storetest.Run(t,
 		func(t *testing.T) store.Store {
-			url := pgtest.NewDatabase(t)
+			url := migrated(t)
 			s := open(t, url)
 			urls[s] = url
 			return s

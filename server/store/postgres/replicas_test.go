@@ -20,7 +20,7 @@ import (
 // deadlock or fail, every device must end with the last group edit's value,
 // and the sharded counters must add up to a recount of the devices.
 func TestTwoStoresOneDatabase(t *testing.T) {
-	url := pgtest.NewDatabase(t)
+	url := migrated(t)
 	a, b := open(t, url), open(t, url)
 	ctx := context.Background()
 	const n = 60
@@ -128,7 +128,7 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 }
 
 func TestAuditRetention(t *testing.T) {
-	s := open(t, pgtest.NewDatabase(t), postgres.WithAuditRetention(3))
+	s := open(t, migrated(t), postgres.WithAuditRetention(3))
 	ctx := context.Background()
 	if _, err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
 		t.Fatal(err)

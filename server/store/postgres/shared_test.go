@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/server/pki"
-	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 )
 
 // TestSharedPKI: replicas starting together on one database create one CA
 // and one server certificate; when one renews, the others adopt it.
 func TestSharedPKI(t *testing.T) {
-	url := pgtest.NewDatabase(t)
+	url := migrated(t)
 	sa, sb := open(t, url), open(t, url)
 	var mu sync.Mutex
 	now := time.Now()
@@ -76,7 +75,7 @@ func TestSharedPKI(t *testing.T) {
 }
 
 func TestSharedToken(t *testing.T) {
-	url := pgtest.NewDatabase(t)
+	url := migrated(t)
 	sa, sb := open(t, url), open(t, url)
 	ctx := context.Background()
 	ta, createdA, err := sa.SharedToken(ctx, "admin")

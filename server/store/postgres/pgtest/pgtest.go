@@ -201,16 +201,68 @@ func (c *Cluster) Port() int { return c.port }
 
 // CreateDatabase creates a new empty database and returns its URL.
 func (c *Cluster) CreateDatabase(ctx context.Context) (string, error) {
+	return c.createFrom(ctx, "")
+}
+
+// createFrom creates a new database, a copy of template ("" = empty).
+func (c *Cluster) createFrom(ctx context.Context, template string) (string, error) {
 	name := fmt.Sprintf("t%d", c.n.Add(1))
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	sql := "CREATE DATABASE " + name
+	if template != "" {
+		sql += " TEMPLATE " + template
+	}
+	if _, err := conn.Exec(ctx, sql); err != nil {
 		return "", fmt.Errorf("creating database %s: %w", name, err)
 	}
 	return c.URL(name), nil
+}
+
+type template struct {
+	once sync.Once
+	err  error
+}
+
+var templates sync.Map // name -> *template
+
+// NewDatabaseFrom is NewDatabase for a database prepared by setup: the
+// first call creates the template database name and runs setup on its URL
+// (setup must close its connections), every call returns a new copy. A
+// copy is quicker than running the same setup (migrations) again.
+func NewDatabaseFrom(t testing.TB, name string, setup func(url string) error) string {
+	t.Helper()
+	c := cluster(t)
+	v, _ := templates.LoadOrStore(name, &template{})
+	tm := v.(*template)
+	tm.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, c.URL("postgres"))
+		if err != nil {
+			tm.err = err
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			tm.err = err
+			return
+		}
+		tm.err = setup(c.URL(name))
+	})
+	if tm.err != nil {
+		t.Fatalf("preparing template database %s: %v", name, tm.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url, err := c.createFrom(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
 }
 
 func (c *Cluster) stopServer() {
@@ -262,13 +314,7 @@ func Shared() (*Cluster, error) {
 // an installed PostgreSQL does not start.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	c, err := Shared()
-	if errors.Is(err, ErrNotInstalled) || (err != nil && strings.Contains(err.Error(), "no postgres user")) {
-		t.Skipf("PostgreSQL cannot be started here: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("starting the test PostgreSQL: %v", err)
-	}
+	c := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	url, err := c.CreateDatabase(ctx)
@@ -276,6 +322,20 @@ func NewDatabase(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return url
+}
+
+// cluster returns the shared cluster, skipping t when PostgreSQL is not
+// installed and failing it when an installed one does not start.
+func cluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := Shared()
+	if errors.Is(err, ErrNotInstalled) || (err != nil && strings.Contains(err.Error(), "no postgres user")) {
+		t.Skipf("PostgreSQL cannot be started here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("starting the test PostgreSQL: %v", err)
+	}
+	return c
 }
 
 // Main runs the package's tests and stops the shared cluster if they
