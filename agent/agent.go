@@ -63,9 +63,25 @@ type Config struct {
 	// roots do. Once enrolled, the agent pins the CA the server sent.
 	ServerPin string
 	ServerCA  []byte
+	// Notifier tells the device's user what to fix by when, for settings
+	// in guided mode; nil tells nobody (the report still says
+	// PENDING_USER).
+	Notifier Notifier
+	// GuidedStatePath is the file that remembers when each guided
+	// setting first failed, so a restart does not move a deadline; ""
+	// keeps it in memory.
+	GuidedStatePath string
 	// AgentSHA256 is the hex SHA-256 of the agent binary sent with every
 	// report; "" means the SHA-256 of os.Executable(), computed once.
 	AgentSHA256 string
+	// Executor carries out remote commands; nil means the Enforcer when
+	// it is an Executor, else none: every command is answered ERROR
+	// "unsupported".
+	Executor Executor
+	// CommandJournal records each command before it runs, so it runs at
+	// most once across restarts; nil keeps it in memory (at most once per
+	// process only: for tests and simulators).
+	CommandJournal CommandJournal
 }
 
 // SyncResult describes one sync attempt.
@@ -83,8 +99,13 @@ type SyncResult struct {
 	// successful sync: the device's unchanged state was reported.
 	EnforceErr error
 	// Err is why the sync failed, nil when it reported (or skipped).
-	Err      error
-	Duration time.Duration
+	Err error
+	// Commands is how many remote commands ran during the sync.
+	Commands int
+	// CommandErr is why fetching commands failed; the policy part of the
+	// sync goes on regardless.
+	CommandErr error
+	Duration   time.Duration
 }
 
 // ErrNoEnrollToken is returned by Sync when the agent must enroll (it has
@@ -109,6 +130,7 @@ type Agent struct {
 	idChanged chan struct{}
 	syncOK    chan struct{} // a sync succeeded: the server is up (cuts an MQTT backoff short)
 	running   atomic.Bool
+	guided    *guidedTracker
 
 	mu       sync.Mutex
 	loaded   bool     // id was read from the store (or set by enrollment)
@@ -127,6 +149,9 @@ type Agent struct {
 
 	hashOnce sync.Once
 	hash     string // AgentSHA256 or the executable's hash
+
+	executor Executor
+	journal  journal // used under sem
 }
 
 // New validates cfg and returns an agent. It does no I/O.
@@ -179,9 +204,20 @@ func New(cfg Config) (*Agent, error) {
 		trigger:   make(chan struct{}, 1),
 		idChanged: make(chan struct{}, 1),
 		syncOK:    make(chan struct{}, 1),
+		guided:    &guidedTracker{path: cfg.GuidedStatePath},
 	}
 	if cfg.HTTPClient == nil {
 		client.http = a.newHTTPClient()
+	}
+	a.executor = cfg.Executor
+	if a.executor == nil {
+		if x, ok := cfg.Enforcer.(Executor); ok {
+			a.executor = x
+		}
+	}
+	a.journal.store = cfg.CommandJournal
+	if a.journal.store == nil {
+		a.journal.store = &memJournal{}
 	}
 	return a, nil
 }
@@ -264,9 +300,15 @@ func (a *Agent) Trigger() {
 // OnPush handles an FCM data message. A {"type": "policy_changed",
 // "version": "N"} message triggers a sync unless N is at most the version
 // already applied and reported; a message without a readable version
-// triggers one anyway (a needless sync costs only a 304). Other types are
-// ignored.
+// triggers one anyway (a needless sync costs only a 304). A {"type":
+// "command_pending"} message triggers a sync, which fetches the commands.
+// Other types are ignored.
 func (a *Agent) OnPush(data map[string]string) {
+	if data["type"] == proto.CommandDoorbellType {
+		a.log.Info("command doorbell", "source", "fcm")
+		a.Trigger()
+		return
+	}
 	if data["type"] != proto.DoorbellType {
 		a.log.Debug("ignoring push message", "type", data["type"])
 		return
@@ -579,6 +621,17 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 		a.log.Warn("registering push token", "deviceId", id.DeviceID, "err", err)
 	}
 
+	// Commands first: a lock should not wait for a long enforcement. A
+	// failure here does not fail the sync; the policy fetch below finds
+	// out whether the server still knows the device (a server before
+	// capability 4 answers 404 here for a device it knows).
+	n, err := a.runCommands(ctx, id)
+	res.Commands = n
+	if err != nil && ctx.Err() == nil {
+		res.CommandErr = err
+		a.log.Warn("running commands", "deviceId", id.DeviceID, "err", err)
+	}
+
 	a.mu.Lock()
 	etag, cached, reported, sent := a.etag, a.policy, a.reported, a.sent
 	a.mu.Unlock()
@@ -602,6 +655,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	// last reported: a doorbell for an applied version costs only the 304.
 	// A device that now matches but was reported otherwise (fixed by hand,
 	// a monitored setting back as wanted) is reported again.
+	a.scope(policy)
 	if pr.NotModified && reported == policy.Version {
 		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(sent) &&
 			policy.IsSatisfiedBy(proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: a.unsupported(policy)}) {
@@ -634,6 +688,13 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	return res
 }
 
+// scope tells a Scoper enforcer what the policy names.
+func (a *Agent) scope(policy proto.DevicePolicy) {
+	if sc, ok := a.cfg.Enforcer.(Scoper); ok {
+		sc.Scope(policy.Settings)
+	}
+}
+
 // unsupported lists the settings policy manages that the Enforcer says it
 // cannot enforce (none when it does not implement Supporter).
 func (a *Agent) unsupported(policy proto.DevicePolicy) []string {
@@ -661,10 +722,15 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	unsupported := a.unsupported(policy)
 	skip := append(slices.Clone(policy.Monitor), unsupported...)
 	desired := policy.Settings
-	if len(skip) > 0 {
+	var pending []PendingSetting
+	if len(skip) > 0 || len(policy.Guided) > 0 {
 		before, err := a.cfg.Enforcer.Observe(ctx)
 		if err != nil {
 			return report, nil, fmt.Errorf("observing device state: %w", err)
+		}
+		pending = a.guide(ctx, policy, before, unsupported)
+		for _, p := range pending {
+			skip = append(skip, p.Setting)
 		}
 		desired = leaveAlone(desired, before, skip)
 	}
@@ -677,6 +743,12 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	}
 	report = proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: unsupported,
 		SyncIntervalSeconds: a.syncIntervalSeconds()}
+	for _, p := range pending {
+		if report.Pending == nil {
+			report.Pending = map[string]time.Time{}
+		}
+		report.Pending[p.Setting] = p.RemediateBy.UTC()
+	}
 	if enforceErr != nil {
 		var se *SettingsError
 		if errors.As(enforceErr, &se) {
@@ -694,8 +766,55 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 			}
 		}
 	}
+	if r, ok := a.cfg.Enforcer.(UnsupportedReasoner); ok {
+		for _, name := range unsupported {
+			if why := r.UnsupportedReason(name); why != "" {
+				if report.Failed == nil {
+					report.Failed = map[string]string{}
+				}
+				report.Failed[name] = why
+			}
+		}
+	}
 	report.Compliant = policy.IsSatisfiedBy(report)
 	return report, enforceErr, nil
+}
+
+// guide decides, for the policy's guided settings that the device fails
+// (observed before enforcing), which wait for the user (returned: left
+// alone, reported pending) and which are past their deadline (enforced),
+// and tells the user about the new ones.
+func (a *Agent) guide(ctx context.Context, policy proto.DevicePolicy, before proto.Settings, unsupported []string) []PendingSetting {
+	deadlines := map[string]time.Duration{}
+	for name, d := range policy.Guided {
+		if dur, err := time.ParseDuration(d); err == nil && dur > 0 && !slices.Contains(unsupported, name) && !policy.Monitored(name) {
+			deadlines[name] = dur
+		}
+	}
+	failing := map[string]bool{}
+	want := policy.Settings.Values()
+	got := before.Values()
+	for name := range deadlines {
+		d, ok := proto.LookupSetting(name)
+		exp, managed := want[name]
+		act, observed := got[name]
+		failing[name] = ok && managed && (!observed || !d.EqualValues(exp, act))
+	}
+	plan, err := a.guided.plan(a.clock.Now(), deadlines, failing)
+	if err != nil {
+		a.log.Warn("remembering guided deadlines", "err", err)
+	}
+	if len(plan.Notify) > 0 && a.cfg.Notifier != nil {
+		if err := a.cfg.Notifier.Notify(ctx, Notice{Pending: plan.Notify}); err != nil {
+			a.log.Warn("notifying the user", "err", err)
+		} else if err := a.guided.notifiedAt(plan.Notify); err != nil {
+			a.log.Warn("remembering a notice", "err", err)
+		}
+	}
+	for _, name := range plan.Due {
+		a.log.Info("guided deadline passed: enforcing", "setting", name)
+	}
+	return plan.Pending
 }
 
 // leaveAlone returns desired without the settings in names: optional ones

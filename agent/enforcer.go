@@ -165,11 +165,14 @@ func sameJSON(a, b json.RawMessage) bool {
 // mergeSettings returns base with every setting desired manages (cameraDisabled
 // and the non-nil optional ones) replaced, sharing no memory with either.
 func mergeSettings(base, desired proto.Settings) proto.Settings {
-	out := cloneSettings(base)
-	b, err := json.Marshal(desired) // nil settings are omitted
-	if err == nil {
-		err = json.Unmarshal(b, &out)
+	// Each managed setting replaces base's value whole: decoding onto
+	// base would merge a list of objects element by element, keeping
+	// fields the new value does not have.
+	vals := base.Values()
+	for k, v := range desired.Values() { // nil settings are omitted
+		vals[k] = v
 	}
+	out, err := vals.ToSettings()
 	if err != nil {
 		panic("agent: settings do not round-trip through JSON: " + err.Error())
 	}
@@ -197,6 +200,7 @@ type MemoryEnforcer struct {
 	mu     sync.Mutex
 	state  proto.Settings
 	locked bool
+	cmds   memCommands
 }
 
 var _ Enforcer = (*MemoryEnforcer)(nil)

@@ -41,6 +41,7 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 type fakeServer struct {
 	t           *testing.T
 	srv         *httptest.Server
+	mux         *http.ServeMux
 	enrollToken string
 	mqttURL     string
 
@@ -64,6 +65,14 @@ type fakeDevice struct {
 	reports []proto.ComplianceReport // without reportedAt, nonce, agentSha256
 	raw     []proto.ComplianceReport // as received
 	tokens  []string
+	cmds    []proto.Command // queued commands, oldest first
+	results []fakeResult    // results received, in order
+}
+
+type fakeResult struct {
+	CommandID string
+	Result    proto.CommandResult
+	Status    int
 }
 
 type fakeCall struct {
@@ -81,6 +90,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	mux.HandleFunc("POST /devices/{id}/token", s.device("token", s.handleToken))
 	mux.HandleFunc("GET /devices/{id}/policy", s.device("policy", s.handlePolicy))
 	mux.HandleFunc("POST /devices/{id}/report", s.device("report", s.handleReport))
+	s.mux = mux
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	return s

@@ -60,6 +60,14 @@ const (
 // file) is observed as overridden and reported by Enforce as failed.
 type LinuxEnforcer struct {
 	root string
+	// run makes every program call of the host settings (package
+	// managers, systemctl, firewall tools); nil under a root prefix
+	// without WithRunner, and those settings are then unsupported.
+	run Runner
+
+	// scope is what the current policy names in its list settings, so
+	// Observe reads back those packages and units (see Scope).
+	hostScope hostScope
 
 	mu            sync.Mutex
 	reloadSSH     func(ctx context.Context) error
@@ -70,13 +78,19 @@ var (
 	_ Enforcer  = (*LinuxEnforcer)(nil)
 	_ Supporter = (*LinuxEnforcer)(nil)
 	_ Watcher   = (*LinuxEnforcer)(nil)
+	_ Scoper    = (*LinuxEnforcer)(nil)
 )
 
 // NewLinuxEnforcer returns an enforcer for the host whose file system is
 // mounted at root ("/" for the host itself). When root is "/" and systemctl
 // or service exists, a change of the sshd drop-in reloads sshd; under any
 // other root nothing outside root is ever touched or run.
-func NewLinuxEnforcer(root string) *LinuxEnforcer {
+//
+// The host settings that call programs (packages, services, the firewall,
+// MAC, auditd) run them through a Runner: on "/" the host's own programs
+// (ExecRunner), under any other root only the one WithRunner gives (tests
+// pass a recorder); without one they are unsupported.
+func NewLinuxEnforcer(root string, opts ...LinuxOption) *LinuxEnforcer {
 	if root == "" {
 		root = "/"
 	}
@@ -84,8 +98,40 @@ func NewLinuxEnforcer(root string) *LinuxEnforcer {
 	e := &LinuxEnforcer{root: root}
 	if root == "/" {
 		e.reloadSSH = systemSSHReload()
+		e.run = ExecRunner{}
+	}
+	for _, o := range opts {
+		o(e)
 	}
 	return e
+}
+
+// Root returns the directory the enforcer treats as the host's "/".
+func (e *LinuxEnforcer) Root() string { return e.root }
+
+// LinuxOption configures a LinuxEnforcer.
+type LinuxOption func(*LinuxEnforcer)
+
+// WithRunner makes the enforcer run every program through r, also under a
+// root prefix, and reload sshd through it ("systemctl try-reload-or-restart
+// ssh.service") when the root has /usr/sbin/sshd.
+func WithRunner(r Runner) LinuxOption {
+	return func(e *LinuxEnforcer) {
+		e.run = r
+		if _, err := os.Stat(e.path("/usr/sbin/sshd")); err == nil && r != nil {
+			e.reloadSSH = func(ctx context.Context) error {
+				var errs []error
+				for _, unit := range []string{"ssh.service", "sshd.service"} {
+					_, err := r.Run(ctx, Command{Name: "systemctl", Args: []string{"try-reload-or-restart", unit}})
+					if err == nil {
+						return nil
+					}
+					errs = append(errs, err)
+				}
+				return errors.Join(errs...)
+			}
+		}
+	}
 }
 
 // SetSSHReload replaces the hook that makes sshd read its configuration
@@ -131,19 +177,13 @@ func systemSSHReload() func(ctx context.Context) error {
 	return nil
 }
 
-// linuxSettings are the JSON names of the settings a Linux host supports.
-var linuxSettings = map[string]bool{
-	"cameraDisabled":          true,
-	"sshPasswordAuthDisabled": true,
-	"autoUpdatesEnabled":      true,
-}
-
-// Supports implements Supporter.
-func (e *LinuxEnforcer) Supports(setting string) bool { return linuxSettings[setting] }
+// Supports implements Supporter: the settings this host can enforce (see
+// UnsupportedReason for why not).
+func (e *LinuxEnforcer) Supports(setting string) bool { return e.UnsupportedReason(setting) == "" }
 
 // WatchPaths implements Watcher.
 func (e *LinuxEnforcer) WatchPaths() []string {
-	return []string{e.path(LinuxCameraFile), e.path(LinuxSSHFile), e.path(LinuxAptFile)}
+	return []string{e.path(LinuxCameraFile), e.path(LinuxSSHFile), e.path(LinuxAptFile), e.path(LinuxSSHRootFile), e.path(LinuxPWQualityFile)}
 }
 
 // path maps an absolute host path under the root.
@@ -173,6 +213,7 @@ func (e *LinuxEnforcer) Enforce(ctx context.Context, desired proto.Settings) err
 			failed["autoUpdatesEnabled"] = err.Error()
 		}
 	}
+	e.enforceHost(ctx, e.detect(), hostSettingsOf(desired), failed)
 	if len(failed) > 0 {
 		return &SettingsError{Failed: failed}
 	}
@@ -264,6 +305,11 @@ func (e *LinuxEnforcer) Observe(ctx context.Context) (proto.Settings, error) {
 	if s.AutoUpdatesEnabled, _, err = e.observeApt(); err != nil {
 		return proto.Settings{}, fmt.Errorf("observing autoUpdatesEnabled: %w", err)
 	}
+	host, err := e.observeHost(ctx, e.detect())
+	if err != nil {
+		return proto.Settings{}, err
+	}
+	host.into(&s)
 	return s, nil
 }
 
@@ -305,10 +351,7 @@ func (e *LinuxEnforcer) observeSSH() (*bool, string, error) {
 	} else if err != nil {
 		return nil, "", err
 	}
-	value, src, err := e.sshValue(e.path(sshdConfig), 0)
-	if notExist(err) {
-		value, src, err = e.sshInclude(filepath.Join(filepath.Dir(sshdConfig), "sshd_config.d/*.conf"), 0)
-	}
+	value, src, err := e.sshdKeyword("PasswordAuthentication")
 	if err != nil {
 		return nil, "", err
 	}
@@ -319,10 +362,21 @@ func (e *LinuxEnforcer) observeSSH() (*bool, string, error) {
 	return &disabled, src, nil
 }
 
-// sshValue scans one sshd configuration file and returns the first
-// PasswordAuthentication value and the file (under the root) that set it,
+// sshdKeyword returns the value sshd uses for key and the file that set it,
+// "" when nothing sets it. Without a main configuration the drop-in
+// directory is read alone.
+func (e *LinuxEnforcer) sshdKeyword(key string) (string, string, error) {
+	value, src, err := e.sshValue(key, e.path(sshdConfig), 0)
+	if notExist(err) {
+		value, src, err = e.sshInclude(key, filepath.Join(filepath.Dir(sshdConfig), "sshd_config.d/*.conf"), 0)
+	}
+	return value, src, err
+}
+
+// sshValue scans one sshd configuration file and returns the first value
+// of key and the file (under the root) that set it,
 // or "" when none does.
-func (e *LinuxEnforcer) sshValue(path string, depth int) (string, string, error) {
+func (e *LinuxEnforcer) sshValue(keyword, path string, depth int) (string, string, error) {
 	if depth > 8 {
 		return "", "", fmt.Errorf("%s: Include nested too deeply", path)
 	}
@@ -336,11 +390,11 @@ func (e *LinuxEnforcer) sshValue(path string, depth int) (string, string, error)
 		switch {
 		case strings.EqualFold(key, "Match"):
 			return "", "", nil
-		case strings.EqualFold(key, "PasswordAuthentication") && len(args) > 0:
+		case strings.EqualFold(key, keyword) && len(args) > 0:
 			return args[0], e.hostPath(path), nil
 		case strings.EqualFold(key, "Include"):
 			for _, pattern := range args {
-				v, src, err := e.sshInclude(pattern, depth+1)
+				v, src, err := e.sshInclude(keyword, pattern, depth+1)
 				if err != nil || v != "" {
 					return v, src, err
 				}
@@ -352,7 +406,7 @@ func (e *LinuxEnforcer) sshValue(path string, depth int) (string, string, error)
 
 // sshInclude scans the files an sshd Include pattern names, relative
 // patterns being relative to /etc/ssh.
-func (e *LinuxEnforcer) sshInclude(pattern string, depth int) (string, string, error) {
+func (e *LinuxEnforcer) sshInclude(keyword, pattern string, depth int) (string, string, error) {
 	if !filepath.IsAbs(pattern) {
 		pattern = filepath.Join(filepath.Dir(sshdConfig), pattern)
 	}
@@ -362,7 +416,7 @@ func (e *LinuxEnforcer) sshInclude(pattern string, depth int) (string, string, e
 	}
 	sort.Strings(files)
 	for _, f := range files {
-		v, src, err := e.sshValue(f, depth)
+		v, src, err := e.sshValue(keyword, f, depth)
 		if err != nil && !notExist(err) {
 			return "", "", err
 		}

@@ -255,6 +255,11 @@ func (a *Agent) handleDoorbell(payload []byte) {
 		a.ring(0, "mqtt")
 		return
 	}
+	if d.Type == proto.CommandDoorbellType {
+		a.log.Info("command doorbell", "source", "mqtt")
+		a.Trigger()
+		return
+	}
 	if d.Type != proto.DoorbellType {
 		a.log.Debug("ignoring MQTT message", "type", d.Type)
 		return

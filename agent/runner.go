@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Command is one program call an enforcer makes: a package manager,
@@ -86,11 +88,26 @@ type ExecRunner struct{}
 
 var _ Runner = ExecRunner{}
 
+// runWaitDelay bounds how long Run waits for a killed program's output
+// pipes to close.
+const runWaitDelay = 2 * time.Second
+
 // Run implements Runner. Standard output is kept up to 32 MiB, standard
-// error up to its last 4 KiB; the program is killed when ctx ends.
+// error up to its last 4 KiB. The program runs in its own process group,
+// which is killed whole when ctx ends: a script's background children do
+// not outlive its timeout or keep Run waiting on their output.
 func (ExecRunner) Run(ctx context.Context, cmd Command) ([]byte, error) {
 	c := exec.CommandContext(ctx, cmd.Name, cmd.Args...)
 	c.Env = append(os.Environ(), cmd.Env...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error {
+		// The negative pid is the process group.
+		if err := syscall.Kill(-c.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return err
+		}
+		return nil
+	}
+	c.WaitDelay = runWaitDelay
 	var stdout, stderr boundedBuffer
 	stdout.max, stderr.max, stderr.keepTail = maxRunOutput, maxRunStderr, true
 	c.Stdout, c.Stderr = &stdout, &stderr

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/doorbell-mdm/doorbell/proto"
 )
 
 // SettingsError is returned by an Enforcer's Enforce when some settings
@@ -34,4 +36,21 @@ type Supporter interface {
 	// Supports reports whether the enforcer can enforce the setting with
 	// this JSON name.
 	Supports(setting string) bool
+}
+
+// UnsupportedReasoner is a Supporter that can say why it does not support
+// a setting on this device ("systemd is not running this host"). The agent
+// sends the reason with the setting's name in the report's failed map, and
+// the server shows it as the UNSUPPORTED setting's detail.
+type UnsupportedReasoner interface {
+	UnsupportedReason(setting string) string
+}
+
+// Scoper is implemented by an Enforcer whose read-back depends on what the
+// policy names: a Linux host reports the packages and units the policy
+// lists, and the host settings the policy manages, monitored ones included
+// (which Enforce receives as unmanaged). The agent calls Scope with the
+// whole desired policy before every Enforce and Observe of a sync.
+type Scoper interface {
+	Scope(policy proto.Settings)
 }

@@ -227,7 +227,7 @@ type FCMBell struct {
 	onSettled func(r Ring, err error)               // a ring is delivered (nil) or given up
 
 	mu      sync.Mutex
-	pending map[string]*fcmPending // by device id
+	pending map[ringKey]*fcmPending // by device and kind
 	wake    chan struct{}
 	running atomic.Bool
 
@@ -339,7 +339,7 @@ func NewFCMBell(ctx context.Context, cfg FCMConfig) (*FCMBell, error) {
 		jitter: func(max time.Duration) time.Duration {
 			return time.Duration(rand.Int64N(int64(max) + 1))
 		},
-		pending: make(map[string]*fcmPending),
+		pending: make(map[ringKey]*fcmPending),
 		wake:    make(chan struct{}, 1),
 	}, nil
 }
@@ -368,12 +368,12 @@ func (b *FCMBell) Ring(rings ...Ring) {
 		if r.FCMToken == "" {
 			continue
 		}
-		if p, ok := b.pending[r.DeviceID]; ok && p.ring.Version > r.Version {
+		if p, ok := b.pending[keyOf(r)]; ok && p.ring.Version > r.Version {
 			continue
 		}
 		// A newer ring also replaces a pending retry: it is sent at once,
 		// with a fresh retry budget.
-		b.pending[r.DeviceID] = &fcmPending{ring: r, queued: now}
+		b.pending[keyOf(r)] = &fcmPending{ring: r, queued: now}
 		queued = true
 	}
 	b.mu.Unlock()
@@ -487,9 +487,22 @@ func (b *FCMBell) takeDue() ([]*fcmPending, time.Duration) {
 	return batch, wait
 }
 
-// message is the doorbell for r: data only, never any policy content.
+// message is the doorbell for r: data only, never any policy content. A
+// command doorbell has its own collapse key, so FCM never drops a policy
+// doorbell for it or the other way round.
 func (b *FCMBell) message(r Ring) *messaging.Message {
 	ttl := b.ttl
+	if r.Command {
+		return &messaging.Message{
+			Token: r.FCMToken,
+			Data:  map[string]string{"type": proto.CommandDoorbellType},
+			Android: &messaging.AndroidConfig{
+				Priority:    "high",
+				CollapseKey: proto.CommandCollapseKey,
+				TTL:         &ttl,
+			},
+		}
+	}
 	return &messaging.Message{
 		Token: r.FCMToken,
 		Data: map[string]string{
@@ -556,7 +569,7 @@ func (b *FCMBell) deliver(ctx context.Context, batch []*fcmPending) {
 // a retry, or gives up.
 func (b *FCMBell) fail(p *fcmPending, de *FCMDeliveryError, now time.Time) {
 	r := p.ring
-	log := b.log.With("device", r.DeviceID, "version", r.Version, "token", tokenPrefix(r.FCMToken))
+	log := b.log.With("device", r.DeviceID, "version", r.Version, "command", r.Command, "token", tokenPrefix(r.FCMToken))
 	switch {
 	case de.InvalidToken:
 		b.invalid.Add(1)
@@ -592,14 +605,14 @@ func (b *FCMBell) fail(p *fcmPending, de *FCMDeliveryError, now time.Time) {
 	p.due = due
 
 	b.mu.Lock()
-	if cur, ok := b.pending[r.DeviceID]; ok && cur.ring.Version >= r.Version {
+	if cur, ok := b.pending[keyOf(r)]; ok && cur.ring.Version >= r.Version {
 		// Rung again while in flight: the newer ring goes out anyway.
 		b.mu.Unlock()
 		log.Debug("fcm retry superseded by a newer ring")
 		b.settled(r, de)
 		return
 	}
-	b.pending[r.DeviceID] = p
+	b.pending[keyOf(r)] = p
 	b.mu.Unlock()
 	b.retried.Add(1)
 	log.Debug("fcm doorbell retry scheduled", "retry", p.attempts, "delay", delay, "err", de.Err)

@@ -17,15 +17,17 @@ type Publisher interface {
 }
 
 // MQTTBell rings doorbells over MQTT: a QoS 1, non-retained proto.Doorbell on
-// each device's proto.PolicyChangedTopic. Rings for one device that pile up
-// before delivery coalesce into one publish of the highest version.
+// each device's proto.PolicyChangedTopic, or, for a command ring, a
+// proto.CommandDoorbell on the same topic. Rings of one kind for one device
+// that pile up before delivery coalesce into one publish (of the highest
+// version, for policy rings).
 type MQTTBell struct {
 	pub Publisher
 	log *slog.Logger
 
 	mu      sync.Mutex
-	pending map[string]int64 // device id -> newest version not yet published
-	wake    chan struct{}    // capacity 1: "pending is not empty"
+	pending map[ringKey]int64 // device and kind -> newest version not yet published
+	wake    chan struct{}     // capacity 1: "pending is not empty"
 
 	rung   atomic.Uint64
 	failed atomic.Uint64
@@ -42,7 +44,7 @@ func NewMQTTBell(pub Publisher, logger *slog.Logger) *MQTTBell {
 	return &MQTTBell{
 		pub:     pub,
 		log:     logger.With("component", "mqtt-bell"),
-		pending: map[string]int64{},
+		pending: map[ringKey]int64{},
 		wake:    make(chan struct{}, 1),
 	}
 }
@@ -56,8 +58,8 @@ func (b *MQTTBell) Ring(rings ...Ring) {
 		if r.DeviceID == "" {
 			continue
 		}
-		if v, ok := b.pending[r.DeviceID]; !ok || r.Version > v {
-			b.pending[r.DeviceID] = r.Version
+		if v, ok := b.pending[keyOf(r)]; !ok || r.Version > v {
+			b.pending[keyOf(r)] = r.Version
 		}
 		queued = true
 	}
@@ -84,27 +86,31 @@ func (b *MQTTBell) Run(ctx context.Context) error {
 
 		b.mu.Lock()
 		batch := b.pending
-		b.pending = make(map[string]int64, len(batch))
+		b.pending = make(map[ringKey]int64, len(batch))
 		b.mu.Unlock()
 
-		for deviceID, version := range batch {
+		for k, version := range batch {
 			if ctx.Err() != nil {
 				return nil
 			}
-			b.publish(deviceID, version)
+			b.publish(k, version)
 		}
 	}
 }
 
-func (b *MQTTBell) publish(deviceID string, version int64) {
-	payload, err := json.Marshal(proto.Doorbell{Type: proto.DoorbellType, Version: version})
+func (b *MQTTBell) publish(k ringKey, version int64) {
+	var bell any = proto.Doorbell{Type: proto.DoorbellType, Version: version}
+	if k.command {
+		bell = proto.CommandDoorbell{Type: proto.CommandDoorbellType}
+	}
+	payload, err := json.Marshal(bell)
 	if err == nil {
-		err = b.pub.Publish(proto.PolicyChangedTopic(deviceID), payload, false, 1)
+		err = b.pub.Publish(proto.PolicyChangedTopic(k.deviceID), payload, false, 1)
 	}
 	if err != nil {
 		b.failed.Add(1)
 		b.log.Warn("mqtt doorbell failed; the periodic sync will catch up",
-			"device", deviceID, "version", version, "error", err)
+			"device", k.deviceID, "version", version, "command", k.command, "error", err)
 		return
 	}
 	b.rung.Add(1)

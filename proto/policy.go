@@ -67,10 +67,15 @@ const (
 	// ModeMonitor: the agent only observes and reports; a mismatch makes
 	// the device NON_COMPLIANT but nothing on the device changes.
 	ModeMonitor Mode = "monitor"
+	// ModeGuided: until a deadline (the policy's guided map, counted from
+	// when the device first failed the setting) the agent only tells the
+	// user what to fix and reports PENDING_USER with remediateBy; at the
+	// deadline it enforces (capability 6).
+	ModeGuided Mode = "guided"
 )
 
-// Valid reports whether m is "enforce" or "monitor".
-func (m Mode) Valid() bool { return m == ModeEnforce || m == ModeMonitor }
+// Valid reports whether m is "enforce", "monitor" or "guided".
+func (m Mode) Valid() bool { return m == ModeEnforce || m == ModeMonitor || m == ModeGuided }
 
 // Monitored reports whether the policy only monitors setting.
 func (p DevicePolicy) Monitored(setting string) bool { return slices.Contains(p.Monitor, setting) }
@@ -87,6 +92,9 @@ const (
 	// ReasonMismatch: the observed value differs from the desired one
 	// (drift, or a monitored setting that is not as wanted).
 	ReasonMismatch Reason = "MISMATCH"
+	// ReasonPendingUser: a guided setting differs and its deadline has
+	// not passed: the user was told to fix it by RemediateBy.
+	ReasonPendingUser Reason = "PENDING_USER"
 )
 
 // SettingFailure is one failing setting of a device.
@@ -101,6 +109,9 @@ type SettingFailure struct {
 	// Monitored is true when the setting is in monitor mode: the agent
 	// was told not to fix it.
 	Monitored bool `json:"monitored,omitempty"`
+	// RemediateBy is, for PENDING_USER, when the agent enforces if the
+	// user has not fixed it.
+	RemediateBy *time.Time `json:"remediateBy,omitempty"`
 }
 
 var jsonNull = json.RawMessage("null")
@@ -115,8 +126,19 @@ var jsonNull = json.RawMessage("null")
 // A monitored setting fails like any other (MISMATCH, with Monitored set).
 // Settings desired does not manage are ignored, whatever r reports. Versions
 // are not compared; Evaluate does that.
+//
+// A guided setting that differs while the agent reports it pending (before
+// its deadline) is PENDING_USER with RemediateBy.
 func Diff(desired DevicePolicy, r ComplianceReport) []SettingFailure {
-	return DiffValues(desired.Settings.Values(), desired.Monitor, r.Settings.Values(), r.Unsupported, r.Failed)
+	out := DiffValues(desired.Settings.Values(), desired.Monitor, r.Settings.Values(), r.Unsupported, r.Failed)
+	for i, f := range out {
+		if by, ok := r.Pending[f.Setting]; ok && f.Reason == ReasonMismatch {
+			if _, guided := desired.Guided[f.Setting]; guided {
+				out[i].Reason, out[i].RemediateBy = ReasonPendingUser, &by
+			}
+		}
+	}
+	return out
 }
 
 // DiffValues is Diff on settings by name: want is what is managed, got what
@@ -136,7 +158,8 @@ func DiffValues(want SettingValues, monitor []string, got SettingValues, unsuppo
 		f := SettingFailure{Setting: name, Expected: exp, Actual: act, Monitored: slices.Contains(monitor, name)}
 		switch {
 		case slices.Contains(unsupported, name):
-			f.Reason = ReasonUnsupported
+			// An agent may say why in failed (capability 6).
+			f.Reason, f.Detail = ReasonUnsupported, failed[name]
 		case ok && d.EqualValues(exp, act):
 			continue
 		case failed[name] != "":
@@ -209,6 +232,9 @@ type SettingExplanation struct {
 	Value  json.RawMessage `json:"value"`
 	Mode   Mode            `json:"mode"`
 	Source string          `json:"source"`
+	// Deadline is a guided setting's deadline, from the layer that made
+	// it guided.
+	Deadline string `json:"deadline,omitempty"`
 }
 
 // Group is a named policy applied to its member devices. Higher Priority
@@ -223,6 +249,10 @@ type Group struct {
 	Mode      Mode            `json:"mode"`
 	Modes     map[string]Mode `json:"modes,omitempty"`
 	DeviceIDs []string        `json:"deviceIds"`
+	// Deadline is the deadline of the group's guided settings (capability
+	// 6); Escalation what happens to members that stay NON_COMPLIANT.
+	Deadline   string      `json:"deadline,omitempty"`
+	Escalation *Escalation `json:"escalation,omitempty"`
 }
 
 // GroupList is the answer to GET /groups, groups in precedence order

@@ -27,7 +27,21 @@ import (
 //   - 3 (2026-11-29): the agent tells its sync interval
 //     (syncIntervalSeconds on EnrollRequest and ComplianceReport);
 //     DeviceStatus carries lastSeenAt and overdue; GET /devices?seen=overdue.
-const CapabilityVersion = 3
+//   - 4 (2026-11-29): remote commands (docs/COMMANDS.md): POST/GET
+//     /devices/{id}/commands, GET/DELETE /commands/{id}, POST
+//     /groups/{id}/commands, POST /devices/{id}/commands/{cid}/result;
+//     the command doorbell {"type":"command_pending"} on the device's
+//     doorbell topic and over FCM (collapse key "command_pending"); the
+//     "command" event on /events and the command.state_changed webhook.
+//   - 6 (2026-11-29): the Linux host settings (packages, services,
+//     firewallEnabled, sshRootLoginDisabled, passwordQuality, macEnforcing,
+//     auditdRunning, diskEncryptionRequired); an agent may give an
+//     unsupported setting's reason in the report's failed map; policy
+//     revisions and rollback (GET /groups/{id}/revisions, POST
+//     /groups/{id}/rollback and the same for devices); escalation rules
+//     per group; remediation mode guided (policy guided, report pending,
+//     reason PENDING_USER with remediateBy, a layer's deadline).
+const CapabilityVersion = 6
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
@@ -72,6 +86,15 @@ type Settings struct {
 	PasswordMinLength       *int      `json:"passwordMinLength,omitempty"`
 	SSHPasswordAuthDisabled *bool     `json:"sshPasswordAuthDisabled,omitempty"`
 	AutoUpdatesEnabled      *bool     `json:"autoUpdatesEnabled,omitempty"`
+	// The Linux host settings (capability version 6; docs/LINUX.md).
+	Packages               *[]Package       `json:"packages,omitempty"`
+	Services               *[]Service       `json:"services,omitempty"`
+	FirewallEnabled        *bool            `json:"firewallEnabled,omitempty"`
+	SSHRootLoginDisabled   *bool            `json:"sshRootLoginDisabled,omitempty"`
+	PasswordQuality        *PasswordQuality `json:"passwordQuality,omitempty"`
+	MACEnforcing           *bool            `json:"macEnforcing,omitempty"`
+	AuditdRunning          *bool            `json:"auditdRunning,omitempty"`
+	DiskEncryptionRequired *bool            `json:"diskEncryptionRequired,omitempty"`
 }
 
 // Equal reports whether s and o manage the same settings with the same
@@ -88,6 +111,10 @@ type DevicePolicy struct {
 	// order. Omitted when empty, so an all-enforced policy looks exactly as
 	// in capability version 1.
 	Monitor []string `json:"monitor,omitempty"`
+	// Guided maps each setting in guided mode to its deadline, a Go
+	// duration counted from when the device first failed it ("72h").
+	// Omitted when empty (capability 6).
+	Guided map[string]string `json:"guided,omitempty"`
 }
 
 // IsSatisfiedBy reports whether r satisfies every setting p manages (Diff
@@ -136,10 +163,13 @@ type ComplianceReport struct {
 	// Unsupported names the managed settings this agent cannot enforce.
 	Unsupported []string `json:"unsupported,omitempty"`
 	// Failed maps each setting whose enforcement failed to why.
-	Failed      map[string]string `json:"failed,omitempty"`
-	ReportedAt  time.Time         `json:"reportedAt,omitzero"`
-	Nonce       string            `json:"nonce,omitempty"`
-	AgentSHA256 string            `json:"agentSha256,omitempty"`
+	Failed map[string]string `json:"failed,omitempty"`
+	// Pending maps each guided setting the agent leaves to the user to
+	// when it will enforce it (remediateBy), capability 6.
+	Pending     map[string]time.Time `json:"pending,omitempty"`
+	ReportedAt  time.Time            `json:"reportedAt,omitzero"`
+	Nonce       string               `json:"nonce,omitempty"`
+	AgentSHA256 string               `json:"agentSha256,omitempty"`
 	// SyncIntervalSeconds is the agent's periodic sync interval; the
 	// server calls a device overdue when it is not seen within two of
 	// them. 0: not told (the server assumes DefaultSyncInterval).

@@ -123,6 +123,10 @@ func TestDeps(t *testing.T) {
 	// paho's and fsnotify's own dependencies, allowed wherever they are.
 	pahoFsnotify := []string{"github.com/eclipse/paho.mqtt.golang", "github.com/gorilla/websocket",
 		"golang.org/x/net/", "golang.org/x/sync/", "github.com/fsnotify/fsnotify", "golang.org/x/sys/"}
+	// Package version comparison for the Linux packages setting: pure Go,
+	// standard library only.
+	pahoFsnotify = append(pahoFsnotify, mod+"internal/pkgver", "github.com/knqyf263/go-deb-version",
+		"github.com/knqyf263/go-rpm-version", "github.com/knqyf263/go-apk-version")
 	tests := []struct {
 		name    string
 		pkg     string

@@ -49,7 +49,7 @@ const (
 // Modes and Scenarios list the valid values.
 var (
 	Modes     = []string{ModeMQTT, ModeFCM, ModePoll}
-	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports}
+	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports, ScenarioCommands}
 )
 
 // Config configures a run. ServerURL, EnrollToken, AdminToken and Devices are
@@ -73,7 +73,8 @@ type Config struct {
 	// Interval is the agents' periodic sync interval; 0 = 30s in poll mode,
 	// 1h otherwise (so only doorbells cause syncs).
 	Interval time.Duration
-	// Edits is how many single-device edits edit-one makes; 0 = 100 (20 in
+	// Edits is how many single-device edits edit-one makes (and how many
+	// commands the commands scenario sends); 0 = 100 (20 in
 	// poll mode, where they run at the same time).
 	Edits int
 	// Duration is how long the reports scenario sends; 0 = 10s.
@@ -240,16 +241,18 @@ type device struct {
 	mu       sync.Mutex
 	syncs    int   // successful syncs of the current agent
 	reported int64 // highest policy version reported compliant
+	commands int   // remote commands run
 	waiters  []*waiter
 }
 
 // waiter is closed when its device reaches syncs successful syncs or reports
 // version compliant (whichever is set); at is when.
 type waiter struct {
-	syncs   int
-	version int64
-	ch      chan struct{}
-	at      time.Time
+	syncs    int
+	commands int
+	version  int64
+	ch       chan struct{}
+	at       time.Time
 }
 
 func (d *device) onSync(r agent.SyncResult) {
@@ -260,6 +263,7 @@ func (d *device) onSync(r agent.SyncResult) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.syncs++
+	d.commands += r.Commands
 	if r.Compliant && r.PolicyVersion > d.reported {
 		d.reported = r.PolicyVersion
 	}
@@ -277,7 +281,8 @@ func (d *device) onSync(r agent.SyncResult) {
 
 // reached reports whether w's condition holds; d.mu is held.
 func (d *device) reached(w *waiter) bool {
-	return (w.syncs > 0 && d.syncs >= w.syncs) || (w.version > 0 && d.reported >= w.version)
+	return (w.syncs > 0 && d.syncs >= w.syncs) || (w.version > 0 && d.reported >= w.version) ||
+		(w.commands > 0 && d.commands >= w.commands)
 }
 
 // wait registers w, or closes it at once when its condition already holds.
@@ -296,6 +301,16 @@ func (d *device) wait(w *waiter) *waiter {
 
 // waitSyncs returns a waiter for n successful syncs of the current agent.
 func (d *device) waitSyncs(n int) *waiter { return d.wait(&waiter{syncs: n}) }
+
+// waitCommands returns a waiter for n remote commands run in all.
+func (d *device) waitCommands(n int) *waiter { return d.wait(&waiter{commands: n}) }
+
+// ranCommands is how many remote commands the device ran.
+func (d *device) ranCommands() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.commands
+}
 
 // waitVersion returns a waiter for version reported compliant.
 func (d *device) waitVersion(v int64) *waiter { return d.wait(&waiter{version: v}) }
@@ -453,6 +468,10 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 		res.SimBytesPerDevice = float64(simAfter-simBefore) / float64(len(f.devs))
 	case ScenarioReports:
 		if err := f.reports(ctx, res); err != nil {
+			return err
+		}
+	case ScenarioCommands:
+		if err := f.commands(ctx, res); err != nil {
 			return err
 		}
 	}

@@ -16,17 +16,18 @@ import (
 // Android FirebaseMessagingService would.
 type phone struct {
 	agent *agent.Agent
+	ids   *agent.FileIDStore
 	mu    sync.Mutex
 	token string
 }
 
 func startPhone(t *testing.T, srv *serverProc, fake *fcmtest.Server, token string) *phone {
 	t.Helper()
-	p := &phone{token: token}
+	p := &phone{token: token, ids: agent.NewFileIDStore(t.TempDir())}
 	var err error
 	p.agent, err = agent.New(agent.Config{
 		ServerURL: srv.url, ServerPin: srv.pin, EnrollToken: srv.enroll, DisableMQTT: true, Interval: time.Hour,
-		Enforcer: &agent.MemoryEnforcer{}, IDStore: agent.NewFileIDStore(t.TempDir()),
+		Enforcer: &agent.MemoryEnforcer{}, IDStore: p.ids,
 		Model: "Pixel 8", OSVersion: "14", AgentVersion: "test",
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ type hookReceiver struct {
 	srv    *httptest.Server
 	mu     sync.Mutex
 	events []daemon.WebhookEvent
+	bodies [][]byte // every verified body, as received
 	bad    int
 }
 
@@ -37,6 +38,7 @@ func startHookReceiver(t *testing.T, secret string) *hookReceiver {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		h.bodies = append(h.bodies, body)
 		var ev daemon.WebhookEvent
 		if err := json.Unmarshal(body, &ev); err != nil {
 			w.WriteHeader(http.StatusBadRequest)

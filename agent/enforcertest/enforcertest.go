@@ -180,6 +180,14 @@ func settingsOn() proto.Settings {
 		PasswordMinLength:       &n,
 		SSHPasswordAuthDisabled: &t,
 		AutoUpdatesEnabled:      &t,
+		Packages:                &[]proto.Package{{Name: "curl", State: proto.PackagePresent, MinVersion: "7.0"}, {Name: "telnet", State: proto.PackageAbsent}},
+		Services:                &[]proto.Service{{Name: "cups.service", Enabled: &t, Running: &t}},
+		FirewallEnabled:         &t,
+		SSHRootLoginDisabled:    &t,
+		PasswordQuality:         &proto.PasswordQuality{MinLen: 12, MinClass: 3},
+		MACEnforcing:            &t,
+		AuditdRunning:           &t,
+		DiskEncryptionRequired:  &t,
 	}
 }
 
@@ -195,6 +203,14 @@ func settingsOff() proto.Settings {
 		PasswordMinLength:       &n,
 		SSHPasswordAuthDisabled: &f,
 		AutoUpdatesEnabled:      &f,
+		Packages:                &[]proto.Package{{Name: "curl", State: proto.PackageAbsent}},
+		Services:                &[]proto.Service{{Name: "cups.service", Enabled: &f, Running: &f}},
+		FirewallEnabled:         &f,
+		SSHRootLoginDisabled:    &f,
+		PasswordQuality:         &proto.PasswordQuality{MinLen: 8, MinClass: 0},
+		MACEnforcing:            &f,
+		AuditdRunning:           &f,
+		DiskEncryptionRequired:  &f,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "enrollment token (needed until the agent has enrolled)")
 	fs.StringVar(&stateDir, "state", "", "directory for the agent's identity (required)")
 	fs.DurationVar(&cfg.Interval, "interval", 15*time.Minute, "periodic sync interval (jittered)")
-	fs.StringVar(&enforcer, "enforcer", "", "file:PATH (a JSON file stands in for the device), or linux[:ROOT] (this Linux host, as root; ROOT prefixes every path)")
+	fs.StringVar(&enforcer, "enforcer", "", "file:PATH (a JSON file stands in for the device; commands are recorded in it), or linux[:ROOT] (this Linux host, as root; ROOT prefixes every path; commands reboot, lock and run_script of ROOT/etc/doorbell/scripts)")
 	fs.BoolVar(&once, "once", false, "sync once and exit")
 	fs.BoolVar(&cfg.DisableMQTT, "no-mqtt", false, "do not hold an MQTT connection (periodic sync only)")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", "", "broker URL (default: the one the server gave at enrollment)")
@@ -64,6 +65,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg.IDStore = agent.NewFileIDStore(stateDir)
+	// Each command is recorded here before it runs, so it runs at most once.
+	cfg.CommandJournal = agent.NewFileCommandJournal(stateDir)
+	if le, ok := cfg.Enforcer.(*agent.LinuxEnforcer); ok {
+		cfg.Executor = agent.NewLinuxExecutor(le.Root())
+	}
+	cfg.GuidedStatePath = filepath.Join(stateDir, "guided.json")
+	if enforcer == "linux" {
+		// Guided settings: tell the logged-in users (wall, notify-send).
+		cfg.Notifier = agent.LinuxNotifier{Root: "/", Runner: agent.ExecRunner{}}
+	}
 	cfg.Model = runtime.GOOS + "/" + runtime.GOARCH
 	cfg.OSVersion = osVersion()
 	cfg.AgentVersion = Version

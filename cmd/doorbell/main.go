@@ -21,15 +21,17 @@ var commands = map[string]struct {
 	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	short string
 }{
-	"serve":   {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
-	"agent":   {runAgent, "run the device agent"},
-	"sim":     {runSim, "simulate a fleet of agents against a server and measure it"},
-	"devices": {runDevices, "list the fleet or show one device (operator)"},
-	"policy":  {runPolicy, "show or set a device's desired policy (operator)"},
-	"watch":   {runWatch, "print device state changes live (operator)"},
-	"tokens":  {runTokens, "list, create or revoke operator tokens (operator)"},
-	"backup":  {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
-	"migrate": {runMigrate, "copy a bbolt data dir into PostgreSQL (see docs/SCALING.md)"},
+	"serve":     {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
+	"agent":     {runAgent, "run the device agent"},
+	"sim":       {runSim, "simulate a fleet of agents against a server and measure it"},
+	"devices":   {runDevices, "list the fleet or show one device (operator)"},
+	"policy":    {runPolicy, "show or set a device's desired policy (operator)"},
+	"watch":     {runWatch, "print device state changes live (operator)"},
+	"tokens":    {runTokens, "list, create or revoke operator tokens (operator)"},
+	"backup":    {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
+	"commands":  {runCommands, "send, list, show or cancel remote commands: lock, reboot, wipe… (operator)"},
+	"revisions": {runRevisions, "list, show or roll back policy revisions of a group or a device (operator)"},
+	"migrate":   {runMigrate, "copy a bbolt data dir into PostgreSQL (see docs/SCALING.md)"},
 }
 
 func main() {

@@ -88,6 +88,9 @@ func printResult(w io.Writer, r sim.Result) {
 	if r.AllCompliantMs > 0 {
 		fmt.Fprintf(w, "  all COMPLIANT after %.0f ms at %.0f requests/s\n", r.AllCompliantMs, r.RequestsPerSec)
 	}
+	if r.Scenario == sim.ScenarioCommands {
+		fmt.Fprintf(w, "  %d lock commands, each from the request to the server answering ACKNOWLEDGED\n", r.Edits)
+	}
 	if r.EditPath != "" {
 		fmt.Fprintf(w, "  edited %s (%d edit requests)\n", r.EditPath, r.Edits)
 	}

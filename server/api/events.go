@@ -37,9 +37,15 @@ type eventHub struct {
 	subs map[*subscriber]struct{}
 }
 
+// hubEvent is one server-sent event: its name and its data.
+type hubEvent struct {
+	name string
+	data any
+}
+
 // subscriber is one live stream's queue.
 type subscriber struct {
-	events chan proto.DeviceEvent
+	events chan hubEvent
 	// lost holds a token when events were dropped since the last resync.
 	lost chan struct{}
 	// operator is the name of the token the stream was opened with;
@@ -49,7 +55,7 @@ type subscriber struct {
 }
 
 func (h *eventHub) subscribe(operator string) *subscriber {
-	s := &subscriber{events: make(chan proto.DeviceEvent, eventBuffer), lost: make(chan struct{}, 1),
+	s := &subscriber{events: make(chan hubEvent, eventBuffer), lost: make(chan struct{}, 1),
 		operator: operator, revoked: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -89,8 +95,12 @@ func (h *eventHub) active() bool {
 	return len(h.subs) > 0
 }
 
-// publish queues ev for every subscriber without ever blocking.
-func (h *eventHub) publish(ev proto.DeviceEvent) {
+// publish queues a device event for every subscriber without ever
+// blocking.
+func (h *eventHub) publish(ev proto.DeviceEvent) { h.publishNamed(hubEvent{proto.EventDevice, ev}) }
+
+// publishNamed queues ev for every subscriber without ever blocking.
+func (h *eventHub) publishNamed(ev hubEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -110,6 +120,10 @@ func (h *eventHub) publish(ev proto.DeviceEvent) {
 // reading the store again.
 func (a *API) publishChange(ch service.Change) {
 	if !a.events.active() {
+		return
+	}
+	if ch.Command != nil {
+		a.events.publishNamed(hubEvent{proto.EventCommand, proto.CommandEvent{Command: ch.Command.Command.Redacted(), From: ch.Command.From}})
 		return
 	}
 	d := ch.Device
@@ -201,12 +215,12 @@ func (a *API) writeEvents(w *bufio.Writer, conn net.Conn, sub *subscriber, done 
 		case <-sub.revoked:
 			return
 		case ev := <-sub.events:
-			b, err := json.Marshal(ev)
+			b, err := json.Marshal(ev.data)
 			if err != nil {
-				a.logger.Error("encoding device event", "err", err)
+				a.logger.Error("encoding event", "event", ev.name, "err", err)
 				continue
 			}
-			if !send("event: " + proto.EventDevice + "\ndata: " + string(b) + "\n\n") {
+			if !send("event: " + ev.name + "\ndata: " + string(b) + "\n\n") {
 				return
 			}
 		case <-sub.lost:

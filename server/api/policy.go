@@ -74,6 +74,12 @@ type layerInput struct {
 	values map[string]json.RawMessage
 	modes  map[string]*proto.Mode
 	mode   *proto.Mode
+	// deadline is the layer's guided deadline when given ("" for null).
+	deadline *string
+	// escalation is a group's escalation when given; escalationSet with
+	// a nil escalation (null) removes it.
+	escalation    *proto.Escalation
+	escalationSet bool
 }
 
 func invalidSetting(format string, args ...any) error {
@@ -97,17 +103,43 @@ func parseLayer(raw json.RawMessage, allowMode bool) (layerInput, error) {
 			}
 			var modes map[string]*proto.Mode
 			if err := json.Unmarshal(v, &modes); err != nil {
-				return in, invalidSetting(`"modes" must map setting names to "enforce", "monitor" or null`)
+				return in, invalidSetting(`"modes" must map setting names to "enforce", "monitor", "guided" or null`)
 			}
 			for name, m := range modes {
 				if !proto.IsSetting(name) {
 					return in, errorf("invalid_body", "modes: unknown setting %q; known: %s", name, strings.Join(proto.SettingNames, ", "))
 				}
 				if m != nil && !m.Valid() {
-					return in, invalidSetting("modes: %q: mode must be \"enforce\" or \"monitor\", not %q", name, *m)
+					return in, invalidSetting("modes: %q: mode must be \"enforce\", \"monitor\" or \"guided\", not %q", name, *m)
 				}
 				in.modes[name] = m
 			}
+		case k == "deadline":
+			d := ""
+			if !isNull {
+				if err := json.Unmarshal(v, &d); err != nil {
+					return in, invalidSetting(`"deadline" must be a duration such as "72h"`)
+				}
+				if _, err := proto.ParseAfter(d); err != nil {
+					return in, invalidSetting("deadline: %v", err)
+				}
+			}
+			in.deadline = &d
+		case k == "escalation" && allowMode:
+			in.escalationSet = true
+			if isNull {
+				continue
+			}
+			var e proto.Escalation
+			dec := json.NewDecoder(bytes.NewReader(v))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&e); err != nil {
+				return in, invalidSetting(`"escalation" must be {"notifyAfter", "commandAfter", "command"}`)
+			}
+			if err := e.Validate(); err != nil {
+				return in, invalidSetting("escalation: %v", err)
+			}
+			in.escalation = &e
 		case k == "mode" && allowMode:
 			m, err := parseMode(v)
 			if err != nil {
@@ -139,7 +171,10 @@ func parseMode(v json.RawMessage) (proto.Mode, error) {
 
 // apply merges in into l: values and modes given replace, null removes.
 func (in layerInput) apply(l store.Layer) store.Layer {
-	out := store.Layer{Values: proto.SettingValues{}, Modes: map[string]proto.Mode{}}
+	out := store.Layer{Values: proto.SettingValues{}, Modes: map[string]proto.Mode{}, Deadline: l.Deadline}
+	if in.deadline != nil {
+		out.Deadline = *in.deadline
+	}
 	for k, v := range l.Values {
 		out.Values[k] = v
 	}
@@ -253,7 +288,8 @@ func groupView(g store.Group) proto.Group {
 	if members == nil {
 		members = []string{}
 	}
-	return proto.Group{GroupID: g.ID, Name: g.Name, Priority: g.Priority, Policy: values, Mode: mode, Modes: g.Modes, DeviceIDs: members}
+	return proto.Group{GroupID: g.ID, Name: g.Name, Priority: g.Priority, Policy: values, Mode: mode, Modes: g.Modes, DeviceIDs: members,
+		Deadline: g.Deadline, Escalation: g.Escalation}
 }
 
 func checkGroupName(name string) error {
@@ -297,6 +333,7 @@ func (a *API) createGroup(c *fiber.Ctx) error {
 		if in.mode != nil {
 			g.Mode = *in.mode
 		}
+		g.Escalation = in.escalation
 	}
 	if len(req.Mode) > 0 {
 		m, err := parseMode(req.Mode)
@@ -371,6 +408,9 @@ func (a *API) putGroupPolicy(c *fiber.Ctx) error {
 		g.Layer = in.replace()
 		if in.mode != nil {
 			g.Mode = *in.mode
+		}
+		if in.escalationSet {
+			g.Escalation = in.escalation
 		}
 		return g, nil
 	})

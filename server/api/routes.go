@@ -32,10 +32,14 @@ func (a *API) routes() {
 	device := newGroup(r, a.asDevice, devLimit)
 	device.post("/devices/:id/report", a.report)
 	device.post("/devices/:id/token", a.registerToken)
+	device.post("/devices/:id/commands/:cid/result", a.commandResult)
 	renew := newGroup(r, lapsedCertOK, a.asDevice, devLimit)
 	renew.post("/devices/:id/certificate", a.renewCertificate)
 	deviceOrOperator := newGroup(r, a.asDeviceOrOperator, devLimit)
 	deviceOrOperator.get("/devices/:id/policy", a.getPolicy)
+	// An operator lists the device's commands; the device fetches what it
+	// may still run.
+	newGroup(r, a.asDeviceOrOperatorReader, devLimit).get("/devices/:id/commands", a.deviceCommands)
 
 	// Any operator (admin or viewer): reads.
 	op := newGroup(r, a.asOperator)
@@ -49,6 +53,7 @@ func (a *API) routes() {
 	op.get("/enrollment-tokens", a.listEnrollTokens)
 	op.get("/audit", a.audit)
 	op.get("/events", a.streamEvents)
+	op.get("/commands/:id", a.getCommand)
 	opDevice := newGroup(r, a.asOperator, a.loadDevice)
 	opDevice.get("/devices/:id/status", a.status)
 	opDevice.get("/devices/:id/policy/explain", a.explain)
@@ -62,11 +67,15 @@ func (a *API) routes() {
 	admin.delete("/groups/:id", a.deleteGroup)
 	admin.put("/groups/:id/policy", a.putGroupPolicy)
 	admin.put("/groups/:id/devices", a.putGroupDevices)
+	a.revisionRoutes(op, opDevice, admin)
 	admin.post("/tokens", a.createOperatorToken)
 	admin.delete("/tokens/:name", a.deleteOperatorToken)
 	admin.post("/enrollment-tokens", a.createEnrollToken)
 	admin.delete("/enrollment-tokens/:id", a.revokeEnrollToken)
 	admin.get("/backup", a.backup)
+	admin.post("/devices/:id/commands", a.sendCommand)
+	admin.post("/groups/:id/commands", a.sendGroupCommand)
+	admin.delete("/commands/:id", a.cancelCommand)
 
 	r.Use(func(c *fiber.Ctx) error {
 		c.Locals(routeLocal, "unmatched")

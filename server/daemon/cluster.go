@@ -12,6 +12,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/service"
+	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
 )
 
@@ -21,8 +22,8 @@ func IsPostgres(store string) bool {
 }
 
 // openShared opens the PostgreSQL store named by cfg.Store.
-func (d *Daemon) openShared(ctx context.Context) error {
-	pg, err := postgres.Open(ctx, d.cfg.Store)
+func (d *Daemon) openShared(ctx context.Context, onCommand func(...store.CommandChange)) error {
+	pg, err := postgres.Open(ctx, d.cfg.Store, postgres.WithCommandHook(onCommand))
 	if err != nil {
 		return fmt.Errorf("--store: %w", err)
 	}

@@ -18,8 +18,10 @@ import (
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/internal/netx"
+	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
+	"github.com/doorbell-mdm/doorbell/server/escalate"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
@@ -128,9 +130,17 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
+	// Every committed command change goes on the service's change stream
+	// (the service exists once the API does, below, before anything
+	// serves).
+	onCommand := func(cs ...store.CommandChange) {
+		if d.api != nil {
+			d.api.Service().PublishCommands(cs...)
+		}
+	}
 	var enrollGenerated bool
 	if IsPostgres(cfg.Store) {
-		if err := d.openShared(ctx); err != nil {
+		if err := d.openShared(ctx, onCommand); err != nil {
 			return nil, err
 		}
 		closers = append(closers, d.store.Close)
@@ -158,7 +168,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		}
 	}
 	if d.pg == nil {
-		if d.bolt, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db")); err != nil {
+		if d.bolt, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db"), bolt.WithCommandHook(onCommand)); err != nil {
 			return nil, err
 		}
 		d.store = d.bolt
@@ -259,7 +269,13 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if d.hook != nil {
 		// The webhook hears every committed transition, from the one
 		// change stream.
-		d.api.Service().Subscribe(func(ch service.Change) { d.hook.Notify(ch.Transitions...) })
+		d.api.Service().Subscribe(func(ch service.Change) {
+			if ch.Command != nil {
+				d.hook.NotifyCommand(proto.CommandEvent{Command: ch.Command.Command.Redacted(), From: ch.Command.From})
+				return
+			}
+			d.hook.Notify(ch.Transitions...)
+		})
 	}
 	// Revocation closes the principal's MQTT sessions at once (the API's
 	// event streams registered themselves).
@@ -370,9 +386,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.hook != nil {
 		wg.Go(func() { d.hook.Run(ctx) })
 	}
+	// Escalation rules are evaluated every minute; there is no command
+	// queue yet, so command steps wait (see escalate.Config.Command).
+	esc := escalate.Config{Store: d.store, Logger: d.cfg.Logger}
+	if d.hook != nil {
+		esc.Notify = d.hook.Escalated
+	}
+	wg.Go(func() { escalate.New(esc).Run(ctx, time.Minute, time.After) })
 	// Last-seen times are batched in memory and flushed every few seconds
 	// and once more at shutdown.
 	wg.Go(func() { d.api.Service().RunSeen(ctx, 0) })
+	wg.Go(func() { d.api.Service().RunCommandExpiry(ctx, 0) })
 	if d.pki != nil {
 		wg.Go(func() { d.pki.Run(ctx) })
 	}

@@ -180,6 +180,9 @@ func apiCases() []apiCase {
 		{"get group as a device", "GET", "/groups/{group}", "dev", "", nil, 403, true},
 		{"replace group policy", "PUT", "/groups/{group}/policy", "admin", `{"usbFileTransferDisabled":true,"autoUpdatesEnabled":null,"mode":"monitor"}`, nil, 200, true},
 		{"replace group policy with an unknown setting", "PUT", "/groups/{group}/policy", "admin", `{"wifiDisabled":true}`, nil, 400, false},
+		{"replace group policy, guided with escalation", "PUT", "/groups/{group}/policy", "admin", `{"firewallEnabled":true,"modes":{"firewallEnabled":"guided"},"deadline":"48h","escalation":{"notifyAfter":"72h","commandAfter":"168h","command":"lock"}}`, nil, 200, true},
+		{"replace group policy with a bad deadline", "PUT", "/groups/{group}/policy", "admin", `{"firewallEnabled":true,"deadline":"soon"}`, nil, 400, true},
+		{"replace group policy with a command but no delay", "PUT", "/groups/{group}/policy", "admin", `{"escalation":{"command":"lock"}}`, nil, 400, true},
 		{"replace policy of an unknown group", "PUT", "/groups/nope/policy", "admin", `{}`, nil, 404, true},
 		{"replace group policy with a wrong token", "PUT", "/groups/{group}/policy", "nope", `{}`, nil, 401, true},
 		{"replace group policy as a viewer", "PUT", "/groups/{group}/policy", "viewer", `{}`, nil, 403, true},
@@ -191,6 +194,36 @@ func apiCases() []apiCase {
 		{"replace group members with a wrong token", "PUT", "/groups/{group}/devices", "nope", `{"deviceIds":[]}`, nil, 401, true},
 		{"replace group members as a viewer", "PUT", "/groups/{group}/devices", "viewer", `{"deviceIds":[]}`, nil, 403, true},
 		{"replace group members too large", "PUT", "/groups/{group}/devices", "admin", huge, nil, 413, true},
+		{"list group revisions", "GET", "/groups/{group}/revisions", "viewer", "", nil, 200, true},
+		{"list revisions of an unknown group", "GET", "/groups/nope/revisions", "admin", "", nil, 404, true},
+		{"list group revisions with a wrong token", "GET", "/groups/{group}/revisions", "nope", "", nil, 401, true},
+		{"list group revisions as a device", "GET", "/groups/{group}/revisions", "dev", "", nil, 403, true},
+		{"get a group revision", "GET", "/groups/{group}/revisions/1", "viewer", "", nil, 200, true},
+		{"get a group revision that is not a number", "GET", "/groups/{group}/revisions/x", "admin", "", nil, 400, false},
+		{"get a group revision that never was", "GET", "/groups/{group}/revisions/999", "admin", "", nil, 404, true},
+		{"get a group revision with a wrong token", "GET", "/groups/{group}/revisions/1", "nope", "", nil, 401, true},
+		{"get a group revision as a device", "GET", "/groups/{group}/revisions/1", "dev", "", nil, 403, true},
+		{"roll a group back", "POST", "/groups/{group}/rollback", "admin", `{"revision":1}`, nil, 200, true},
+		{"roll a group back to no revision", "POST", "/groups/{group}/rollback", "admin", `{"revision":0}`, nil, 400, false},
+		{"roll a group back to a revision that never was", "POST", "/groups/{group}/rollback", "admin", `{"revision":999}`, nil, 404, true},
+		{"roll a group back with a wrong token", "POST", "/groups/{group}/rollback", "nope", `{"revision":1}`, nil, 401, true},
+		{"roll a group back as a viewer", "POST", "/groups/{group}/rollback", "viewer", `{"revision":1}`, nil, 403, true},
+		{"roll a group back too large", "POST", "/groups/{group}/rollback", "admin", big, nil, 413, true},
+		{"list device revisions", "GET", "/devices/{dev}/revisions", "viewer", "", nil, 200, true},
+		{"list revisions of an unknown device", "GET", "/devices/nope/revisions", "admin", "", nil, 404, true},
+		{"list device revisions with a wrong token", "GET", "/devices/{dev}/revisions", "nope", "", nil, 401, true},
+		{"list device revisions as the device", "GET", "/devices/{dev}/revisions", "dev", "", nil, 403, true},
+		{"get a device revision", "GET", "/devices/{dev}/revisions/1", "viewer", "", nil, 200, true},
+		{"get a device revision that is not a number", "GET", "/devices/{dev}/revisions/-1", "admin", "", nil, 400, false},
+		{"get a device revision that never was", "GET", "/devices/{dev}/revisions/999", "admin", "", nil, 404, true},
+		{"get a device revision with a wrong token", "GET", "/devices/{dev}/revisions/1", "nope", "", nil, 401, true},
+		{"get a device revision as the device", "GET", "/devices/{dev}/revisions/1", "dev", "", nil, 403, true},
+		{"roll a device back", "POST", "/devices/{dev}/rollback", "admin", `{"revision":1}`, nil, 200, true},
+		{"roll a device back to no revision", "POST", "/devices/{dev}/rollback", "admin", `{}`, nil, 400, false},
+		{"roll back an unknown device", "POST", "/devices/nope/rollback", "admin", `{"revision":1}`, nil, 404, true},
+		{"roll a device back with a wrong token", "POST", "/devices/{dev}/rollback", "nope", `{"revision":1}`, nil, 401, true},
+		{"roll a device back as a viewer", "POST", "/devices/{dev}/rollback", "viewer", `{"revision":1}`, nil, 403, true},
+		{"roll a device back too large", "POST", "/devices/{dev}/rollback", "admin", big, nil, 413, true},
 		{"history after group changes", "GET", "/devices/{dev}/history", "admin", "", nil, 200, true},
 		{"explain policy from a group", "GET", "/devices/{dev}/policy/explain", "admin", "", nil, 200, true},
 		{"delete group", "DELETE", "/groups/{doomed}", "admin", "", nil, 200, true},
@@ -249,6 +282,50 @@ func apiCases() []apiCase {
 		{"renew certificate for another device", "POST", "/devices/{dev}/certificate", "other", `{"csr":"x"}`, nil, 403, true},
 		{"renew certificate of an unknown device", "POST", "/devices/nope/certificate", "dev", `{"csr":"x"}`, nil, 404, true},
 		{"renew certificate too large", "POST", "/devices/{dev}/certificate", "dev", big, nil, 413, true},
+
+		// Commands. The fixture queued, on {other}, {cmd}, {cmdCancel} and
+		// {cmdResult} (reboots), and on {dev} a lock: a second lock there is
+		// a conflict, and so is a lock for the fixture group ({dev} is a
+		// member). Cancels come before {other} fetches its commands.
+		{"send command", "POST", "/devices/{third}/commands", "admin", `{"type":"run_script","params":{"script":"cleanup.sh","timeout":"30s"},"expiresIn":"1h","idempotencyKey":"k-1"}`, nil, 202, true},
+		{"send command again with its key", "POST", "/devices/{third}/commands", "admin", `{"type":"run_script","params":{"script":"cleanup.sh"},"idempotencyKey":"k-1"}`, nil, 202, true},
+		{"send command of an unknown type", "POST", "/devices/{third}/commands", "admin", `{"type":"selfdestruct"}`, nil, 400, false},
+		{"send command with bad params", "POST", "/devices/{third}/commands", "admin", `{"type":"clear_app_data","params":{"package":"no"}}`, nil, 400, true},
+		{"send command expiring too late", "POST", "/devices/{third}/commands", "admin", `{"type":"lock","expiresIn":"721h"}`, nil, 400, true},
+		{"send command to an unknown device", "POST", "/devices/nope/commands", "admin", `{"type":"lock"}`, nil, 404, true},
+		{"send a second lock", "POST", "/devices/{dev}/commands", "admin", `{"type":"lock"}`, nil, 409, true},
+		{"send command with a wrong token", "POST", "/devices/{dev}/commands", "nope", `{"type":"lock"}`, nil, 401, true},
+		{"send command as a viewer", "POST", "/devices/{dev}/commands", "viewer", `{"type":"lock"}`, nil, 403, true},
+		{"send command too large", "POST", "/devices/{dev}/commands", "admin", big, nil, 413, true},
+		{"send group command", "POST", "/groups/{group}/commands", "admin", `{"type":"reboot","expiresIn":"5m"}`, nil, 202, true},
+		{"send group command with a conflict", "POST", "/groups/{group}/commands", "admin", `{"type":"lock"}`, nil, 409, true},
+		{"send group command of an unknown type", "POST", "/groups/{group}/commands", "admin", `{"type":"x"}`, nil, 400, false},
+		{"send command to an unknown group", "POST", "/groups/nope/commands", "admin", `{"type":"lock"}`, nil, 404, true},
+		{"send group command with a wrong token", "POST", "/groups/{group}/commands", "nope", `{"type":"lock"}`, nil, 401, true},
+		{"send group command as a viewer", "POST", "/groups/{group}/commands", "viewer", `{"type":"lock"}`, nil, 403, true},
+		{"send group command too large", "POST", "/groups/{group}/commands", "admin", big, nil, 413, true},
+		{"get command", "GET", "/commands/{cmd}", "viewer", "", nil, 200, true},
+		{"get an unknown command", "GET", "/commands/nope", "admin", "", nil, 404, true},
+		{"get command with a wrong token", "GET", "/commands/{cmd}", "nope", "", nil, 401, true},
+		{"get command as a device", "GET", "/commands/{cmd}", "other", "", nil, 403, true},
+		{"cancel command", "DELETE", "/commands/{cmdCancel}", "admin", "", nil, 200, true},
+		{"cancel a cancelled command", "DELETE", "/commands/{cmdCancel}", "admin", "", nil, 409, true},
+		{"cancel an unknown command", "DELETE", "/commands/nope", "admin", "", nil, 404, true},
+		{"cancel command with a wrong token", "DELETE", "/commands/{cmd}", "nope", "", nil, 401, true},
+		{"cancel command as a viewer", "DELETE", "/commands/{cmd}", "viewer", "", nil, 403, true},
+		{"list commands", "GET", "/devices/{other}/commands?limit=2&state=PENDING", "viewer", "", nil, 200, true},
+		{"list commands with a bad limit", "GET", "/devices/{other}/commands?limit=0", "admin", "", nil, 400, false},
+		{"list commands of an unknown device", "GET", "/devices/nope/commands", "admin", "", nil, 404, true},
+		{"list commands with a wrong token", "GET", "/devices/{other}/commands", "nope", "", nil, 401, true},
+		{"list commands as another device", "GET", "/devices/{other}/commands", "dev", "", nil, 403, true},
+		{"fetch commands as the device", "GET", "/devices/{other}/commands", "other", "", nil, 200, true},
+		{"command result", "POST", "/devices/{other}/commands/{cmdResult}/result", "other", `{"state":"ERROR","errorCode":"failed","message":"m","output":"o"}`, nil, 200, true},
+		{"command result twice", "POST", "/devices/{other}/commands/{cmdResult}/result", "other", `{"state":"ACKNOWLEDGED"}`, nil, 409, true},
+		{"command result for an unknown command", "POST", "/devices/{other}/commands/nope/result", "other", `{"state":"ACKNOWLEDGED"}`, nil, 404, true},
+		{"command result with a bad state", "POST", "/devices/{other}/commands/{cmd}/result", "other", `{"state":"PENDING"}`, nil, 400, false},
+		{"command result with a wrong token", "POST", "/devices/{other}/commands/{cmd}/result", "nope", `{"state":"ACKNOWLEDGED"}`, nil, 401, true},
+		{"command result from another device", "POST", "/devices/{other}/commands/{cmd}/result", "dev", `{"state":"ACKNOWLEDGED"}`, nil, 403, true},
+		{"command result too large", "POST", "/devices/{other}/commands/{cmd}/result", "other", big, nil, 413, true},
 
 		{"events", "GET", "/events", "viewer", "", nil, 200, true},
 		{"events with a wrong token", "GET", "/events", "nope", "", nil, 401, true},
@@ -354,6 +431,13 @@ var apiErrorCodes = map[string]string{
 	"enroll over the rate limit":                   "rate_limited",
 	"report over the rate limit":                   "rate_limited",
 	"console asset unknown":                        "not_found",
+	"send a second lock":                           "command_conflict",
+	"send group command with a conflict":           "command_conflict",
+	"send command to an unknown device":            "device_not_found",
+	"command result twice":                         "command_state",
+	"cancel a cancelled command":                   "command_state",
+	"command result for an unknown command":        "command_not_found",
+	"get an unknown command":                       "command_not_found",
 }
 
 // apiRateCases run against a daemon that allows one enrollment per minute,
@@ -504,10 +588,20 @@ func TestOpenAPIMatchesRealAnswers(t *testing.T) {
 	enrollTok := apiCreate[proto.EnrollmentToken](t, url, "/enrollment-tokens", `{"maxUses":1}`)
 	group := apiCreate[proto.GroupChange](t, url, "/groups", `{"name":"fixture","priority":1,"policy":{"autoUpdatesEnabled":true},"deviceIds":["`+dev.DeviceID+`"]}`)
 	doomed := apiCreate[proto.GroupChange](t, url, "/groups", `{"name":"doomed","deviceIds":["`+dev.DeviceID+`"]}`)
+	sendCmd := func(id, body string) proto.Command {
+		var c proto.Command
+		if code, _, b := send(t, "POST", url+"/devices/"+id+"/commands", adminToken, body, &c); code != 202 {
+			t.Fatalf("queueing a command: %d %s", code, b)
+		}
+		return c
+	}
+	cmd, cmdCancel, cmdResult := sendCmd(other.DeviceID, `{"type":"reboot"}`), sendCmd(other.DeviceID, `{"type":"reboot"}`), sendCmd(other.DeviceID, `{"type":"reboot"}`)
+	sendCmd(dev.DeviceID, `{"type":"lock"}`)
 	now := time.Now().UTC()
 	plain := apiFixture{url: url,
 		repl: strings.NewReplacer("{dev}", dev.DeviceID, "{other}", other.DeviceID, "{third}", third.DeviceID, "{victim}", victim.DeviceID,
-			"{group}", group.GroupID, "{doomed}", doomed.GroupID, "{enrollmentTokenId}", enrollTok.ID,
+			"{group}", group.GroupID, "{doomed}", doomed.GroupID,
+			"{cmd}", cmd.CommandID, "{cmdCancel}", cmdCancel.CommandID, "{cmdResult}", cmdResult.CommandID, "{enrollmentTokenId}", enrollTok.ID,
 			"{now}", now.Format(time.RFC3339Nano), "{past}", now.Add(-time.Minute).Format(time.RFC3339Nano),
 			"{consoleETag}", apiETag(t, url, "/", ""), "{appETag}", apiETag(t, url, "/ui/app.js", ""),
 			"{devPolicyETag}", apiETag(t, url, "/devices/"+dev.DeviceID+"/policy", dev.DeviceSecret)),
@@ -706,13 +800,14 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 		"GroupChange": proto.GroupChange{}, "OperatorToken": proto.OperatorToken{}, "OperatorTokenList": proto.OperatorTokenList{},
 		"EnrollmentToken": proto.EnrollmentToken{}, "EnrollmentTokenList": proto.EnrollmentTokenList{},
 		"AuditEntry": proto.AuditEntry{}, "AuditList": proto.AuditList{}, "CertificateResponse": proto.CertificateResponse{}, "SettingCatalog": proto.SettingCatalog{}, "SettingInfo": proto.SettingInfo{},
-		"DeviceEvent": proto.DeviceEvent{}, "LastReport": api.LastReport{},
+		"DeviceEvent": proto.DeviceEvent{}, "LastReport": api.LastReport{}, "Command": proto.Command{}, "CommandList": proto.CommandList{},
+		"GroupCommandResponse": proto.GroupCommandResponse{},
 	}
 	requests := map[string]any{
 		"EnrollRequest": proto.EnrollRequest{}, "TokenRegistration": proto.TokenRegistration{},
 		"ComplianceReport": proto.ComplianceReport{}, "GroupMembers": proto.GroupMembers{},
 		"OperatorTokenRequest": proto.OperatorTokenRequest{}, "EnrollmentTokenRequest": proto.EnrollmentTokenRequest{},
-		"CertificateRequest": proto.CertificateRequest{}, "GroupCreate": api.GroupRequest{},
+		"CertificateRequest": proto.CertificateRequest{}, "CommandRequest": proto.CommandRequest{}, "CommandResult": proto.CommandResult{}, "GroupCreate": api.GroupRequest{},
 	}
 	check := func(name string, v any, answer bool) {
 		ref := doc.Components.Schemas[name]
@@ -752,8 +847,8 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 
 	enums := map[string][]string{
 		"SettingName": proto.SettingNames,
-		"Mode":        {string(proto.ModeEnforce), string(proto.ModeMonitor)},
-		"Reason":      {string(proto.ReasonUnsupported), string(proto.ReasonEnforcementFailed), string(proto.ReasonMismatch)},
+		"Mode":        {string(proto.ModeEnforce), string(proto.ModeMonitor), string(proto.ModeGuided)},
+		"Reason":      {string(proto.ReasonUnsupported), string(proto.ReasonEnforcementFailed), string(proto.ReasonMismatch), string(proto.ReasonPendingUser)},
 		"Integrity":   {string(proto.IntegrityUnchecked), string(proto.IntegrityOK), string(proto.IntegrityUnknownBinary), string(proto.IntegrityUnreported)},
 	}
 	for _, s := range proto.States {

@@ -24,9 +24,20 @@ import (
 const (
 	SignatureHeader = "X-Doorbell-Signature"
 	EventHeader     = "X-Doorbell-Event"
-	// EventStateChanged is the type of every webhook event so far.
+	// EventStateChanged is the type of a device's state transition.
 	EventStateChanged = "device.state_changed"
+	// EventCommandStateChanged is the type of a command's state change
+	// (proto.CommandEvent).
+	EventCommandStateChanged = proto.WebhookCommandStateChanged
 )
+
+// webhookItem is one queued event: its type, the device it is about (for
+// logs) and its body.
+type webhookItem struct {
+	typ    string
+	device string
+	body   any
+}
 
 // WebhookEvent is the JSON body of one webhook POST: one state transition.
 type WebhookEvent struct {
@@ -58,7 +69,7 @@ type WebhookConfig struct {
 type Webhook struct {
 	cfg     WebhookConfig
 	log     *slog.Logger
-	queue   chan proto.Transition
+	queue   chan webhookItem
 	dropped atomic.Int64
 }
 
@@ -89,15 +100,28 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Webhook{cfg: cfg, log: cfg.Logger.With("component", "webhook"), queue: make(chan proto.Transition, cfg.QueueSize)}, nil
+	return &Webhook{cfg: cfg, log: cfg.Logger.With("component", "webhook"), queue: make(chan webhookItem, cfg.QueueSize)}, nil
 }
 
 // Notify queues transitions for delivery. It never blocks: when the queue
 // is full the event is dropped and counted (see Dropped).
 func (w *Webhook) Notify(ts ...proto.Transition) {
 	for _, t := range ts {
+		w.enqueue(webhookItem{EventStateChanged, t.DeviceID, WebhookEvent{Type: EventStateChanged, Transition: t}})
+	}
+}
+
+// NotifyCommand queues a command's state change for delivery, as Notify
+// does.
+func (w *Webhook) NotifyCommand(ev proto.CommandEvent) {
+	ev.Type = EventCommandStateChanged
+	w.enqueue(webhookItem{EventCommandStateChanged, ev.Command.DeviceID, ev})
+}
+
+func (w *Webhook) enqueue(it webhookItem) {
+	{
 		select {
-		case w.queue <- t:
+		case w.queue <- it:
 		default:
 			if n := w.dropped.Add(1); n == 1 || n%1000 == 0 {
 				w.log.Warn("webhook queue full; dropping events", "dropped", n)
@@ -116,8 +140,8 @@ func (w *Webhook) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case t := <-w.queue:
-			w.deliver(ctx, t)
+		case it := <-w.queue:
+			w.deliver(ctx, it)
 		}
 	}
 }
@@ -129,23 +153,23 @@ func Sign(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-func (w *Webhook) deliver(ctx context.Context, t proto.Transition) {
-	body, err := json.Marshal(WebhookEvent{Type: EventStateChanged, Transition: t})
+func (w *Webhook) deliver(ctx context.Context, it webhookItem) {
+	body, err := json.Marshal(it.body)
 	if err != nil {
 		w.log.Error("encoding webhook event", "err", err)
 		return
 	}
 	delay := w.cfg.Backoff
 	for attempt := 1; ; attempt++ {
-		retry, err := w.post(ctx, body)
+		retry, err := w.post(ctx, it.typ, body)
 		if err == nil {
 			return
 		}
 		if !retry || attempt >= w.cfg.MaxAttempts {
-			w.log.Error("webhook delivery failed; dropping event", "device", t.DeviceID, "attempts", attempt, "err", err)
+			w.log.Error("webhook delivery failed; dropping event", "device", it.device, "event", it.typ, "attempts", attempt, "err", err)
 			return
 		}
-		w.log.Warn("webhook delivery failed; retrying", "device", t.DeviceID, "attempt", attempt, "retryIn", delay, "err", err)
+		w.log.Warn("webhook delivery failed; retrying", "device", it.device, "event", it.typ, "attempt", attempt, "retryIn", delay, "err", err)
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -157,15 +181,29 @@ func (w *Webhook) deliver(ctx context.Context, t proto.Transition) {
 	}
 }
 
+// EventEscalated is the type of an escalation's webhook event.
+const EventEscalated = "device.escalated"
+
+// Escalated posts an escalation event (one attempt; the escalator has
+// already marked the step, so it does not fire again).
+func (w *Webhook) Escalated(ctx context.Context, e proto.EscalationEvent) error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = w.post(ctx, EventEscalated, body)
+	return err
+}
+
 // post sends one event; retry says whether a failure may succeed later
 // (network errors, 429, 5xx).
-func (w *Webhook) post(ctx context.Context, body []byte) (retry bool, err error) {
+func (w *Webhook) post(ctx context.Context, typ string, body []byte) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(EventHeader, EventStateChanged)
+	req.Header.Set(EventHeader, typ)
 	req.Header.Set(SignatureHeader, Sign(w.cfg.Secret, body))
 	resp, err := w.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -110,7 +110,7 @@ func TestWebhookGivesUpOnClientErrorAndWrongSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A 401 is not retryable: one attempt.
-	retry, err := wh.post(context.Background(), []byte(`{}`))
+	retry, err := wh.post(context.Background(), EventStateChanged, []byte(`{}`))
 	if err == nil || retry {
 		t.Fatalf("post with a wrong secret: retry=%v err=%v", retry, err)
 	}

@@ -26,13 +26,17 @@ type Store interface {
 	store.GroupStore
 	store.EnrollmentTokenStore
 	store.SeenStore
+	store.CommandStore
+	store.RevisionStore
 }
 
 // Change is one committed change of one device, as published on the change
-// stream: what the store committed and why.
+// stream: what the store committed and why. A command's change has Command
+// set, Cause CauseCommand and no device.
 type Change struct {
 	store.Change
-	Cause proto.EventCause
+	Cause   proto.EventCause
+	Command *store.CommandChange
 }
 
 // Config configures a Service. Its zero value is usable.
@@ -109,10 +113,13 @@ func (s *Service) Subscribe(f func(Change)) {
 }
 
 func (s *Service) publish(c store.Change, cause proto.EventCause) {
+	s.publishChange(Change{Change: c, Cause: cause})
+}
+
+func (s *Service) publishChange(ch Change) {
 	s.mu.RLock()
 	subs := s.subs
 	s.mu.RUnlock()
-	ch := Change{Change: c, Cause: cause}
 	for _, f := range subs {
 		f(ch)
 	}

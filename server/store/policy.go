@@ -29,6 +29,20 @@ const HistoryLimit = 100
 type Layer struct {
 	Values proto.SettingValues   `json:"values,omitempty"`
 	Modes  map[string]proto.Mode `json:"modes,omitempty"`
+	// Deadline is the deadline (a Go duration) of the settings this
+	// layer puts in guided mode.
+	Deadline string `json:"deadline,omitempty"`
+}
+
+// DefaultGuidedDeadline is the deadline of a guided setting whose layer
+// names none.
+const DefaultGuidedDeadline = "72h"
+
+func (l Layer) deadline() string {
+	if l.Deadline != "" {
+		return l.Deadline
+	}
+	return DefaultGuidedDeadline
 }
 
 // Group is a named policy layer applied to its members.
@@ -42,6 +56,9 @@ type Group struct {
 	Mode proto.Mode `json:"mode,omitempty"`
 	// Members are device ids, sorted.
 	Members []string `json:"members,omitempty"`
+	// Escalation is what happens to members that stay NON_COMPLIANT; nil
+	// for nothing.
+	Escalation *proto.Escalation `json:"escalation,omitempty"`
 }
 
 // Precedes reports whether g wins over o when both set a setting: the
@@ -96,7 +113,11 @@ func Effective(groups []Group, override Layer) (proto.Settings, []string, map[st
 		} else {
 			for _, g := range gs {
 				if v, ok := g.Values[name]; ok {
-					explain[name] = proto.SettingExplanation{Value: v, Mode: g.modeOf(name), Source: SourceGroup + g.ID}
+					e := proto.SettingExplanation{Value: v, Mode: g.modeOf(name), Source: SourceGroup + g.ID}
+					if e.Mode == proto.ModeGuided {
+						e.Deadline = g.deadline()
+					}
+					explain[name] = e
 					break
 				}
 			}
@@ -109,7 +130,10 @@ func Effective(groups []Group, override Layer) (proto.Settings, []string, map[st
 			continue
 		}
 		if m, ok := override.Modes[name]; ok && m != "" {
-			e.Mode = m
+			e.Mode, e.Deadline = m, ""
+			if m == proto.ModeGuided {
+				e.Deadline = override.deadline()
+			}
 			explain[name] = e
 		}
 		values[name] = e.Value
@@ -131,13 +155,41 @@ func Effective(groups []Group, override Layer) (proto.Settings, []string, map[st
 // override, bumping the version by exactly one when settings or modes
 // changed. It reports whether they did.
 func Recompute(d *Device, groups []Group) bool {
-	s, monitor, _ := Effective(groups, d.Override)
-	if s.Equal(d.Policy.Settings) && slices.Equal(monitor, d.Policy.Monitor) {
+	s, monitor, explain := Effective(groups, d.Override)
+	guided := Guided(explain)
+	if s.Equal(d.Policy.Settings) && slices.Equal(monitor, d.Policy.Monitor) && sameStrings(guided, d.Policy.Guided) {
 		return false
 	}
-	d.Policy.Settings, d.Policy.Monitor = s, monitor
+	d.Policy.Settings, d.Policy.Monitor, d.Policy.Guided = s, monitor, guided
 	d.Policy.Version++
 	return true
+}
+
+func sameStrings(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Guided is the policy's guided map from an explanation: each guided
+// setting's deadline; nil when none is guided.
+func Guided(explain map[string]proto.SettingExplanation) map[string]string {
+	var out map[string]string
+	for name, e := range explain {
+		if e.Mode == proto.ModeGuided {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = e.Deadline
+		}
+	}
+	return out
 }
 
 // Derive returns a device's compliance state and failing settings, as the

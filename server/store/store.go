@@ -41,6 +41,12 @@ type Device struct {
 	Override Layer `json:"override"`
 	// Groups are the ids of the groups the device belongs to, sorted.
 	Groups []string `json:"groups,omitempty"`
+	// NonCompliantSince is when the device last became NON_COMPLIANT, zero
+	// while it is COMPLIANT or never failed; FailingSince is, per failing
+	// setting, since when it fails. A policy edit (STALE) keeps both; see
+	// TrackFailing, which every change of a device runs.
+	NonCompliantSince time.Time            `json:"nonCompliantSince,omitzero"`
+	FailingSince      map[string]time.Time `json:"failingSince,omitempty"`
 	// ClientCert is true when the device was issued a certificate at
 	// enrollment: over TLS it must then present it on every call and MQTT
 	// login, besides its secret.
@@ -130,5 +136,8 @@ type Store interface {
 	OperatorTokenStore
 	EnrollmentTokenStore
 	AuditStore
+	CommandStore
+	RevisionStore
+	EscalationStore
 	Close() error
 }

@@ -78,7 +78,8 @@ func AuditFrom(ctx context.Context) (proto.AuditEntry, bool) {
 type RevocationStore interface {
 	// DeleteDevice deletes the device record, its secret index and its FCM
 	// token in one transaction, or returns ErrNotFound. It records the audit
-	// entry of ctx.
+	// entry of ctx. In the same transaction it cancels every unfinished
+	// command of the device (the commands themselves are kept).
 	DeleteDevice(ctx context.Context, id string) error
 }
 

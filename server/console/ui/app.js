@@ -8,6 +8,8 @@
 // ever becomes text nodes.
 
 import { loadCatalog, policyEditBody } from './catalog.js';
+import { commandsPanel } from './commands.js';
+import { revisionsPanel } from './revisions.js';
 
 const TOKEN_KEY = 'doorbell.token';
 const STATES = ['UNKNOWN', 'STALE', 'NON_COMPLIANT', 'COMPLIANT'];
@@ -285,6 +287,14 @@ const live = {
         return;
       }
       if (view && view.onDevice) view.onDevice(ev);
+    } else if (name === 'command') {
+      let ev;
+      try {
+        ev = JSON.parse(data);
+      } catch (e) {
+        return;
+      }
+      if (view && view.onCommand) view.onCommand(ev);
     }
   },
 };
@@ -710,13 +720,14 @@ function deviceView(id) {
   const settingsSec = el('section', { class: 'card', id: 'settings' });
   const formSec = el('section', { class: 'card', id: 'edit' });
   const historySec = el('section', { class: 'card', id: 'history', hidden: true });
+  const commands = commandsPanel(id, { el, api, enc, ago });
   main().replaceChildren(
     el('p', { class: 'crumbs' }, el('a', { href: '#/' }, '← Fleet')),
     el('p', { id: 'page-error', class: 'error', role: 'alert', hidden: true }),
     head,
     el('div', { class: 'grid' },
       el('div', {}, settingsSec, historySec),
-      el('div', {}, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))));
+      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))));
 
   function renderHead() {
     const s = status;
@@ -870,6 +881,7 @@ function deviceView(id) {
     renderSettings(lastSources);
     renderForm();
     renderHistory(h);
+    await commands.load();
   }
 
   function renderHistory(h) {
@@ -904,6 +916,7 @@ function deviceView(id) {
   return {
     reload: l.reload,
     destroy: l.close,
+    onCommand: commands.onCommand,
     onDevice(ev) {
       if (ev.deviceId !== id || !status) return;
       // The state is on screen at once; the details follow.
@@ -1046,7 +1059,8 @@ function groupView(gid) {
         el('section', { class: 'card' }, el('h2', {}, 'Devices'),
           members === null ? el('p', { class: 'muted' }, 'The server does not list members here.')
             : members.length ? el('ul', { class: 'members' }, members.map((d) => el('li', {}, el('a', { href: '#/devices/' + enc(d) }, shortId(d)))))
-              : el('p', { class: 'muted' }, 'No devices.'))));
+              : el('p', { class: 'muted' }, 'No devices.')),
+        revisionsPanel('groups', gid, { el, api, optional, onRollback: () => l.reload() }).card));
   });
   return { reload: l.reload, destroy: l.close };
 }

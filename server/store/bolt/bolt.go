@@ -23,8 +23,9 @@ var (
 
 // Store is a bbolt-backed store.Store.
 type Store struct {
-	db  *bbolt.DB
-	now func() time.Time
+	db        *bbolt.DB
+	now       func() time.Time
+	onCommand func(...store.CommandChange)
 	// auditRetention overrides AuditRetention in tests; 0 = AuditRetention.
 	auditRetention uint64
 	w              *committer // group commit for the writes many clients make at once
@@ -50,6 +51,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := createCommandBuckets(tx); err != nil {
+			return err
 		}
 		return createTrustBuckets(tx)
 	})

@@ -150,6 +150,7 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 	}
 	to, failing := store.Derive(after)
 	sum.add(to, failing, 1)
+	store.TrackFailing(before, &after, to, failing, at)
 	c := store.Change{Device: after, State: to, Failing: failing}
 	if before == nil || from != to {
 		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
@@ -392,6 +393,9 @@ func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store
 		if err := putGroup(w.tx, g); err != nil {
 			return err
 		}
+		if err := w.addRevision(ctx, store.RevisionGroup, g.ID, g.Layer, g.Mode, s.now()); err != nil {
+			return err
+		}
 		all, err := w.allGroups()
 		if err != nil {
 			return err
@@ -454,6 +458,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 			}
 		}
 		if err := putGroup(w.tx, g); err != nil {
+			return err
+		}
+		if err := w.addRevision(ctx, store.RevisionGroup, g.ID, g.Layer, g.Mode, s.now()); err != nil {
 			return err
 		}
 		all, err := w.allGroups()
@@ -539,6 +546,9 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 			return nil
 		}
 		if c, err = w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
+			return err
+		}
+		if err := w.addRevision(ctx, store.RevisionDevice, d.ID, d.Override, "", s.now()); err != nil {
 			return err
 		}
 		return s.writeAudit(ctx, w.tx)

@@ -78,7 +78,8 @@ func (s *Store) retention() uint64 {
 
 // DeleteDevice implements store.RevocationStore.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	return s.update(func(w *writer) error {
+	var cancelled []store.CommandChange
+	err := s.update(func(w *writer) error {
 		d, err := getDevice(w.tx, id)
 		if err != nil {
 			return err
@@ -86,8 +87,18 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if err := w.remove(d); err != nil {
 			return err
 		}
+		// Its unfinished commands can never run: cancel them with it.
+		cw := &cmdTx{tx: w.tx}
+		if err := cw.cancelOpen(id, "", s.now()); err != nil {
+			return err
+		}
+		cancelled = cw.changes
 		return s.writeAudit(ctx, w.tx)
 	})
+	if err == nil && len(cancelled) > 0 && s.onCommand != nil {
+		s.onCommand(cancelled...)
+	}
+	return err
 }
 
 // CreateOperatorToken implements store.OperatorTokenStore.

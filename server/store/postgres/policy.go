@@ -197,6 +197,9 @@ func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store
 		if err != nil {
 			return err
 		}
+		if err := w.addRevision(store.RevisionGroup, g.ID, g.Layer, g.Mode, s.now()); err != nil {
+			return err
+		}
 		return w.writeAudit(ctx)
 	})
 	return changes, err
@@ -313,6 +316,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 		if err != nil {
 			return err
 		}
+		if err := w.addRevision(store.RevisionGroup, g.ID, g.Layer, g.Mode, s.now()); err != nil {
+			return err
+		}
 		return w.writeAudit(ctx)
 	})
 	return g, changes, err
@@ -424,6 +430,9 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 			return nil
 		}
 		if c, err = w.put(&before, cur.histN, d, proto.CauseEdit, s.now()); err != nil {
+			return err
+		}
+		if err := w.addRevision(store.RevisionDevice, d.ID, d.Override, "", s.now()); err != nil {
 			return err
 		}
 		return w.writeAudit(ctx)

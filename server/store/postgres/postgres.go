@@ -58,6 +58,7 @@ type Store struct {
 	pool           *pgxpool.Pool
 	now            func() time.Time
 	onTransition   func(...proto.Transition)
+	onCommand      func(...store.CommandChange)
 	auditRetention int64
 }
 
@@ -202,6 +203,9 @@ func (s *Store) tx(ctx context.Context, f func(*writer) error) error {
 		}
 		if err == nil && len(w.transitions) > 0 && s.onTransition != nil {
 			s.onTransition(w.transitions...)
+		}
+		if err == nil && len(w.cmdChanges) > 0 && s.onCommand != nil {
+			s.onCommand(w.cmdChanges...)
 		}
 		return err
 	}

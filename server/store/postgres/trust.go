@@ -30,6 +30,13 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if _, err := w.tx.Exec(ctx, "DELETE FROM devices WHERE id = $1", id); err != nil {
 			return err
 		}
+		// Its unfinished commands can never run: cancel them with it.
+		if err := w.cancelOpenCommands(id, s.now()); err != nil {
+			return err
+		}
+		if _, err := w.tx.Exec(ctx, "DELETE FROM escalations WHERE device_id = $1", id); err != nil {
+			return err
+		}
 		return w.writeAudit(ctx)
 	})
 }

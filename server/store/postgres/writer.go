@@ -29,6 +29,7 @@ type writer struct {
 	histDocs    [][]byte
 	deltas      map[counterKey]int64
 	transitions []proto.Transition
+	cmdChanges  []store.CommandChange
 	groups      map[string]store.Group // loaded on first use
 	audit       *proto.AuditEntry      // written last by flush
 }
@@ -71,6 +72,7 @@ func (w *writer) account(before *store.Device, histN int64, after *store.Device,
 	}
 	to, failing := store.Derive(*after)
 	w.count(after.ID, to, failing, 1)
+	store.TrackFailing(before, after, to, failing, at)
 	c := store.Change{State: to, Failing: failing}
 	if before == nil || from != to {
 		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}

@@ -29,7 +29,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *t
 	t.Run("MarkSeen", func(t *testing.T) { testMarkSeen(t, newStore(t)) })
 	t.Run("FCMToken", func(t *testing.T) { testFCMToken(t, newStore(t)) })
 	runPolicy(t, newStore)
+	runRevisions(t, newStore)
 	runTrust(t, newStore)
+	runCommands(t, newStore)
 	if reopen != nil {
 		t.Run("Durable", func(t *testing.T) { testDurable(t, newStore(t), reopen) })
 	}
