@@ -103,3 +103,39 @@ func TestCommandsAcrossReplicas(t *testing.T) {
 		t.Fatalf("concurrent results: %d accepted, %d refused; want 1 and 1", ok, refused)
 	}
 }
+
+// TestHealthDiskFull: a write the server refuses for a full disk (SQLSTATE
+// 53100, raised here by a trigger standing in for the full disk) is
+// ErrStorageFull, Health reports it until a write succeeds again.
+func TestHealthDiskFull(t *testing.T) {
+	url := migrated(t)
+	s := open(t, url)
+	ctx := context.Background()
+	if _, err := s.Pool().Exec(ctx, `CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END $$;
+		CREATE TRIGGER full_disk BEFORE INSERT ON devices FOR EACH ROW EXECUTE FUNCTION full_disk()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(); err != nil {
+		t.Fatalf("Health before any failure = %v", err)
+	}
+	_, err := s.CreateDevice(ctx, storetest.NewDevice("a1"))
+	if !errors.Is(err, store.ErrStorageFull) {
+		t.Fatalf("CreateDevice on a full disk = %v; want ErrStorageFull", err)
+	}
+	if err := s.Health(); !errors.Is(err, store.ErrStorageFull) {
+		t.Fatalf("Health after the failure = %v; want ErrStorageFull", err)
+	}
+	if _, err := s.Device(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("device after the refused write: %v; want ErrNotFound", err)
+	}
+	if _, err := s.Pool().Exec(ctx, "DROP TRIGGER full_disk ON devices"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(); err != nil {
+		t.Fatalf("Health after a successful write = %v", err)
+	}
+}

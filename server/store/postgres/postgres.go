@@ -59,6 +59,7 @@ type Store struct {
 	now            func() time.Time
 	onTransition   func(...proto.Transition)
 	onCommand      func(...store.CommandChange)
+	health         health
 	auditRetention int64
 }
 
@@ -201,6 +202,7 @@ func (s *Store) tx(ctx context.Context, f func(*writer) error) error {
 		if err != nil && retryable(err) && attempt < 10 {
 			continue
 		}
+		err = s.noteWrite(err)
 		if err == nil && len(w.transitions) > 0 && s.onTransition != nil {
 			s.onTransition(w.transitions...)
 		}
