@@ -30,6 +30,9 @@ const (
 	// KindRevoke: DeviceID was deleted; the replica holding its session
 	// closes it.
 	KindRevoke Kind = "x"
+	// KindCommand: DeviceID has a new command; the replica holding its
+	// session rings it with a command doorbell.
+	KindCommand Kind = "c"
 )
 
 // Message is one instruction between replicas.

@@ -54,6 +54,7 @@ type Node struct {
 	local    map[string]bool  // devices connected here
 	presence map[string]bool  // presence changes not yet written
 	rings    map[string]int64 // rings not yet published, by device
+	cmdRings map[string]bool  // command rings not yet published
 	events   map[string]proto.EventCause
 	revokes  map[string]bool
 	wake     chan struct{}
@@ -73,7 +74,7 @@ func NewNode(cfg Config) *Node {
 	return &Node{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster", "replica", cfg.ID),
 		local: map[string]bool{}, presence: map[string]bool{},
-		rings: map[string]int64{}, events: map[string]proto.EventCause{}, revokes: map[string]bool{},
+		rings: map[string]int64{}, cmdRings: map[string]bool{}, events: map[string]proto.EventCause{}, revokes: map[string]bool{},
 		wake: make(chan struct{}, 1),
 	}
 }
@@ -134,6 +135,8 @@ func (n *Node) flush(ctx context.Context) {
 	n.mu.Lock()
 	presence, rings, events, revokes := n.presence, n.rings, n.events, n.revokes
 	n.presence, n.rings, n.events, n.revokes = map[string]bool{}, map[string]int64{}, map[string]proto.EventCause{}, map[string]bool{}
+	cmdRings := n.cmdRings
+	n.cmdRings = map[string]bool{}
 	n.mu.Unlock()
 	var on, off []string
 	for id, c := range presence {
@@ -149,12 +152,15 @@ func (n *Node) flush(ctx context.Context) {
 	if err := n.cfg.Presence.SetPresence(ctx, n.cfg.ID, off, false); err != nil {
 		n.log.Warn("recording presence", "err", err)
 	}
-	msgs := make([]Message, 0, len(rings)+len(events)+len(revokes))
+	msgs := make([]Message, 0, len(rings)+len(cmdRings)+len(events)+len(revokes))
 	for id := range revokes {
 		msgs = append(msgs, Message{Kind: KindRevoke, DeviceID: id})
 	}
 	for id, v := range rings {
 		msgs = append(msgs, Message{Kind: KindRing, DeviceID: id, Version: v})
+	}
+	for id := range cmdRings {
+		msgs = append(msgs, Message{Kind: KindCommand, DeviceID: id})
 	}
 	for id, c := range events {
 		msgs = append(msgs, Message{Kind: KindEvent, DeviceID: id, Cause: c})
@@ -246,6 +252,10 @@ func (b nodeBell) Ring(rings ...bridge.Ring) {
 		if r.DeviceID == "" {
 			continue
 		}
+		if r.Command {
+			b.n.cmdRings[r.DeviceID] = true
+			continue
+		}
 		if v, ok := b.n.rings[r.DeviceID]; !ok || r.Version > v {
 			b.n.rings[r.DeviceID] = r.Version
 		}
@@ -266,6 +276,9 @@ func (n *Node) Receive(msgs []Message) {
 	for _, m := range msgs {
 		if m.Kind == KindRing && n.local[m.DeviceID] {
 			rings = append(rings, bridge.Ring{DeviceID: m.DeviceID, Version: m.Version})
+		}
+		if m.Kind == KindCommand && n.local[m.DeviceID] {
+			rings = append(rings, bridge.Ring{DeviceID: m.DeviceID, Command: true})
 		}
 	}
 	n.mu.Unlock()

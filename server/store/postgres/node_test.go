@@ -77,6 +77,12 @@ func TestNodes(t *testing.T) {
 	if rung, _, _ := b.seen(); len(rung) != 1 || rung[0] != (bridge.Ring{DeviceID: "d1", Version: 7}) {
 		t.Errorf("b rang %+v, want only d1 at version 7 (d2 is not connected to b)", rung)
 	}
+	// A command for d1 sent on a: b rings it with a command doorbell.
+	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Command: true})
+	eventually(t, "b to ring d1's command", func() bool { rung, _, _ := b.seen(); return len(rung) > 1 })
+	if rung, _, _ := b.seen(); len(rung) != 2 || rung[1] != (bridge.Ring{DeviceID: "d1", Command: true}) {
+		t.Errorf("b rang %+v, want d1's command ring second", rung)
+	}
 	a.node.DeviceChanged("d1", proto.CauseEdit)
 	eventually(t, "b's streams to hear the edit", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 edit") })
 	a.node.Disconnect("d1")
