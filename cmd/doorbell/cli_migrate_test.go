@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,17 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reboot := storetest.NewCommand("b", proto.CommandReboot, 0)
+	lock := storetest.NewCommand("b", proto.CommandLock, 1)
+	if _, err := src.CreateCommands(ctx, []proto.Command{reboot, lock}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.SetCommandResult(ctx, "b", reboot.CommandID, proto.CommandResult{State: proto.CommandAcknowledged}, reboot.CreatedAt.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.MarkEscalated(ctx, "b", "notify", at); err != nil {
+		t.Fatal(err)
+	}
 	want, err := src.Dump(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +123,26 @@ func TestMigrate(t *testing.T) {
 	}
 	if es, _, err := dst.AuditEntries(ctx, "", 10); err != nil || !reflect.DeepEqual(es, want.Audit) {
 		t.Errorf("audit = %+v, %v; want %+v", es, err, want.Audit)
+	}
+	if len(want.Commands) != 2 || len(want.Revisions) != 2 {
+		t.Fatalf("source dump has %d commands, %d revision lists; want 2 and 2", len(want.Commands), len(want.Revisions))
+	}
+	cmds, _, err := dst.DeviceCommands(ctx, "b", "", 10, "")
+	if err != nil || len(cmds) != 2 || !reflect.DeepEqual(cmds[0], want.Commands[1]) || !reflect.DeepEqual(cmds[1], want.Commands[0]) {
+		t.Errorf("commands of b = %+v, %v; want %+v newest first", cmds, err, want.Commands)
+	}
+	if open, err := dst.DeliverCommands(ctx, "b", lock.CreatedAt.Add(time.Second), 10); err != nil || len(open) != 1 || open[0].CommandID != lock.CommandID {
+		t.Errorf("delivered after the copy = %+v, %v; want only the unfinished lock", open, err)
+	}
+	for _, lr := range want.Revisions {
+		got, err := dst.Revisions(ctx, lr.Kind, lr.ID)
+		slices.Reverse(got)
+		if err != nil || !reflect.DeepEqual(got, lr.Revisions) {
+			t.Errorf("revisions of %s %s = %+v, %v; want %+v", lr.Kind, lr.ID, got, err, lr.Revisions)
+		}
+	}
+	if first, err := dst.MarkEscalated(ctx, "b", "notify", at); err != nil || first {
+		t.Errorf("escalation after the copy: first=%v err=%v; want already fired", first, err)
 	}
 	// The next audited change continues the ids.
 	if _, _, err := dst.UpdateOverride(audited, "a", func(l store.Layer) store.Layer { return store.Layer{} }); err != nil {

@@ -13,4 +13,19 @@ type Dump struct {
 	OperatorTokens   []OperatorToken
 	EnrollmentTokens []EnrollmentToken // revoked ones included
 	Audit            []proto.AuditEntry
+	// Commands holds every command, each device's in the order it was
+	// created.
+	Commands []proto.Command
+	// Revisions holds each layer's kept revisions, oldest first.
+	Revisions []LayerRevisions
+	// Escalations holds the steps fired: device id -> step -> the
+	// nonCompliantSince it fired for (RFC 3339).
+	Escalations map[string]map[string]string
+}
+
+// LayerRevisions is one group's or device's revisions.
+type LayerRevisions struct {
+	Kind      RevisionKind
+	ID        string
+	Revisions []Revision
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -74,14 +75,77 @@ func (s *Store) Dump(_ context.Context) (store.Dump, error) {
 		}); err != nil {
 			return err
 		}
-		return each(bucketAudit, func(k, v []byte) error {
+		if err := each(bucketAudit, func(k, v []byte) error {
 			var e proto.AuditEntry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decoding audit entry: %w", err)
 			}
 			d.Audit = append(d.Audit, e)
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		return dumpLater(tx, &d)
 	})
 	return d, err
+}
+
+// dumpLater adds the buckets added after the first schema (commands,
+// revisions, escalations), each absent from an older file.
+func dumpLater(tx *bbolt.Tx, d *store.Dump) error {
+	if b := tx.Bucket(bucketDeviceCommands); b != nil {
+		if err := b.ForEach(func(_, id []byte) error {
+			sc, err := getCommand(tx, string(id))
+			if err != nil {
+				return err
+			}
+			d.Commands = append(d.Commands, sc.Command)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if root := tx.Bucket(bucketRevisions); root != nil {
+		if err := root.ForEach(func(k, v []byte) error {
+			b := root.Bucket(k)
+			if v != nil || b == nil {
+				return nil
+			}
+			kind, id, ok := strings.Cut(string(k), ":")
+			if !ok {
+				return fmt.Errorf("revision bucket %q", k)
+			}
+			lr := store.LayerRevisions{Kind: store.RevisionKind(kind), ID: id}
+			if err := b.ForEach(func(_, rv []byte) error {
+				var r store.Revision
+				if err := json.Unmarshal(rv, &r); err != nil {
+					return fmt.Errorf("decoding revision %s: %w", k, err)
+				}
+				lr.Revisions = append(lr.Revisions, r)
+				return nil
+			}); err != nil {
+				return err
+			}
+			d.Revisions = append(d.Revisions, lr)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if root := tx.Bucket(bucketEscalations); root != nil {
+		d.Escalations = map[string]map[string]string{}
+		return root.ForEach(func(k, v []byte) error {
+			b := root.Bucket(k)
+			if v != nil || b == nil {
+				return nil
+			}
+			steps := map[string]string{}
+			d.Escalations[string(k)] = steps
+			return b.ForEach(func(step, since []byte) error {
+				steps[string(step)] = string(since)
+				return nil
+			})
+		})
+	}
+	return nil
 }

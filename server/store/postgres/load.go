@@ -114,7 +114,47 @@ func (s *Store) Load(ctx context.Context, d store.Dump) error {
 				return fmt.Errorf("copying the audit log: %w", err)
 			}
 		}
-		_, err := w.tx.Exec(ctx, "UPDATE audit_seq SET n = greatest(n, $1)", last)
-		return err
+		if _, err := w.tx.Exec(ctx, "UPDATE audit_seq SET n = greatest(n, $1)", last); err != nil {
+			return err
+		}
+		return w.loadLater(d)
 	})
+}
+
+// loadLater copies commands (in creation order, so seq keeps each
+// device's order), revisions and escalations.
+func (w *writer) loadLater(d store.Dump) error {
+	for _, c := range d.Commands {
+		doc, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		var key *string
+		if c.IdempotencyKey != "" {
+			key = &c.IdempotencyKey
+		}
+		if _, err := w.tx.Exec(w.ctx, `INSERT INTO commands (id, device_id, state, open, expires_at, idem_key, doc)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.CommandID, c.DeviceID, string(c.State), !c.State.Final(), c.ExpiresAt, key, doc); err != nil {
+			return fmt.Errorf("copying command %s: %w", c.CommandID, err)
+		}
+	}
+	for _, lr := range d.Revisions {
+		for _, r := range lr.Revisions {
+			doc, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if _, err := w.tx.Exec(w.ctx, "INSERT INTO revisions (kind, layer_id, n, doc) VALUES ($1, $2, $3, $4)", string(lr.Kind), lr.ID, r.N, doc); err != nil {
+				return fmt.Errorf("copying revision %d of %s %s: %w", r.N, lr.Kind, lr.ID, err)
+			}
+		}
+	}
+	for dev, steps := range d.Escalations {
+		for step, since := range steps {
+			if _, err := w.tx.Exec(w.ctx, "INSERT INTO escalations (device_id, step, since) VALUES ($1, $2, $3)", dev, step, since); err != nil {
+				return fmt.Errorf("copying escalation %s of %s: %w", step, dev, err)
+			}
+		}
+	}
+	return nil
 }
