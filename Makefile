@@ -1,7 +1,7 @@
 # Doorbell MDM. Two commands matter: `make run` and `make test`.
 GO      ?= go
 BIN     := bin/doorbell
-APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium postgresql
+APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium postgresql curl jq
 
 .PHONY: run test build dist deps vet fmt-check clean aar bench
 

@@ -82,6 +82,10 @@ type Config struct {
 	// most once across restarts; nil keeps it in memory (at most once per
 	// process only: for tests and simulators).
 	CommandJournal CommandJournal
+	// Inventory collects the device's inventory, uploaded after each
+	// successful sync when a section changed (see syncInventory); nil
+	// sends none.
+	Inventory Collector
 }
 
 // SyncResult describes one sync attempt.
@@ -106,6 +110,14 @@ type SyncResult struct {
 	// sync goes on regardless.
 	CommandErr error
 	Duration   time.Duration
+	// InventorySent names the inventory sections uploaded after the sync,
+	// none when nothing changed. InventoryProbed is true when the agent
+	// asked the server which sections it lacks (after a restart).
+	// InventoryErr is why collecting or uploading failed; it does not fail
+	// the sync.
+	InventorySent   []string
+	InventoryProbed bool
+	InventoryErr    error
 }
 
 // ErrNoEnrollToken is returned by Sync when the agent must enroll (it has
@@ -146,6 +158,7 @@ type Agent struct {
 	// longer looks like that (a hand fix, a monitored setting drifting
 	// back), not only when the policy changed.
 	sent proto.Settings
+	inv  invState
 
 	hashOnce sync.Once
 	hash     string // AgentSHA256 or the executable's hash
@@ -302,8 +315,13 @@ func (a *Agent) Trigger() {
 // already applied and reported; a message without a readable version
 // triggers one anyway (a needless sync costs only a 304). A {"type":
 // "command_pending"} message triggers a sync, which fetches the commands.
-// Other types are ignored.
+// A {"type": "refresh_inventory"} message asks for a full inventory upload
+// (RefreshInventory). Other types are ignored.
 func (a *Agent) OnPush(data map[string]string) {
+	if data["type"] == proto.DoorbellRefreshInventory {
+		a.RefreshInventory()
+		return
+	}
 	if data["type"] == proto.CommandDoorbellType {
 		a.log.Info("command doorbell", "source", "fcm")
 		a.Trigger()
@@ -426,6 +444,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 	defer func() { <-a.sem }()
 	start := a.clock.Now()
 	res := a.runMdmSync(ctx)
+	if res.Err == nil {
+		a.syncInventory(ctx, &res)
+	}
 	res.Duration = a.clock.Now().Sub(start)
 	if res.Err != nil {
 		a.log.Debug("sync failed", "deviceId", res.DeviceID, "err", res.Err)
@@ -526,6 +547,9 @@ func (a *Agent) ensureIdentity(ctx context.Context) (Identity, error) {
 	// sticks: enrolling again would spend the token on a second device.
 	saveErr := a.cfg.IDStore.Save(id)
 	a.setIdentity(id, true)
+	a.mu.Lock()
+	a.inv.fresh = true // the new device's first inventory is a full one
+	a.mu.Unlock()
 	a.log.Info("enrolled", "identity", id)
 	if saveErr != nil {
 		a.mu.Lock()
@@ -578,6 +602,7 @@ func (a *Agent) setIdentity(id Identity, ok bool) {
 	}
 	a.loaded, a.haveID, a.id, a.unsaved = true, ok, id, false
 	a.etag, a.policy, a.reported, a.sent = "", proto.DevicePolicy{}, 0, proto.Settings{}
+	a.inv = invState{}
 	a.mu.Unlock()
 	a.notifyIDChanged()
 }
@@ -640,6 +665,11 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	if err != nil {
 		res.Err = err
 		return res
+	}
+	if pr.InventoryRequested {
+		a.mu.Lock()
+		a.inv.force = true // uploaded after this sync (syncInventory)
+		a.mu.Unlock()
 	}
 	policy := pr.Policy
 	if pr.NotModified {

@@ -63,6 +63,9 @@ type PolicyResponse struct {
 	// NotModified is true when the server answered 304: the policy the
 	// caller holds for the etag it sent is still current.
 	NotModified bool
+	// InventoryRequested is true when the server asks for the whole
+	// inventory (the "Doorbell-Inventory: full" header; capability 5).
+	InventoryRequested bool
 }
 
 // Enroll registers a new device with an enrollment token (POST /enroll).
@@ -84,14 +87,15 @@ func (c *Client) Policy(ctx context.Context, cred Credentials, etag string) (Pol
 	if err != nil {
 		return PolicyResponse{}, fmt.Errorf("fetching policy: %w", err)
 	}
+	inv := resp.Header.Get(proto.InventoryRequestHeader) == "full"
 	if resp.StatusCode == http.StatusNotModified {
-		return PolicyResponse{ETag: etag, NotModified: true}, nil
+		return PolicyResponse{ETag: etag, NotModified: true, InventoryRequested: inv}, nil
 	}
 	tag := resp.Header.Get("ETag")
 	if tag == "" {
 		tag = `"` + strconv.FormatInt(p.Version, 10) + `"`
 	}
-	return PolicyResponse{Policy: p, ETag: tag}, nil
+	return PolicyResponse{Policy: p, ETag: tag, InventoryRequested: inv}, nil
 }
 
 // Report sends what the device observed (POST /devices/{id}/report).
@@ -126,7 +130,17 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, hdr http.H
 			return nil, fmt.Errorf("encoding request: %w", err)
 		}
 		body = bytes.NewReader(b)
+		hdr = hdr.Clone()
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		hdr.Set("Content-Type", "application/json")
 	}
+	return c.doBody(ctx, method, path, bearer, hdr, body, out, want...)
+}
+
+// doBody is do with a body already encoded; hdr carries its Content-Type.
+func (c *Client) doBody(ctx context.Context, method, path, bearer string, hdr http.Header, body io.Reader, out any, want ...int) (*http.Response, error) {
 	// path is already escaped (devicePath), so plain concatenation is right.
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
@@ -134,9 +148,6 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, hdr http.H
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)

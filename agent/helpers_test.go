@@ -67,6 +67,13 @@ type fakeDevice struct {
 	tokens  []string
 	cmds    []proto.Command // queued commands, oldest first
 	results []fakeResult    // results received, in order
+	// inventory holds the section hashes the server keeps; uploads every
+	// inventory upload as received (gunzipped).
+	inventory map[string]string
+	uploads   []proto.InventoryUpload
+	// wantInventory makes policy answers ask for the whole inventory
+	// until one arrives.
+	wantInventory bool
 }
 
 type fakeResult struct {
@@ -90,6 +97,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	mux.HandleFunc("POST /devices/{id}/token", s.device("token", s.handleToken))
 	mux.HandleFunc("GET /devices/{id}/policy", s.device("policy", s.handlePolicy))
 	mux.HandleFunc("POST /devices/{id}/report", s.device("report", s.handleReport))
+	mux.HandleFunc("PUT /devices/{id}/inventory", s.device("inventory", s.handleInventory))
 	s.mux = mux
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
@@ -222,6 +230,9 @@ func (s *fakeServer) handleToken(w http.ResponseWriter, r *http.Request, id stri
 func (s *fakeServer) handlePolicy(w http.ResponseWriter, r *http.Request, id string, d *fakeDevice) int {
 	s.mu.Lock()
 	p := d.policy
+	if d.wantInventory {
+		w.Header().Set(proto.InventoryRequestHeader, "full")
+	}
 	s.mu.Unlock()
 	tag := `"` + strconv.FormatInt(p.Version, 10) + `"`
 	w.Header().Set("ETag", tag)

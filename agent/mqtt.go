@@ -255,6 +255,10 @@ func (a *Agent) handleDoorbell(payload []byte) {
 		a.ring(0, "mqtt")
 		return
 	}
+	if d.Type == proto.DoorbellRefreshInventory {
+		a.RefreshInventory()
+		return
+	}
 	if d.Type == proto.CommandDoorbellType {
 		a.log.Info("command doorbell", "source", "mqtt")
 		a.Trigger()

@@ -28,6 +28,7 @@ type Client struct {
 	base  string
 	token string
 	hc    *http.Client
+	https bool
 }
 
 // Config configures a Client. Server is required.
@@ -39,6 +40,10 @@ type Config struct {
 	// CAFile, when set, names a PEM file of CA certificates trusted instead
 	// of the system roots (a server with a private CA).
 	CAFile string
+	// ServerPin, when set, is the SPKI pin (sha256/<base64>) of a
+	// certificate in the server's chain, trusted instead of any CA: the pin
+	// doorbell serve prints. It takes precedence over CAFile.
+	ServerPin string
 	// HTTPClient overrides the HTTP client; nil builds one. A given client
 	// is used as is: CAFile is ignored.
 	HTTPClient *http.Client
@@ -56,7 +61,13 @@ func New(cfg Config) (*Client, error) {
 	hc := cfg.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		if cfg.CAFile != "" {
+		switch {
+		case cfg.ServerPin != "":
+			if !validPin(cfg.ServerPin) {
+				return nil, fmt.Errorf("server pin %q: want sha256/<base64 of 32 bytes>, as doorbell serve prints it", cfg.ServerPin)
+			}
+			tr.TLSClientConfig = pinnedTLS(cfg.ServerPin)
+		case cfg.CAFile != "":
 			pem, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("reading CA file: %w", err)
@@ -69,7 +80,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		hc = &http.Client{Transport: tr}
 	}
-	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, hc: hc}, nil
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, hc: hc, https: u.Scheme == "https"}, nil
 }
 
 // APIError is an error answer of the server: its status and the contract's
@@ -120,7 +131,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return explainTransport(err, c.https)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -161,11 +172,17 @@ type ListOptions struct {
 	// Seen "overdue" keeps only devices not seen within two of their sync
 	// intervals; "" keeps all.
 	Seen string
+	// Where holds inventory filters (see ParseWhere), all of which must
+	// hold.
+	Where url.Values
 }
 
 // Devices returns one page of the fleet.
 func (c *Client) Devices(ctx context.Context, o ListOptions) (proto.DeviceList, error) {
 	q := url.Values{}
+	for k, vs := range o.Where {
+		q[k] = append(q[k], vs...)
+	}
 	if o.State != "" {
 		q.Set("state", string(o.State))
 	}
@@ -276,4 +293,30 @@ func (c *Client) CreateToken(ctx context.Context, name, role string) (OperatorTo
 // DeleteToken revokes the named operator token.
 func (c *Client) DeleteToken(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/tokens/"+url.PathEscape(name), nil, nil)
+}
+
+// Call sends method path with body (nil for none) as JSON and decodes a 2xx
+// JSON answer into out (nil ignores it). It is for routes this package has
+// no typed method for; errors are *APIError for an error answer.
+func (c *Client) Call(ctx context.Context, method, path string, body, out any) error {
+	return c.do(ctx, method, path, body, out)
+}
+
+// Raw sends method path with a JSON body and returns the answer's bytes and
+// content type, for answers that are not JSON (an image).
+func (c *Client) Raw(ctx context.Context, method, path string, body any) ([]byte, string, error) {
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, "", explainTransport(err, c.https)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, "", readError(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return b, resp.Header.Get("Content-Type"), err
 }

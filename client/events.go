@@ -100,7 +100,7 @@ func (c *Client) stream(ctx context.Context, lastID *string, retry *time.Duratio
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return false, err
+		return false, explainTransport(err, c.https)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

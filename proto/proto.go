@@ -33,6 +33,13 @@ import (
 //     the command doorbell {"type":"command_pending"} on the device's
 //     doorbell topic and over FCM (collapse key "command_pending"); the
 //     "command" event on /events and the command.state_changed webhook.
+//   - 5 (2026-11-29): inventory (proto/inventory.go): PUT and GET
+//     /devices/{id}/inventory with per-section hashes (only changed sections
+//     are sent), gzip bodies up to MaxInventoryBodyBytes/MaxInventoryBytes,
+//     POST /devices/{id}/inventory/refresh with the Doorbell-Inventory
+//     header on policy answers, the "refresh_inventory" doorbell type,
+//     fleet filters on GET /devices, GET /inventory/packages and
+//     GET /inventory/facts/{fact}.
 //   - 6 (2026-11-29): the Linux host settings (packages, services,
 //     firewallEnabled, sshRootLoginDisabled, passwordQuality, macEnforcing,
 //     auditdRunning, diskEncryptionRequired); an agent may give an

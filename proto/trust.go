@@ -69,6 +69,16 @@ type EnrollmentToken struct {
 	Uses      int       `json:"uses"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy"`
+	// EnrollURL is the enrollment string with the secret
+	// (doorbell://enroll?server=...&pin=...&token=...), set with Token
+	// when the server runs TLS.
+	EnrollURL string `json:"enrollUrl,omitempty"`
+}
+
+// EnrollmentQRRequest is the body of POST /enrollment-tokens/qr: the
+// enrollment string to draw as a QR code.
+type EnrollmentQRRequest struct {
+	EnrollURL string `json:"enrollUrl"`
 }
 
 // EnrollmentTokenList is the answer to GET /enrollment-tokens: every token

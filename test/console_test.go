@@ -407,6 +407,10 @@ func TestConsole(t *testing.T) {
 	if raw, err := os.ReadFile(filepath.Join(dirB, "device.json")); err != nil || json.Unmarshal(raw, &dev) != nil || !dev.CameraDisabled {
 		t.Fatalf("B's device file after the sync: %s %v", raw, err)
 	}
+	if eval[bool](b, `document.querySelector('#settings-table tr[data-setting="syncIntervalSeconds"], #settings-table tr[data-setting="agentSha256"]') !== null`) {
+		t.Fatal("a report field that is not a setting is shown as one")
+	}
+	eval[chromedp.Void](b, `window.scrollTo(0, 0)`)
 	b.screenshot("device.png", "console-device.png")
 
 	// The fleet, for the README.
@@ -455,6 +459,9 @@ func TestConsolePolicyPanels(t *testing.T) {
 		"GET /groups": fmt.Sprintf(`{"groups":[{"groupId":"g-lobby","name":"Lobby kiosks","priority":10,
 			"policy":{"cameraDisabled":false,"lockTaskPackages":["com.example.kiosk"]},"mode":"enforce",
 			"modes":{"lockTaskPackages":"monitor"},"deviceIds":[%q]}]}`, id),
+		"GET /groups/g-lobby": fmt.Sprintf(`{"groupId":"g-lobby","name":"Lobby kiosks","priority":10,
+			"policy":{"cameraDisabled":false,"lockTaskPackages":["com.example.kiosk"]},"mode":"enforce",
+			"modes":{"lockTaskPackages":"monitor"},"deviceIds":[%q]}`, id),
 		"GET /compliance/summary": `{"counts":{"COMPLIANT":7,"NON_COMPLIANT":2,"STALE":1,"UNKNOWN":0},
 			"driftingSettings":[{"setting":"cameraDisabled","devices":2}]}`,
 		"GET /devices/" + id + "/history": `{"transitions":[
@@ -506,8 +513,9 @@ func TestConsolePolicyPanels(t *testing.T) {
 		document.querySelector('#history li').textContent.startsWith('UNKNOWN → COMPLIANT')`)
 	b.waitFor("the source", `document.querySelector('#settings-table tr[data-setting="cameraDisabled"] td.source a')?.textContent === 'group Lobby kiosks'`)
 
-	// The group, its members and its policy editor; saving keeps the
-	// per-setting modes, since the server replaces them.
+	// The group, its members and its policy editor; saving sends the whole
+	// policy with the per-setting modes and the group mode, since the server
+	// replaces them.
 	b.do("open the group", chromedp.Click(chromedp.CSS(`#settings-table td.source a`)))
 	b.waitFor("the group page", `document.querySelector('#group-name')?.textContent === 'Lobby kiosks' &&
 		document.querySelector('.members a') !== null && document.querySelector('#set-lockTaskPackages')?.value === 'com.example.kiosk'`)
@@ -522,7 +530,7 @@ func TestConsolePolicyPanels(t *testing.T) {
 	if len(puts) != 1 || json.Unmarshal([]byte(puts[0]), &got) != nil {
 		t.Fatalf("PUT /groups/g-lobby/policy bodies: %q", puts)
 	}
-	want := map[string]any{"cameraDisabled": true, "lockTaskPackages": []any{"com.example.kiosk"}, "modes": map[string]any{"lockTaskPackages": "monitor"}}
+	want := map[string]any{"cameraDisabled": true, "lockTaskPackages": []any{"com.example.kiosk"}, "modes": map[string]any{"lockTaskPackages": "monitor"}, "mode": "enforce"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("group policy sent %s, want %v", puts[0], want)
 	}

@@ -29,6 +29,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logFormat string
 		caFile    string
 		enrollURL string
+		inventory string
 	)
 	fs.StringVar(&cfg.ServerURL, "server", "", "server URL, e.g. http://mdm.example.com:8080 (required)")
 	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "enrollment token (needed until the agent has enrolled)")
@@ -42,6 +43,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.ServerPin, "server-pin", "", "pin of the server's CA key, sha256/<base64> (printed by serve)")
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of the CA the server's certificate chains to (e.g. <data>/tls/ca.pem)")
 	fs.StringVar(&enrollURL, "enroll-url", "", "the enrollment string doorbell://enroll?server=...&pin=...&token=... (instead of --server, --server-pin, --enroll-token)")
+	fs.StringVar(&inventory, "inventory", defaultInventory(), "inventory collector: linux[:ROOT] (this host, read-only; ROOT prefixes every path), file:PATH (a JSON file of inventory sections), or none")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -59,6 +61,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var err error
 	if cfg.Enforcer, err = newEnforcer(enforcer); err != nil {
+		return err
+	}
+	if cfg.Inventory, err = newCollector(inventory); err != nil {
 		return err
 	}
 	if cfg.Logger, err = newLogger(logFormat, stderr); err != nil {
@@ -90,6 +95,29 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	return a.Run(ctx)
+}
+
+func defaultInventory() string {
+	if runtime.GOOS == "linux" {
+		return "linux"
+	}
+	return "none"
+}
+
+// newCollector builds the --inventory collector; nil for "none".
+func newCollector(spec string) (agent.Collector, error) {
+	switch {
+	case spec == "none" || spec == "":
+		return nil, nil
+	case spec == "linux":
+		return &agent.LinuxCollector{}, nil
+	case strings.HasPrefix(spec, "linux:"):
+		return &agent.LinuxCollector{Root: strings.TrimPrefix(spec, "linux:")}, nil
+	case strings.HasPrefix(spec, "file:"):
+		path := strings.TrimPrefix(spec, "file:")
+		return agent.JSONCollector(func(context.Context) ([]byte, error) { return os.ReadFile(path) }), nil
+	}
+	return nil, fmt.Errorf("agent: unknown --inventory %q (want linux[:ROOT], file:PATH or none)", spec)
 }
 
 func newEnforcer(spec string) (agent.Enforcer, error) {

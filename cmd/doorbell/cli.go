@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,14 +20,15 @@ import (
 
 // opFlags are the flags every operator command shares.
 type opFlags struct {
-	server, token, caFile string
-	json                  bool
+	server, token, caFile, pin string
+	json                       bool
 }
 
 func (o *opFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.server, "server", "http://127.0.0.1:8080", "server base URL")
 	fs.StringVar(&o.token, "token", "", "operator token")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust for an https:// server with a private CA")
+	fs.StringVar(&o.pin, "server-pin", "", "trust the server whose chain holds a key with this SPKI pin (sha256/..., printed by doorbell serve)")
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of a table")
 }
 
@@ -34,16 +36,20 @@ func (o *opFlags) client() (*client.Client, error) {
 	if o.token == "" {
 		return nil, errors.New("no operator token given (--token or DOORBELL_TOKEN)")
 	}
-	return client.New(client.Config{Server: o.server, Token: o.token, CAFile: o.caFile})
+	return client.New(client.Config{Server: o.server, Token: o.token, CAFile: o.caFile, ServerPin: o.pin})
 }
 
 // parseCLI parses flags that may come before, between or after positional
 // arguments, applies the DOORBELL_<FLAG> fallback, and returns the
 // positional arguments.
 func parseCLI(fs *flag.FlagSet, args []string) ([]string, error) {
+	if wantsHelp(args) {
+		printHelp(fs)
+		return nil, flag.ErrHelp
+	}
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseQuiet(fs, args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
@@ -69,7 +75,7 @@ func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s\n\nflags (each also DOORBELL_<FLAG>):\n", usage)
+		fmt.Fprintf(fs.Output(), "usage: %s\n\nflags (each also DOORBELL_<FLAG>):\n", usage)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -109,7 +115,9 @@ func yesNo(b bool) string {
 
 // --- devices -----------------------------------------------------------------
 
-const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--limit N] | doorbell devices show ID  [--server URL --token T --json]"
+const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--limit N] [--where 'kernel<6.1' ...] | doorbell devices show ID | doorbell devices rm ID\n" +
+	"       [--server URL --token T --json]\n" +
+	"  show says which settings are failing and why; rm forgets a device (admin): it must enroll again."
 
 func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, args := subcommand(args, "ls")
@@ -118,10 +126,12 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	o.register(fs)
 	var state, seen string
 	var limit int
+	var where whereFlag
 	if sub == "ls" {
 		fs.StringVar(&state, "state", "", "only devices in this state: "+statesList())
 		fs.StringVar(&seen, "seen", "", "overdue: only devices not seen within two of their sync intervals")
 		fs.IntVar(&limit, "limit", 0, "show at most this many devices (0 = all; pages through the fleet)")
+		fs.Var(&where, "where", "inventory filter, repeatable, all must hold: FACT=V, FACT~TEXT, FACT<V (<=, >, >=), package:NAME[<V] (docs/INVENTORY.md)")
 	}
 	pos, err := parseCLI(fs, args)
 	if err != nil {
@@ -146,7 +156,11 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if seen != "" && seen != "overdue" {
 			return errors.New(`--seen must be "overdue"`)
 		}
-		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen}, limit, o.json, stdout)
+		filters, err := where.values()
+		if err != nil {
+			return err
+		}
+		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen, Where: filters}, limit, o.json, stdout)
 	case "show":
 		if err := wantArgs(pos, 1, devicesUsage); err != nil {
 			return err
@@ -176,9 +190,51 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		} {
 			fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return printFailing(stdout, s)
+	case "rm":
+		if err := wantArgs(pos, 1, devicesUsage); err != nil {
+			return err
+		}
+		if err := c.Call(ctx, "DELETE", "/devices/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted device %s\n", pos[0])
+		return nil
 	}
-	return fmt.Errorf("unknown devices command %q; usage: %s", sub, devicesUsage)
+	return fmt.Errorf("unknown devices command %q\nRun 'doorbell devices --help' for usage.", sub)
+}
+
+// printFailing says what is failing on a NON_COMPLIANT device: each
+// setting, what the policy wants, what the device reported and why.
+func printFailing(w io.Writer, s proto.DeviceStatus) error {
+	if len(s.Failing) == 0 {
+		if s.State == proto.StateNonCompliant {
+			_, err := fmt.Fprintln(w, "failing: (the server did not say which settings)")
+			return err
+		}
+		return nil
+	}
+	fmt.Fprintln(w, "failing:")
+	tw := newTable(w)
+	fmt.Fprintln(tw, "  SETTING\tWANTED\tREPORTED\tREASON\tDETAIL")
+	for _, f := range s.Failing {
+		actual := string(f.Actual)
+		if actual == "" {
+			actual = "null"
+		}
+		detail := safe(f.Detail)
+		if detail == "" {
+			detail = "-"
+		}
+		if f.Monitored {
+			detail += " (monitored: not enforced)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", f.Setting, f.Expected, safe(actual), f.Reason, detail)
+	}
+	return tw.Flush()
 }
 
 func statesList() string {

@@ -59,7 +59,11 @@ func runCommands(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.IntVar(&limit, "limit", 50, "how many commands (newest first)")
 	case "show", "cancel":
 	default:
-		return fmt.Errorf("usage: %s", commandsUsage)
+		if wantsHelp(args) || sub == "" && len(args) == 0 {
+			printHelp(fs)
+			return flag.ErrHelp
+		}
+		return fmt.Errorf("unknown commands command %q\nRun 'doorbell commands --help' for usage.", sub)
 	}
 	pos, err := parseCLI(fs, args)
 	if err != nil {

@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/doorbell-mdm/doorbell/proto"
 )
 
 // commands maps each subcommand to its entry point.
@@ -21,17 +24,24 @@ var commands = map[string]struct {
 	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	short string
 }{
-	"serve":     {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
-	"agent":     {runAgent, "run the device agent"},
-	"sim":       {runSim, "simulate a fleet of agents against a server and measure it"},
-	"devices":   {runDevices, "list the fleet or show one device (operator)"},
-	"policy":    {runPolicy, "show or set a device's desired policy (operator)"},
-	"watch":     {runWatch, "print device state changes live (operator)"},
-	"tokens":    {runTokens, "list, create or revoke operator tokens (operator)"},
-	"backup":    {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
-	"commands":  {runCommands, "send, list, show or cancel remote commands: lock, reboot, wipe… (operator)"},
-	"revisions": {runRevisions, "list, show or roll back policy revisions of a group or a device (operator)"},
-	"migrate":   {runMigrate, "copy a bbolt data dir into PostgreSQL (see docs/SCALING.md)"},
+	"serve":         {runServe, "run the server: REST API, embedded MQTT broker and doorbells"},
+	"agent":         {runAgent, "run the device agent"},
+	"sim":           {runSim, "simulate a fleet of agents against a server and measure it"},
+	"devices":       {runDevices, "list the fleet or show one device (operator)"},
+	"policy":        {runPolicy, "show or set a device's desired policy (operator)"},
+	"watch":         {runWatch, "print device state changes live (operator)"},
+	"tokens":        {runTokens, "list, create or revoke operator tokens (operator)"},
+	"version":       {runVersion, "print the version of this binary"},
+	"groups":        {runGroups, "list, create, edit or delete groups and their members (operator)"},
+	"explain":       {runExplain, "say where each setting of a device's policy comes from (operator)"},
+	"history":       {runHistory, "a device's compliance state changes (operator)"},
+	"audit":         {runAudit, "the audit log of operator actions (operator)"},
+	"enroll-tokens": {runEnrollTokens, "list, create or revoke enrollment tokens (operator)"},
+	"backup":        {runBackup, "write a consistent copy of the database (a stopped server's data dir, or a running server as admin)"},
+	"commands":      {runCommands, "send, list, show or cancel remote commands: lock, reboot, wipe… (operator)"},
+	"revisions":     {runRevisions, "list, show or roll back policy revisions of a group or a device (operator)"},
+	"inventory":     {runInventory, "show a device's inventory, or package versions and facts across the fleet (operator)"},
+	"migrate":       {runMigrate, "copy a bbolt data dir into PostgreSQL (see docs/SCALING.md)"},
 }
 
 func main() {
@@ -39,27 +49,54 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "doorbell:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // --help was asked for and printed
 		}
+		fmt.Fprintln(os.Stderr, "doorbell:", err)
 		os.Exit(2)
 	}
 }
 
+// run runs the command args names. An error is printed first, with a
+// one-line hint, never buried under the usage; asked-for help returns
+// flag.ErrHelp after printing it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return errors.New("no command given")
+	if len(args) == 0 {
+		return errors.New("no command given\nRun 'doorbell help' for the list of commands.")
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			if cmd, ok := commands[args[1]]; ok {
+				return cmd.run(ctx, []string{"--help"}, stdout, stderr)
+			}
+			return fmt.Errorf("help: unknown command %q\nRun 'doorbell help' for the list of commands.", args[1])
 		}
+		usage(stdout)
 		return nil
+	case "-v", "-version", "--version":
+		args = []string{"version"}
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		usage(stderr)
-		return fmt.Errorf("unknown command %q", args[0])
+		return fmt.Errorf("unknown command %q\nRun 'doorbell help' for the list of commands.", args[0])
 	}
 	return cmd.run(ctx, args[1:], stdout, stderr)
+}
+
+// runVersion prints the binary's version and the contract's capability
+// version.
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", stderr, "doorbell version")
+	pos, err := parseCLI(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("version: unexpected argument %q", pos[0])
+	}
+	_, err = fmt.Fprintf(stdout, "doorbell %s (capability version %d, %s)\n", Version, proto.CapabilityVersion, runtime.Version())
+	return err
 }
 
 func usage(w io.Writer) {
@@ -70,15 +107,20 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].short)
+		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].short)
 	}
-	fmt.Fprintln(w, "\nEvery flag can also be set as DOORBELL_<FLAG> (upper snake case), e.g. DOORBELL_ADMIN_TOKEN.")
+	fmt.Fprintln(w, "\nRun 'doorbell <command> --help' for a command's flags and examples.")
+	fmt.Fprintln(w, "Every flag can also be set as DOORBELL_<FLAG> (upper snake case), e.g. DOORBELL_ADMIN_TOKEN.")
 }
 
 // parse parses args into fs; a flag not given on the command line is taken
 // from DOORBELL_<FLAG> when that is set.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if wantsHelp(args) {
+		printHelp(fs)
+		return flag.ErrHelp
+	}
+	if err := parseQuiet(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -67,6 +67,7 @@ var statusOf = map[string]int{
 	"storage_full":                http.StatusInsufficientStorage,
 	"storage_failed":              http.StatusServiceUnavailable,
 	"backup_unsupported":          http.StatusNotImplemented,
+	"unknown_fact":                http.StatusNotFound,
 	"rate_limited":                http.StatusTooManyRequests,
 	"internal":                    http.StatusInternalServerError,
 }
@@ -92,7 +93,7 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 			e = &Error{Code: snake(http.StatusText(fe.Code)), Message: fe.Message}
 			if fe.Code == http.StatusRequestEntityTooLarge {
 				e.Code = "body_too_large"
-				e.Message = fmt.Sprintf("request body is larger than the server accepts (%d bytes; %d for group member lists)", proto.MaxBodyBytes, MaxGroupBodyBytes)
+				e.Message = fmt.Sprintf("request body is larger than the server accepts (%d bytes; %d for group member lists and inventory uploads)", proto.MaxBodyBytes, MaxGroupBodyBytes)
 			}
 		}
 		if status == 0 {

@@ -48,6 +48,9 @@ func decodeBody(c *fiber.Ctx) error {
 		c.Method() == http.MethodPut && strings.HasPrefix(p, "/groups/") && strings.HasSuffix(p, "/devices") {
 		lim = body.Limits{Raw: MaxGroupBodyBytes, Decoded: MaxGroupBodyBytes}
 	}
+	if c.Method() == http.MethodPut && strings.HasPrefix(p, "/devices/") && strings.HasSuffix(p, "/inventory") {
+		lim = body.Limits{Raw: proto.MaxInventoryBodyBytes, Decoded: proto.MaxInventoryBytes}
+	}
 	out, err := body.Decode(raw, enc, lim)
 	var tl *body.TooLargeError
 	var ee *body.EncodingError
@@ -405,7 +408,10 @@ func (a *API) putGroupPolicy(c *fiber.Ctx) error {
 	}
 	id := strings.Clone(c.Params("id"))
 	g, n, err := a.svc.UpdateGroup(a.audited(c, op, "group.policy", id, bodyDetail(c)), id, func(g store.Group) (store.Group, error) {
+		// The body replaces the group's policy as a whole, its mode
+		// included: no "mode" means the default, enforce, as in POST /groups.
 		g.Layer = in.replace()
+		g.Mode = proto.ModeEnforce
 		if in.mode != nil {
 			g.Mode = *in.mode
 		}

@@ -337,3 +337,23 @@ func TestReportDetailSanitized(t *testing.T) {
 		t.Fatalf("failing = %+v", s.Failing)
 	}
 }
+
+// TestGroupPolicyPutReplacesMode: PUT /groups/{id}/policy replaces the
+// group's policy as a whole, as docs/POLICY.md says: a body without "mode"
+// puts the group back to enforce instead of keeping monitor.
+func TestGroupPolicyPutReplacesMode(t *testing.T) {
+	h := newHarness(t)
+	var g proto.GroupChange
+	h.must("POST", "/groups", `{"name":"watch","mode":"monitor","policy":{"cameraDisabled":true}}`, 201, &g)
+	if g.Mode != proto.ModeMonitor {
+		t.Fatalf("created mode %q", g.Mode)
+	}
+	h.must("PUT", "/groups/"+g.GroupID+"/policy", `{"cameraDisabled":true,"mode":"monitor"}`, 200, &g)
+	if g.Mode != proto.ModeMonitor {
+		t.Fatalf("mode after a PUT with monitor: %q", g.Mode)
+	}
+	h.must("PUT", "/groups/"+g.GroupID+"/policy", `{"cameraDisabled":true}`, 200, &g)
+	if g.Mode != proto.ModeEnforce {
+		t.Fatalf("mode after a PUT without mode: %q, want enforce (replaced)", g.Mode)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -350,6 +351,7 @@ func (a *API) getPolicy(c *fiber.Ctx) error {
 	d := requestDevice(c)
 	etag := `"` + strconv.FormatInt(d.Policy.Version, 10) + `"`
 	c.Set(fiber.HeaderETag, etag)
+	a.inventoryRefreshHeader(c, d.ID)
 	if c.Get(fiber.HeaderIfNoneMatch) == etag {
 		return c.SendStatus(http.StatusNotModified)
 	}
@@ -426,10 +428,19 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 			return true
 		}
 	}
+	query, err := url.ParseQuery(string(c.Request().URI().QueryString()))
+	if err != nil {
+		return errorf("invalid_query", "malformed query string: %v", err)
+	}
+	iq, filtered, err := service.InventoryFilter(query)
+	if err != nil {
+		return err
+	}
 	var devs []store.Device
 	var more bool
-	var err error
-	if want != "" && len(matches) == 1 {
+	if filtered {
+		devs, more, err = a.devicesByInventory(c, iq, c.Query("after"), limit, match)
+	} else if want != "" && len(matches) == 1 {
 		// The store answers ?state= alone from its index (PostgreSQL).
 		devs, more, err = a.store.DevicesInState(c.UserContext(), want, c.Query("after"), limit)
 	} else {

@@ -207,6 +207,7 @@ func (a *API) createEnrollToken(c *fiber.Ctx) error {
 	}
 	out := enrollTokenView(t)
 	out.Token = secret
+	out.EnrollURL = a.enrollURLFor(c, secret)
 	return c.Status(http.StatusCreated).JSON(out)
 }
 

@@ -386,9 +386,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.hook != nil {
 		wg.Go(func() { d.hook.Run(ctx) })
 	}
-	// Escalation rules are evaluated every minute; there is no command
-	// queue yet, so command steps wait (see escalate.Config.Command).
-	esc := escalate.Config{Store: d.store, Logger: d.cfg.Logger}
+	// Escalation rules are evaluated every minute; a command step queues
+	// its command like an operator would, audited as the server's.
+	esc := escalate.Config{Store: d.store, Logger: d.cfg.Logger, Command: d.escalationCommand}
 	if d.hook != nil {
 		esc.Notify = d.hook.Escalated
 	}
@@ -478,4 +478,12 @@ func (d *Daemon) sessions() api.Sessions {
 		return d.node
 	}
 	return d.broker
+}
+
+// escalationCommand queues an escalation step's command for a device,
+// audited with the server as its actor.
+func (d *Daemon) escalationCommand(ctx context.Context, deviceID, command string) error {
+	actx := store.WithAudit(ctx, proto.AuditEntry{At: time.Now().UTC(), Actor: "server", Action: "command.create", Target: deviceID, Detail: "escalation: " + command})
+	_, err := d.api.Service().SendCommand(actx, deviceID, proto.CommandRequest{Type: proto.CommandType(command)}, "server")
+	return err
 }

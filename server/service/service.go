@@ -28,6 +28,7 @@ type Store interface {
 	store.SeenStore
 	store.CommandStore
 	store.RevisionStore
+	store.InventoryStore
 }
 
 // Change is one committed change of one device, as published on the change
@@ -76,6 +77,8 @@ type Service struct {
 
 	seenMu sync.Mutex
 	seen   map[string]time.Time // sightings not yet flushed (seen.go)
+
+	invRefresh sync.Map // device id -> struct{}: a whole inventory is asked for (inventory.go)
 }
 
 type nopBell struct{}

@@ -139,5 +139,6 @@ type Store interface {
 	CommandStore
 	RevisionStore
 	EscalationStore
+	InventoryStore
 	Close() error
 }

@@ -10,6 +10,10 @@
 import { loadCatalog, policyEditBody } from './catalog.js';
 import { commandsPanel } from './commands.js';
 import { revisionsPanel } from './revisions.js';
+import { inventoryCard, fleetInventory } from './inventory.js';
+import { operatorView } from './pages.js';
+import { searchDevices, sortable, selection, bulkBar } from './fleettools.js';
+import { complianceChart } from './chart.js';
 
 const TOKEN_KEY = 'doorbell.token';
 const STATES = ['UNKNOWN', 'STALE', 'NON_COMPLIANT', 'COMPLIANT'];
@@ -33,7 +37,7 @@ const SETTINGS = {
 };
 // Fields of policies and reports that are not settings.
 const NOT_SETTINGS = new Set(['version', 'appliedPolicyVersion', 'compliant', 'receivedAt', 'reportedAt', 'nonce',
-  'monitor', 'modes', 'mode', 'unsupported', 'failed', 'failing']);
+  'monitor', 'modes', 'mode', 'unsupported', 'failed', 'failing', 'agentSha256', 'syncIntervalSeconds']);
 
 // --- DOM --------------------------------------------------------------------
 
@@ -369,8 +373,7 @@ function route() {
   if (view && view.destroy) view.destroy();
   let nav = 'fleet';
   if (parts[0] === 'devices' && parts[1]) view = deviceView(parts[1]);
-  else if (parts[0] === 'groups' && parts[1]) (view = groupView(parts[1])), (nav = 'groups');
-  else if (parts[0] === 'groups') (view = groupsView()), (nav = 'groups');
+  else if ((view = operatorView(ui, parts, params))) nav = parts[0];
   else view = fleetView(params);
   for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', a.dataset.nav === nav);
 }
@@ -443,6 +446,7 @@ function fleetView(params) {
   const filter = STATES.includes(params.get('state')) ? params.get('state') : '';
   const limit = Math.min(Math.max(parseInt(params.get('limit'), 10) || 50, 1), 1000);
   const after = params.get('after') || '';
+  const q = (params.get('q') || '').trim();
   const key = filter + '|' + limit;
   if (trail.key !== key) trail = { key, afters: [''] };
   let idx = trail.afters.indexOf(after);
@@ -459,8 +463,10 @@ function fleetView(params) {
     const lim = o.limit || limit;
     if (lim !== 50) p.set('limit', String(lim));
     if (o.after) p.set('after', o.after);
-    const q = p.toString();
-    return '#/' + (q ? '?' + q : '');
+    const qq = o.q !== undefined ? o.q : q;
+    if (qq) p.set('q', qq);
+    const s = p.toString();
+    return '#/' + (s ? '?' + s : '');
   };
 
   const rows = new Map(); // deviceId -> { status, tr }
@@ -482,10 +488,17 @@ function fleetView(params) {
       el('option', { value: String(n), selected: n === limit }, n + ' per page')));
   sizeSel.addEventListener('change', () => (location.hash = link({ limit: Number(sizeSel.value), after: '' })));
   const notice = el('p', { id: 'new-devices', class: 'notice', hidden: true });
+  const search = el('input', { type: 'search', id: 'fleet-search', placeholder: 'Search: id prefix, model…', 'aria-label': 'Search devices', value: q });
+  search.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') location.hash = link({ q: search.value.trim(), after: '' });
+  });
   const tbody = el('tbody');
+  const sel = selection(ui, () => [...rows.keys()]);
   const table = el('table', { id: 'devices', class: 'devices' },
-    el('thead', {}, el('tr', {}, ['Device', 'State', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'pick' }, sel.all),
+      ['Device', 'State', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
     tbody);
+  sortable(ui, table, (tr) => rows.get(tr.dataset.deviceId)?.status);
   const empty = el('p', { id: 'no-devices', class: 'muted', hidden: true });
   const prev = el('a', { id: 'prev', class: 'button', role: 'button' }, '← Previous');
   const nextBtn = el('a', { id: 'next', class: 'button', role: 'button' }, 'Next →');
@@ -498,11 +511,13 @@ function fleetView(params) {
     drifting,
     el('section', { class: 'card' },
       el('div', { class: 'toolbar' }, el('h2', {}, filter ? filter.replace('_', '-').toLowerCase() + ' devices' : 'Devices'),
-        el('span', { class: 'spacer' }), select, sizeSel),
+        el('span', { class: 'spacer' }), search, select, sizeSel),
+      bulkBar(ui, sel),
       notice,
       el('div', { class: 'table-wrap' }, table),
       empty,
-      el('div', { class: 'pager' }, prev, pageInfo, nextBtn)));
+      el('div', { class: 'pager' }, prev, pageInfo, nextBtn)),
+    fleetInventory({ el, api, optional }).card);
 
   function renderCounts() {
     const total = STATES.reduce((n, s) => n + (counts.byState[s] || 0), 0);
@@ -572,6 +587,7 @@ function fleetView(params) {
   function row(d) {
     const gone = filter && d.state !== filter;
     return el('tr', { dataset: { deviceId: d.deviceId }, class: gone ? 'gone' : null, title: gone ? 'no longer ' + filter : null },
+      el('td', { class: 'pick' }, sel.box(d.deviceId)),
       el('td', { class: 'dev', 'data-label': 'Device' },
         el('a', { href: '#/devices/' + enc(d.deviceId), title: d.deviceId }, shortId(d.deviceId)),
         el('div', { class: 'sub' }, d.model || '—')),
@@ -585,10 +601,10 @@ function fleetView(params) {
   }
 
   async function loadPage() {
-    const q = new URLSearchParams({ limit: String(limit) });
-    if (after) q.set('after', after);
-    if (filter) q.set('state', filter);
-    const page = await api('GET', '/devices?' + q);
+    const qs = new URLSearchParams({ limit: String(limit) });
+    if (after) qs.set('after', after);
+    if (filter) qs.set('state', filter);
+    const page = q ? await searchDevices(ui, q, limit, filter) : await api('GET', '/devices?' + qs);
     rows.clear();
     const trs = page.devices.map((d) => {
       const tr = row(d);
@@ -596,17 +612,19 @@ function fleetView(params) {
       return tr;
     });
     tbody.replaceChildren(...trs);
+    sel.prune();
+    table.dispatchEvent(new Event('resort'));
     next = page.nextAfter || '';
     newDevices = 0;
     notice.hidden = true;
     empty.hidden = trs.length > 0;
-    empty.textContent = filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
+    empty.textContent = q ? 'No device matches “' + q + '”.' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
     prev.setAttribute('aria-disabled', String(idx === 0));
     prev.href = idx > 0 ? link({ after: trail.afters[idx - 1] }) : '#';
     nextBtn.setAttribute('aria-disabled', String(!next));
     nextBtn.href = next ? link({ after: next }) : '#';
     const first = trail.afters[0] === '';
-    pageInfo.textContent = (first ? 'page ' + (idx + 1) : 'from ' + shortId(after)) + ' · ' + trs.length + ' shown';
+    pageInfo.textContent = q ? 'search: ' + trs.length + ' shown' : (first ? 'page ' + (idx + 1) : 'from ' + shortId(after)) + ' · ' + trs.length + ' shown';
   }
   nextBtn.addEventListener('click', (e) => {
     e.preventDefault();
@@ -639,7 +657,7 @@ function fleetView(params) {
         Object.assign(r.status, {
           state: ev.state, desiredVersion: ev.desiredVersion, appliedVersion: ev.appliedVersion,
           connected: ev.connected, lastReportAt: ev.lastReportAt,
-        });
+        }, ev.lastSeenAt ? { lastSeenAt: ev.lastSeenAt } : {});
         const tr = row(r.status);
         tr.classList.add('flash');
         r.tr.replaceWith(tr);
@@ -727,7 +745,8 @@ function deviceView(id) {
     head,
     el('div', { class: 'grid' },
       el('div', {}, settingsSec, historySec),
-      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))));
+      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))),
+    inventoryCard(id, { el, api, optional }).card);
 
   function renderHead() {
     const s = status;
@@ -751,8 +770,22 @@ function deviceView(id) {
       ['Agent', s.agentVersion || '—'],
       ['Enrolled', ago(s.enrolledAt)],
       ['Push (FCM)', s.fcmRegistered ? 'registered' : 'not registered'],
+      ['Last seen', ago(s.lastSeenAt || s.lastReportAt)],
+      ['Agent SHA-256', agentHash(report && report.agentSha256)],
     ];
     facts.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+  }
+
+  // agentHash shows the agent binary's hash short, whole on hover, with a
+  // button that copies it (it is checked against the server's allowlist).
+  function agentHash(sha) {
+    if (!sha) return el('span', { class: 'muted' }, 'not reported');
+    const copy = el('button', { type: 'button', class: 'copy', id: 'agent-sha-copy', title: 'copy the full hash' }, 'copy');
+    copy.addEventListener('click', () => {
+      const done = () => (copy.textContent = 'copied');
+      if (navigator.clipboard) navigator.clipboard.writeText(sha).then(done, () => {});
+    });
+    return el('span', { class: 'hash' }, el('code', { id: 'agent-sha', title: sha, dataset: { full: sha } }, sha.slice(0, 12) + '…'), ' ', copy);
   }
 
   function renderSettings(sources) {
@@ -893,6 +926,7 @@ function deviceView(id) {
     historySec.hidden = false;
     const items = list.slice().sort((a, b) => String(b.at).localeCompare(String(a.at))).slice(0, 50);
     historySec.replaceChildren(el('h2', {}, 'History'),
+      list.length ? complianceChart(list, Date.now()) : null,
       items.length ? el('ol', { class: 'history' }, items.map((t) =>
         el('li', {}, t.from ? badge(t.from) : el('span', { class: 'muted' }, 'enrolled'), ' → ', badge(t.to), ' ',
           el('span', { class: 'muted' }, t.cause || ''), ' ', ago(t.at))))
@@ -979,91 +1013,13 @@ const groupSettings = (g) => g.policy || g.settings || {};
 const groupMembers = (g) => (Array.isArray(g.deviceIds) ? g.deviceIds : Array.isArray(g.devices) ? g.devices.map((d) => (typeof d === 'string' ? d : d.deviceId)) : null);
 const groupList = (data) => (Array.isArray(data) ? data : Array.isArray(data && data.groups) ? data.groups : []);
 
-function groupsView() {
-  const body = el('tbody');
-  main().replaceChildren(
-    el('div', { class: 'page-head' }, el('h1', {}, 'Groups')),
-    el('p', { id: 'page-error', class: 'error', role: 'alert', hidden: true }),
-    el('section', { class: 'card' }, el('div', { class: 'table-wrap' }, el('table', { id: 'groups', class: 'devices' },
-      el('thead', {}, el('tr', {}, ['Group', 'Priority', 'Settings', 'Devices'].map((h) => el('th', { scope: 'col' }, h)))), body))));
-  const l = loader(async () => {
-    const data = await optional('/groups');
-    if (data === null) {
-      body.replaceChildren(el('tr', {}, el('td', { colspan: 4, class: 'muted' }, 'This server has no groups yet.')));
-      return;
-    }
-    const gs = groupList(data).slice().sort((a, b) => (b.priority || 0) - (a.priority || 0));
-    body.replaceChildren(...gs.map((g) => {
-      const set = groupSettings(g);
-      const keys = settingKeys(set);
-      const members = groupMembers(g);
-      return el('tr', { dataset: { groupId: groupId(g) } },
-        el('td', { 'data-label': 'Group' }, el('a', { href: '#/groups/' + enc(groupId(g)) }, g.name || groupId(g))),
-        el('td', { 'data-label': 'Priority' }, String(g.priority ?? '—')),
-        el('td', { 'data-label': 'Settings' }, keys.length ? keys.map((k) => settingLabel(k) + ': ' + fmtText(set[k])).join(' · ') : '—'),
-        el('td', { 'data-label': 'Devices' }, members ? String(members.length) : String(g.deviceCount ?? g.members ?? '—')));
-    }));
-    if (!gs.length) body.replaceChildren(el('tr', {}, el('td', { colspan: 4, class: 'muted' }, 'No groups.')));
-  });
-  return { reload: l.reload, destroy: l.close };
-}
-
-function groupView(gid) {
-  const box = el('div');
-  main().replaceChildren(
-    el('p', { class: 'crumbs' }, el('a', { href: '#/groups' }, '← Groups')),
-    el('p', { id: 'page-error', class: 'error', role: 'alert', hidden: true }),
-    box);
-  let dirty = false;
-  let note = null; // the outcome of the last save, kept across re-renders
-  const l = loader(async () => {
-    if (dirty) return;
-    const data = await optional('/groups');
-    const g = groupList(data).find((x) => groupId(x) === gid);
-    if (!g) {
-      box.replaceChildren(el('p', { class: 'error' }, 'No group ' + gid + '.'));
-      return;
-    }
-    const set = groupSettings(g);
-    const inputs = settingKeys(set).map((k) => settingInput(k, set[k]));
-    const result = el('p', { role: 'status', class: note ? note.cls : 'muted' }, note ? note.text : '');
-    const form = el('form', { class: 'policy-form', id: 'group-policy-form' }, inputs.map((i) => i.field),
-      el('div', { class: 'actions' }, el('button', { type: 'submit', class: 'primary' }, 'Save group policy'), result));
-    form.addEventListener('input', () => (dirty = true));
-    form.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      // The server replaces the group's settings and per-setting modes:
-      // send the modes back unchanged.
-      const body = {};
-      for (const i of inputs) body[i.key] = i.read();
-      if (g.modes && Object.keys(g.modes).length) body.modes = g.modes;
-      try {
-        await api('PUT', '/groups/' + enc(gid) + '/policy', body);
-        dirty = false;
-        note = { cls: 'ok', text: 'Saved. Member devices whose policy changed get a new version, and their doorbells ring.' };
-        result.className = note.cls;
-        result.textContent = note.text;
-        l.reload();
-      } catch (x) {
-        note = { cls: 'error', text: x.message };
-        result.className = note.cls;
-        result.textContent = note.text;
-      }
-    });
-    const members = groupMembers(g);
-    box.replaceChildren(
-      el('div', { class: 'page-head' }, el('h1', { id: 'group-name' }, g.name || gid),
-        el('span', { class: 'muted' }, 'priority ' + (g.priority ?? '—') + (g.mode ? ' · ' + g.mode : ''))),
-      el('div', { class: 'grid' },
-        el('section', { class: 'card' }, el('h2', {}, 'Group policy'), inputs.length ? form : el('p', { class: 'muted' }, 'This group sets no settings.')),
-        el('section', { class: 'card' }, el('h2', {}, 'Devices'),
-          members === null ? el('p', { class: 'muted' }, 'The server does not list members here.')
-            : members.length ? el('ul', { class: 'members' }, members.map((d) => el('li', {}, el('a', { href: '#/devices/' + enc(d) }, shortId(d)))))
-              : el('p', { class: 'muted' }, 'No devices.')),
-        revisionsPanel('groups', gid, { el, api, optional, onRollback: () => l.reload() }).card));
-  });
-  return { reload: l.reload, destroy: l.close };
-}
+// ui is what the pages in their own files (pages.js and what it loads) use
+// of this one: the same DOM builder, API calls and widgets.
+const ui = {
+  el, $, main, api, optional, enc, shortId, ago, badge, presence, fmtValue, fmtText, settingLabel, settingKeys,
+  settingInput, loader, showError, debounce, loadCatalog, SETTINGS, STATES, STATE_HELP,
+  groupId, groupList, groupMembers, groupSettings, revisionsPanel,
+};
 
 // --- start ------------------------------------------------------------------
 

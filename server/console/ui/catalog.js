@@ -54,3 +54,19 @@ export function policyEditBody(rows) {
   if (Object.keys(modes).length) body.modes = modes;
   return body;
 }
+
+// groupPolicyBody returns the body of PUT /groups/{id}/policy, which
+// replaces the group's settings, per-setting modes and mode: every row the
+// group sets ({key, inherit, value, mode}; inherit = the group does not set
+// it), its own mode where it differs from the group's, and the group mode.
+export function groupPolicyBody(rows, groupMode) {
+  const body = { mode: groupMode };
+  const modes = {};
+  for (const r of rows) {
+    if (r.inherit || r.value === null) continue;
+    body[r.key] = r.value;
+    if (r.mode && r.mode !== groupMode) modes[r.key] = r.mode;
+  }
+  if (Object.keys(modes).length) body.modes = modes;
+  return body;
+}

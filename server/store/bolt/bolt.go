@@ -55,6 +55,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 		if err := createCommandBuckets(tx); err != nil {
 			return err
 		}
+		if err := createInventoryBuckets(tx); err != nil {
+			return err
+		}
 		return createTrustBuckets(tx)
 	})
 	if err != nil {

@@ -93,6 +93,9 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 			return err
 		}
 		cancelled = cw.changes
+		if err := deleteInventory(w.tx, id); err != nil {
+			return err
+		}
 		return s.writeAudit(ctx, w.tx)
 	})
 	if err == nil && len(cancelled) > 0 && s.onCommand != nil {

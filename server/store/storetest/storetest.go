@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *t
 	runRevisions(t, newStore)
 	runTrust(t, newStore)
 	runCommands(t, newStore)
+	runInventory(t, newStore)
 	if reopen != nil {
 		t.Run("Durable", func(t *testing.T) { testDurable(t, newStore(t), reopen) })
 	}

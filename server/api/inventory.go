@@ -1,0 +1,107 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/inventory"
+	"github.com/doorbell-mdm/doorbell/server/store"
+)
+
+// putInventory stores a device's inventory upload. The body is read raw
+// (fiber's Body would inflate gzip without a bound) and decoded by
+// inventory.DecodeUpload, which stops at proto.MaxInventoryBytes inflated.
+func (a *API) putInventory(c *fiber.Ctx) error {
+	up, err := inventory.DecodeUpload(c.Request().Body(), c.Get(fiber.HeaderContentEncoding))
+	switch {
+	case errors.Is(err, inventory.ErrTooLarge):
+		return errorf("body_too_large", "%v", err)
+	case errors.Is(err, inventory.ErrEncoding):
+		return errorf("unsupported_encoding", "%v", err)
+	case err != nil:
+		return errorf("invalid_body", "%v", err)
+	}
+	ack, err := a.svc.SaveInventory(c.UserContext(), requestDevice(c), up)
+	if err != nil {
+		return err
+	}
+	return c.JSON(ack)
+}
+
+func (a *API) getInventory(c *fiber.Ctx) error {
+	var sections []string
+	if s := c.Query("sections"); s != "" {
+		sections = strings.Split(s, ",")
+	}
+	inv, err := a.svc.Inventory(c.UserContext(), requestDevice(c).ID, sections)
+	if err != nil {
+		return err
+	}
+	return c.JSON(inv)
+}
+
+func (a *API) refreshInventory(c *fiber.Ctx) error {
+	a.svc.RequestInventory(requestDevice(c))
+	return c.SendStatus(http.StatusAccepted)
+}
+
+func (a *API) packageVersions(c *fiber.Ctx) error {
+	pv, err := a.svc.PackageVersions(c.UserContext(), c.Query("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(pv)
+}
+
+func (a *API) factDistribution(c *fiber.Ctx) error {
+	fd, err := a.svc.FactDistribution(c.UserContext(), c.Params("fact"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(fd)
+}
+
+// inventoryRefreshHeader sets the header that asks the agent for its whole
+// inventory on a policy answer, when an operator asked for it.
+func (a *API) inventoryRefreshHeader(c *fiber.Ctx, deviceID string) {
+	if a.svc.InventoryRequested(deviceID) {
+		c.Set(proto.InventoryRequestHeader, "full")
+	}
+}
+
+// devicesByInventory is the store's Devices for a list filtered on the
+// inventory: the index yields the matching ids in id order, page by page,
+// and only those devices are loaded and checked against match.
+func (a *API) devicesByInventory(c *fiber.Ctx, q store.InventoryQuery, after string, limit int, match func(store.Device) bool) ([]store.Device, bool, error) {
+	var devs []store.Device
+	for {
+		ids, more, err := a.svc.FindDevices(c.UserContext(), q, after, limit)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, id := range ids {
+			d, err := a.store.Device(c.UserContext(), id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // deleted since
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			if match != nil && !match(d) {
+				continue
+			}
+			if len(devs) == limit {
+				return devs, true, nil
+			}
+			devs = append(devs, d)
+		}
+		if !more || len(ids) == 0 {
+			return devs, false, nil
+		}
+		after = ids[len(ids)-1]
+	}
+}
