@@ -56,8 +56,8 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := dst.Load(ctx, dump); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	fmt.Fprintf(stdout, "copied %d devices, %d groups, %d operator tokens, %d enrollment tokens, %d audit entries\n",
-		len(dump.Devices), len(dump.Groups), len(dump.OperatorTokens), len(dump.EnrollmentTokens), len(dump.Audit))
+	fmt.Fprintf(stdout, "copied %d devices, %d groups, %d operator tokens, %d enrollment tokens, %d audit entries, %d inventories\n",
+		len(dump.Devices), len(dump.Groups), len(dump.OperatorTokens), len(dump.EnrollmentTokens), len(dump.Audit), len(dump.Inventories))
 
 	for _, t := range []struct{ file, name string }{{"admin-token", "admin"}, {"enroll-token", "enroll"}} {
 		b, err := os.ReadFile(filepath.Join(*dataDir, t.file))

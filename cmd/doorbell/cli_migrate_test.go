@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -80,6 +81,16 @@ func TestMigrate(t *testing.T) {
 	if _, err := src.MarkEscalated(ctx, "b", "notify", at); err != nil {
 		t.Fatal(err)
 	}
+	inv := storetest.FixtureInventory("kiosk-b", "debian", "12", "6.1", proto.FormatDeb, "openssl=3.0.11-1")
+	invUp := storetest.Full(inv)
+	invUp.CollectedAt = at.Add(-time.Minute)
+	if _, err := src.SaveInventory(ctx, "b", invUp, at); err != nil {
+		t.Fatal(err)
+	}
+	wantInv, err := src.Inventory(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want, err := src.Dump(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +151,18 @@ func TestMigrate(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, lr.Revisions) {
 			t.Errorf("revisions of %s %s = %+v, %v; want %+v", lr.Kind, lr.ID, got, err, lr.Revisions)
 		}
+	}
+	if len(want.Inventories) != 1 {
+		t.Fatalf("source dump has %d inventories, want 1", len(want.Inventories))
+	}
+	if got, err := dst.Inventory(ctx, "b"); err != nil || !reflect.DeepEqual(got, wantInv) {
+		t.Errorf("inventory of b = %+v, %v; want %+v", got, err, wantInv)
+	}
+	if got, err := dst.PackageVersions(ctx, "openssl"); err != nil || !reflect.DeepEqual(got, []proto.PackageVersionCount{{Format: proto.FormatDeb, Version: "3.0.11-1", Devices: 1}}) {
+		t.Errorf("openssl versions after the copy = %+v, %v", got, err)
+	}
+	if ids, _, err := dst.FindDevices(ctx, store.InventoryQuery{Facts: []store.FactCond{{Fact: proto.FactHostname, Equal: "kiosk-b"}}}, "", 10); err != nil || fmt.Sprint(ids) != "[b]" {
+		t.Errorf("hostname=kiosk-b after the copy = %v, %v", ids, err)
 	}
 	if first, err := dst.MarkEscalated(ctx, "b", "notify", at); err != nil || first {
 		t.Errorf("escalation after the copy: first=%v err=%v; want already fired", first, err)

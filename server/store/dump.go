@@ -21,6 +21,9 @@ type Dump struct {
 	// Escalations holds the steps fired: device id -> step -> the
 	// nonCompliantSince it fired for (RFC 3339).
 	Escalations map[string]map[string]string
+	// Inventories holds the stored inventory of each device that sent one,
+	// in device id order; the receiving store rebuilds its indexes.
+	Inventories []proto.DeviceInventory
 }
 
 // LayerRevisions is one group's or device's revisions.

@@ -91,8 +91,20 @@ func (s *Store) Dump(_ context.Context) (store.Dump, error) {
 }
 
 // dumpLater adds the buckets added after the first schema (commands,
-// revisions, escalations), each absent from an older file.
+// revisions, escalations, inventories), each absent from an older file.
 func dumpLater(tx *bbolt.Tx, d *store.Dump) error {
+	if b := tx.Bucket(bucketInvDevices); b != nil {
+		if err := b.ForEach(func(id, _ []byte) error {
+			inv, err := readInventory(tx, string(id))
+			if err != nil {
+				return err
+			}
+			d.Inventories = append(d.Inventories, inv)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	if b := tx.Bucket(bucketDeviceCommands); b != nil {
 		if err := b.ForEach(func(_, id []byte) error {
 			sc, err := getCommand(tx, string(id))

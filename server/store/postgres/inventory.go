@@ -88,6 +88,27 @@ func (s *Store) SaveInventory(ctx context.Context, id string, up proto.Inventory
 	return missing, err
 }
 
+// loadInventory copies a dumped inventory, its times kept, and indexes it.
+func (w *writer) loadInventory(d proto.DeviceInventory) error {
+	var collected *time.Time
+	if !d.CollectedAt.IsZero() {
+		c := d.CollectedAt.UTC()
+		collected = &c
+	}
+	if _, err := w.tx.Exec(w.ctx, "INSERT INTO inventory_devices (device_id, collected_at, updated_at) VALUES ($1, $2, $3)",
+		d.DeviceID, collected, d.UpdatedAt.UTC()); err != nil {
+		return err
+	}
+	for _, sec := range d.Inventory.Present() {
+		m := d.Sections[sec]
+		if _, err := w.tx.Exec(w.ctx, `INSERT INTO inventory_sections (device_id, section, hash, data, changed_at, received_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, d.DeviceID, sec, m.Hash, []byte(d.Inventory.Section(sec)), m.ChangedAt.UTC(), m.ReceivedAt.UTC()); err != nil {
+			return err
+		}
+	}
+	return reindex(w.ctx, w.tx, d.DeviceID, d.Inventory)
+}
+
 // loadInventory merges the stored sections of device id.
 func loadInventory(ctx context.Context, q querier, id string) (proto.Inventory, error) {
 	var inv proto.Inventory

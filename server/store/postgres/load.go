@@ -122,8 +122,13 @@ func (s *Store) Load(ctx context.Context, d store.Dump) error {
 }
 
 // loadLater copies commands (in creation order, so seq keeps each
-// device's order), revisions and escalations.
+// device's order), revisions, escalations and inventories.
 func (w *writer) loadLater(d store.Dump) error {
+	for _, inv := range d.Inventories {
+		if err := w.loadInventory(inv); err != nil {
+			return fmt.Errorf("copying the inventory of %s: %w", inv.DeviceID, err)
+		}
+	}
 	for _, c := range d.Commands {
 		doc, err := json.Marshal(c)
 		if err != nil {
