@@ -160,6 +160,10 @@ type Agent struct {
 	sent proto.Settings
 	inv  invState
 
+	// tlsState is the parsed device certificate and the TLS session cache
+	// of its connections (agent/tls.go).
+	tlsState tlsState
+
 	hashOnce sync.Once
 	hash     string // AgentSHA256 or the executable's hash
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
@@ -70,7 +71,59 @@ func (a *Agent) tlsConfigFor(host string) *tls.Config {
 			return a.verifyServer(cs, host)
 		},
 		GetClientCertificate: a.clientCertificate,
+		// Reconnections (a new HTTP connection after an idle one closed,
+		// MQTT after a drop or a server restart) resume the TLS session:
+		// no certificate chains exchanged or verified, no signatures.
+		ClientSessionCache: a.sessionCache(),
 	}
+}
+
+// tlsState caches, per device certificate, the parsed key pair presented in
+// every handshake and the client sessions resumed with it. A session
+// resumes the identity of the certificate it was made with, so a new
+// certificate (renewal, re-enrollment) starts with an empty cache.
+type tlsState struct {
+	mu       sync.Mutex
+	certPEM  string           // the certificate cert and sessions belong to
+	cert     *tls.Certificate // parsed certPEM; nil when unusable
+	sessions tls.ClientSessionCache
+}
+
+// sessionCache is the agent's tls.ClientSessionCache: it forgets every
+// session when the device certificate changes.
+func (a *Agent) sessionCache() tls.ClientSessionCache { return agentSessions{a} }
+
+type agentSessions struct{ a *Agent }
+
+// tlsStateFor returns the sessions of the current certificate (creating
+// them after a change) and its parsed key pair.
+func (a *Agent) tlsStateFor() (tls.ClientSessionCache, *tls.Certificate, error) {
+	id, _ := a.currentIdentity()
+	st := &a.tlsState
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sessions == nil || st.certPEM != id.CertPEM {
+		st.certPEM, st.cert = id.CertPEM, nil
+		st.sessions = tls.NewLRUClientSessionCache(4)
+		if id.CertPEM != "" && id.KeyPEM != "" {
+			c, err := tls.X509KeyPair([]byte(id.CertPEM), []byte(id.KeyPEM))
+			if err != nil {
+				return st.sessions, nil, err
+			}
+			st.cert = &c
+		}
+	}
+	return st.sessions, st.cert, nil
+}
+
+func (s agentSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	c, _, _ := s.a.tlsStateFor()
+	return c.Get(key)
+}
+
+func (s agentSessions) Put(key string, cs *tls.ClientSessionState) {
+	c, _, _ := s.a.tlsStateFor()
+	c.Put(key, cs)
 }
 
 // DialTLSContext dials addr and completes a TLS handshake verified as
@@ -179,16 +232,14 @@ func verifyChain(cs tls.ConnectionState, host string, roots *x509.CertPool) erro
 
 // clientCertificate presents the device certificate, or none.
 func (a *Agent) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	id, ok := a.currentIdentity()
-	if !ok || id.CertPEM == "" || id.KeyPEM == "" {
-		return &tls.Certificate{}, nil
-	}
-	c, err := tls.X509KeyPair([]byte(id.CertPEM), []byte(id.KeyPEM))
+	_, c, err := a.tlsStateFor()
 	if err != nil {
 		a.log.Warn("the stored device certificate is unusable; connecting without it", "err", err)
+	}
+	if c == nil {
 		return &tls.Certificate{}, nil
 	}
-	return &c, nil
+	return c, nil
 }
 
 // newCSR makes a fresh P-256 key pair and a CSR for it when the agent talks

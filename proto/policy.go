@@ -3,7 +3,9 @@ package proto
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -34,16 +36,68 @@ type SettingValues map[string]json.RawMessage
 // Values flattens s into the settings it manages (observes): cameraDisabled
 // always, every other setting when not nil.
 func (s Settings) Values() SettingValues {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic("proto: marshalling Settings: " + err.Error()) // plain data: cannot fail
-	}
-	var m SettingValues
-	if err := json.Unmarshal(b, &m); err != nil {
-		panic("proto: unmarshalling Settings: " + err.Error())
+	v := reflect.ValueOf(s)
+	m := make(SettingValues, len(settingFields))
+	for _, f := range settingFields {
+		fv := v.Field(f.index)
+		if f.omitNil && fv.IsNil() {
+			continue
+		}
+		switch fv.Kind() {
+		case reflect.Bool:
+			m[f.name] = rawBool(fv.Bool())
+			continue
+		case reflect.Pointer:
+			if e := fv.Elem(); e.Kind() == reflect.Bool {
+				m[f.name] = rawBool(e.Bool())
+				continue
+			}
+		}
+		b, err := json.Marshal(fv.Interface())
+		if err != nil {
+			panic("proto: marshalling setting " + f.name + ": " + err.Error()) // plain data: cannot fail
+		}
+		m[f.name] = b
 	}
 	return m
 }
+
+// rawBool returns the canonical JSON of a bool: a fresh slice, as callers
+// own the values they get.
+func rawBool(b bool) json.RawMessage {
+	if b {
+		return json.RawMessage{'t', 'r', 'u', 'e'}
+	}
+	return json.RawMessage{'f', 'a', 'l', 's', 'e'}
+}
+
+// settingField is one field of Settings as encoding/json sees it.
+type settingField struct {
+	name    string
+	index   int
+	omitNil bool // a pointer with omitempty: absent when nil
+}
+
+// settingFields lists Settings' fields once, so Values (called several
+// times per report on the server) flattens a Settings without a JSON round
+// trip. TestValuesMatchesJSON checks it against encoding/json.
+var settingFields = func() []settingField {
+	t := reflect.TypeFor[Settings]()
+	var out []settingField
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if !sf.IsExported() || name == "-" || name == "" {
+			panic("proto: Settings field " + sf.Name + " needs a JSON name")
+		}
+		omit := slices.Contains(strings.Split(opts, ","), "omitempty")
+		if omit && sf.Type.Kind() != reflect.Pointer {
+			panic("proto: Settings field " + sf.Name + ": omitempty only on pointers")
+		}
+		out = append(out, settingField{name: name, index: i, omitNil: omit})
+	}
+	return out
+}()
 
 // ToSettings builds Settings from v. Settings missing from v stay unmanaged
 // (cameraDisabled false). Values must be canonical (see ParseSetting).
@@ -175,10 +229,23 @@ func DiffValues(want SettingValues, monitor []string, got SettingValues, unsuppo
 // Failing returns the failing settings of a device in state NON_COMPLIANT,
 // and nil in every other state (a STALE report answers an older policy).
 func Failing(desired DevicePolicy, report *ComplianceReport) []SettingFailure {
-	if Evaluate(desired, report) != StateNonCompliant {
-		return nil
+	_, f := EvaluateFailing(desired, report)
+	return f
+}
+
+// EvaluateFailing is Evaluate and Failing together, comparing the settings
+// once.
+func EvaluateFailing(desired DevicePolicy, report *ComplianceReport) (ComplianceState, []SettingFailure) {
+	switch {
+	case report == nil:
+		return StateUnknown, nil
+	case report.AppliedPolicyVersion < desired.Version:
+		return StateStale, nil
 	}
-	return Diff(desired, *report)
+	if f := Diff(desired, *report); len(f) > 0 {
+		return StateNonCompliant, f
+	}
+	return StateCompliant, nil
 }
 
 // CauseGroup: a group change altered the device's effective policy. With

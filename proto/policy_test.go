@@ -150,3 +150,30 @@ func TestPolicyWireCompatible(t *testing.T) {
 		})
 	}
 }
+
+// TestValuesMatchesJSON checks Values' reflection against what
+// encoding/json makes of the same Settings: every managed setting, the same
+// canonical bytes.
+func TestValuesMatchesJSON(t *testing.T) {
+	tr, fa, n := true, false, 12
+	pk := []string{"com.example.kiosk", "a<b>&c"}
+	for _, s := range []Settings{
+		{},
+		{CameraDisabled: true},
+		{CameraDisabled: false, ScreenCaptureDisabled: &tr, StatusBarDisabled: &fa, LockTaskPackages: &pk,
+			USBFileTransferDisabled: &tr, PasswordMinLength: &n, SSHPasswordAuthDisabled: &fa, AutoUpdatesEnabled: &tr},
+		{LockTaskPackages: &[]string{}, PasswordMinLength: &n},
+	} {
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want SettingValues
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Values(); !reflect.DeepEqual(got, want) {
+			t.Errorf("Values(%s) = %v, want %v", b, got, want)
+		}
+	}
+}

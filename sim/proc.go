@@ -103,3 +103,49 @@ func fdLimit() (uint64, error) {
 	}
 	return min(r.Cur, MaxOpenFiles), nil
 }
+
+// loadAvg returns the first three fields of /proc/loadavg ("" if unreadable).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// cpuSeconds returns the CPU time (user + system) process pid (0 = this
+// process) has used, from /proc/<pid>/stat; 0 when unreadable.
+func cpuSeconds(pid int) float64 {
+	p := "/proc/self/stat"
+	if pid > 0 {
+		p = fmt.Sprintf("/proc/%d/stat", pid)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces), from ")":
+	// state is field 3, utime 14 and stime 15 of the whole line.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (ut + st) / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100

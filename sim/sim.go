@@ -12,7 +12,10 @@ package sim
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
@@ -44,12 +48,19 @@ const (
 	ScenarioEditAll = "edit-all"
 	ScenarioIdle    = "idle"
 	ScenarioReports = "reports"
+	// ScenarioRestart: the reconnect storm. With the fleet connected, the
+	// simulator stops the server (SIGTERM to its pid); whoever runs the
+	// server starts it again on the same data (scripts/bench.sh does), and
+	// the simulator measures the time from the stop until every device
+	// reconnected over MQTT and synced again, and checks they are
+	// COMPLIANT.
+	ScenarioRestart = "restart"
 )
 
 // Modes and Scenarios list the valid values.
 var (
 	Modes     = []string{ModeMQTT, ModeFCM, ModePoll}
-	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports, ScenarioCommands}
+	Scenarios = []string{ScenarioEnroll, ScenarioEditOne, ScenarioEditAll, ScenarioIdle, ScenarioReports, ScenarioCommands, ScenarioRestart}
 )
 
 // Config configures a run. ServerURL, EnrollToken, AdminToken and Devices are
@@ -94,6 +105,18 @@ type Config struct {
 	// Settle is how long the idle scenario waits after connecting before
 	// reading memory; 0 = 5s.
 	Settle time.Duration
+	// ServerCA is the PEM CA certificate an https server's certificate
+	// chains to (serve's <data>/tls/ca.pem). Over TLS every simulated
+	// device enrolls with its own key (a CSR), gets its own certificate
+	// and makes its own connections with it, as a real device does.
+	ServerCA []byte
+	// ServerDebug is the server's debug listener (serve --pprof ADDR),
+	// optional. When set, the idle scenario asks it for its memory figures
+	// (GET /debug/memory, which first returns the server's free memory to
+	// the system) right before each resident-size reading, so neither
+	// reading holds garbage of an earlier phase, and reports the heap,
+	// stacks and goroutines per device too.
+	ServerDebug string
 	// Timeout bounds each wait for devices (ready, compliant); 0 = 10m.
 	Timeout time.Duration
 	// Progress receives a progress line while the run works; nil = none.
@@ -125,9 +148,31 @@ type Result struct {
 	// connected device: (VmRSS with every device connected - VmRSS before
 	// any connected) / devices.
 	ServerBytesPerDevice float64 `json:"serverBytesPerDevice,omitempty"`
+	// With Config.ServerDebug, idle also gives the server's Go heap in use,
+	// goroutine stacks and goroutines per connected device (the same
+	// before/after difference).
+	ServerHeapPerDevice       float64 `json:"serverHeapPerDevice,omitempty"`
+	ServerStackPerDevice      float64 `json:"serverStackPerDevice,omitempty"`
+	ServerGoroutinesPerDevice float64 `json:"serverGoroutinesPerDevice,omitempty"`
+	// ServerCPUSeconds and SimCPUSeconds are, for edit-all (from the edit
+	// to the last report) and reports, the CPU time the server process and
+	// this simulator used meanwhile: who bounds the figure on a shared
+	// machine. The server's needs its pid (--server-pid or the listener's).
+	ServerCPUSeconds float64 `json:"serverCpuSeconds,omitempty"`
+	SimCPUSeconds    float64 `json:"simCpuSeconds,omitempty"`
+	// ReconnectsPerSec is, for restart, devices back (reconnected and
+	// synced) per second from the server's stop; AllCompliantMs is then the
+	// time until the last one was back.
+	ReconnectsPerSec float64 `json:"reconnectsPerSec,omitempty"`
 	// ReportsPerSec is, for reports, durable reports the server accepted
 	// (2xx) per second.
 	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
+
+	// LoadAvg is the machine's load average (1, 5, 15 minutes) when the
+	// run started, to read every figure beside it.
+	LoadAvg string `json:"loadAvg,omitempty"`
+	// TLS is true when the server URL is https.
+	TLS bool `json:"tls,omitempty"`
 
 	// Extras.
 	Edits             int     `json:"edits,omitempty"`             // edit-one: edits measured; edit-all: edit requests
@@ -142,11 +187,8 @@ func (c *Config) defaults() error {
 	if c.ServerURL == "" || c.EnrollToken == "" || c.AdminToken == "" {
 		return errors.New("sim: --server, --enroll-token and --admin-token are required")
 	}
-	if strings.Contains(c.ServerURL, "https://") {
-		// Each device authenticates with its own client certificate over
-		// TLS, so devices could not share the simulator's few HTTP
-		// connections; the simulator measures the plain loopback path.
-		return errors.New("sim: the simulator speaks plain HTTP: run the server on loopback with --tls off (and --enroll-rate -1 --device-rate -1 for large fleets)")
+	if strings.HasPrefix(c.ServerURL, "https://") && len(c.ServerCA) == 0 {
+		return errors.New("sim: an https server needs --ca-file (the server's <data>/tls/ca.pem)")
 	}
 	if c.Devices < 1 {
 		return fmt.Errorf("sim: --devices must be at least 1, not %d", c.Devices)
@@ -200,10 +242,14 @@ func (c *Config) defaults() error {
 }
 
 // FilesNeeded estimates the open files a run needs: one socket per MQTT
-// device, the HTTP connections, and some slack.
-func FilesNeeded(devices, httpConns int, mode string) uint64 {
+// device, the HTTP connections, and some slack. Over TLS (tls true) every
+// device also holds its own HTTP connection.
+func FilesNeeded(devices, httpConns int, mode string, tls bool) uint64 {
 	n := uint64(2*httpConns + 64) // agents' and operator's connections
 	if mode == ModeMQTT {
+		n += uint64(devices)
+	}
+	if tls {
 		n += uint64(devices)
 	}
 	return n
@@ -215,11 +261,15 @@ func checkFiles(c Config) error {
 	if err != nil {
 		return fmt.Errorf("sim: reading the open-file limit: %w", err)
 	}
-	need := FilesNeeded(c.Devices, c.HTTPConns, c.Mode)
+	tls := strings.HasPrefix(c.ServerURL, "https://")
+	need := FilesNeeded(c.Devices, c.HTTPConns, c.Mode, tls)
 	if need <= limit {
 		return nil
 	}
-	per := int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Mode))
+	per := int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Mode, tls))
+	if perDev := int(FilesNeeded(1, c.HTTPConns, c.Mode, tls) - FilesNeeded(0, c.HTTPConns, c.Mode, tls)); perDev > 1 {
+		per /= perDev
+	}
 	if per < 1 {
 		return fmt.Errorf("sim: the open-file limit %d is too low even for --http-conns %d", limit, c.HTTPConns)
 	}
@@ -235,6 +285,7 @@ type device struct {
 	ids   *memIDStore
 	enf   *agent.MemoryEnforcer
 	agent *agent.Agent
+	http  *http.Client // over TLS: the device's own connections; nil = the fleet's
 	token string
 	cam   bool // the cameraDisabled value last asked for
 
@@ -332,6 +383,14 @@ type countingTransport struct {
 	n *atomic.Int64
 }
 
+// CloseIdleConnections lets the agent drop kept-alive connections after it
+// got a new certificate.
+func (t countingTransport) CloseIdleConnections() {
+	if c, ok := t.RoundTripper.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.RoundTripper.RoundTrip(r)
 	if err == nil {
@@ -346,6 +405,8 @@ type fleet struct {
 	devs      []*device
 	requests  atomic.Int64 // HTTP requests answered (agents and operator)
 	agentHTTP *http.Client
+	tls       bool // the server URL is https
+	serverPID int  // 0 = unknown
 	admin     *adminClient
 	fcm       *fcmServer
 	prog      *progress
@@ -355,8 +416,9 @@ type fleet struct {
 	wg     sync.WaitGroup
 }
 
-func newHTTPClient(conns int, n *atomic.Int64) *http.Client {
+func newHTTPClient(conns int, n *atomic.Int64, roots *x509.CertPool) *http.Client {
 	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxConnsPerHost:     conns,
 		MaxIdleConns:        conns,
@@ -376,10 +438,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	start := time.Now()
-	f := &fleet{cfg: cfg}
-	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests)
+	f := &fleet{cfg: cfg, tls: strings.HasPrefix(cfg.ServerURL, "https://")}
+	var roots *x509.CertPool
+	if len(cfg.ServerCA) > 0 {
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(cfg.ServerCA) {
+			return Result{}, errors.New("sim: --ca-file holds no PEM certificate")
+		}
+	}
+	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests, roots)
 	var err error
-	if f.admin, err = newAdminClient(f.server(0), cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests)); err != nil {
+	if f.admin, err = newAdminClient(f.server(0), cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests, roots)); err != nil {
 		return Result{}, err
 	}
 	f.prog = newProgress(cfg.Progress)
@@ -396,7 +465,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		f.wg.Wait()
 	}()
 
-	res := Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Devices: cfg.Devices}
+	res := Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Devices: cfg.Devices, LoadAvg: loadAvg(),
+		TLS: strings.HasPrefix(cfg.ServerURL, "https://")}
 	if err := f.scenario(ctx, &res); err != nil {
 		return res, err
 	}
@@ -406,7 +476,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	pid, rssBefore, simBefore := 0, int64(0), int64(0)
-	if f.cfg.Scenario == ScenarioIdle {
+	if f.cfg.Scenario == ScenarioIdle || f.cfg.Scenario == ScenarioRestart {
 		var err error
 		if pid = f.cfg.ServerPID; pid == 0 {
 			u, perr := parseHost(f.server(0))
@@ -418,7 +488,12 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 			}
 		}
 		res.ServerPID = pid
+	} else if pid = f.cfg.ServerPID; pid == 0 {
+		if u, err := parseHost(f.server(0)); err == nil {
+			pid, _ = findListener(u) // only for the CPU figures; 0 = none
+		}
 	}
+	f.serverPID = pid
 
 	t0 := time.Now()
 	reqs0 := f.requests.Load()
@@ -426,8 +501,13 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
+	var memBefore serverMemory
 	if f.cfg.Scenario == ScenarioIdle {
+		f.closeIdleHTTP() // the enrollments' connections: not part of either reading
 		var err error
+		if memBefore, err = f.serverMemory(ctx); err != nil {
+			return err
+		}
 		if rssBefore, err = rssBytes(pid); err != nil {
 			return err
 		}
@@ -453,17 +533,31 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 			return err
 		}
 	case ScenarioIdle:
+		// An idle device holds its MQTT session only: its HTTP connection
+		// (over TLS, its own) closes once idle, as an agent's transport
+		// does after 90 s; close them now rather than wait.
+		f.closeIdleHTTP()
 		f.prog.set("idle: settling", 0, 0)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(f.cfg.Settle):
 		}
+		memAfter, err := f.serverMemory(ctx)
+		if err != nil {
+			return err
+		}
 		after, err := rssBytes(pid)
 		if err != nil {
 			return err
 		}
-		res.ServerBytesPerDevice = float64(after-rssBefore) / float64(len(f.devs))
+		nd := float64(len(f.devs))
+		res.ServerBytesPerDevice = float64(after-rssBefore) / nd
+		if f.cfg.ServerDebug != "" {
+			res.ServerHeapPerDevice = (float64(memAfter.HeapInuse) - float64(memBefore.HeapInuse)) / nd
+			res.ServerStackPerDevice = (float64(memAfter.StackInuse) - float64(memBefore.StackInuse)) / nd
+			res.ServerGoroutinesPerDevice = float64(memAfter.Goroutines-memBefore.Goroutines) / nd
+		}
 		simAfter, _ := rssBytes(0)
 		res.SimBytesPerDevice = float64(simAfter-simBefore) / float64(len(f.devs))
 	case ScenarioReports:
@@ -472,6 +566,10 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 		}
 	case ScenarioCommands:
 		if err := f.commands(ctx, res); err != nil {
+			return err
+		}
+	case ScenarioRestart:
+		if err := f.restart(ctx, pid, res); err != nil {
 			return err
 		}
 	}
@@ -484,6 +582,83 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	return nil
 }
 
+// restart stops the server and measures how long the fleet takes to be
+// back: every device reconnected over MQTT and synced (each reconnection is
+// an MQTT and an HTTP connection, two TLS handshakes over TLS). The server
+// must be started again by whoever runs it.
+func (f *fleet) restart(ctx context.Context, pid int, res *Result) error {
+	if f.cfg.Mode != ModeMQTT {
+		return errors.New("sim: the restart scenario needs --mode mqtt")
+	}
+	ws := make([]*waiter, len(f.devs))
+	for i, d := range f.devs {
+		d.resetSyncs()
+		ws[i] = d.waitSyncs(1)
+	}
+	reqs0 := f.requests.Load()
+	t0 := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("sim: stopping the server (pid %d): %w", pid, err)
+	}
+	f.prog.set("restart: reconnecting", len(f.devs), 0)
+	for i, w := range ws {
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to reconnect", f.devs[i].idx)); err != nil {
+			return err
+		}
+		f.prog.add(1)
+	}
+	d := time.Since(t0)
+	res.AllCompliantMs = ms(d)
+	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
+	res.ReconnectsPerSec = float64(len(f.devs)) / d.Seconds()
+	return nil
+}
+
+// closeIdleHTTP closes the devices' own idle HTTP connections (over TLS).
+func (f *fleet) closeIdleHTTP() {
+	for _, d := range f.devs {
+		d.mu.Lock()
+		hc := d.http
+		d.mu.Unlock()
+		if hc != nil {
+			hc.CloseIdleConnections()
+		}
+	}
+}
+
+// serverMemory is the answer of the server's GET /debug/memory.
+type serverMemory struct {
+	HeapInuse  uint64 `json:"heapInuse"`
+	StackInuse uint64 `json:"stackInuse"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// serverMemory asks the server's debug listener for its memory figures
+// (which also makes the server return its free memory to the system); it
+// returns zeros without Config.ServerDebug.
+func (f *fleet) serverMemory(ctx context.Context) (serverMemory, error) {
+	var m serverMemory
+	if f.cfg.ServerDebug == "" {
+		return m, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.cfg.ServerDebug+"/debug/memory", nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return m, fmt.Errorf("sim: reading the server's memory figures: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("sim: GET /debug/memory on %s: %s", f.cfg.ServerDebug, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return m, fmt.Errorf("sim: decoding the server's memory figures: %w", err)
+	}
+	return m, nil
+}
+
 func (f *fleet) ids() map[string]bool {
 	m := make(map[string]bool, len(f.devs))
 	for _, d := range f.devs {
@@ -493,7 +668,16 @@ func (f *fleet) ids() map[string]bool {
 }
 
 func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
-	return agent.New(agent.Config{
+	hc := f.agentHTTP
+	var tr *http.Transport
+	if f.tls {
+		// The device's own connections, made with its own certificate
+		// through the agent's dialer (set below, once the agent exists).
+		tr = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 90 * time.Second}
+		hc = &http.Client{Timeout: 60 * time.Second, Transport: countingTransport{tr, &f.requests}}
+	}
+	a, err := agent.New(agent.Config{
+		ServerCA:     f.cfg.ServerCA,
 		ServerURL:    f.server(d.idx),
 		EnrollToken:  f.cfg.EnrollToken,
 		Enforcer:     d.enf,
@@ -503,9 +687,23 @@ func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
 		Model:        fmt.Sprintf("sim-%d", d.idx),
 		OSVersion:    "sim",
 		AgentVersion: "sim",
-		HTTPClient:   f.agentHTTP,
+		HTTPClient:   hc,
 		OnSync:       d.onSync,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if tr != nil {
+		tr.DialTLSContext = a.DialTLSContext
+		d.mu.Lock()
+		old := d.http
+		d.http = hc
+		d.mu.Unlock()
+		if old != nil { // the device's previous agent (enrollment) is done
+			old.CloseIdleConnections()
+		}
+	}
+	return a, nil
 }
 
 // enroll enrolls every device (HTTP only, Ramp at a time) and returns the
@@ -786,6 +984,7 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 	}
 	f.prog.set("edit-all", len(f.devs), 0)
 	reqs0 := f.requests.Load()
+	cpu0 := f.cpu()
 	t0 := time.Now()
 	versions, err := ed.editAll(ctx, f.devs, cam)
 	if err != nil {
@@ -806,6 +1005,7 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 		f.prog.add(1)
 	}
 	d := last.Sub(t0)
+	f.cpuSince(cpu0, res)
 	res.Edits = len(f.devs)
 	res.AllCompliantMs = ms(d)
 	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
@@ -816,9 +1016,9 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 // connections allow, for Duration, and counts those the server accepted.
 func (f *fleet) reports(ctx context.Context, res *Result) error {
 	type job struct {
-		client *agent.Client
 		cred   agent.Credentials
 		rep    agentReport
+		client *agent.Client
 	}
 	clients := map[string]*agent.Client{}
 	jobs := make([]job, len(f.devs))
@@ -832,13 +1032,24 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 			clients[u] = c
 		}
 		id, _, _ := d.ids.Load()
-		jobs[i] = job{client: clients[u], cred: id.Credentials(), rep: currentReport(d)}
+		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d), client: clients[u]}
+		d.mu.Lock()
+		hc := d.http
+		d.mu.Unlock()
+		if hc != nil { // over TLS, each device reports on its own connection
+			c, err := agent.NewClient(u, hc)
+			if err != nil {
+				return err
+			}
+			jobs[i].client = c
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
 	defer cancel()
 	f.prog.set("reports", 0, 0)
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
+	cpu0 := f.cpu()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	// Each device's reports go out from one worker, one after another: a
@@ -872,7 +1083,27 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 		return fmt.Errorf("sim: %d reports failed, the first: %w", failed.Load(), e.(error))
 	}
 	res.ReportsPerSec = float64(ok.Load()) / d.Seconds()
+	f.cpuSince(cpu0, res)
 	return nil
+}
+
+// cpu reads the server's and this process's CPU seconds.
+func (f *fleet) cpu() [2]float64 {
+	var c [2]float64
+	if f.serverPID > 0 {
+		c[0] = cpuSeconds(f.serverPID)
+	}
+	c[1] = cpuSeconds(0)
+	return c
+}
+
+// cpuSince fills res's CPU figures with the time used since c0.
+func (f *fleet) cpuSince(c0 [2]float64, res *Result) {
+	c := f.cpu()
+	if f.serverPID > 0 {
+		res.ServerCPUSeconds = c[0] - c0[0]
+	}
+	res.SimCPUSeconds = c[1] - c0[1]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -53,6 +53,7 @@ func TestDefaultsRefuseBadInput(t *testing.T) {
 		"no devices":   {ServerURL: "http://x:1", EnrollToken: "e", AdminToken: "a"},
 		"bad mode":     {ServerURL: "http://x:1", EnrollToken: "e", AdminToken: "a", Devices: 1, Mode: "carrier-pigeon"},
 		"bad scenario": {ServerURL: "http://x:1", EnrollToken: "e", AdminToken: "a", Devices: 1, Scenario: "nap"},
+		"https, no CA": {ServerURL: "https://x:1", EnrollToken: "e", AdminToken: "a", Devices: 1},
 	} {
 		if err := c.defaults(); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -2,12 +2,14 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,8 +118,8 @@ func (f *fanout) ring(tb testing.TB, version int) time.Duration {
 }
 
 // startMosquitto runs Debian's mosquitto on a free loopback port with a
-// generated config and returns its address.
-func startMosquitto(tb testing.TB) string {
+// generated config and returns its address and pid.
+func startMosquitto(tb testing.TB) (string, int) {
 	tb.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -153,7 +155,7 @@ func startMosquitto(tb testing.TB) string {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr
+			return addr, cmd.Process.Pid
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("mosquitto did not listen on %s: %v", addr, err)
@@ -183,11 +185,18 @@ func BenchmarkBrokerFanout(b *testing.B) {
 	if lim := (20000 - 200) / 2; n > lim {
 		b.Fatalf("DOORBELL_BENCH_FANOUT=%d: at most %d subscribers fit in one process's 20,000 open files", n, lim)
 	}
-	mosqAddr := startMosquitto(b)
+	mosqAddr, mosqPid := startMosquitto(b)
+	load := ""
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(l)); len(f) >= 3 {
+			load = strings.Join(f[:3], " ")
+		}
+	}
 
 	b.ResetTimer()
 	b.StopTimer()
 	var tEmb, tMosq time.Duration
+	var mosqIdle float64
 	{
 		brk, err := broker.New(allowAll{}, broker.Config{Addr: "127.0.0.1:0"})
 		if err != nil {
@@ -229,7 +238,20 @@ func BenchmarkBrokerFanout(b *testing.B) {
 				}
 				return nil
 			}}
+		rss0, err := rssOf(mosqPid)
+		if err != nil {
+			b.Fatal(err)
+		}
 		mosq.subscribe(b, mosqAddr, n)
+		// The same idle-memory figure as doorbell sim's idle scenario: the
+		// broker process's resident size with every subscriber connected,
+		// minus before any, per subscriber, read after the same settle.
+		time.Sleep(idleSettle) // a measurement interval, not synchronisation
+		rss1, err := rssOf(mosqPid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mosqIdle = float64(rss1-rss0) / float64(n)
 		b.StartTimer()
 		for i := range b.N {
 			tMosq += mosq.ring(b, i+2)
@@ -243,5 +265,39 @@ func BenchmarkBrokerFanout(b *testing.B) {
 	b.ReportMetric(emb, "embedded-ms/fanout")
 	b.ReportMetric(mq, "mosquitto-ms/fanout")
 	b.ReportMetric(emb/mq, "embedded/mosquitto")
-	b.Logf("%d devices: embedded %.1f ms, mosquitto %.1f ms per fan-out; ratio %.2f", n, emb, mq, emb/mq)
+	b.ReportMetric(mosqIdle, "mosquitto-idle-B/client")
+	b.Logf("%d devices: embedded %.1f ms, mosquitto %.1f ms per fan-out; ratio %.2f; mosquitto %.0f B per idle client",
+		n, emb, mq, emb/mq, mosqIdle)
+	// scripts/bench.sh collects every figure as JSON lines for its table.
+	if out := os.Getenv("DOORBELL_BENCH_JSON"); out != "" {
+		line, _ := json.Marshal(map[string]any{"scenario": "broker-fanout", "devices": n,
+			"embeddedMs": emb, "mosquittoMs": mq, "mosquittoBytesPerClient": mosqIdle, "loadAvg": load})
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.Write(append(line, '\n')); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// idleSettle is how long the idle-memory figures wait after connecting
+// before reading the resident size (doorbell sim's --settle default).
+const idleSettle = 5 * time.Second
+
+// rssOf returns VmRSS of process pid, in bytes.
+func rssOf(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS line", pid)
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -35,12 +36,22 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&cfg.Ramp, "ramp", 200, "devices enrolling or connecting at the same time")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "idle: the server's pid (default: the process listening on --server's port)")
 	fs.StringVar(&cfg.FCMListen, "fcm-listen", "127.0.0.1:4004", "fcm mode: where the fake FCM endpoint listens (serve --fcm-project sim --fcm-endpoint http://<this>/v1)")
+	var caFile string
+	fs.StringVar(&caFile, "ca-file", "", "https server: its CA certificate (serve's <data>/tls/ca.pem); each device then enrolls with its own key and certificate")
+	fs.StringVar(&cfg.ServerDebug, "server-pprof", "", "idle: the server's debug listener (serve --pprof ADDR): free its memory before each reading and report heap, stacks and goroutines per device")
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "idle: wait this long after connecting before reading memory")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up on a device after this long")
 	fs.BoolVar(&asJSON, "json", false, "print the figures as one JSON object")
 	fs.BoolVar(&silent, "quiet", false, "no progress line on stderr")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("sim: --ca-file: %w", err)
+		}
+		cfg.ServerCA = b
 	}
 	k, n, err := parseSlice(slice)
 	if err != nil {
@@ -97,6 +108,16 @@ func printResult(w io.Writer, r sim.Result) {
 	if r.ServerPID > 0 {
 		fmt.Fprintf(w, "  server (pid %d): %.0f bytes per connected device; simulator: %.0f bytes per device\n",
 			r.ServerPID, r.ServerBytesPerDevice, r.SimBytesPerDevice)
+		if r.ServerHeapPerDevice != 0 || r.ServerStackPerDevice != 0 {
+			fmt.Fprintf(w, "  server per connected device: heap %.0f B, goroutine stacks %.0f B, %.2f goroutines\n",
+				r.ServerHeapPerDevice, r.ServerStackPerDevice, r.ServerGoroutinesPerDevice)
+		}
+	}
+	if r.ServerCPUSeconds > 0 || r.SimCPUSeconds > 0 {
+		fmt.Fprintf(w, "  CPU meanwhile: server %.2f s, simulator %.2f s\n", r.ServerCPUSeconds, r.SimCPUSeconds)
+	}
+	if r.ReconnectsPerSec > 0 {
+		fmt.Fprintf(w, "  after the server restart: %.0f devices back per second\n", r.ReconnectsPerSec)
 	}
 	if r.ReportsPerSec > 0 {
 		fmt.Fprintf(w, "  %.0f durable reports/s\n", r.ReportsPerSec)

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -554,4 +555,49 @@ func keyPairPEM(t *testing.T, id agent.Identity) tls.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestTLSAgentResumesSessions: an agent's second connection resumes the TLS
+// session of its first (no certificates exchanged again), is still
+// authenticated as the device.
+func TestTLSAgentResumesSessions(t *testing.T) {
+	s := startTLS(t, &pki.Config{})
+	ids := agent.NewFileIDStore(t.TempDir())
+	a, err := agent.New(agent.Config{
+		ServerURL: s.url, ServerPin: s.d.Pin(), EnrollToken: tlsEnroll,
+		Enforcer: &agent.MemoryEnforcer{}, IDStore: ids, Interval: time.Hour, DisableMQTT: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := a.Sync(ctx); err != nil {
+		t.Fatalf("enrolling sync: %v", err)
+	}
+	id, _, _ := ids.Load()
+	// get makes one request on a fresh connection of the agent's own
+	// dialer and returns the status and whether the session resumed.
+	get := func() (int, bool) {
+		t.Helper()
+		var resumed bool
+		tr := &http.Transport{DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := a.DialTLSContext(ctx, network, addr)
+			if err == nil {
+				resumed = c.(*tls.Conn).ConnectionState().DidResume
+			}
+			return c, err
+		}}
+		defer tr.CloseIdleConnections()
+		code, _, _ := s.call(&http.Client{Transport: tr, Timeout: wait}, "GET", "/devices/"+id.DeviceID+"/policy", id.DeviceSecret, "")
+		return code, resumed
+	}
+	if code, _ := get(); code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	code, resumed := get()
+	if code != 200 || !resumed {
+		t.Fatalf("second connection: %d, resumed %v; want 200 on a resumed session", code, resumed)
+	}
+	// A renewed certificate starts a fresh session cache: TestTLSAgent's
+	// sync after the old certificate expired would be refused otherwise.
 }

@@ -199,7 +199,7 @@ func Derive(d Device) (proto.ComplianceState, []proto.SettingFailure) {
 	if d.Report != nil {
 		r = &d.Report.ComplianceReport
 	}
-	return proto.Evaluate(d.Policy, r), proto.Failing(d.Policy, r)
+	return proto.EvaluateFailing(d.Policy, r)
 }
 
 // OverrideStore changes a device's own policy layer.

@@ -30,6 +30,10 @@ type Store struct {
 	auditRetention uint64
 	w              *committer // group commit for the writes many clients make at once
 	health         health     // the last write's outcome
+	// bw is the writer shared by the functions of the group commit's
+	// current transaction (set by its begin, written by its finish); only
+	// touched inside that transaction, which bbolt serialises.
+	bw *writer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -65,6 +69,15 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("creating buckets: %w", err)
 	}
 	s := &Store{db: db, now: time.Now, w: &committer{db: db}}
+	s.w.begin = func(tx *bbolt.Tx) { s.bw = &writer{tx: tx} }
+	s.w.finish = func(tx *bbolt.Tx) error {
+		w := s.bw
+		s.bw = nil
+		if w == nil || w.tx != tx {
+			return nil
+		}
+		return w.finish()
+	}
 	for _, o := range opts {
 		o(s)
 	}

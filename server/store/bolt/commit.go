@@ -23,6 +23,13 @@ const maxGroup = 1000
 // be idempotent apart from its effect on the transaction.
 type committer struct {
 	db *bbolt.DB
+	// begin, when set, is called at the start of every transaction the
+	// committer opens, and finish after the group's functions all
+	// succeeded, before the commit: state shared by the functions of one
+	// transaction (the summary counters) is set up and written once per
+	// transaction rather than once per function.
+	begin  func(*bbolt.Tx)
+	finish func(*bbolt.Tx) error
 
 	mu      sync.Mutex
 	queue   []groupCall
@@ -76,18 +83,25 @@ func (c *committer) commit(group []groupCall) {
 	for len(group) > 0 {
 		failed := -1
 		err := c.db.Update(func(tx *bbolt.Tx) error {
+			c.started(tx)
 			for i, call := range group {
 				if err := safeCall(call.fn, tx); err != nil {
 					failed = i
 					return err
 				}
 			}
-			return nil
+			return c.finished(tx)
 		})
 		if failed >= 0 {
 			call := group[failed]
 			group = append(group[:failed:failed], group[failed+1:]...)
-			call.err <- c.db.Update(func(tx *bbolt.Tx) error { return safeCall(call.fn, tx) })
+			call.err <- c.db.Update(func(tx *bbolt.Tx) error {
+				c.started(tx)
+				if err := safeCall(call.fn, tx); err != nil {
+					return err
+				}
+				return c.finished(tx)
+			})
 			continue
 		}
 		for _, call := range group {
@@ -95,6 +109,19 @@ func (c *committer) commit(group []groupCall) {
 		}
 		return
 	}
+}
+
+func (c *committer) started(tx *bbolt.Tx) {
+	if c.begin != nil {
+		c.begin(tx)
+	}
+}
+
+func (c *committer) finished(tx *bbolt.Tx) error {
+	if c.finish == nil {
+		return nil
+	}
+	return safeCall(c.finish, tx)
 }
 
 func safeCall(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {

@@ -133,15 +133,12 @@ func (w *writer) summary() (*summary, error) {
 // it is new), counting and recording a change of derived state with cause
 // at time at. It returns what it wrote.
 func (w *writer) put(before *store.Device, after store.Device, cause proto.EventCause, at time.Time) (store.Change, error) {
-	sum, err := w.summary()
-	if err != nil {
-		return store.Change{}, err
-	}
-	var from proto.ComplianceState
+	var (
+		from        proto.ComplianceState
+		fromFailing []proto.SettingFailure
+	)
 	if before != nil {
-		st, failing := store.Derive(*before)
-		sum.add(st, failing, -1)
-		from = st
+		from, fromFailing = store.Derive(*before)
 	}
 	// Every bump of the desired version passes here: note when, for the
 	// edit-to-compliant latency (an enrollment is not an edit).
@@ -149,7 +146,18 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		after.PolicyChangedAt = at.UTC()
 	}
 	to, failing := store.Derive(after)
-	sum.add(to, failing, 1)
+	// The counters change only with the state or the failing settings: a
+	// report that changes neither (the common one) leaves them alone.
+	if before == nil || from != to || !sameSettings(fromFailing, failing) {
+		sum, err := w.summary()
+		if err != nil {
+			return store.Change{}, err
+		}
+		if before != nil {
+			sum.add(from, fromFailing, -1)
+		}
+		sum.add(to, failing, 1)
+	}
 	store.TrackFailing(before, &after, to, failing, at)
 	c := store.Change{Device: after, State: to, Failing: failing}
 	if before == nil || from != to {
@@ -160,6 +168,12 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		c.Transitions = []proto.Transition{t}
 	}
 	return c, putDevice(w.tx, after)
+}
+
+// sameSettings reports whether a and b name the same settings in the same
+// order (the summary counts failures by setting).
+func sameSettings(a, b []proto.SettingFailure) bool {
+	return slices.EqualFunc(a, b, func(x, y proto.SettingFailure) bool { return x.Setting == y.Setting })
 }
 
 // remove deletes d, its secret index, its history and its group
@@ -259,8 +273,17 @@ func (s *Store) updateAudited(ctx context.Context, f func(*writer) error) error 
 
 // batch runs f in a transaction shared with concurrent callers (the group
 // commit); f may run more than once.
+// The functions of one group share one writer (s.bw), so the summary
+// counters are decoded and written once per transaction, not once per
+// write.
 func (s *Store) batch(f func(*writer) error) error {
-	return s.run(func(fn func(*bbolt.Tx) error) error { return s.noteWrite(s.w.do(fn)) }, f)
+	return s.noteWrite(s.w.do(func(tx *bbolt.Tx) error {
+		w := s.bw
+		if w == nil || w.tx != tx {
+			return fmt.Errorf("store: group write outside its transaction")
+		}
+		return f(w)
+	}))
 }
 
 func getGroup(tx *bbolt.Tx, id string) (store.Group, error) {

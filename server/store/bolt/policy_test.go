@@ -179,3 +179,87 @@ func BenchmarkGroupEdit10k(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentReportsKeepSummary: reports that share group commits (and
+// so one writer and one summary per transaction), some changing the
+// device's state and some not, leave the counters equal to a recount of
+// the devices, and a refused report in a group changes nothing.
+func TestConcurrentReportsKeepSummary(t *testing.T) {
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const n = 60
+	for i := range n {
+		if _, err := s.CreateDevice(ctx, storetest.NewDevice(fmt.Sprintf("d%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, n*4)
+	for round := range 4 {
+		done := make(chan struct{})
+		for i := range n {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				// Device i: compliant in rounds where (i+round) is even,
+				// its camera wrong otherwise; every 7th also sends a
+				// report ahead of its version, which is refused.
+				r := proto.ComplianceReport{AppliedPolicyVersion: 1}
+				if (i+round)%2 == 1 {
+					r.CameraDisabled = true // the policy wants it enabled: MISMATCH
+				}
+				if i%7 == 0 {
+					if _, err := s.SaveReport(ctx, fmt.Sprintf("d%02d", i), store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 99}, ReceivedAt: time.Now()}); err == nil {
+						errs <- fmt.Errorf("a report ahead of the version was accepted")
+					}
+				}
+				if _, err := s.SaveReport(ctx, fmt.Sprintf("d%02d", i), store.Report{ComplianceReport: r, ReceivedAt: time.Now()}); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		for range n {
+			<-done
+		}
+		close(done)
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		default:
+		}
+		want := map[proto.ComplianceState]int64{}
+		drift := map[string]int64{}
+		devs, _, err := s.Devices(ctx, "", 1000, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range devs {
+			st, failing := store.Derive(d)
+			want[st]++
+			for _, f := range failing {
+				drift[f.Setting]++
+			}
+		}
+		sum, err := s.Summary(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range proto.States {
+			if sum.Counts[st] != want[st] {
+				t.Errorf("round %d: summary counts %s = %d, recount %d", round, st, sum.Counts[st], want[st])
+			}
+		}
+		if want[proto.StateCompliant] != n/2 || want[proto.StateNonCompliant] != n/2 {
+			t.Errorf("round %d: recount %v, want half compliant, half not", round, want)
+		}
+		got := map[string]int64{}
+		for _, d := range sum.DriftingSettings {
+			got[d.Setting] = d.Devices
+		}
+		if fmt.Sprint(got) != fmt.Sprint(drift) {
+			t.Errorf("round %d: drifting settings %v, recount %v", round, got, drift)
+		}
+	}
+}
