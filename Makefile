@@ -1,7 +1,7 @@
 # Doorbell MDM. Two commands matter: `make run` and `make test`.
 GO      ?= go
 BIN     := bin/doorbell
-APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium curl jq
+APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium postgresql curl jq
 
 .PHONY: run test build dist deps vet fmt-check clean aar bench
 
@@ -28,13 +28,17 @@ dist:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-## deps: Go modules, and Debian packages the tests use (installed when root)
+## deps: Go modules, and Debian packages the tests use (installed when root). The
+## PostgreSQL tests start their own throwaway cluster (server/store/postgres/pgtest);
+## no main cluster is created for the package's own service (createcluster.d).
 deps:
 	$(GO) mod download
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing"; \
+	    mkdir -p /etc/postgresql-common/createcluster.d; \
+	    echo "create_main_cluster = off" > /etc/postgresql-common/createcluster.d/doorbell-tests.conf; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi

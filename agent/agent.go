@@ -41,6 +41,9 @@ type Config struct {
 	// through OnPush (FCM).
 	DisableMQTT bool
 	// MQTTURL overrides the broker URL the server returned at enrollment.
+	// Several URLs separated by commas are replicas of one server: the
+	// agent connects to the first and moves to the next after a failed
+	// connect or a lost session.
 	MQTTURL string
 	// Model, OSVersion and AgentVersion are sent at enrollment.
 	Model, OSVersion, AgentVersion string
@@ -186,8 +189,10 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.MQTTURL != "" {
-		if u, err := url.Parse(cfg.MQTTURL); err != nil || u.Scheme == "" || u.Host == "" {
-			return nil, fmt.Errorf("agent config: MQTTURL %q: want scheme://host:port", cfg.MQTTURL)
+		for _, b := range brokerURLs(cfg.MQTTURL) {
+			if u, err := url.Parse(b); err != nil || u.Scheme == "" || u.Host == "" {
+				return nil, fmt.Errorf("agent config: MQTTURL %q: want scheme://host:port, or several separated by commas", b)
+			}
 		}
 	}
 	client, err := NewClient(cfg.ServerURL, cfg.HTTPClient)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ const (
 func (a *Agent) mqttLoop(ctx context.Context) {
 	attempt := 0
 	refused := false // the last attempt's login was refused
+	next := 0        // which of several broker URLs to try
 	for {
 		if attempt > 0 {
 			d := mqttReconnectDelay(attempt, a.rnd)
@@ -67,9 +69,13 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 		default:
 		}
 		id, ok := a.currentIdentity()
-		brokerURL := a.cfg.MQTTURL
-		if brokerURL == "" {
-			brokerURL = id.MQTTURL
+		brokers := a.cfg.MQTTURL
+		if brokers == "" {
+			brokers = id.MQTTURL
+		}
+		var brokerURL string
+		if list := brokerURLs(brokers); len(list) > 0 {
+			brokerURL = list[next%len(list)]
 		}
 		if !ok || brokerURL == "" {
 			if ok {
@@ -91,6 +97,7 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 			}
 			attempt++
 			refused = isMQTTLoginRefused(err)
+			next++
 			a.log.Warn("MQTT connect failed", "deviceId", id.DeviceID, "broker", brokerURL, "err", err, "attempt", attempt)
 			if refused {
 				// Perhaps the device was revoked: a sync finds out (404)
@@ -102,6 +109,9 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 		refused = false
 		a.log.Info("MQTT connected", "deviceId", id.DeviceID, "broker", brokerURL)
 		attempt = a.waitSession(ctx, s, id)
+		if attempt > 0 {
+			next++ // the session was lost: its broker may be gone
+		}
 		s.close()
 		if ctx.Err() != nil {
 			return
@@ -259,4 +269,16 @@ func (a *Agent) handleDoorbell(payload []byte) {
 		return
 	}
 	a.ring(d.Version, "mqtt")
+}
+
+// brokerURLs splits a comma-separated list of broker URLs, dropping empty
+// entries.
+func brokerURLs(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }

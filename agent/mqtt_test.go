@@ -305,6 +305,36 @@ func TestMQTTBackoffResetBySync(t *testing.T) {
 	assertNoAgentGoroutines(t)
 }
 
+// TestMQTTSeveralBrokers: with several broker URLs (replicas of one
+// server), the agent connects to the first, and when that session is lost
+// it moves to the next rather than waiting for the lost one.
+func TestMQTTSeveralBrokers(t *testing.T) {
+	srv := newFakeServer(t)
+	b1, b2 := newFakeBroker(t, srv), newFakeBroker(t, srv)
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) {
+		c.DisableMQTT = false
+		c.MQTTURL = b1.url() + ", " + b2.url()
+	})
+	stop := h.runAgent(t)
+	r := recv(t, h.results, "the sync at start")
+	s1 := recv(t, b1.sessions, "a session with the first broker")
+	checkSession(t, s1, r.DeviceID, srv.secret(r.DeviceID))
+	recv(t, h.results, "the sync after connecting")
+
+	// The first replica dies: it refuses everyone from now on.
+	b1.reject.Store(true)
+	s1.conn.Close()
+	h.clock.Advance(h.clock.waitTimer(t, 500*time.Millisecond, 1500*time.Millisecond))
+	s2 := recv(t, b2.sessions, "a session with the second broker")
+	checkSession(t, s2, r.DeviceID, srv.secret(r.DeviceID))
+	if r := recv(t, h.results, "the sync after moving"); r.Err != nil {
+		t.Errorf("sync after moving to the second broker: %v", r.Err)
+	}
+	stop()
+	recv(t, s2.closed, "the session to close")
+	assertNoAgentGoroutines(t)
+}
+
 func TestMQTTStopsWhileConnecting(t *testing.T) {
 	srv := newFakeServer(t)
 	// A listener that never answers CONNECT.

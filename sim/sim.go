@@ -66,6 +66,9 @@ var (
 // Config configures a run. ServerURL, EnrollToken, AdminToken and Devices are
 // required; other zero values mean the default on the field.
 type Config struct {
+	// ServerURL may name several replicas of one server, separated by
+	// commas: device i enrolls with, reports to and takes its broker URL
+	// from replica i mod n; operator edits go to the first.
 	ServerURL   string
 	EnrollToken string
 	AdminToken  string
@@ -445,7 +448,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests, roots)
 	var err error
-	if f.admin, err = newAdminClient(cfg.ServerURL, cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests, roots)); err != nil {
+	if f.admin, err = newAdminClient(f.server(0), cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests, roots)); err != nil {
 		return Result{}, err
 	}
 	f.prog = newProgress(cfg.Progress)
@@ -476,7 +479,7 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	if f.cfg.Scenario == ScenarioIdle || f.cfg.Scenario == ScenarioRestart {
 		var err error
 		if pid = f.cfg.ServerPID; pid == 0 {
-			u, perr := parseHost(f.cfg.ServerURL)
+			u, perr := parseHost(f.server(0))
 			if perr != nil {
 				return perr
 			}
@@ -486,7 +489,7 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 		}
 		res.ServerPID = pid
 	} else if pid = f.cfg.ServerPID; pid == 0 {
-		if u, err := parseHost(f.cfg.ServerURL); err == nil {
+		if u, err := parseHost(f.server(0)); err == nil {
 			pid, _ = findListener(u) // only for the CPU figures; 0 = none
 		}
 	}
@@ -675,7 +678,7 @@ func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
 	}
 	a, err := agent.New(agent.Config{
 		ServerCA:     f.cfg.ServerCA,
-		ServerURL:    f.cfg.ServerURL,
+		ServerURL:    f.server(d.idx),
 		EnrollToken:  f.cfg.EnrollToken,
 		Enforcer:     d.enf,
 		IDStore:      d.ids,
@@ -1012,26 +1015,33 @@ func (f *fleet) editAll(ctx context.Context, res *Result) error {
 // reports sends compliance reports for every device as fast as HTTPConns
 // connections allow, for Duration, and counts those the server accepted.
 func (f *fleet) reports(ctx context.Context, res *Result) error {
-	client, err := agent.NewClient(f.cfg.ServerURL, f.agentHTTP)
-	if err != nil {
-		return err
-	}
 	type job struct {
 		cred   agent.Credentials
 		rep    agentReport
 		client *agent.Client
 	}
+	clients := map[string]*agent.Client{}
 	jobs := make([]job, len(f.devs))
 	for i, d := range f.devs {
+		u := f.server(d.idx)
+		if clients[u] == nil {
+			c, err := agent.NewClient(u, f.agentHTTP)
+			if err != nil {
+				return err
+			}
+			clients[u] = c
+		}
 		id, _, _ := d.ids.Load()
-		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d), client: client}
+		jobs[i] = job{cred: id.Credentials(), rep: currentReport(d), client: clients[u]}
 		d.mu.Lock()
 		hc := d.http
 		d.mu.Unlock()
 		if hc != nil { // over TLS, each device reports on its own connection
-			if jobs[i].client, err = agent.NewClient(f.cfg.ServerURL, hc); err != nil {
+			c, err := agent.NewClient(u, hc)
+			if err != nil {
 				return err
 			}
+			jobs[i].client = c
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
@@ -1118,4 +1128,19 @@ func nonce() string {
 		panic("crypto/rand failed: " + err.Error())
 	}
 	return hex.EncodeToString(b)
+}
+
+// server is the base URL of the replica device idx talks to (index 0 for
+// the operator).
+func (f *fleet) server(idx int) string {
+	var urls []string
+	for _, u := range strings.Split(f.cfg.ServerURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return f.cfg.ServerURL
+	}
+	return urls[idx%len(urls)]
 }

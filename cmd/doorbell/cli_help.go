@@ -39,6 +39,7 @@ var examples = map[string]string{
   doorbell revisions rollback device 3f2a... 2`,
 	"backup": `  doorbell backup --out doorbell-$(date +%F).db --data ./doorbell-data      # a stopped server
   doorbell backup --out doorbell-$(date +%F).db --server https://mdm:8080 --server-pin sha256/...`,
+	"migrate": `  doorbell migrate --data-dir ./doorbell-data --to postgres://doorbell@db/doorbell   # stop the server first`,
 	"groups": `  doorbell groups
   doorbell groups create kiosks --priority 10
   doorbell groups show kiosks

@@ -41,6 +41,7 @@ var commands = map[string]struct {
 	"commands":      {runCommands, "send, list, show or cancel remote commands: lock, reboot, wipe… (operator)"},
 	"revisions":     {runRevisions, "list, show or roll back policy revisions of a group or a device (operator)"},
 	"inventory":     {runInventory, "show a device's inventory, or package versions and facts across the fleet (operator)"},
+	"migrate":       {runMigrate, "copy a bbolt data dir into PostgreSQL (see docs/SCALING.md)"},
 }
 
 func main() {

@@ -24,6 +24,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pprofAddr string
 	)
 	fs.StringVar(&cfg.DataDir, "data", "./doorbell-data", "data directory (database, generated tokens)")
+	fs.StringVar(&cfg.Store, "store", "", "shared store of several replicas: a postgres:// URL (default: bbolt in the data dir; see docs/SCALING.md)")
 	fs.StringVar(&cfg.HTTPAddr, "http", ":8080", "REST API listen address")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt", ":1883", "MQTT broker listen address")
 	fs.StringVar(&cfg.MQTTURL, "mqtt-url", "", "broker URL handed to agents at enrollment (default: tcp://<host the agent used>:<mqtt port>)")

@@ -22,7 +22,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		slice          string
 		asJSON, silent bool
 	)
-	fs.StringVar(&cfg.ServerURL, "server", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&cfg.ServerURL, "server", "http://127.0.0.1:8080", "server base URL; several replicas separated by commas spread the devices over them")
 	fs.StringVar(&cfg.EnrollToken, "enroll-token", "", "enrollment token")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "operator token")
 	fs.IntVar(&cfg.Devices, "devices", 100, "devices in the whole fleet (with --slice, this process runs its share)")

@@ -66,6 +66,7 @@ var statusOf = map[string]int{
 	"unsupported_encoding":        http.StatusUnsupportedMediaType,
 	"storage_full":                http.StatusInsufficientStorage,
 	"storage_failed":              http.StatusServiceUnavailable,
+	"backup_unsupported":          http.StatusNotImplemented,
 	"unknown_fact":                http.StatusNotFound,
 	"rate_limited":                http.StatusTooManyRequests,
 	"internal":                    http.StatusInternalServerError,

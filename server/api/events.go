@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/service"
+	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // Tuning of the live stream, GET /events.
@@ -138,6 +140,22 @@ func (a *API) publishChange(ch service.Change) {
 		ev.AppliedVersion = d.Report.AppliedPolicyVersion
 	}
 	a.events.publish(ev)
+}
+
+// RemoteChanged shows another replica's device event on this replica's
+// live streams. It does not go on the change stream: the replica that
+// committed the change published it there.
+func (a *API) RemoteChanged(deviceID string, cause proto.EventCause) {
+	if !a.events.active() {
+		return
+	}
+	d, err := a.store.Device(context.Background(), deviceID)
+	if err != nil {
+		return // deleted since; the revocation is its own event
+	}
+	c := store.Change{Device: d}
+	c.State, c.Failing = service.Evaluate(d)
+	a.publishChange(service.Change{Change: c, Cause: cause})
 }
 
 // PresenceChanged tells the live streams that a device connected or

@@ -47,7 +47,7 @@ func storageError(err error) *Error {
 func (a *API) backup(c *fiber.Ctx) error {
 	b, ok := a.store.(store.Backuper)
 	if !ok {
-		return errorf("not_found", "this store cannot be backed up through the API")
+		return errorf("backup_unsupported", "this server's store is not copied through the API: a PostgreSQL store is backed up with pg_dump (docs/SCALING.md)")
 	}
 	op := requestOperator(c)
 	name := fmt.Sprintf("doorbell-%s.db", a.cfg.Now().UTC().Format("20060102T150405Z"))

@@ -402,8 +402,9 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 		limit = n
 	}
 	var matches []func(store.Device) bool
+	var want proto.ComplianceState
 	if s := c.Query("state"); s != "" {
-		want := proto.ComplianceState(s)
+		want = proto.ComplianceState(s)
 		if !want.Valid() {
 			return errorf("invalid_query", "state must be one of %v", proto.States)
 		}
@@ -439,6 +440,9 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 	var more bool
 	if filtered {
 		devs, more, err = a.devicesByInventory(c, iq, c.Query("after"), limit, match)
+	} else if want != "" && len(matches) == 1 {
+		// The store answers ?state= alone from its index (PostgreSQL).
+		devs, more, err = a.store.DevicesInState(c.UserContext(), want, c.Query("after"), limit)
 	} else {
 		devs, more, err = a.store.Devices(c.UserContext(), c.Query("after"), limit, match)
 	}

@@ -20,11 +20,14 @@ import (
 	"github.com/doorbell-mdm/doorbell/internal/netx"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/api"
+	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/escalate"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
+	"github.com/doorbell-mdm/doorbell/server/store/postgres"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DaemonConfig configures a whole server. Zero values are documented per
@@ -32,6 +35,10 @@ import (
 type DaemonConfig struct {
 	// DataDir holds the database and generated tokens; "" = ./doorbell-data.
 	DataDir string
+	// Store is "" for bbolt in DataDir, or a postgres:// URL: the shared
+	// store of several replicas (docs/SCALING.md). Generated tokens and the
+	// private CA then live in the database too.
+	Store string
 	// HTTPAddr and MQTTAddr are listen addresses; "" = :8080 and :1883.
 	HTTPAddr, MQTTAddr string
 	// AdminToken and EnrollToken: "" = generated on first start, kept in
@@ -78,13 +85,18 @@ type DaemonConfig struct {
 type Daemon struct {
 	cfg    DaemonConfig
 	logger *slog.Logger
-	store  *bolt.Store
-	api    *api.API
-	broker *broker.Broker
-	bell   bridge.Bell
-	hook   *Webhook // nil without WebhookURL
-	httpLn net.Listener
-	pki    *pki.Authority
+	store  daemonStore
+	bolt   *bolt.Store     // nil on PostgreSQL
+	pg     *postgres.Store // nil on bbolt
+	node   *cluster.Node   // nil on bbolt
+	// replica names this process among the replicas of a shared store.
+	replica string
+	api     *api.API
+	broker  *broker.Broker
+	bell    bridge.Bell
+	hook    *Webhook // nil without WebhookURL
+	httpLn  net.Listener
+	pki     *pki.Authority
 }
 
 // NewDaemon opens the data dir and binds both listeners, so the addresses are
@@ -118,18 +130,6 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
-	if d.cfg.AdminToken, err = d.token(cfg.AdminToken, "admin-token", "admin token"); err != nil {
-		return nil, err
-	}
-	enrollGenerated := cfg.EnrollToken == "" && !fileExists(filepath.Join(cfg.DataDir, "enroll-token"))
-	if d.cfg.EnrollToken, err = d.token(cfg.EnrollToken, "enroll-token", "enrollment token"); err != nil {
-		return nil, err
-	}
-	if cfg.WebhookURL != "" {
-		if d.hook, err = NewWebhook(WebhookConfig{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Logger: cfg.Logger}); err != nil {
-			return nil, fmt.Errorf("--webhook-url: %w", err)
-		}
-	}
 	// Every committed command change goes on the service's change stream
 	// (the service exists once the API does, below, before anything
 	// serves).
@@ -138,10 +138,42 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			d.api.Service().PublishCommands(cs...)
 		}
 	}
-	if d.store, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db"), bolt.WithCommandHook(onCommand)); err != nil {
-		return nil, err
+	var enrollGenerated bool
+	if IsPostgres(cfg.Store) {
+		if err := d.openShared(ctx, onCommand); err != nil {
+			return nil, err
+		}
+		closers = append(closers, d.store.Close)
+		if d.cfg.AdminToken, _, err = d.sharedToken(cfg.AdminToken, "admin", "admin token"); err != nil {
+			return nil, err
+		}
+		if d.cfg.EnrollToken, enrollGenerated, err = d.sharedToken(cfg.EnrollToken, "enroll", "enrollment token"); err != nil {
+			return nil, err
+		}
+	} else {
+		if cfg.Store != "" {
+			return nil, fmt.Errorf("--store %q: want a postgres:// URL, or nothing for bbolt in the data dir", cfg.Store)
+		}
+		if d.cfg.AdminToken, err = d.token(cfg.AdminToken, "admin-token", "admin token"); err != nil {
+			return nil, err
+		}
+		enrollGenerated = cfg.EnrollToken == "" && !fileExists(filepath.Join(cfg.DataDir, "enroll-token"))
+		if d.cfg.EnrollToken, err = d.token(cfg.EnrollToken, "enroll-token", "enrollment token"); err != nil {
+			return nil, err
+		}
 	}
-	closers = append(closers, d.store.Close)
+	if cfg.WebhookURL != "" {
+		if d.hook, err = NewWebhook(WebhookConfig{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("--webhook-url: %w", err)
+		}
+	}
+	if d.pg == nil {
+		if d.bolt, err = bolt.Open(filepath.Join(cfg.DataDir, "doorbell.db"), bolt.WithCommandHook(onCommand)); err != nil {
+			return nil, err
+		}
+		d.store = d.bolt
+		closers = append(closers, d.store.Close)
+	}
 
 	_, mqttPort, err := net.SplitHostPort(cfg.MQTTAddr)
 	if err != nil {
@@ -154,6 +186,9 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	// The live stream hears of presence too; d.api is set below, before
 	// the broker serves.
 	onPresence := func(deviceID string, connected bool) {
+		if d.node != nil {
+			d.node.PresenceChanged(deviceID, connected)
+		}
 		d.api.PresenceChanged(deviceID, connected)
 		if cfg.OnPresence != nil {
 			cfg.OnPresence(deviceID, connected)
@@ -191,11 +226,18 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	} else {
 		d.logger.Info("FCM doorbell off: no --fcm-project given; phones are reached by periodic sync only")
 	}
+	if d.pg != nil {
+		bells = append(bells, d.startCluster(mqttBell))
+	}
 	d.bell = bridge.Multi(bells...)
 
 	metrics := api.NewMetrics()
 	metrics.Public = cfg.MetricsPublic
-	if err := metrics.Register(bellStats, api.BoltStats(d.store.DBStats), api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount)); err != nil {
+	collectors := []prometheus.Collector{bellStats, api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount)}
+	if d.bolt != nil {
+		collectors = append(collectors, api.BoltStats(d.bolt.DBStats))
+	}
+	if err := metrics.Register(collectors...); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 
@@ -204,12 +246,12 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		EnrollToken: d.cfg.EnrollToken,
 		MQTTURL:     cfg.MQTTURL,
 		MQTTPort:    mqttPort,
-		Presence:    d.broker,
+		Presence:    d.presence(),
 		Bell:        d.bell,
 		Logger:      cfg.Logger,
 		PKI:         d.pki,
 		Trust: api.TrustConfig{
-			Sessions:           d.broker,
+			Sessions:           d.sessions(),
 			ReportSkew:         cfg.ReportSkew,
 			RequireReportNonce: cfg.RequireReportNonce,
 			EnrollPerMinute:    rateOrDefault(cfg.EnrollPerMinute, api.DefaultEnrollPerMinute),
@@ -220,6 +262,9 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if d.node != nil {
+		d.forwardChanges()
 	}
 	if d.hook != nil {
 		// The webhook hears every committed transition, from the one
@@ -355,7 +400,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.pki != nil {
 		wg.Go(func() { d.pki.Run(ctx) })
 	}
-	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "tls", d.pki != nil, "pin", d.Pin())
+	if d.node != nil {
+		bus := d.pg.NewBus(d.replica, d.cfg.Logger)
+		wg.Go(func() { d.node.Run(ctx, bus.Run) })
+	}
+	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "tls", d.pki != nil, "pin", d.Pin(), "store", d.storeName(), "replica", d.replica)
 
 	var runErr error
 	select {
@@ -401,6 +450,35 @@ const (
 
 // LoadAllowlist reads an agent allowlist file (see api.LoadAllowlist).
 func LoadAllowlist(path string) (map[string]bool, error) { return api.LoadAllowlist(path) }
+
+// daemonStore is the store the daemon runs on: bbolt or PostgreSQL.
+type daemonStore interface {
+	store.Store
+}
+
+func (d *Daemon) storeName() string {
+	if d.pg != nil {
+		return "postgres"
+	}
+	return "bbolt"
+}
+
+// presence answers "connected": this replica's broker alone on bbolt, the
+// shared presence of every replica on PostgreSQL.
+func (d *Daemon) presence() api.Presence {
+	if d.node != nil {
+		return d.node
+	}
+	return d.broker
+}
+
+// sessions closes a revoked device's session, wherever it is held.
+func (d *Daemon) sessions() api.Sessions {
+	if d.node != nil {
+		return d.node
+	}
+	return d.broker
+}
 
 // escalationCommand queues an escalation step's command for a device,
 // audited with the server as its actor.

@@ -28,6 +28,10 @@ func (d *Daemon) openPKI() error {
 	if c.Dir == "" {
 		c.Dir = filepath.Join(d.cfg.DataDir, "tls")
 	}
+	if d.pg != nil && c.Files == nil {
+		// Every replica serves the same CA and certificate.
+		c.Files = d.pg.PKIFiles()
+	}
 	if c.Logger == nil {
 		c.Logger = d.cfg.Logger
 	}

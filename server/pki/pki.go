@@ -5,6 +5,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -52,8 +53,14 @@ const (
 
 // Config configures an Authority. Zero values are documented per field.
 type Config struct {
-	// Dir keeps the CA and the generated server certificate; required.
+	// Dir keeps the CA and the generated server certificate; required
+	// unless Files is set.
 	Dir string
+	// Files, when set, keeps them instead of Dir: replicas sharing a
+	// database keep one CA and one server certificate there. When it is
+	// also a Locker, creating the CA and renewing the certificate run
+	// under its lock, so one replica does it and the others adopt it.
+	Files Files
 	// Hosts are the DNS names and IP addresses the generated server
 	// certificate must cover. A certificate on disk that misses one is
 	// replaced at Open.
@@ -74,6 +81,36 @@ type Config struct {
 	Now func() time.Time
 	// Logger: nil discards.
 	Logger *slog.Logger
+}
+
+// Files keeps the PEM files by name (CAFile, ...). Read returns an error
+// wrapping os.ErrNotExist for a file never written.
+type Files interface {
+	Read(name string) ([]byte, error)
+	Write(name string, data []byte, perm os.FileMode) error
+}
+
+// Locker is implemented by Files shared between processes: WithLock runs
+// fn while holding a lock the other processes also take.
+type Locker interface {
+	WithLock(fn func() error) error
+}
+
+// dirFiles is Files in a directory; WithLock is this process's mutex only.
+type dirFiles string
+
+func (d dirFiles) Read(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(string(d), name))
+}
+func (d dirFiles) Write(name string, data []byte, perm os.FileMode) error {
+	return writeFile(filepath.Join(string(d), name), data, perm)
+}
+
+func (a *Authority) withLock(fn func() error) error {
+	if l, ok := a.cfg.Files.(Locker); ok {
+		return l.WithLock(fn)
+	}
+	return fn()
 }
 
 // ErrBadCSR is wrapped by SignDeviceCSR's errors about the request itself.
@@ -98,7 +135,7 @@ type Authority struct {
 // Open loads the CA from cfg.Dir or creates it, then loads, issues or renews
 // the server certificate.
 func Open(cfg Config) (*Authority, error) {
-	if cfg.Dir == "" {
+	if cfg.Dir == "" && cfg.Files == nil {
 		return nil, errors.New("pki: Dir is required")
 	}
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
@@ -119,11 +156,14 @@ func Open(cfg Config) (*Authority, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authority{cfg: cfg, log: cfg.Logger.With("component", "pki")}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", cfg.Dir, err)
+	if cfg.Files == nil {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", cfg.Dir, err)
+		}
+		cfg.Files = dirFiles(cfg.Dir)
 	}
-	if err := a.loadOrCreateCA(); err != nil {
+	a := &Authority{cfg: cfg, log: cfg.Logger.With("component", "pki")}
+	if err := a.withLock(a.loadOrCreateCA); err != nil {
 		return nil, err
 	}
 	if _, err := a.Check(); err != nil {
@@ -135,8 +175,8 @@ func Open(cfg Config) (*Authority, error) {
 func (a *Authority) path(name string) string { return filepath.Join(a.cfg.Dir, name) }
 
 func (a *Authority) loadOrCreateCA() error {
-	certPEM, err1 := os.ReadFile(a.path(CAFile))
-	keyPEM, err2 := os.ReadFile(a.path(CAKeyFile))
+	certPEM, err1 := a.cfg.Files.Read(CAFile)
+	keyPEM, err2 := a.cfg.Files.Read(CAKeyFile)
 	switch {
 	case err1 == nil && err2 == nil:
 		cert, key, err := parsePair(certPEM, keyPEM)
@@ -167,10 +207,10 @@ func (a *Authority) loadOrCreateCA() error {
 		cert, _ := x509.ParseCertificate(der)
 		keyDER, _ := x509.MarshalECPrivateKey(key)
 		certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		if err := writeFile(a.path(CAKeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		if err := a.cfg.Files.Write(CAKeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 			return err
 		}
-		if err := writeFile(a.path(CAFile), certPEM, 0o644); err != nil {
+		if err := a.cfg.Files.Write(CAFile, certPEM, 0o644); err != nil {
 			return err
 		}
 		a.ca, a.caKey, a.caPEM = cert, key, certPEM
@@ -244,26 +284,49 @@ func (a *Authority) Check() (bool, error) {
 	if a.cfg.CertFile != "" {
 		return a.loadOperatorFiles()
 	}
-	cur := a.cert.Load()
-	if cur == nil {
-		certPEM, err1 := os.ReadFile(a.path(ServerFile))
-		keyPEM, err2 := os.ReadFile(a.path(ServerKeyFile))
-		if err1 == nil && err2 == nil {
-			if c, err := tls.X509KeyPair(certPEM, keyPEM); err == nil && c.Leaf.CheckSignatureFrom(a.ca) == nil {
+	var renewed bool
+	err := a.withLock(func() (err error) {
+		renewed, err = a.check()
+		return err
+	})
+	return renewed, err
+}
+
+func (a *Authority) check() (bool, error) {
+	loaded := a.cert.Load()
+	cur := loaded
+	// The stored certificate wins over ours when it differs and is good:
+	// another replica sharing Files renewed it.
+	certPEM, err1 := a.cfg.Files.Read(ServerFile)
+	keyPEM, err2 := a.cfg.Files.Read(ServerKeyFile)
+	if err1 == nil && err2 == nil {
+		if c, err := tls.X509KeyPair(certPEM, keyPEM); err == nil && c.Leaf.CheckSignatureFrom(a.ca) == nil {
+			if cur == nil || (!bytes.Equal(c.Certificate[0], cur.Certificate[0]) && !a.due(c.Leaf)) {
 				cur = &c
-			} else {
-				a.log.Warn("the server certificate on disk is unusable; issuing a new one")
 			}
+		} else if cur == nil {
+			a.log.Warn("the stored server certificate is unusable; issuing a new one")
 		}
 	}
 	if cur != nil && !a.due(cur.Leaf) {
-		if a.cert.Load() == nil {
+		if cur != loaded {
 			a.cert.Store(cur)
 			a.setTrust(a.caPEM)
+			return loaded != nil, nil
 		}
 		return false, nil
 	}
-	c, err := a.issueServer()
+	var keep []string
+	if _, shared := a.cfg.Files.(Locker); shared && cur != nil {
+		// Replicas differ in host names and addresses: the certificate
+		// they share covers each one's, rather than each renewing it for
+		// its own in turn.
+		keep = append(keep, cur.Leaf.DNSNames...)
+		for _, ip := range cur.Leaf.IPAddresses {
+			keep = append(keep, ip.String())
+		}
+	}
+	c, err := a.issueServer(keep...)
 	if err != nil {
 		return false, err
 	}
@@ -294,7 +357,8 @@ func (a *Authority) due(leaf *x509.Certificate) bool {
 	return false
 }
 
-func (a *Authority) issueServer() (*tls.Certificate, error) {
+// issueServer issues a certificate for Config.Hosts and extra.
+func (a *Authority) issueServer(extra ...string) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -308,10 +372,12 @@ func (a *Authority) issueServer() (*tls.Certificate, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, h := range a.cfg.Hosts {
+	for _, h := range append(slices.Clone(a.cfg.Hosts), extra...) {
 		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
+			if !slices.ContainsFunc(tmpl.IPAddresses, ip.Equal) {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			}
+		} else if h != "" && !slices.Contains(tmpl.DNSNames, h) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
@@ -325,10 +391,10 @@ func (a *Authority) issueServer() (*tls.Certificate, error) {
 	certPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), a.caPEM...)
 	// The key first: a crash between the two writes leaves a pair that does
 	// not match, which the next start replaces.
-	if err := writeFile(a.path(ServerKeyFile), keyPEM, 0o600); err != nil {
+	if err := a.cfg.Files.Write(ServerKeyFile, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFile(a.path(ServerFile), certPEM, 0o644); err != nil {
+	if err := a.cfg.Files.Write(ServerFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)

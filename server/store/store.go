@@ -125,6 +125,7 @@ type TokenStore interface {
 // Store is everything the server keeps.
 type Store interface {
 	DeviceStore
+	StateLister
 	ReportStore
 	TokenStore
 	SeenStore

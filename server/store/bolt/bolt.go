@@ -188,6 +188,15 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 	return devs, more, err
 }
 
+// DevicesInState implements store.StateLister by filtering a scan: bbolt
+// keeps no index on the derived state.
+func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState, after string, limit int) ([]store.Device, bool, error) {
+	return s.Devices(ctx, after, limit, func(d store.Device) bool {
+		st, _ := store.Derive(d)
+		return st == state
+	})
+}
+
 // SaveReport implements store.ReportStore. Concurrent reports share one
 // transaction and one fsync (group commit).
 func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c store.Change, err error) {
@@ -199,7 +208,7 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c stor
 		if r.AppliedPolicyVersion > d.Policy.Version {
 			return store.ErrVersionAhead
 		}
-		if err := checkReplay(d.Report, &r); err != nil {
+		if err := store.CheckReplay(d.Report, &r); err != nil {
 			return err
 		}
 		before := d

@@ -283,26 +283,32 @@ func (s *Store) Inventory(_ context.Context, id string) (out proto.DeviceInvento
 		if tx.Bucket(bucketDevices).Get([]byte(id)) == nil {
 			return store.ErrNotFound
 		}
-		out = proto.DeviceInventory{DeviceID: id, Sections: map[string]proto.InventorySectionMeta{}}
-		v := tx.Bucket(bucketInventory).Get(invKey(id, ""))
-		if v == nil {
-			return nil
-		}
-		var meta invMeta
-		if err := json.Unmarshal(v, &meta); err != nil {
-			return fmt.Errorf("decoding inventory of %s: %w", id, err)
-		}
-		out.CollectedAt, out.UpdatedAt, out.Sections = meta.CollectedAt, meta.UpdatedAt, meta.Sections
-		for _, sec := range proto.InventorySections {
-			part, err := loadSection(tx, id, sec)
-			if err != nil {
-				return err
-			}
-			out.Inventory.Merge(part)
-		}
-		return nil
+		out, err = readInventory(tx, id)
+		return err
 	})
 	return out, err
+}
+
+// readInventory returns device id's stored inventory (empty when none).
+func readInventory(tx *bbolt.Tx, id string) (proto.DeviceInventory, error) {
+	out := proto.DeviceInventory{DeviceID: id, Sections: map[string]proto.InventorySectionMeta{}}
+	v := tx.Bucket(bucketInventory).Get(invKey(id, ""))
+	if v == nil {
+		return out, nil
+	}
+	var meta invMeta
+	if err := json.Unmarshal(v, &meta); err != nil {
+		return out, fmt.Errorf("decoding inventory of %s: %w", id, err)
+	}
+	out.CollectedAt, out.UpdatedAt, out.Sections = meta.CollectedAt, meta.UpdatedAt, meta.Sections
+	for _, sec := range proto.InventorySections {
+		part, err := loadSection(tx, id, sec)
+		if err != nil {
+			return out, err
+		}
+		out.Inventory.Merge(part)
+	}
+	return out, nil
 }
 
 // PackageVersions implements store.InventoryStore.

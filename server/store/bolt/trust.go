@@ -321,31 +321,3 @@ func (s *Store) AuditEntries(_ context.Context, after string, limit int) (entrie
 	})
 	return entries, more, err
 }
-
-// checkReplay applies the replay rules of store.ReportStore to r given the
-// last accepted report, and fills r.SeenNonces.
-func checkReplay(last *store.Report, r *store.Report) error {
-	if last == nil || last.Nonce == "" {
-		if r.Nonce != "" {
-			r.SeenNonces = []string{r.Nonce}
-		}
-		return nil
-	}
-	if r.Nonce == "" {
-		return store.ErrNonceRequired
-	}
-	for _, n := range last.SeenNonces {
-		if n == r.Nonce {
-			return store.ErrReplayedNonce
-		}
-	}
-	switch {
-	case r.ReportedAt.Before(last.ReportedAt):
-		return store.ErrStaleReport
-	case r.ReportedAt.Equal(last.ReportedAt):
-		r.SeenNonces = append(append([]string(nil), last.SeenNonces...), r.Nonce)
-	default:
-		r.SeenNonces = []string{r.Nonce}
-	}
-	return nil
-}

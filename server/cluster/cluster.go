@@ -1,0 +1,77 @@
+// Package cluster lets several doorbell replicas serve one fleet from one
+// shared database: a device holds its MQTT session with one replica, and
+// an edit handled by any replica must ring it there. Replicas tell each
+// other over a Bus (PostgreSQL LISTEN/NOTIFY in server/store/postgres)
+// and share presence (which replica holds which device's session) through
+// a PresenceStore with replica heartbeats.
+//
+// A lone replica (bbolt) needs none of this; the daemon wires it only
+// when the store is shared.
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/proto"
+)
+
+// Kind says what a Message asks of the replicas that receive it.
+type Kind string
+
+// Message kinds.
+const (
+	// KindRing: DeviceID's desired policy is now Version; the replica
+	// holding its session rings it.
+	KindRing Kind = "r"
+	// KindEvent: DeviceID changed (Cause); every replica tells its live
+	// /events streams.
+	KindEvent Kind = "e"
+	// KindRevoke: DeviceID was deleted; the replica holding its session
+	// closes it.
+	KindRevoke Kind = "x"
+	// KindCommand: DeviceID has a new command; the replica holding its
+	// session rings it with a command doorbell.
+	KindCommand Kind = "c"
+)
+
+// Message is one instruction between replicas.
+type Message struct {
+	Kind     Kind
+	DeviceID string
+	Version  int64            // KindRing
+	Cause    proto.EventCause // KindEvent
+}
+
+// Bus carries messages from one replica to all the others. Publish is
+// called after the change it announces has committed, never from inside
+// a store transaction; it does not deliver to the publishing replica.
+type Bus interface {
+	Publish(ctx context.Context, msgs ...Message) error
+}
+
+// Receiver is what a replica does with what the bus brings.
+type Receiver interface {
+	// Receive handles messages published by other replicas.
+	Receive(msgs []Message)
+	// Resync is called when the bus reconnected after a loss: messages
+	// published since about `since` may never arrive, so the receiver
+	// re-rings its devices whose policy changed since then.
+	Resync(since time.Time)
+}
+
+// PresenceStore keeps which replica holds which device's session.
+type PresenceStore interface {
+	// Heartbeat records that replica is alive (and registers it).
+	Heartbeat(ctx context.Context, replica string) error
+	// SetPresence records the devices that connected to (connected true)
+	// or disconnected from replica. A disconnect removes the record only
+	// if the device is still recorded on replica.
+	SetPresence(ctx context.Context, replica string, deviceIDs []string, connected bool) error
+	// Connected reports whether a live replica (heartbeat within ttl)
+	// holds the device's session.
+	Connected(ctx context.Context, deviceID string, ttl time.Duration) (bool, error)
+	// Forget removes replica and its presence (a clean shutdown), and the
+	// records of replicas silent for longer than ttl.
+	Forget(ctx context.Context, replica string, ttl time.Duration) error
+}
