@@ -422,7 +422,6 @@ func TestStoreErrors(t *testing.T) {
 		store func() *fakeStore
 		want  string
 	}{
-		{"put fails", func() *fakeStore { st := newFakeStore(); st.PutErr = errors.New("disk full"); return st }, "could not save the identity"},
 		{"get fails", func() *fakeStore { st := newFakeStore(); st.GetErr = errors.New("no prefs"); return st }, "reading identity: no prefs"},
 		{"garbage stored", func() *fakeStore { st := newFakeStore(); st.m[IdentityKey] = "{"; return st }, "reading identity"},
 		{"no secret stored", func() *fakeStore { st := newFakeStore(); st.m[IdentityKey] = `{"deviceId":"d"}`; return st }, "no device id or secret"},
@@ -434,6 +433,38 @@ func TestStoreErrors(t *testing.T) {
 				t.Fatalf("Sync = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestStorePutFails: an identity the app's Store cannot save is kept in
+// memory (the device is not enrolled again on the next sync) and saved by
+// the first sync after the Store works again.
+func TestStorePutFails(t *testing.T) {
+	s := startServer(t)
+	st := newFakeStore()
+	st.PutErr = errors.New("disk full")
+	a, _ := newTestAgent(t, s, &fakeEnforcer{}, st, nil)
+	if err := a.Sync(); err != nil {
+		t.Fatalf("Sync with a failing Put = %v, want the sync to succeed on the identity kept in memory", err)
+	}
+	id := a.DeviceID()
+	if id == "" {
+		t.Fatal("no device id after enrolling")
+	}
+	st.mu.Lock()
+	st.PutErr = nil
+	st.mu.Unlock()
+	if err := a.Sync(); err != nil {
+		t.Fatalf("second Sync: %v", err)
+	}
+	if a.DeviceID() != id {
+		t.Fatalf("device id changed from %s to %s: enrolled again", id, a.DeviceID())
+	}
+	st.mu.Lock()
+	saved := st.m[IdentityKey]
+	st.mu.Unlock()
+	if !strings.Contains(saved, id) {
+		t.Fatalf("the identity was not saved once Put worked: %q", saved)
 	}
 }
 
