@@ -19,7 +19,7 @@ func sampleValues(t *testing.T) proto.SettingValues {
 	vals := proto.SettingValues{}
 	for _, name := range proto.SettingNames {
 		var found bool
-		for _, raw := range []string{`true`, `["org.example.kiosk","org.example.help"]`, `6`, `"x"`, `[]`, `{}`} {
+		for _, raw := range []string{`true`, `["org.example.kiosk","org.example.help"]`, `6`, `"x"`, `[]`, `{}`, `{"minlen":12,"minclass":3}`} {
 			v, err := proto.ParseSetting(name, json.RawMessage(raw))
 			if err == nil {
 				vals[name], found = v, true

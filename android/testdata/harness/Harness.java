@@ -291,7 +291,7 @@ public final class Harness {
      */
     static long putAnyValue(String id, String name) throws Exception {
         Exception last = null;
-        for (String v : List.of("true", "1", "[\"org.example.any\"]", "\"x\"", "[]", "{}")) {
+        for (String v : List.of("true", "1", "[\"org.example.any\"]", "\"x\"", "[]", "{}", "{\"minlen\":12,\"minclass\":3}")) {
             try {
                 return putPolicy(id, "{\"" + name + "\": " + v + "}");
             } catch (IllegalStateException e) {
