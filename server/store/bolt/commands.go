@@ -212,23 +212,18 @@ func (s *Store) CreateCommands(ctx context.Context, cmds []proto.Command) ([]pro
 			if c.CommandID == "" || w.tx.Bucket(bucketCommands).Get([]byte(c.CommandID)) != nil {
 				return store.ErrExists
 			}
-			spec, _ := proto.LookupCommand(c.Type)
-			if spec.Exclusive {
+			cancels, err := store.AdmitCommand(&c, func() ([]proto.Command, error) {
 				open, err := w.open(c.DeviceID)
-				if err != nil {
-					return err
+				cmds := make([]proto.Command, len(open))
+				for i, o := range open {
+					cmds[i] = o.Command
 				}
-				for _, o := range open {
-					if o.Type == c.Type {
-						return fmt.Errorf("device %s has %s command %s unfinished: %w", c.DeviceID, c.Type, o.CommandID, store.ErrCommandConflict)
-					}
-				}
+				return cmds, err
+			})
+			if err != nil {
+				return err
 			}
-			c.State = proto.CommandPending
-			if c.Timestamps == nil {
-				c.Timestamps = map[proto.CommandState]time.Time{proto.CommandPending: c.CreatedAt.UTC()}
-			}
-			if spec.CancelsOthers {
+			if cancels {
 				if err := w.cancelOpen(c.DeviceID, "", c.CreatedAt); err != nil {
 					return err
 				}

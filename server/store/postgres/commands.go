@@ -174,23 +174,11 @@ func (s *Store) CreateCommands(ctx context.Context, cmds []proto.Command) ([]pro
 			if taken {
 				return store.ErrExists
 			}
-			spec, _ := proto.LookupCommand(c.Type)
-			if spec.Exclusive {
-				open, err := w.openCommands(c.DeviceID)
-				if err != nil {
-					return err
-				}
-				for _, o := range open {
-					if o.Type == c.Type {
-						return fmt.Errorf("device %s has %s command %s unfinished: %w", c.DeviceID, c.Type, o.CommandID, store.ErrCommandConflict)
-					}
-				}
+			cancels, err := store.AdmitCommand(&c, func() ([]proto.Command, error) { return w.openCommands(c.DeviceID) })
+			if err != nil {
+				return err
 			}
-			c.State = proto.CommandPending
-			if c.Timestamps == nil {
-				c.Timestamps = map[proto.CommandState]time.Time{proto.CommandPending: c.CreatedAt.UTC()}
-			}
-			if spec.CancelsOthers {
+			if cancels {
 				if err := w.cancelOpenCommands(c.DeviceID, c.CreatedAt); err != nil {
 					return err
 				}
