@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,6 +260,11 @@ func TestInventoryBadUploads(t *testing.T) {
 			req.Header.Set("Content-Encoding", encoding)
 		}
 		resp, err := client.Do(req)
+		if err != nil && len(body) > proto.MaxInventoryBodyBytes && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+			// The server answered 413 and closed the connection before
+			// the client had written the whole oversized body.
+			return -1, "connection closed by the server before the body was read"
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,6 +295,9 @@ func TestInventoryBadUploads(t *testing.T) {
 		{"too long a string", []byte(`{"hashes":{"system":"x"},"system":{"hostname":"` + strings.Repeat("a", proto.MaxInventoryStringLen+1) + `"}}`), "", 400},
 	} {
 		status, msg := put(c.body, c.encoding)
+		if status == -1 && c.status == 413 {
+			continue // refused before the body was read: as good as a 413
+		}
 		if status != c.status || len(msg) < 10 {
 			t.Errorf("%s: %d %q, want %d with a message", c.name, status, msg, c.status)
 		}
