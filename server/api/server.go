@@ -127,8 +127,9 @@ func New(st store.Store, cfg Config) (*API, error) {
 	})
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
-		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
-		ReadBufferSize:        8 << 10,           // also the limit on request line + headers
+		BodyLimit:             maxBodyBytes, // guardBody and readBody keep each route to its own
+		StreamRequestBody:     true,         // a body is read only after its caller is authenticated
+		ReadBufferSize:        8 << 10,      // also the limit on request line + headers
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           2 * time.Minute,
