@@ -37,6 +37,10 @@ func bodyLimits(method, path string) body.Limits {
 
 const localBodyRead = "doorbell.bodyRead"
 
+// hasBody reports whether a request with fasthttp's Content-Length n has
+// a body: a length above 0, or -1 for a chunked one (-2 is none).
+func hasBody(n int) bool { return n > 0 || n == -1 }
+
 // guardBody runs first for every request. Request bodies are streamed
 // (fiber's StreamRequestBody): the server has read at most 8 KiB of one
 // when a handler starts. A body whose Content-Length is above its route's
@@ -52,7 +56,7 @@ func guardBody(c *fiber.Ctx) error {
 		return errorf("body_too_large", "%s", (&body.TooLargeError{Limit: lim.Raw}).Error())
 	}
 	err := c.Next()
-	if n != 0 && c.Locals(localBodyRead) == nil {
+	if hasBody(n) && c.Locals(localBodyRead) == nil {
 		c.Context().SetConnectionClose()
 	}
 	return err
@@ -68,7 +72,7 @@ func readBody(c *fiber.Ctx) error {
 	req := c.Request()
 	n := req.Header.ContentLength()
 	enc := string(req.Header.ContentEncoding())
-	if n == 0 && enc == "" {
+	if !hasBody(n) && enc == "" {
 		return c.Next()
 	}
 	c.Locals(localBodyRead, true)

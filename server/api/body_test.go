@@ -112,8 +112,8 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 			t.Fatalf("streamed body: got %d %q close=%v, want 200 and the connection kept", status, code, closing)
 		}
 		c.send("GET /devices/%s/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.DeviceID, adminToken)
-		if status, code, _ := c.answer(); status != 200 {
-			t.Fatalf("next request on the connection: got %d %q", status, code)
+		if status, code, closing := c.answer(); status != 200 || closing {
+			t.Fatalf("next request on the connection: got %d %q close=%v, want 200 and the connection kept", status, code, closing)
 		}
 		if !h.policy(e.DeviceID).Settings.CameraDisabled {
 			t.Fatal("the streamed policy edit was not applied")
