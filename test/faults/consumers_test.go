@@ -83,12 +83,13 @@ func (s *server) metric(name string) float64 {
 // finding 6).
 func TestSlowOperatorConsumers(t *testing.T) {
 	const stalled, devices, rounds = 50, 100, 3
-	s := startServer(t, t.TempDir())
+	s := startServer(t, t.TempDir(), withArgs("--mqtt-slow-subscriber-timeout", "2s"))
 	creds := s.enroll(devices)
 	var wg sync.WaitGroup
+	conns := make([]net.Conn, stalled)
 	for i := range stalled {
 		wg.Add(1)
-		go func() { defer wg.Done(); stalledOperator(t, s.mqtt, fmt.Sprintf("stalled-%d", i)) }()
+		go func() { defer wg.Done(); conns[i] = stalledOperator(t, s.mqtt, fmt.Sprintf("stalled-%d", i)) }()
 	}
 	wg.Wait()
 	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"))
@@ -120,5 +121,24 @@ func TestSlowOperatorConsumers(t *testing.T) {
 	t.Logf("%d log lines about drops", lines)
 	if lines > 20 {
 		t.Errorf("%d log lines about drops: want a rate-limited summary", lines)
+	}
+	// --mqtt-slow-subscriber-timeout 2s (the default is 30 s): every
+	// stalled operator is disconnected under that timeout; reading what
+	// was queued for it ends at the server's close.
+	disconnected := 0
+	for _, l := range s.logLines() {
+		// The timeout is logged in JSON as nanoseconds: 2 s.
+		if strings.Contains(l, "mqtt slow subscriber disconnected") && strings.Contains(l, `"timeout":2000000000`) {
+			disconnected++
+		}
+	}
+	if disconnected == 0 {
+		t.Error("no stalled operator disconnected under --mqtt-slow-subscriber-timeout 2s")
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("stalled operator %d not disconnected after the 2 s slow-subscriber timeout: %v", i, err)
+		}
 	}
 }
