@@ -11,11 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/doorbell-mdm/doorbell/internal/netx"
 )
 
 // Credentials checks MQTT logins. The server implements it.
@@ -69,46 +70,25 @@ type Config struct {
 // smaller of it and FDConnectionLimit.
 const DefaultMaxConnections = 50_000
 
-// fdReserve is the part of the file limit kept for everything but MQTT
-// connections: the database, the HTTP listener and its connections, logs,
-// TLS files.
-const fdReserve = 256
-
 // FDConnectionLimit derives an MQTT connection cap from the process's
-// file descriptor limit (RLIMIT_NOFILE, soft, which Go raises to the hard
-// limit at start): three quarters of what is left after fdReserve (or a
-// quarter of a small limit), so that
-// the cap acts before the process runs out of descriptors and the HTTP API
-// keeps room too. It never returns less than 16. ok is false when the
-// limit cannot be read or is unlimited.
+// file descriptor limit: the MQTT share of netx.FDBudget, so that the cap
+// acts before the process runs out of descriptors and the HTTP API keeps
+// room too. ok is false when the limit cannot be read or is unlimited.
 func FDConnectionLimit() (limit int, ok bool) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) || rl.Cur > 1<<30 {
-		return 0, false
-	}
-	n := int(rl.Cur)
-	return max(16, (n-min(fdReserve, n/4))*3/4), true
+	limit, _, ok = netx.FDBudget()
+	return limit, ok
 }
 
 // connectionLimit is the cap New uses for a configured value: the default
 // and any larger value are lowered to what the file limit allows.
 func connectionLimit(configured int, log *slog.Logger) int {
-	if configured < 0 {
-		return configured
-	}
 	fdLimit, ok := FDConnectionLimit()
-	switch {
-	case configured == 0 && ok:
-		return min(DefaultMaxConnections, fdLimit)
-	case configured == 0:
-		return DefaultMaxConnections
-	case ok && configured > fdLimit:
+	limit, lowered := netx.Cap(configured, DefaultMaxConnections, fdLimit, ok)
+	if lowered {
 		log.Warn("mqtt connection limit lowered to what the file descriptor limit allows; raise the limit (ulimit -n, LimitNOFILE=) to allow more",
-			"configured", configured, "limit", fdLimit)
-		return fdLimit
-	default:
-		return configured
+			"configured", configured, "limit", limit)
 	}
+	return limit
 }
 
 // Tuning for many idle clients: 10,000+ always-connected devices per server,

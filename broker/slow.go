@@ -127,7 +127,7 @@ func (s *slowSubscribers) drop(cl *mqtt.Client) {
 	}
 	if disconnect {
 		s.log.Warn("mqtt slow subscriber disconnected", "client", cl.ID, "remote", cl.Net.Remote,
-			"behind_for", now.Sub(st.since).Round(time.Millisecond))
+			"behind_for", now.Sub(st.since).Round(time.Millisecond), "timeout", s.timeout)
 		// Stop only closes the connection and cancels the session's
 		// context; mochi's own goroutines then clean up. It never writes,
 		// so it cannot block on a client that does not read.

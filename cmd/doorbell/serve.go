@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
 
@@ -45,6 +46,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.EnrollPerMinute, "enroll-rate", daemon.DefaultEnrollPerMinute, "enrollments per minute per remote IP (negative: no limit)")
 	fs.IntVar(&cfg.DevicePerMinute, "device-rate", daemon.DefaultDevicePerMinute, "device API requests per minute per device (negative: no limit)")
 	fs.IntVar(&cfg.MQTTMaxConnections, "mqtt-max-connections", 0, "concurrent MQTT connections (0: 50,000 or less, as the file descriptor limit allows; larger values are lowered to that too; negative: no limit)")
+	fs.IntVar(&cfg.HTTPMaxConnections, "http-max-connections", 0, "concurrent HTTP connections; one more is answered 503 and closed (0: 50,000 or less, as the file descriptor limit allows; larger values are lowered to that too; negative: no limit)")
+	fs.DurationVar(&cfg.SlowSubscriberTimeout, "mqtt-slow-subscriber-timeout", broker.DefaultSlowSubscriberTimeout, "disconnect an operator MQTT session that has not read its doorbells for this long (negative: never; its doorbells are dropped either way)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without an operator token (for a Prometheus scraper on a trusted network)")

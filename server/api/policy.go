@@ -13,63 +13,14 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/doorbell-mdm/doorbell/internal/body"
-
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/service"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
-// MaxGroupBodyBytes is the largest body of PUT /groups/{id}/devices and
-// POST /groups (a member list of tens of thousands of ids); every other
-// request is limited to proto.MaxBodyBytes.
-const MaxGroupBodyBytes = 1 << 20
-
 const maxGroupName = 128
 
 var errGroupNotFound = service.ErrGroupNotFound
-
-// decodeBody is the one bounded decoder every request body goes through
-// (body.Decode): the group member lists may be MaxGroupBodyBytes, every
-// other body proto.MaxBodyBytes, both as received and once decoded, after
-// at most one Content-Encoding layer. It replaces the body with the decoded
-// one and drops the header, so fiber's own unbounded decompression
-// (c.Body) never runs.
-func decodeBody(c *fiber.Ctx) error {
-	req := c.Request()
-	raw := req.Body() // as received: fasthttp's Body does not decode
-	enc := string(req.Header.ContentEncoding())
-	if len(raw) == 0 && enc == "" {
-		return c.Next()
-	}
-	lim := body.Limits{Raw: proto.MaxBodyBytes, Decoded: proto.MaxBodyBytes}
-	p := c.Path()
-	if c.Method() == http.MethodPost && p == "/groups" ||
-		c.Method() == http.MethodPut && strings.HasPrefix(p, "/groups/") && strings.HasSuffix(p, "/devices") {
-		lim = body.Limits{Raw: MaxGroupBodyBytes, Decoded: MaxGroupBodyBytes}
-	}
-	if c.Method() == http.MethodPut && strings.HasPrefix(p, "/devices/") && strings.HasSuffix(p, "/inventory") {
-		lim = body.Limits{Raw: proto.MaxInventoryBodyBytes, Decoded: proto.MaxInventoryBytes}
-	}
-	out, err := body.Decode(raw, enc, lim)
-	var tl *body.TooLargeError
-	var ee *body.EncodingError
-	switch {
-	case errors.As(err, &tl):
-		return errorf("body_too_large", "%s", tl.Error())
-	case errors.As(err, &ee) && ee.Unsupported:
-		return errorf("unsupported_encoding", "%s", ee.Msg)
-	case errors.As(err, &ee):
-		return errorf("invalid_body", "%s", ee.Msg)
-	case err != nil:
-		return err
-	}
-	if enc != "" {
-		req.SetBodyRaw(out)
-		req.Header.Del(fiber.HeaderContentEncoding)
-	}
-	return c.Next()
-}
 
 // layerInput is a parsed policy object: setting names with canonical
 // values (nil for JSON null), and the reserved keys "modes" and "mode".

@@ -15,7 +15,7 @@ import (
 func (a *API) routes() {
 	r := a.app
 	r.Use(a.metrics.middleware)
-	r.Use(decodeBody)
+	r.Use(guardBody)
 
 	// Anyone.
 	r.Get("/metrics", a.metricsHandler()) // operator unless Metrics.Public
@@ -23,7 +23,7 @@ func (a *API) routes() {
 	r.Get("/healthz", a.healthz)
 	r.Get("/", a.consoleFile)
 	r.Get("/ui/*", a.consoleFile)
-	r.Post("/enroll", a.enrollLimiter(), a.enroll) // an enrollment token, checked by the service
+	r.Post("/enroll", a.enrollLimiter(), readBody, a.enroll) // an enrollment token, checked by the service
 
 	// A device, on its own id (one rate budget per device for all of them,
 	// counted after authentication: a caller that is not the device
@@ -100,8 +100,10 @@ type group struct {
 
 func newGroup(r fiber.Router, mw ...fiber.Handler) group { return group{r, mw} }
 
+// handlers are the group's middleware, then readBody (a body is read
+// only once its caller is known), then the route's own.
 func (g group) handlers(h fiber.Handler) []fiber.Handler {
-	return append(append([]fiber.Handler(nil), g.mw...), h)
+	return append(append([]fiber.Handler(nil), g.mw...), readBody, h)
 }
 
 func (g group) get(path string, h fiber.Handler)    { g.r.Get(path, g.handlers(h)...) }

@@ -63,6 +63,10 @@ type Config struct {
 	// Service is the loop's rules; nil makes one over the store from
 	// Bell, Now, Logger and Trust.
 	Service *service.Service
+	// MaxConnections bounds the HTTP connections served at once; one over
+	// it is answered 503 and closed at once. 0 means fasthttp's default
+	// (262,144).
+	MaxConnections int
 }
 
 // API is the REST API over a store.
@@ -127,8 +131,10 @@ func New(st store.Store, cfg Config) (*API, error) {
 	})
 	a.app = fiber.New(fiber.Config{
 		AppName:               "doorbell",
-		BodyLimit:             MaxGroupBodyBytes, // limitBody keeps the rest at proto.MaxBodyBytes
-		ReadBufferSize:        8 << 10,           // also the limit on request line + headers
+		BodyLimit:             maxBodyBytes, // guardBody and readBody keep each route to its own
+		StreamRequestBody:     true,
+		Concurrency:           cfg.MaxConnections, // a body is read only after its caller is authenticated
+		ReadBufferSize:        8 << 10,            // also the limit on request line + headers
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           2 * time.Minute,

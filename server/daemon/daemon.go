@@ -78,7 +78,18 @@ type DaemonConfig struct {
 	// from the file descriptor limit (broker.FDConnectionLimit), negative =
 	// no limit.
 	MQTTMaxConnections int
+	// HTTPMaxConnections bounds concurrent HTTP connections (one over it
+	// is answered 503 and closed): 0 = DefaultHTTPMaxConnections or less,
+	// as the file descriptor limit allows (netx.FDBudget), negative = no
+	// limit.
+	HTTPMaxConnections int
+	// SlowSubscriberTimeout: see broker.Config (0 = its default).
+	SlowSubscriberTimeout time.Duration
 }
+
+// DefaultHTTPMaxConnections is the upper bound of the HTTP connection cap
+// when Config.HTTPMaxConnections is 0; the file limit usually lowers it.
+const DefaultHTTPMaxConnections = 50_000
 
 // Daemon is a running Doorbell server: the API, the embedded broker and the
 // bells, started and stopped as one group.
@@ -194,7 +205,8 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			cfg.OnPresence(deviceID, connected)
 		}
 	}
-	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: onPresence, MaxConnections: cfg.MQTTMaxConnections}))
+	d.broker, err = broker.New(creds, d.brokerTLS(broker.Config{Addr: cfg.MQTTAddr, Logger: cfg.Logger, OnPresence: onPresence,
+		MaxConnections: cfg.MQTTMaxConnections, SlowSubscriberTimeout: cfg.SlowSubscriberTimeout}))
 	if err != nil {
 		return nil, fmt.Errorf("starting broker: %w", err)
 	}
@@ -258,7 +270,8 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			DevicePerMinute:    rateOrDefault(cfg.DevicePerMinute, api.DefaultDevicePerMinute),
 			AgentAllowlist:     cfg.AgentAllowlist,
 		},
-		Metrics: metrics,
+		Metrics:        metrics,
+		MaxConnections: d.httpConnectionLimit(),
 	})
 	if err != nil {
 		return nil, err
@@ -298,6 +311,19 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	d.httpLn = d.wrapHTTP(netx.Resilient(d.httpLn, d.logger))
 	d.announceTLS(enrollGenerated)
 	return d, nil
+}
+
+// httpConnectionLimit is the HTTP connection cap for the configured
+// value, logged; 0 for none (fasthttp's own default, 262,144).
+func (d *Daemon) httpConnectionLimit() int {
+	_, share, ok := netx.FDBudget()
+	limit, lowered := netx.Cap(d.cfg.HTTPMaxConnections, DefaultHTTPMaxConnections, share, ok)
+	if lowered {
+		d.logger.Warn("http connection limit lowered to what the file descriptor limit allows; raise the limit (ulimit -n, LimitNOFILE=) to allow more",
+			"configured", d.cfg.HTTPMaxConnections, "limit", limit)
+	}
+	d.logger.Info("http connection limit", "max", limit)
+	return max(limit, 0)
 }
 
 // rateOrDefault maps a daemon rate (0 = default, negative = off) to the

@@ -926,10 +926,13 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 	}
 }
 
-// announceOnly sends req's head, announcing its body's length, on a raw
-// plain connection and reads the answer. Over fiber's own body limit the
-// server answers 413 on the announced length and closes; a client still
-// writing the body would race that close and could see a reset instead.
+// announceOnly sends req's head, announcing its body's length, and the
+// first 8 KiB + 1 of the body (what the server reads ahead of its
+// handlers: 8 KiB, one byte more for a body over its largest limit) on
+// a raw plain connection and reads the answer. Over the route's limit the
+// server answers 413 on the announced length and closes without reading
+// the rest; a client still writing the body would race that close and
+// could see a reset instead.
 func announceOnly(base string, req *http.Request) (*http.Response, error) {
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
@@ -944,6 +947,9 @@ func announceOnly(base string, req *http.Request) (*http.Response, error) {
 		}
 	}
 	fmt.Fprint(conn, "\r\n")
+	if _, err := io.CopyN(conn, req.Body, 8<<10+1); err != nil {
+		return nil, err
+	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ func (s *server) metric(name string) float64 {
 // finding 6).
 func TestSlowOperatorConsumers(t *testing.T) {
 	const stalled, devices, rounds = 50, 100, 3
-	s := startServer(t, t.TempDir())
+	s := startServer(t, t.TempDir(), withArgs("--mqtt-slow-subscriber-timeout", "2s"))
 	creds := s.enroll(devices)
 	var wg sync.WaitGroup
 	for i := range stalled {
@@ -120,5 +120,19 @@ func TestSlowOperatorConsumers(t *testing.T) {
 	t.Logf("%d log lines about drops", lines)
 	if lines > 20 {
 		t.Errorf("%d log lines about drops: want a rate-limited summary", lines)
+	}
+	// --mqtt-slow-subscriber-timeout 2s (the default is 30 s): a session
+	// found behind for longer than that when its next doorbell is dropped
+	// is disconnected, and the line says under which timeout.
+	disconnected := 0
+	for _, l := range s.logLines() {
+		// The timeout is logged in JSON as nanoseconds: 2 s.
+		if strings.Contains(l, "mqtt slow subscriber disconnected") && strings.Contains(l, `"timeout":2000000000`) {
+			disconnected++
+		}
+	}
+	t.Logf("%d of %d stalled operators disconnected", disconnected, stalled)
+	if disconnected == 0 {
+		t.Error("no stalled operator disconnected under --mqtt-slow-subscriber-timeout 2s")
 	}
 }
