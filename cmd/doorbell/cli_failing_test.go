@@ -65,3 +65,15 @@ func TestDevicesFailingSince(t *testing.T) {
 		t.Fatalf("--failing-since yesterday: %v, want the server's invalid_query", err)
 	}
 }
+
+// TestServeEscalationInterval: a zero or negative --escalation-interval
+// is refused before anything starts.
+func TestServeEscalationInterval(t *testing.T) {
+	for _, v := range []string{"0", "-1m"} {
+		dir := t.TempDir()
+		_, _, err := cli(t, "serve", "--data", dir, "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--escalation-interval", v)
+		if err == nil || !strings.Contains(err.Error(), "--escalation-interval must be positive") {
+			t.Errorf("--escalation-interval %s: %v, want refused", v, err)
+		}
+	}
+}
