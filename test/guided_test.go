@@ -165,7 +165,8 @@ func (s *serverProc) metric(t *testing.T, sample string) float64 {
 //   - a group escalation rule on a monitored, never-fixed setting fires
 //     its notifyAfter webhook exactly once and queues its commandAfter
 //     lock exactly once (which the agent runs), both audited, however
-//     many more times the server evaluates the rules.
+//     many more times the server evaluates the rules, before and after a
+//     restart of the server.
 func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 	hook := startEscalationReceiver(t, "esc-secret")
 	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0",
@@ -298,6 +299,26 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		hook.mu.Unlock()
 		if bad != 0 {
 			t.Errorf("%d webhook posts failed their signature", bad)
+		}
+
+		// The marks are stored: a restarted server, evaluating afresh
+		// while the device still fails, fires nothing again.
+		srv.stop()
+		again := startServer(t, srv.dataDir, "127.0.0.1:0", "127.0.0.1:0",
+			"--escalation-interval", "500ms", "--webhook-url", hook.srv.URL, "--webhook-secret", "esc-secret")
+		eventually(t, 30*time.Second, "three evaluations after the restart", func() bool { return again.metric(t, evals) >= 3 })
+		if st := again.status(eid); st.State != proto.StateNonCompliant {
+			t.Fatalf("after the restart the escalated device is %s", st.State)
+		}
+		if n := len(hook.forDevice(eid)); n != 1 {
+			t.Errorf("after the restart %d escalation webhooks, want still one", n)
+		}
+		again.mustAdmin("GET", "/devices/"+eid+"/commands", "", &cmds)
+		if len(cmds.Commands) != 1 {
+			t.Errorf("after the restart %d commands, want still one", len(cmds.Commands))
+		}
+		if got := again.metric(t, `doorbell_escalations_total{step="notify"}`) + again.metric(t, `doorbell_escalations_total{step="command"}`); got != 0 {
+			t.Errorf("the restarted server fired %v steps, want none", got)
 		}
 	})
 }
