@@ -245,9 +245,9 @@ func New(cfg Config) (*Agent, error) {
 
 // Run syncs at once, then on a jittered periodic timer (with exponential
 // backoff after failures), at the deadline of a guided setting left to the
-// user when that comes first (to enforce it then), on every Trigger, and, unless DisableMQTT, on
-// every MQTT (re)connect and doorbell, and, when the Enforcer is a Watcher,
-// on every change of a watched file. It returns nil once ctx is done and
+// user when that comes first (to enforce it then), on every Trigger, and,
+// unless DisableMQTT, on every MQTT (re)connect and doorbell, and, when the
+// Enforcer is a Watcher, on every change of a watched file. It returns nil once ctx is done and
 // every goroutine it started has stopped. Run may be called again after it
 // returned, but not twice at the same time.
 func (a *Agent) Run(ctx context.Context) error {
