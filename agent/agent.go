@@ -159,6 +159,10 @@ type Agent struct {
 	// back), not only when the policy changed.
 	sent proto.Settings
 	inv  invState
+	// due is the earliest remediateBy of the guided settings the last
+	// enforcement left to the user, zero when none: the scheduler wakes
+	// then to enforce them, without waiting for the next periodic sync.
+	due time.Time
 
 	// tlsState is the parsed device certificate and the TLS session cache
 	// of its connections (agent/tls.go).
@@ -240,9 +244,10 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // Run syncs at once, then on a jittered periodic timer (with exponential
-// backoff after failures), on every Trigger, and, unless DisableMQTT, on
-// every MQTT (re)connect and doorbell, and, when the Enforcer is a Watcher,
-// on every change of a watched file. It returns nil once ctx is done and
+// backoff after failures), at the deadline of a guided setting left to the
+// user when that comes first (to enforce it then), on every Trigger, and,
+// unless DisableMQTT, on every MQTT (re)connect and doorbell, and, when the
+// Enforcer is a Watcher, on every change of a watched file. It returns nil once ctx is done and
 // every goroutine it started has stopped. Run may be called again after it
 // returned, but not twice at the same time.
 func (a *Agent) Run(ctx context.Context) error {
@@ -299,9 +304,41 @@ func (a *Agent) scheduleLoop(ctx context.Context) {
 		if err != nil {
 			a.log.Warn("sync failed", "err", err, "failures", failures, "retryIn", d)
 		}
+		if until := a.untilDeadline(); until > 0 && until < d {
+			// A guided setting's deadline comes first: wake at it and
+			// enforce (a deadline already past waits for the next sync,
+			// so a failing server is not hammered).
+			a.log.Info("waking at a guided deadline", "in", until)
+			d = until
+		}
 		timer = a.clock.NewTimer(d)
 		tick = timer.C()
 	}
+}
+
+// untilDeadline is how long until the earliest guided deadline the last
+// enforcement left pending; 0 when there is none or it has passed.
+func (a *Agent) untilDeadline() time.Duration {
+	a.mu.Lock()
+	due := a.due
+	a.mu.Unlock()
+	if due.IsZero() {
+		return 0
+	}
+	return max(due.Sub(a.clock.Now()), 0)
+}
+
+// setDue records the earliest remediateBy of pending (zero when none).
+func (a *Agent) setDue(pending []PendingSetting) {
+	var due time.Time
+	for _, p := range pending {
+		if due.IsZero() || p.RemediateBy.Before(due) {
+			due = p.RemediateBy
+		}
+	}
+	a.mu.Lock()
+	a.due = due
+	a.mu.Unlock()
 }
 
 // Trigger asks for a sync soon. Triggers that arrive while one is pending or
@@ -607,6 +644,7 @@ func (a *Agent) setIdentity(id Identity, ok bool) {
 	a.loaded, a.haveID, a.id, a.unsaved = true, ok, id, false
 	a.etag, a.policy, a.reported, a.sent = "", proto.DevicePolicy{}, 0, proto.Settings{}
 	a.inv = invState{}
+	a.due = time.Time{}
 	a.mu.Unlock()
 	a.notifyIDChanged()
 }
@@ -694,6 +732,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 		if observed, err := a.cfg.Enforcer.Observe(ctx); err == nil && observed.Equal(sent) &&
 			policy.IsSatisfiedBy(proto.ComplianceReport{AppliedPolicyVersion: policy.Version, Settings: observed, Unsupported: a.unsupported(policy)}) {
 			res.Skipped, res.Compliant = true, true
+			a.setDue(nil)
 			return res
 		}
 	}
@@ -757,12 +796,14 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 	skip := append(slices.Clone(policy.Monitor), unsupported...)
 	desired := policy.Settings
 	var pending []PendingSetting
+	a.setDue(nil)
 	if len(skip) > 0 || len(policy.Guided) > 0 {
 		before, err := a.cfg.Enforcer.Observe(ctx)
 		if err != nil {
 			return report, nil, fmt.Errorf("observing device state: %w", err)
 		}
 		pending = a.guide(ctx, policy, before, unsupported)
+		a.setDue(pending)
 		for _, p := range pending {
 			skip = append(skip, p.Setting)
 		}

@@ -140,3 +140,63 @@ func TestGuidedSettingWalksToEnforced(t *testing.T) {
 	h.clock.Advance(time.Hour)
 	check("at the deadline", false)
 }
+
+// TestGuidedDeadlineTimer: a running agent wakes at a guided setting's
+// deadline on its own (the periodic sync is an hour away and nothing
+// rings) and enforces then; once nothing is pending it goes back to its
+// periodic interval. The clock is injected: the test moves it to the
+// deadline exactly.
+func TestGuidedDeadlineTimer(t *testing.T) {
+	srv := newFakeServer(t)
+	notes := &recordingNotifier{}
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) {
+		c.Notifier = notes
+		c.GuidedStatePath = filepath.Join(t.TempDir(), "guided.json")
+	})
+	r := h.sync(t) // enrolls
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	h.dev.Set(proto.Settings{PasswordMinLength: ptr(4)})
+	srv.setDevicePolicy(r.DeviceID, proto.DevicePolicy{
+		Settings: proto.Settings{PasswordMinLength: ptr(12)},
+		Guided:   map[string]string{"passwordMinLength": "30m"},
+	})
+	start := h.clock.Now()
+	h.runAgent(t)
+
+	r = recv(t, h.results, "the sync at start")
+	if r.Err != nil || r.Compliant {
+		t.Fatalf("sync at start: %+v, want a report of a pending setting", r)
+	}
+	reps := srv.reports(r.DeviceID)
+	if by := reps[len(reps)-1].Pending["passwordMinLength"]; !by.Equal(start.Add(30 * time.Minute)) {
+		t.Fatalf("reported pending until %v, want %v", by, start.Add(30*time.Minute))
+	}
+	// The scheduler's next wake is the deadline, not the hourly sync.
+	if d := h.clock.waitTimer(t, 0, 2*time.Hour); d != 30*time.Minute {
+		t.Fatalf("next wake in %v, want the deadline in 30m", d)
+	}
+	if got, _ := h.dev.Observe(t.Context()); *got.PasswordMinLength != 4 {
+		t.Fatalf("enforced before the deadline: %d", *got.PasswordMinLength)
+	}
+	h.clock.Advance(30 * time.Minute)
+	r = recv(t, h.results, "the sync at the deadline")
+	if r.Err != nil || !r.Compliant {
+		t.Fatalf("sync at the deadline: %+v, want compliant", r)
+	}
+	if got, _ := h.dev.Observe(t.Context()); *got.PasswordMinLength != 12 {
+		t.Fatalf("at the deadline the device has %d, want 12 enforced", *got.PasswordMinLength)
+	}
+	reps = srv.reports(r.DeviceID)
+	if last := reps[len(reps)-1]; len(last.Pending) != 0 || !last.Compliant {
+		t.Fatalf("report at the deadline %+v", last)
+	}
+	// Nothing pending: back to the hourly sync (±10%).
+	h.clock.waitTimer(t, 54*time.Minute, 66*time.Minute)
+	notes.mu.Lock()
+	defer notes.mu.Unlock()
+	if len(notes.notices) != 1 {
+		t.Fatalf("%d notices, want the user told once", len(notes.notices))
+	}
+}

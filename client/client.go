@@ -172,6 +172,10 @@ type ListOptions struct {
 	// Seen "overdue" keeps only devices not seen within two of their sync
 	// intervals; "" keeps all.
 	Seen string
+	// FailingSinceLT keeps only devices failing since before this: an
+	// RFC 3339 time or a duration ago ("72h", "7d"), which the server
+	// counts back from its own clock; "" keeps all.
+	FailingSinceLT string
 	// Where holds inventory filters (see ParseWhere), all of which must
 	// hold.
 	Where url.Values
@@ -194,6 +198,9 @@ func (c *Client) Devices(ctx context.Context, o ListOptions) (proto.DeviceList, 
 	}
 	if o.Seen != "" {
 		q.Set("seen", o.Seen)
+	}
+	if o.FailingSinceLT != "" {
+		q.Set("failingSince.lt", o.FailingSinceLT)
 	}
 	path := "/devices"
 	if len(q) > 0 {

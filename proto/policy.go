@@ -166,6 +166,10 @@ type SettingFailure struct {
 	// RemediateBy is, for PENDING_USER, when the agent enforces if the
 	// user has not fixed it.
 	RemediateBy *time.Time `json:"remediateBy,omitempty"`
+	// FailingSince is, in a device's status, since when this setting has
+	// been failing (the server's first failing report of it); absent
+	// elsewhere (capability 8).
+	FailingSince *time.Time `json:"failingSince,omitempty"`
 }
 
 var jsonNull = json.RawMessage("null")

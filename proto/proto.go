@@ -48,7 +48,11 @@ import (
 //     /groups/{id}/rollback and the same for devices); escalation rules
 //     per group; remediation mode guided (policy guided, report pending,
 //     reason PENDING_USER with remediateBy, a layer's deadline).
-const CapabilityVersion = 6
+//   - 7: reserved for inventory (session 3).
+//   - 8 (2026-11-29): DeviceStatus carries nonCompliantSince and each
+//     failing setting its failingSince; GET /devices?failingSince.lt=
+//     (an RFC 3339 time, or a duration ago such as 72h or 7d).
+const CapabilityVersion = 8
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10
@@ -270,6 +274,12 @@ type DeviceStatus struct {
 	// Overdue is true when the device was not seen within two of its sync
 	// intervals (since enrollment when never seen).
 	Overdue bool `json:"overdue,omitempty"`
+	// NonCompliantSince is when the device became NON_COMPLIANT, absent
+	// while it is not failing. A policy edit that makes it STALE keeps it
+	// (a deadline or an escalation does not restart with each edit); a
+	// COMPLIANT report clears it. GET /devices?failingSince.lt= filters on
+	// it (capability 8).
+	NonCompliantSince *time.Time `json:"nonCompliantSince,omitempty"`
 }
 
 // DeviceList is one page of GET /devices. NextAfter is the cursor for the

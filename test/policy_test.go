@@ -191,7 +191,12 @@ func TestGroupPolicies(t *testing.T) {
 	var watch proto.GroupChange
 	srv.mustAdmin("POST", "/groups", fmt.Sprintf(`{"name":"watch-phones","priority":5,"mode":"monitor","policy":{"cameraDisabled":true},"deviceIds":[%q]}`, phoneID), &watch)
 	st := srv.waitState(phoneID, proto.StateNonCompliant, 2)
-	want := []proto.SettingFailure{{Setting: "cameraDisabled", Expected: json.RawMessage("true"), Actual: json.RawMessage("false"), Reason: proto.ReasonMismatch, Monitored: true}}
+	// It fails from when the device became NON_COMPLIANT.
+	if st.NonCompliantSince == nil {
+		t.Fatalf("phone status without nonCompliantSince: %+v", st)
+	}
+	want := []proto.SettingFailure{{Setting: "cameraDisabled", Expected: json.RawMessage("true"), Actual: json.RawMessage("false"), Reason: proto.ReasonMismatch, Monitored: true,
+		FailingSince: st.NonCompliantSince}}
 	if !reflect.DeepEqual(st.Failing, want) {
 		t.Fatalf("phone failing = %+v, want %+v", st.Failing, want)
 	}

@@ -115,7 +115,7 @@ func yesNo(b bool) string {
 
 // --- devices -----------------------------------------------------------------
 
-const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--limit N] [--where 'kernel<6.1' ...] | doorbell devices show ID | doorbell devices rm ID\n" +
+const devicesUsage = "doorbell devices [ls] [--state STATE] [--seen overdue] [--failing-since 72h|7d|TIME] [--limit N] [--where 'kernel<6.1' ...] | doorbell devices show ID | doorbell devices rm ID\n" +
 	"       [--server URL --token T --json]\n" +
 	"  show says which settings are failing and why; rm forgets a device (admin): it must enroll again."
 
@@ -124,12 +124,13 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var o opFlags
 	fs := newFlagSet("devices "+sub, stderr, devicesUsage)
 	o.register(fs)
-	var state, seen string
+	var state, seen, failingSince string
 	var limit int
 	var where whereFlag
 	if sub == "ls" {
 		fs.StringVar(&state, "state", "", "only devices in this state: "+statesList())
 		fs.StringVar(&seen, "seen", "", "overdue: only devices not seen within two of their sync intervals")
+		fs.StringVar(&failingSince, "failing-since", "", "only devices NON_COMPLIANT since before this: a duration ago (72h, 90m, 7d) or an RFC 3339 time")
 		fs.IntVar(&limit, "limit", 0, "show at most this many devices (0 = all; pages through the fleet)")
 		fs.Var(&where, "where", "inventory filter, repeatable, all must hold: FACT=V, FACT~TEXT, FACT<V (<=, >, >=), package:NAME[<V] (docs/INVENTORY.md)")
 	}
@@ -160,7 +161,7 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen, Where: filters}, limit, o.json, stdout)
+		return listDevices(ctx, c, client.ListOptions{State: st, Seen: seen, FailingSinceLT: failingSince, Where: filters}, limit, o.json, stdout)
 	case "show":
 		if err := wantArgs(pos, 1, devicesUsage); err != nil {
 			return err
@@ -183,6 +184,7 @@ func runDevices(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			{"last report", fmtTime(s.LastReportAt)},
 			{"last seen", fmtTime(s.LastSeenAt)},
 			{"overdue", yesNo(s.Overdue)},
+			{"failing since", fmtTime(s.NonCompliantSince)},
 			{"enrolled", fmtTime(&s.EnrolledAt)},
 			{"model", safe(s.Model)},
 			{"os version", safe(s.OSVersion)},
@@ -219,7 +221,7 @@ func printFailing(w io.Writer, s proto.DeviceStatus) error {
 	}
 	fmt.Fprintln(w, "failing:")
 	tw := newTable(w)
-	fmt.Fprintln(tw, "  SETTING\tWANTED\tREPORTED\tREASON\tDETAIL")
+	fmt.Fprintln(tw, "  SETTING\tWANTED\tREPORTED\tREASON\tSINCE\tDETAIL")
 	for _, f := range s.Failing {
 		actual := string(f.Actual)
 		if actual == "" {
@@ -232,7 +234,10 @@ func printFailing(w io.Writer, s proto.DeviceStatus) error {
 		if f.Monitored {
 			detail += " (monitored: not enforced)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", f.Setting, f.Expected, safe(actual), f.Reason, detail)
+		if f.RemediateBy != nil {
+			detail += " (fix by " + fmtTime(f.RemediateBy) + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", f.Setting, f.Expected, safe(actual), f.Reason, fmtTime(f.FailingSince), detail)
 	}
 	return tw.Flush()
 }
@@ -254,7 +259,7 @@ func listDevices(ctx context.Context, c *client.Client, lo client.ListOptions, l
 		fmt.Fprint(w, "[")
 	} else {
 		tw = newTable(w)
-		fmt.Fprintln(tw, "DEVICE\tSTATE\tDESIRED\tAPPLIED\tCONNECTED\tLAST REPORT\tLAST SEEN\tMODEL")
+		fmt.Fprintln(tw, "DEVICE\tSTATE\tDESIRED\tAPPLIED\tCONNECTED\tLAST REPORT\tLAST SEEN\tFAILING SINCE\tMODEL")
 	}
 	var werr error
 	err := c.AllDevices(ctx, lo, limit, func(d proto.DeviceStatus) bool {
@@ -274,8 +279,8 @@ func listDevices(ctx context.Context, c *client.Client, lo client.ListOptions, l
 			if d.Overdue {
 				lastSeen += " (overdue)"
 			}
-			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", safe(d.DeviceID), safe(string(d.State)), d.DesiredVersion,
-				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), lastSeen, safe(d.Model))
+			_, werr = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", safe(d.DeviceID), safe(string(d.State)), d.DesiredVersion,
+				d.AppliedVersion, yesNo(d.Connected), fmtTime(d.LastReportAt), lastSeen, fmtTime(d.NonCompliantSince), safe(d.Model))
 		}
 		n++
 		return werr == nil

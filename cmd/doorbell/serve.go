@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
+	"github.com/doorbell-mdm/doorbell/server/escalate"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,9 +52,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.SlowSubscriberTimeout, "mqtt-slow-subscriber-timeout", broker.DefaultSlowSubscriberTimeout, "disconnect an operator MQTT session that has not read its doorbells for this long (negative: never; its doorbells are dropped either way)")
 	fs.StringVar(&allowlist, "agent-allowlist", "", "file of approved agent binary SHA-256s, one hex digest per line, # comments (unset: integrity unchecked)")
 	fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (debugging; off by default)")
+	fs.DurationVar(&cfg.EscalationInterval, "escalation-interval", escalate.DefaultInterval, "how often the groups' escalation rules (notifyAfter, commandAfter) are evaluated")
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without an operator token (for a Prometheus scraper on a trusted network)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if cfg.EscalationInterval <= 0 {
+		return errors.New("serve: --escalation-interval must be positive")
 	}
 	if cfg.TLS, err = tlsFlags.config(); err != nil {
 		return err

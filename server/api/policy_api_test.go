@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 )
@@ -263,9 +264,11 @@ func TestVerdictsAndMonitorMode(t *testing.T) {
 		t.Fatalf("state = %s", s.State)
 	}
 	got, _ := json.Marshal(s.Failing)
-	want := `[{"setting":"cameraDisabled","expected":true,"actual":false,"reason":"MISMATCH","monitored":true},` +
-		`{"setting":"statusBarDisabled","expected":true,"actual":null,"reason":"UNSUPPORTED","monitored":true},` +
-		`{"setting":"passwordMinLength","expected":8,"actual":4,"reason":"ENFORCEMENT_FAILED","detail":"denied by user"}]`
+	// Each failing setting says since when it fails: since the report.
+	since := h.now.UTC().Format(time.RFC3339)
+	want := `[{"setting":"cameraDisabled","expected":true,"actual":false,"reason":"MISMATCH","monitored":true,"failingSince":"` + since + `"},` +
+		`{"setting":"statusBarDisabled","expected":true,"actual":null,"reason":"UNSUPPORTED","monitored":true,"failingSince":"` + since + `"},` +
+		`{"setting":"passwordMinLength","expected":8,"actual":4,"reason":"ENFORCEMENT_FAILED","detail":"denied by user","failingSince":"` + since + `"}]`
 	if string(got) != want {
 		t.Fatalf("failing =\n%s\nwant\n%s", got, want)
 	}

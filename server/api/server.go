@@ -423,6 +423,15 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 	default:
 		return errorf("invalid_query", "seen must be \"overdue\"")
 	}
+	var failingBefore time.Time
+	if s := c.Query("failingSince.lt"); s != "" {
+		t, err := service.ParseFailingSince(s, a.svc.Now())
+		if err != nil {
+			return err
+		}
+		failingBefore = t
+		matches = append(matches, func(d store.Device) bool { return store.FailingBefore(d, t) })
+	}
 	var match func(store.Device) bool
 	if len(matches) > 0 {
 		match = func(d store.Device) bool {
@@ -446,6 +455,10 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 	var more bool
 	if filtered {
 		devs, more, err = a.devicesByInventory(c, iq, c.Query("after"), limit, match)
+	} else if !failingBefore.IsZero() && len(matches) == 1 {
+		// The store answers ?failingSince.lt= alone from its column
+		// (PostgreSQL).
+		devs, more, err = a.store.DevicesFailingBefore(c.UserContext(), failingBefore, c.Query("after"), limit)
 	} else if want != "" && len(matches) == 1 {
 		// The store answers ?state= alone from its index (PostgreSQL).
 		devs, more, err = a.store.DevicesInState(c.UserContext(), want, c.Query("after"), limit)
@@ -483,6 +496,15 @@ func (a *API) deviceStatus(d store.Device) proto.DeviceStatus {
 		Integrity:      a.integrity(d),
 	}
 	s.State, s.Failing = service.Evaluate(d)
+	if !d.NonCompliantSince.IsZero() {
+		t := d.NonCompliantSince
+		s.NonCompliantSince = &t
+	}
+	for i, f := range s.Failing {
+		if t, ok := d.FailingSince[f.Setting]; ok {
+			s.Failing[i].FailingSince = &t
+		}
+	}
 	if seen := a.svc.LastSeen(d); !seen.IsZero() {
 		s.LastSeenAt = &seen
 	}

@@ -74,6 +74,9 @@ type DaemonConfig struct {
 	EnrollPerMinute, DevicePerMinute int
 	// AgentAllowlist: nil = integrity unchecked. See TrustConfig.
 	AgentAllowlist map[string]bool
+	// EscalationInterval is how often the groups' escalation rules are
+	// evaluated: 0 = escalate.DefaultInterval (a minute).
+	EscalationInterval time.Duration
 	// MQTTMaxConnections bounds concurrent MQTT connections: 0 = derived
 	// from the file descriptor limit (broker.FDConnectionLimit), negative =
 	// no limit.
@@ -106,6 +109,7 @@ type Daemon struct {
 	broker  *broker.Broker
 	bell    bridge.Bell
 	hook    *Webhook // nil without WebhookURL
+	esc     *escalate.Escalator
 	httpLn  net.Listener
 	pki     *pki.Authority
 }
@@ -127,6 +131,12 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
+	}
+	if cfg.EscalationInterval < 0 {
+		return nil, fmt.Errorf("escalation interval %v is negative", cfg.EscalationInterval)
+	}
+	if cfg.EscalationInterval == 0 {
+		cfg.EscalationInterval = escalate.DefaultInterval
 	}
 	d := &Daemon{cfg: cfg, logger: cfg.Logger.With("component", "daemon")}
 	var closers []func() error
@@ -245,7 +255,14 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 
 	metrics := api.NewMetrics()
 	metrics.Public = cfg.MetricsPublic
-	collectors := []prometheus.Collector{bellStats, api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount)}
+	// Escalation steps: a command queues like an operator's, audited as
+	// the server's; notify posts the webhook when there is one.
+	esc := escalate.Config{Store: d.store, Logger: cfg.Logger, Command: d.escalationCommand}
+	if d.hook != nil {
+		esc.Notify = d.hook.Escalated
+	}
+	d.esc = escalate.New(esc)
+	collectors := []prometheus.Collector{bellStats, api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount), d.esc.Collector()}
 	if d.bolt != nil {
 		collectors = append(collectors, api.BoltStats(d.bolt.DBStats))
 	}
@@ -412,13 +429,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.hook != nil {
 		wg.Go(func() { d.hook.Run(ctx) })
 	}
-	// Escalation rules are evaluated every minute; a command step queues
-	// its command like an operator would, audited as the server's.
-	esc := escalate.Config{Store: d.store, Logger: d.cfg.Logger, Command: d.escalationCommand}
-	if d.hook != nil {
-		esc.Notify = d.hook.Escalated
-	}
-	wg.Go(func() { escalate.New(esc).Run(ctx, time.Minute, time.After) })
+	// Escalation rules are evaluated every EscalationInterval.
+	wg.Go(func() { d.esc.Run(ctx, d.cfg.EscalationInterval, time.After) })
 	// Last-seen times are batched in memory and flushed every few seconds
 	// and once more at shutdown.
 	wg.Go(func() { d.api.Service().RunSeen(ctx, 0) })

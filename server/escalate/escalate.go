@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store"
@@ -38,10 +41,17 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// DefaultInterval is how often Run evaluates the rules when the server's
+// configuration does not say.
+const DefaultInterval = time.Minute
+
 // Escalator evaluates the rules.
 type Escalator struct {
 	cfg Config
 	log *slog.Logger
+	// evaluations counts finished Evaluate passes; notified and commanded
+	// the steps fired (see Collector).
+	evaluations, notified, commanded atomic.Int64
 }
 
 // New returns an Escalator.
@@ -107,7 +117,38 @@ func (e *Escalator) Evaluate(ctx context.Context) ([]proto.EscalationEvent, erro
 			}
 		}
 	}
+	for _, ev := range fired {
+		if ev.Step == "notify" {
+			e.notified.Add(1)
+		} else {
+			e.commanded.Add(1)
+		}
+	}
+	e.evaluations.Add(1)
 	return fired, errors.Join(errs...)
+}
+
+var (
+	evaluationsDesc = prometheus.NewDesc("doorbell_escalation_evaluations_total", "Passes of the escalation rules over every group (one per interval).", nil, nil)
+	firedDesc       = prometheus.NewDesc("doorbell_escalations_total", "Escalation steps fired, by step (notify, command); each fires once per stretch of non-compliance.", []string{"step"}, nil)
+)
+
+// Collector returns the escalator's metrics, read at scrape time:
+// doorbell_escalation_evaluations_total and doorbell_escalations_total by
+// step.
+func (e *Escalator) Collector() prometheus.Collector { return collector{e} }
+
+type collector struct{ e *Escalator }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- evaluationsDesc
+	ch <- firedDesc
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(evaluationsDesc, prometheus.CounterValue, float64(c.e.evaluations.Load()))
+	ch <- prometheus.MustNewConstMetric(firedDesc, prometheus.CounterValue, float64(c.e.notified.Load()), "notify")
+	ch <- prometheus.MustNewConstMetric(firedDesc, prometheus.CounterValue, float64(c.e.commanded.Load()), "command")
 }
 
 // fire marks a step and, the first time, carries it out.

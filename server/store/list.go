@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
 )
@@ -13,4 +14,23 @@ type StateLister interface {
 	// DevicesInState returns up to limit devices in state with ids greater
 	// than after, in id order; more says whether further ones may exist.
 	DevicesInState(ctx context.Context, state proto.ComplianceState, after string, limit int) (devs []Device, more bool, err error)
+}
+
+// FailingLister lists the devices that have been failing since before a
+// time (the API's ?failingSince.lt=). A backend with a column for
+// NonCompliantSince answers from it; bolt filters a scan.
+type FailingLister interface {
+	// DevicesFailingBefore returns up to limit devices whose
+	// NonCompliantSince is set and strictly before t, with ids greater than
+	// after, in id order; more says whether further ones may exist. A
+	// device keeps its NonCompliantSince while a policy edit makes it
+	// STALE (see TrackFailing), so such devices are listed too.
+	DevicesFailingBefore(ctx context.Context, t time.Time, after string, limit int) (devs []Device, more bool, err error)
+}
+
+// FailingBefore reports whether d has been failing since before t: the
+// one definition of the ?failingSince.lt= filter, which every backend's
+// DevicesFailingBefore must agree with.
+func FailingBefore(d Device, t time.Time) bool {
+	return !d.NonCompliantSince.IsZero() && d.NonCompliantSince.Before(t)
 }

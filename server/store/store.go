@@ -126,6 +126,7 @@ type TokenStore interface {
 type Store interface {
 	DeviceStore
 	StateLister
+	FailingLister
 	ReportStore
 	TokenStore
 	SeenStore

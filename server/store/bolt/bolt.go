@@ -197,6 +197,12 @@ func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState,
 	})
 }
 
+// DevicesFailingBefore implements store.FailingLister by filtering a
+// scan, like DevicesInState.
+func (s *Store) DevicesFailingBefore(ctx context.Context, t time.Time, after string, limit int) ([]store.Device, bool, error) {
+	return s.Devices(ctx, after, limit, func(d store.Device) bool { return store.FailingBefore(d, t) })
+}
+
 // SaveReport implements store.ReportStore. Concurrent reports share one
 // transaction and one fsync (group commit).
 func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c store.Change, err error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
@@ -34,6 +35,7 @@ func (s *Store) Load(ctx context.Context, d store.Dump) error {
 			states := make([]string, len(chunk))
 			ns := make([]int64, len(chunk))
 			docs := make([][]byte, len(chunk))
+			since := make([]*time.Time, len(chunk))
 			var hIDs []string
 			var hNs []int64
 			var hDocs [][]byte
@@ -45,7 +47,7 @@ func (s *Store) Load(ctx context.Context, d store.Dump) error {
 				st, failing := store.Derive(dev)
 				w.count(dev.ID, st, failing, 1)
 				hist := d.History[dev.ID]
-				ids[i], hashes[i], states[i], ns[i], docs[i] = dev.ID, dev.SecretHash, string(st), int64(len(hist)), doc
+				ids[i], hashes[i], states[i], ns[i], docs[i], since[i] = dev.ID, dev.SecretHash, string(st), int64(len(hist)), doc, nonCompliantSince(dev)
 				for k, t := range hist {
 					t.DeviceID = ""
 					v, err := json.Marshal(t)
@@ -55,8 +57,8 @@ func (s *Store) Load(ctx context.Context, d store.Dump) error {
 					hIDs, hNs, hDocs = append(hIDs, dev.ID), append(hNs, int64(k+1)), append(hDocs, v)
 				}
 			}
-			if _, err := w.tx.Exec(ctx, `INSERT INTO devices (id, secret_hash, state, hist_n, doc)
-				SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::json[])`, ids, hashes, states, ns, docs); err != nil {
+			if _, err := w.tx.Exec(ctx, `INSERT INTO devices (id, secret_hash, state, hist_n, doc, non_compliant_since)
+				SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::json[], $6::timestamptz[])`, ids, hashes, states, ns, docs, since); err != nil {
 				return fmt.Errorf("copying devices: %w", err)
 			}
 			if _, err := w.tx.Exec(ctx, `INSERT INTO history (device_id, n, doc)

@@ -351,6 +351,19 @@ func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState,
 	return devs, false, nil
 }
 
+// DevicesFailingBefore implements store.FailingLister: a comparison on
+// the non_compliant_since column (indexed where set).
+func (s *Store) DevicesFailingBefore(ctx context.Context, t time.Time, after string, limit int) ([]store.Device, bool, error) {
+	devs, err := s.page(ctx, "SELECT "+devCols+" FROM devices WHERE non_compliant_since < $3 AND id > $1 ORDER BY id LIMIT $2", after, limit+1, t.UTC())
+	if err != nil {
+		return nil, false, err
+	}
+	if len(devs) > limit {
+		return devs[:limit], true, nil
+	}
+	return devs, false, nil
+}
+
 func (s *Store) page(ctx context.Context, sql string, args ...any) ([]store.Device, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {

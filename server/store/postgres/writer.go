@@ -135,8 +135,8 @@ func (w *writer) create(d store.Device) (store.Change, error) {
 	}
 	// ON CONFLICT DO NOTHING keeps the transaction usable: a taken id or
 	// secret is an answer, not an aborted transaction.
-	tag, err := w.tx.Exec(w.ctx, `INSERT INTO devices (id, secret_hash, state, hist_n, last_seen_at, doc) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT DO NOTHING`, d.ID, d.SecretHash, string(c.State), n, seen, doc)
+	tag, err := w.tx.Exec(w.ctx, `INSERT INTO devices (id, secret_hash, state, hist_n, last_seen_at, doc, non_compliant_since) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT DO NOTHING`, d.ID, d.SecretHash, string(c.State), n, seen, doc, nonCompliantSince(d))
 	if err != nil {
 		return c, err
 	}
@@ -144,6 +144,16 @@ func (w *writer) create(d store.Device) (store.Change, error) {
 		return c, store.ErrExists
 	}
 	return c, nil
+}
+
+// nonCompliantSince is the non_compliant_since column of d: NULL while
+// it is not failing.
+func nonCompliantSince(d store.Device) *time.Time {
+	if d.NonCompliantSince.IsZero() {
+		return nil
+	}
+	t := d.NonCompliantSince.UTC()
+	return &t
 }
 
 // flush writes the queued devices, history and counter deltas, sending
@@ -155,6 +165,7 @@ func (w *writer) flush() error {
 		docs := make([][]byte, len(chunk))
 		states := make([]string, len(chunk))
 		ns := make([]int64, len(chunk))
+		since := make([]*time.Time, len(chunk))
 		for i, id := range chunk {
 			p := w.updates[id]
 			v, err := json.Marshal(p.d)
@@ -162,11 +173,11 @@ func (w *writer) flush() error {
 				return fmt.Errorf("encoding device %s: %w", id, err)
 			}
 			st, _ := store.Derive(p.d)
-			docs[i], states[i], ns[i] = v, string(st), p.histN
+			docs[i], states[i], ns[i], since[i] = v, string(st), p.histN, nonCompliantSince(p.d)
 		}
-		b.Queue(`UPDATE devices d SET doc = u.doc, state = u.state, hist_n = u.n
-			FROM unnest($1::text[], $2::json[], $3::text[], $4::bigint[]) AS u(id, doc, state, n)
-			WHERE d.id = u.id`, chunk, docs, states, ns)
+		b.Queue(`UPDATE devices d SET doc = u.doc, state = u.state, hist_n = u.n, non_compliant_since = u.since
+			FROM unnest($1::text[], $2::json[], $3::text[], $4::bigint[], $5::timestamptz[]) AS u(id, doc, state, n, since)
+			WHERE d.id = u.id`, chunk, docs, states, ns, since)
 	}
 	for start := 0; start < len(w.histIDs); start += batchSize {
 		end := min(start+batchSize, len(w.histIDs))

@@ -24,6 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *t
 	t.Run("Devices", func(t *testing.T) { testDevices(t, newStore(t)) })
 	t.Run("EditBumpsVersion", func(t *testing.T) { testEditBumpsVersion(t, newStore(t)) })
 	t.Run("DevicesInState", func(t *testing.T) { testDevicesInState(t, newStore(t)) })
+	t.Run("DevicesFailingBefore", func(t *testing.T) { testDevicesFailingBefore(t, newStore(t)) })
 	t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, newStore(t)) })
 	t.Run("SaveReport", func(t *testing.T) { testSaveReport(t, newStore(t)) })
 	t.Run("MarkSeen", func(t *testing.T) { testMarkSeen(t, newStore(t)) })
