@@ -235,10 +235,12 @@ type notifierAdapter struct{ n Notifier }
 
 var _ agent.Notifier = notifierAdapter{}
 
-// pendingSetting is one entry of Notify's pendingJSON.
+// pendingSetting is one entry of ShowNotice's pendingJSON. RemediateBy is
+// RFC 3339 in UTC to the second ("2026-12-02T18:00:00Z"), one fixed form an
+// app parses without java.time (API 26).
 type pendingSetting struct {
-	Setting     string    `json:"setting"`
-	RemediateBy time.Time `json:"remediateBy"`
+	Setting     string `json:"setting"`
+	RemediateBy string `json:"remediateBy"`
 }
 
 // Notify implements agent.Notifier.
@@ -249,12 +251,12 @@ func (a notifierAdapter) Notify(ctx context.Context, n agent.Notice) (err error)
 	defer recoverTo(&err)
 	ps := make([]pendingSetting, len(n.Pending))
 	for i, p := range n.Pending {
-		ps[i] = pendingSetting{Setting: p.Setting, RemediateBy: p.RemediateBy.UTC()}
+		ps[i] = pendingSetting{Setting: p.Setting, RemediateBy: p.RemediateBy.UTC().Truncate(time.Second).Format(time.RFC3339)}
 	}
 	b, err := json.Marshal(ps)
 	if err != nil {
 		return err
 	}
 	title, body := n.Text()
-	return a.n.Notify(title, body, string(b))
+	return a.n.ShowNotice(title, body, string(b))
 }

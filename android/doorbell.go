@@ -175,10 +175,11 @@ type Collector interface {
 // when (a notification), for settings in guided mode that the device fails.
 // Each setting's deadline is announced once.
 type Notifier interface {
-	// Notify shows title and body (English text made by the agent) and
+	// ShowNotice shows title and body (English text made by the agent) and
 	// gets the same facts as pendingJSON, a JSON list of {"setting",
-	// "remediateBy"} (RFC 3339, UTC), for an app that words them itself.
-	Notify(title, body, pendingJSON string) error
+	// "remediateBy"} (RFC 3339 in UTC to the second, "2026-12-02T18:00:00Z"),
+	// for an app that words them itself.
+	ShowNotice(title, body, pendingJSON string) error
 }
 
 // Logger receives the agent's logs (logcat). Level is "DEBUG", "INFO", "WARN"

@@ -346,7 +346,7 @@ type fakeNotifier struct {
 	pend   []string
 }
 
-func (f *fakeNotifier) Notify(title, body, pending string) error {
+func (f *fakeNotifier) ShowNotice(title, body, pending string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.titles, f.bodies, f.pend = append(f.titles, title), append(f.bodies, body), append(f.pend, pending)
@@ -383,7 +383,7 @@ func TestGuidedNotifiesThroughFacade(t *testing.T) {
 		t.Fatalf("status %+v, want NON_COMPLIANT with cameraDisabled PENDING_USER", st)
 	}
 	if n.count() != 1 {
-		t.Fatalf("Notify called %d times, want 1", n.count())
+		t.Fatalf("ShowNotice called %d times, want 1", n.count())
 	}
 	var pend []struct {
 		Setting     string    `json:"setting"`
@@ -392,7 +392,10 @@ func TestGuidedNotifiesThroughFacade(t *testing.T) {
 	if err := json.Unmarshal([]byte(n.pend[0]), &pend); err != nil || len(pend) != 1 || pend[0].Setting != "cameraDisabled" {
 		t.Fatalf("pendingJSON %q (%v)", n.pend[0], err)
 	}
-	if by := pend[0].RemediateBy; by.Before(before.Add(72*time.Hour-time.Minute)) || !by.Equal(*st.Failing[0].RemediateBy) {
+	if !strings.HasSuffix(n.pend[0], `Z"}]`) || strings.Contains(n.pend[0], ".") {
+		t.Fatalf("pendingJSON %q: want remediateBy in UTC to the second", n.pend[0])
+	}
+	if by := pend[0].RemediateBy; by.Before(before.Add(72*time.Hour-time.Minute)) || !by.Equal(st.Failing[0].RemediateBy.Truncate(time.Second)) {
 		t.Fatalf("remediateBy %v, server says %v: want 72h from now, the same", by, st.Failing[0].RemediateBy)
 	}
 	if !strings.Contains(n.bodies[0], "cameraDisabled") || n.titles[0] == "" {
@@ -407,7 +410,7 @@ func TestGuidedNotifiesThroughFacade(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n.count() != 1 {
-		t.Fatalf("Notify called %d times after a second sync, want still 1", n.count())
+		t.Fatalf("ShowNotice called %d times after a second sync, want still 1", n.count())
 	}
 }
 
