@@ -7,7 +7,8 @@
 // like the app's DpmEnforcer against an in-memory DevicePolicyManager
 // stand-in; and one setting the enforcer refuses fails alone. Last, the
 // app's other three parts: a Java Executor runs a lock the operator sends
-// (the server sees ACKNOWLEDGED), a Java Collector's Android inventory is
+// (the server sees ACKNOWLEDGED) and a wipe (reported, then run once through
+// runAfterReport), a Java Collector's Android inventory is
 // read back from GET /devices/{id}/inventory, and a Java Notifier is told
 // about a guided setting.
 //
@@ -190,27 +191,43 @@ public final class Harness {
         return out;
     }
 
-    /** The app's DpmExecutor, recording: lock is lockNow on the DPM stand-in. */
+    /**
+     * The app's DpmExecutor, recording: lock is lockNow on the DPM stand-in;
+     * wipe answers ACKNOWLEDGED with runAfterReport, as the app does, and
+     * runAfterReport (the wipe itself) records what the server said about
+     * the command at that moment.
+     */
     static final class JavaExecutor implements Executor {
         final List<String> calls = new ArrayList<>();
-        int locks;
+        final List<String> after = new ArrayList<>();
+        volatile String wipeId; // the wipe command whose state runAfterReport reads
 
         @Override public boolean supports(String type) {
-            return type.equals("lock");
+            return type.equals("lock") || type.equals("wipe");
         }
 
         @Override public synchronized String execute(String type, String paramsJSON) throws Exception {
             calls.add(type + " " + paramsJSON);
-            locks++; // DevicePolicyManager.lockNow()
+            if (type.equals("wipe")) {
+                return "{\"state\":\"ACKNOWLEDGED\",\"message\":\"wiping\",\"runAfterReport\":true}";
+            }
+            // DevicePolicyManager.lockNow()
             return "{\"state\":\"ACKNOWLEDGED\",\"output\":\"locked by the harness\"}";
         }
 
         @Override public void runAfterReport(String type, String paramsJSON) throws Exception {
-            throw new IllegalStateException("lock defers nothing");
+            String state = field(api("GET", "/commands/" + wipeId, null), "state");
+            synchronized (this) {
+                after.add(type + " " + paramsJSON + " server:" + state);
+            }
         }
 
         synchronized List<String> calls() {
             return new ArrayList<>(calls);
+        }
+
+        synchronized List<String> after() {
+            return new ArrayList<>(after);
         }
     }
 
@@ -585,6 +602,17 @@ public final class Harness {
             "the Java notifier was told what to fix and by when: " + shown);
         check(field(st, "state").equals("NON_COMPLIANT") && st.contains("\"PENDING_USER\"") && st.contains("\"remediateBy\""),
             "the server says PENDING_USER with remediateBy");
+
+        // A wipe: reported first, then its deferred part runs once, through the bindings.
+        exec.wipeId = field(api("POST", "/devices/" + pid + "/commands",
+            "{\"type\":\"wipe\",\"params\":{\"keepFactoryResetProtection\":\"true\"}}"), "commandId");
+        pixel.onPushMessage("{\"type\":\"command_pending\"}");
+        check(exec.after().equals(List.of("wipe {\"keepFactoryResetProtection\":\"true\"} server:ACKNOWLEDGED")),
+            "the wipe ran once through runAfterReport, with its params, after the server said ACKNOWLEDGED: " + exec.after());
+        pixel.onPushMessage("{\"type\":\"command_pending\"}");
+        check(exec.after().size() == 1 && pstore.get(Doorbell.AfterReportKey).isEmpty()
+                && exec.calls().equals(List.of("lock {}", "wipe {\"keepFactoryResetProtection\":\"true\"}")),
+            "nothing ran twice and nothing is left deferred in the Java Store: " + exec.calls());
 
         if (failures > 0) {
             System.out.println("HARNESS FAILED: " + failures + " check(s)");
