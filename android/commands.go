@@ -102,6 +102,10 @@ func (x *executorAdapter) execute(commandType, paramsJSON string) (out string, e
 	if json.Unmarshal([]byte(out), &r) != nil || !r.RunAfterReport || r.State != proto.CommandAcknowledged {
 		return out, nil // NewJSONExecutor judges the result
 	}
+	if secretParams(commandType) {
+		// Its params would be kept in the Store until it runs.
+		return "", fmt.Errorf("%s takes a secret param and cannot be deferred (runAfterReport)", commandType)
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	pending, err := x.loadPending()
@@ -177,4 +181,16 @@ func (x *executorAdapter) logf(level, format string, args ...any) {
 	}
 	defer func() { _ = recover() }()
 	x.log.Log(level, fmt.Sprintf(format, args...))
+}
+
+// secretParams reports whether the command type has a secret param (a
+// password), which must never be written to the Store.
+func secretParams(commandType string) bool {
+	spec, _ := proto.LookupCommand(proto.CommandType(commandType))
+	for _, p := range spec.Params {
+		if p.Secret {
+			return true
+		}
+	}
+	return false
 }

@@ -152,7 +152,9 @@ type Executor interface {
 	//
 	// A command the device cannot outlive (a wipe) answers
 	// {"state": "ACKNOWLEDGED", "runAfterReport": true} without doing it:
-	// the agent reports the result first, then calls RunAfterReport.
+	// the agent reports the result first, then calls RunAfterReport. Its
+	// params are kept in the Store until then, so a command with a secret
+	// param (reset_password) cannot be deferred: it is answered ERROR.
 	Execute(commandType, paramsJSON string) (string, error)
 	// RunAfterReport does what Execute deferred, once its result was
 	// reported (or, if the app died in between, at the end of the next

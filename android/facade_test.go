@@ -252,6 +252,36 @@ func TestWipeRunsAfterReport(t *testing.T) {
 	}
 }
 
+// TestSecretParamsAreNeverDeferred: a reset_password answered with
+// runAfterReport would keep the password in the Store: it is refused
+// (ERROR), nothing is stored and nothing runs after.
+func TestSecretParamsAreNeverDeferred(t *testing.T) {
+	s := startServer(t)
+	ex := &fakeExecutor{supported: []string{"reset_password"},
+		result: map[string]string{"reset_password": `{"state":"ACKNOWLEDGED","runAfterReport":true}`}}
+	st := newFakeStore()
+	a, log := newTestAgent(t, s, &fakeEnforcer{}, st, func(c *Config) { c.Executor = ex })
+	id := enrolled(t, a)
+	c := s.sendCommand(id, `{"type":"reset_password","params":{"password":"hunter2-secret"}}`)
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.command(c.CommandID); got.State != proto.CommandError || !strings.Contains(got.Result.Message, "secret") {
+		t.Fatalf("deferred reset_password: %s %+v, want ERROR naming the secret param", got.State, got.Result)
+	}
+	for k, v := range st.copy() {
+		if strings.Contains(v, "hunter2-secret") {
+			t.Fatalf("the password is in the Store under %q", k)
+		}
+	}
+	if _, after := ex.snapshot(); len(after) != 0 {
+		t.Fatalf("runAfterReport called %q", after)
+	}
+	if log.contains("hunter2-secret") {
+		t.Fatal("the password was logged")
+	}
+}
+
 type afterReportExecutor struct {
 	fakeExecutor
 	onAfter func()

@@ -19,6 +19,7 @@ public class Notification implements android.os.Parcelable {
         public Builder setAutoCancel(boolean autoCancel) { throw new RuntimeException("shadow"); }
         public Builder setCategory(String category) { throw new RuntimeException("shadow"); }
         public Builder setStyle(Style style) { throw new RuntimeException("shadow"); }
+        public Builder setTimeoutAfter(long durationMs) { throw new RuntimeException("shadow"); } // API 26
         public Notification build() { throw new RuntimeException("shadow"); }
     }
 

@@ -22,7 +22,8 @@ import org.json.JSONArray
  * new, and this posts one plain notification (android.app.Notification,
  * minSdk 26: a channel of its own, high importance) saying what to fix and
  * by when, in the device's language for dates; tapping it opens Settings.
- * A later notice replaces it. When notifications are off for the app it
+ * A later notice replaces it; it goes away at the first deadline, when the
+ * agent fixes the setting itself. When notifications are off for the app it
  * throws, so the agent does not count the user as told and tries again at
  * the next sync; on Android 13+ the device owner first grants itself
  * POST_NOTIFICATIONS.
@@ -35,7 +36,7 @@ class GuidedNotifier(private val context: Context) : Notifier {
         manager.createNotificationChannel(
             NotificationChannel(CHANNEL, context.getString(R.string.guided_channel), NotificationManager.IMPORTANCE_HIGH),
         )
-        val text = lines(pendingJSON).ifEmpty { body }
+        val (text, earliest) = lines(pendingJSON)
         val open = PendingIntent.getActivity(
             context, 0,
             Intent(Settings.ACTION_SETTINGS).addFlags(Intent.FLAG_ACTIVITY_NEW_TASK),
@@ -44,25 +45,35 @@ class GuidedNotifier(private val context: Context) : Notifier {
         val notification = Notification.Builder(context, CHANNEL)
             .setSmallIcon(android.R.drawable.stat_sys_warning)
             .setContentTitle(title)
-            .setContentText(text.lineSequence().first())
-            .setStyle(Notification.BigTextStyle().bigText(text))
+            .setContentText(text.ifEmpty { body }.lineSequence().first())
+            .setStyle(Notification.BigTextStyle().bigText(text.ifEmpty { body }))
             .setCategory(Notification.CATEGORY_REMINDER)
             .setContentIntent(open)
             .setAutoCancel(false)
+            .apply {
+                // Gone at the first deadline: the agent then fixes it itself.
+                if (earliest != null) setTimeoutAfter(maxOf(0L, earliest - System.currentTimeMillis()))
+            }
             .build()
         manager.notify(NOTIFICATION_ID, notification)
     }
 
-    /** One line per setting, with its deadline in the device's time zone and format. */
-    private fun lines(pendingJSON: String): String {
+    /**
+     * One line per setting, with its deadline in the device's time zone and
+     * format, and the earliest deadline (epoch ms; null when none parsed).
+     */
+    private fun lines(pendingJSON: String): Pair<String, Long?> {
         val parse = SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss'Z'", Locale.US).apply { timeZone = TimeZone.getTimeZone("UTC") }
         val show = DateFormat.getDateTimeInstance(DateFormat.MEDIUM, DateFormat.SHORT)
         val pending = JSONArray(pendingJSON)
-        return (0 until pending.length()).joinToString("\n") { i ->
+        var earliest: Long? = null
+        val text = (0 until pending.length()).joinToString("\n") { i ->
             val p = pending.getJSONObject(i)
             val by = parse.parse(p.getString("remediateBy"))
+            if (by != null) earliest = minOf(earliest ?: by.time, by.time)
             context.getString(R.string.guided_line, p.getString("setting"), if (by != null) show.format(by) else p.getString("remediateBy"))
         }
+        return text to earliest
     }
 
     private fun grantNotifications() {
