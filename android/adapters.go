@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -214,4 +215,48 @@ func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h *logHandler) WithGroup(name string) slog.Handler {
 	return &logHandler{Handler: h.Handler.WithGroup(name), sink: h.sink}
+}
+
+// collectorAdapter turns the app's Collector into an agent.Collector: the
+// JSON it returns is parsed and validated by agent.JSONCollector.
+func collectorAdapter(c Collector) agent.Collector {
+	return agent.JSONCollector(func(context.Context) (b []byte, err error) {
+		defer recoverTo(&err)
+		s, err := c.Collect()
+		if err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	})
+}
+
+// notifierAdapter turns the app's Notifier into an agent.Notifier.
+type notifierAdapter struct{ n Notifier }
+
+var _ agent.Notifier = notifierAdapter{}
+
+// pendingSetting is one entry of ShowNotice's pendingJSON. RemediateBy is
+// RFC 3339 in UTC to the second ("2026-12-02T18:00:00Z"), one fixed form an
+// app parses without java.time (API 26).
+type pendingSetting struct {
+	Setting     string `json:"setting"`
+	RemediateBy string `json:"remediateBy"`
+}
+
+// Notify implements agent.Notifier.
+func (a notifierAdapter) Notify(ctx context.Context, n agent.Notice) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer recoverTo(&err)
+	ps := make([]pendingSetting, len(n.Pending))
+	for i, p := range n.Pending {
+		ps[i] = pendingSetting{Setting: p.Setting, RemediateBy: p.RemediateBy.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	}
+	b, err := json.Marshal(ps)
+	if err != nil {
+		return err
+	}
+	title, body := n.Text()
+	return a.n.ShowNotice(title, body, string(b))
 }

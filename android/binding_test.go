@@ -29,7 +29,11 @@ import (
 // Java exception arriving in Go as an error; then every setting, each edited
 // by the operator in turn, reaching an in-memory DevicePolicyManager
 // stand-in with the server saying COMPLIANT, and one refused setting
-// reported ENFORCEMENT_FAILED alone while the others are applied.
+// reported ENFORCEMENT_FAILED alone while the others are applied; then a
+// lock command run by a Java Executor (ACKNOWLEDGED on the server) and a
+// wipe run through runAfterReport once the server holds ACKNOWLEDGED, a Java
+// Collector's Android inventory read back from GET /devices/{id}/inventory,
+// and a Java Notifier told about a guided setting.
 //
 // Missing tools fail the test: `make deps` installs them (default-jdk-headless,
 // android-liblog-dev). `go test -short` skips it.
@@ -116,8 +120,9 @@ func TestJavaBinding(t *testing.T) {
 	}
 	// Harness.java makes 17 checks of the camera-only enforcer, one of the
 	// DPM stand-in's enrollment, two per setting the policy knows and four
-	// of a setting the enforcer refuses; every one must pass.
-	harnessChecks := 17 + 1 + 2*len(proto.SettingNames) + 4
+	// of a setting the enforcer refuses, and nine of the Executor,
+	// Collector and Notifier; every one must pass.
+	harnessChecks := 17 + 1 + 2*len(proto.SettingNames) + 4 + 9
 	passes, ok := 0, false
 	for _, line := range strings.Split(string(out), "\n") {
 		switch {

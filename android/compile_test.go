@@ -196,10 +196,11 @@ func javapMembers(t *testing.T, classpath, class string) (members []string, foun
 
 var apiMarker = regexp.MustCompile(`// API (\d+)\b`)
 
-// checkShadows checks every shadow class against android.jar: a member
-// android.jar has is declared identically (signature and constant value);
-// one it lacks is marked `// API NN` with NN > 23 on its declaration line; a
-// class android.jar lacks is marked on its class line.
+// checkShadows checks every shadow class, and every class nested in one,
+// against android.jar: a member android.jar has is declared identically
+// (signature and constant value); one it lacks is marked `// API NN` with
+// NN > 23 on its declaration line; a class android.jar lacks is marked on
+// its class (or interface) line.
 func checkShadows(t *testing.T, src, classes, androidJar string) {
 	t.Helper()
 	for _, file := range javaFiles(t, src) {
@@ -212,7 +213,8 @@ func checkShadows(t *testing.T, src, classes, androidJar string) {
 		lines := strings.Split(string(text), "\n")
 		newer := func(name string) bool {
 			for _, l := range lines {
-				if !strings.Contains(l, " "+name+"(") && !strings.Contains(l, " "+name+" =") && !strings.Contains(l, "class "+name+" ") {
+				if !strings.Contains(l, " "+name+"(") && !strings.Contains(l, " "+name+" =") &&
+					!strings.Contains(l, "class "+name+" ") && !strings.Contains(l, "interface "+name+" ") {
 					continue
 				}
 				if m := apiMarker.FindStringSubmatch(l); m != nil {
@@ -222,26 +224,44 @@ func checkShadows(t *testing.T, src, classes, androidJar string) {
 			}
 			return false
 		}
-		simple := class[strings.LastIndex(class, ".")+1:]
-		shadow, ok := javapMembers(t, classes, class)
-		if !ok {
-			t.Fatalf("shadow %s was not compiled", class)
-		}
-		real, inJar := javapMembers(t, androidJar, class)
-		if !inJar {
-			if !newer(simple) {
-				t.Errorf("shadow %s: android.jar (API 23) has no such class; mark its class line // API NN", class)
+		// The class, then its named nested classes (Outer$Inner.class).
+		all := []string{class}
+		nested, _ := filepath.Glob(filepath.Join(classes, strings.TrimSuffix(rel, ".java")+"$*.class"))
+		for _, n := range nested {
+			inner := strings.TrimSuffix(filepath.Base(n), ".class")
+			if r := inner[strings.LastIndex(inner, "$")+1:]; r != "" && (r[0] < '0' || r[0] > '9') {
+				all = append(all, class[:strings.LastIndex(class, ".")+1]+inner)
 			}
+		}
+		for _, c := range all {
+			checkShadowClass(t, c, classes, androidJar, newer)
+		}
+	}
+}
+
+// checkShadowClass checks one shadow class (a binary name) against
+// android.jar; newer reports whether its source marks a name // API NN.
+func checkShadowClass(t *testing.T, class, classes, androidJar string, newer func(name string) bool) {
+	t.Helper()
+	simple := class[strings.LastIndexAny(class, ".$")+1:]
+	shadow, ok := javapMembers(t, classes, class)
+	if !ok {
+		t.Fatalf("shadow %s was not compiled", class)
+	}
+	real, inJar := javapMembers(t, androidJar, class)
+	if !inJar {
+		if !newer(simple) {
+			t.Errorf("shadow %s: android.jar (API 23) has no such class; mark its class line // API NN", class)
+		}
+		return
+	}
+	for _, mem := range shadow {
+		if slices.Contains(real, mem) {
 			continue
 		}
-		for _, mem := range shadow {
-			if slices.Contains(real, mem) {
-				continue
-			}
-			name := memberName(mem)
-			if !newer(name) {
-				t.Errorf("shadow %s: %q is not in android.jar (API 23) as declared; fix its signature or mark it // API NN", class, mem)
-			}
+		name := memberName(mem)
+		if !newer(name) {
+			t.Errorf("shadow %s: %q is not in android.jar (API 23) as declared; fix its signature or mark it // API NN", class, mem)
 		}
 	}
 }
@@ -255,7 +275,7 @@ func memberName(decl string) string {
 		decl = decl[:i]
 	}
 	name := decl[strings.LastIndex(decl, " ")+1:]
-	return name[strings.LastIndex(name, ".")+1:]
+	return name[strings.LastIndexAny(name, ".$")+1:]
 }
 
 // checkManifest checks that every component class the manifest names was

@@ -10,6 +10,7 @@
 //	Agent.sync(), onPushMessage(json), onNewToken(token),
 //	Agent.startDoorbell(), stop(), deviceID()
 //	Enforcer, Store, Logger                  (interfaces the app implements)
+//	Executor, Collector, Notifier            (optional: Config.setExecutor, ...)
 //	Doorbell.settingNames() -> JSON list of every setting the policy knows
 //
 // Every exported function and method recovers panics and returns them as
@@ -24,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -76,6 +78,20 @@ type Config struct {
 	Model, OSVersion, AgentVersion string
 	// Debug forwards debug logs to the Logger too.
 	Debug bool
+	// Executor carries out remote commands (lock, wipe, ...); nil answers
+	// every command ERROR "unsupported". Each command runs at most once:
+	// it is recorded in the Store (under CommandJournalKey) before it runs.
+	Executor Executor
+	// Collector reads the device's inventory, uploaded after a sync when a
+	// section changed; nil sends none.
+	Collector Collector
+	// Notifier tells the user what to fix by when, for settings in guided
+	// mode; nil tells nobody (the server still shows PENDING_USER).
+	Notifier Notifier
+	// StateDir is a private directory of the app (Context.getFilesDir())
+	// where the agent remembers when each guided setting first failed, so
+	// a restart does not move a deadline; "" keeps that in memory.
+	StateDir string
 }
 
 // NewConfig returns an empty Config, for Java code that prefers a factory.
@@ -118,6 +134,56 @@ type Store interface {
 	Delete(key string) error
 }
 
+// Executor is implemented by the app (DevicePolicyManager): it carries out
+// remote commands. A command is named by its type ("lock", "wipe", ...; see
+// docs/COMMANDS.md) and its params come as a JSON object of strings ("{}"
+// when none). The agent records a command in the Store before it runs it,
+// so a crash or a reboot never runs it twice.
+type Executor interface {
+	// Supports reports whether the app carries out commands of this type.
+	// The others are answered ERROR "unsupported" at once, never passed to
+	// Execute.
+	Supports(commandType string) bool
+	// Execute runs the command and returns its result as JSON:
+	// {"state": "ACKNOWLEDGED" | "ERROR" | "NOT_NOW", "errorCode"?,
+	// "message"?, "output"?}. Throwing reports ERROR "failed" with the
+	// exception's message. NOT_NOW means the device cannot now: the command
+	// is offered again at a later sync.
+	//
+	// A command the device cannot outlive (a wipe) answers
+	// {"state": "ACKNOWLEDGED", "runAfterReport": true} without doing it:
+	// the agent reports the result first, then calls RunAfterReport. Its
+	// params are kept in the Store until then, so a command with a secret
+	// param (reset_password) cannot be deferred: it is answered ERROR.
+	Execute(commandType, paramsJSON string) (string, error)
+	// RunAfterReport does what Execute deferred, once its result was
+	// reported (or, if the app died in between, at the end of the next
+	// sync). It is called at most once per command.
+	RunAfterReport(commandType, paramsJSON string) error
+}
+
+// Collector is implemented by the app: it reads the device's inventory.
+type Collector interface {
+	// Collect returns the inventory as a JSON object of sections, in the
+	// form of GET /devices/{id}/inventory ({"system": {...}, "hardware":
+	// {...}, "packages": {"format": "android", ...}, "android": {...}};
+	// docs/INVENTORY.md). It only reads, and gives the same JSON for the
+	// same device (lists sorted), so an unchanged section is not sent
+	// again. Invalid JSON or an unknown section sends nothing.
+	Collect() (string, error)
+}
+
+// Notifier is implemented by the app: it tells the user what to fix and by
+// when (a notification), for settings in guided mode that the device fails.
+// Each setting's deadline is announced once.
+type Notifier interface {
+	// ShowNotice shows title and body (English text made by the agent) and
+	// gets the same facts as pendingJSON, a JSON list of {"setting",
+	// "remediateBy"} (RFC 3339 in UTC to the second, "2026-12-02T18:00:00Z"),
+	// for an app that words them itself.
+	ShowNotice(title, body, pendingJSON string) error
+}
+
 // Logger receives the agent's logs (logcat). Level is "DEBUG", "INFO", "WARN"
 // or "ERROR"; msg is one line of key=value text. Secrets and tokens are never
 // logged.
@@ -152,7 +218,8 @@ func NewAgent(cfg *Config, enforcer Enforcer, store Store, logger Logger) (a *Ag
 	if cfg.IntervalSeconds < 0 {
 		return nil, fmt.Errorf("doorbell: intervalSeconds %d is negative", cfg.IntervalSeconds)
 	}
-	ag, err := agent.New(agent.Config{
+	ex := newExecutorAdapter(cfg.Executor, store, logger)
+	acfg := agent.Config{
 		ServerURL:    cfg.ServerURL,
 		EnrollToken:  cfg.EnrollToken,
 		ServerPin:    cfg.ServerPin,
@@ -165,7 +232,24 @@ func NewAgent(cfg *Config, enforcer Enforcer, store Store, logger Logger) (a *Ag
 		OSVersion:    cfg.OSVersion,
 		AgentVersion: cfg.AgentVersion,
 		Logger:       newSlogLogger(logger, cfg.Debug),
-	})
+		// The journal lives in the app's Store whether or not there is an
+		// Executor: a command is recorded before it is answered either way.
+		CommandJournal: journalAdapter{store},
+		OnSync:         func(agent.SyncResult) { ex.afterSync() },
+	}
+	if cfg.Executor != nil {
+		acfg.Executor = ex
+	}
+	if cfg.Collector != nil {
+		acfg.Inventory = collectorAdapter(cfg.Collector)
+	}
+	if cfg.Notifier != nil {
+		acfg.Notifier = notifierAdapter{cfg.Notifier}
+	}
+	if cfg.StateDir != "" {
+		acfg.GuidedStatePath = filepath.Join(cfg.StateDir, "guided.json")
+	}
+	ag, err := agent.New(acfg)
 	if err != nil {
 		return nil, fmt.Errorf("doorbell: %w", err)
 	}
@@ -186,8 +270,10 @@ func (a *Agent) Sync() (err error) {
 // OnPushMessage handles an FCM data message, given as the JSON object of its
 // data map (for example {"type":"policy_changed","version":"7"}). While the
 // doorbell loop runs, the message only rings it. Otherwise (a phone woken by
-// FCM) a policy_changed message syncs at once and returns that sync's error,
-// so the caller can fall back to a WorkManager job. Other types are ignored.
+// FCM) a policy_changed or command_pending message syncs at once (which runs
+// the pending commands), and refresh_inventory syncs with a full inventory
+// upload; the sync's error is returned, so the caller can fall back to a
+// WorkManager job. Other types are ignored.
 func (a *Agent) OnPushMessage(dataJSON string) (err error) {
 	defer recoverTo(&err)
 	var data map[string]string
@@ -198,7 +284,11 @@ func (a *Agent) OnPushMessage(dataJSON string) (err error) {
 		a.a.OnPush(data)
 		return nil
 	}
-	if data["type"] != proto.DoorbellType {
+	switch data["type"] {
+	case proto.DoorbellType, proto.CommandDoorbellType:
+	case proto.DoorbellRefreshInventory:
+		a.a.RefreshInventory() // the next sync uploads everything
+	default:
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)

@@ -14,9 +14,13 @@ import (
 // appSupported returns the settings the app's DpmEnforcer supports, read
 // from its source: the names in `SUPPORTED = setOf(...)`, resolved through
 // its `const val NAME = "setting"` declarations.
-func appSupported(t *testing.T) []string {
+func appSupported(t *testing.T) []string { return appSupportedIn(t, "DpmEnforcer.kt") }
+
+// appSupportedIn reads `SUPPORTED = setOf(...)` of one of the app's Kotlin
+// files, resolved through its `const val NAME = "name"` declarations.
+func appSupportedIn(t *testing.T, file string) []string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("app", "src", "main", "java", "org", "doorbellmdm", "agent", "DpmEnforcer.kt"))
+	src, err := os.ReadFile(filepath.Join("app", "src", "main", "java", "org", "doorbellmdm", "agent", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +30,7 @@ func appSupported(t *testing.T) []string {
 	}
 	m := regexp.MustCompile(`(?s)val SUPPORTED = setOf\((.*?)\)`).FindStringSubmatch(string(src))
 	if m == nil {
-		t.Fatal("DpmEnforcer.kt has no `val SUPPORTED = setOf(...)`")
+		t.Fatalf("%s has no `val SUPPORTED = setOf(...)`", file)
 	}
 	var out []string
 	for _, id := range strings.Split(m[1], ",") {
@@ -36,7 +40,7 @@ func appSupported(t *testing.T) []string {
 		}
 		name, ok := consts[id]
 		if !ok {
-			t.Fatalf("DpmEnforcer.SUPPORTED names %s, which is no `const val` of a setting name", id)
+			t.Fatalf("%s: SUPPORTED names %s, which is no `const val` of a name", file, id)
 		}
 		out = append(out, name)
 	}
@@ -83,6 +87,47 @@ func TestAppSupportedSettings(t *testing.T) {
 		t.Errorf("DpmEnforcer supports %v, the harness's stand-in %v: keep them the same", app, harness)
 	}
 	t.Logf("the app supports %d of %d settings: %v", len(app), len(proto.SettingNames), app)
+}
+
+// TestAppSupportedCommands keeps the app's DpmExecutor and the command
+// catalog in step: every type it supports is a command type, it supports
+// every type the catalog documents for Android, and every param it reads
+// (optString("...")) is a param of the catalog.
+func TestAppSupportedCommands(t *testing.T) {
+	app := appSupportedIn(t, "DpmExecutor.kt")
+	var android []string
+	params := map[string]bool{}
+	for _, c := range proto.CommandTypes {
+		if strings.Contains(c.Doc, "Android") {
+			android = append(android, string(c.Type))
+		}
+		for _, p := range c.Params {
+			params[p.Name] = true
+		}
+	}
+	for _, name := range app {
+		if _, ok := proto.LookupCommand(proto.CommandType(name)); !ok {
+			t.Errorf("DpmExecutor supports %q, which is not a command type", name)
+		}
+	}
+	slices.Sort(android)
+	if !slices.Equal(app, android) {
+		t.Errorf("DpmExecutor supports %v, the command catalog documents %v for Android: keep them the same", app, android)
+	}
+	src, err := os.ReadFile(filepath.Join("app", "src", "main", "java", "org", "doorbellmdm", "agent", "DpmExecutor.kt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := regexp.MustCompile(`optString\("(\w+)"\)`).FindAllStringSubmatch(string(src), -1)
+	if len(read) == 0 {
+		t.Fatal("DpmExecutor.kt reads no param (optString)")
+	}
+	for _, m := range read {
+		if !params[m[1]] {
+			t.Errorf("DpmExecutor reads param %q, which no command of the catalog has", m[1])
+		}
+	}
+	t.Logf("the app carries out %d of %d command types: %v", len(app), len(proto.CommandTypes), app)
 }
 
 // TestNoPerSettingGo: the Go side of the boundary names no setting, so a

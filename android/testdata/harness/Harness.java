@@ -5,7 +5,12 @@
 // every setting the policy knows (Doorbell.settingNames()) is set by the
 // operator in turn and applied, through the bindings, by an enforcer written
 // like the app's DpmEnforcer against an in-memory DevicePolicyManager
-// stand-in; and one setting the enforcer refuses fails alone.
+// stand-in; and one setting the enforcer refuses fails alone. Last, the
+// app's other three parts: a Java Executor runs a lock the operator sends
+// (the server sees ACKNOWLEDGED) and a wipe (reported, then run once through
+// runAfterReport), a Java Collector's Android inventory is
+// read back from GET /devices/{id}/inventory, and a Java Notifier is told
+// about a guided setting.
 //
 // Usage: java -Djava.library.path=DIR Harness SERVER_URL ENROLL_TOKEN ADMIN_TOKEN
 // It prints one line per check and exits 0 only when every check passed.
@@ -22,10 +27,13 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 import org.doorbellmdm.doorbell.Agent;
+import org.doorbellmdm.doorbell.Collector;
 import org.doorbellmdm.doorbell.Config;
 import org.doorbellmdm.doorbell.Doorbell;
 import org.doorbellmdm.doorbell.Enforcer;
+import org.doorbellmdm.doorbell.Executor;
 import org.doorbellmdm.doorbell.Logger;
+import org.doorbellmdm.doorbell.Notifier;
 import org.doorbellmdm.doorbell.Store;
 
 public final class Harness {
@@ -181,6 +189,72 @@ public final class Harness {
         Matcher m = Pattern.compile("\"([^\"]*)\"").matcher(json);
         while (m.find()) out.add(m.group(1));
         return out;
+    }
+
+    /**
+     * The app's DpmExecutor, recording: lock is lockNow on the DPM stand-in;
+     * wipe answers ACKNOWLEDGED with runAfterReport, as the app does, and
+     * runAfterReport (the wipe itself) records what the server said about
+     * the command at that moment.
+     */
+    static final class JavaExecutor implements Executor {
+        final List<String> calls = new ArrayList<>();
+        final List<String> after = new ArrayList<>();
+        volatile String wipeId; // the wipe command whose state runAfterReport reads
+
+        @Override public boolean supports(String type) {
+            return type.equals("lock") || type.equals("wipe");
+        }
+
+        @Override public synchronized String execute(String type, String paramsJSON) throws Exception {
+            calls.add(type + " " + paramsJSON);
+            if (type.equals("wipe")) {
+                return "{\"state\":\"ACKNOWLEDGED\",\"message\":\"wiping\",\"runAfterReport\":true}";
+            }
+            // DevicePolicyManager.lockNow()
+            return "{\"state\":\"ACKNOWLEDGED\",\"output\":\"locked by the harness\"}";
+        }
+
+        @Override public void runAfterReport(String type, String paramsJSON) throws Exception {
+            String state = field(api("GET", "/commands/" + wipeId, null), "state");
+            synchronized (this) {
+                after.add(type + " " + paramsJSON + " server:" + state);
+            }
+        }
+
+        synchronized List<String> calls() {
+            return new ArrayList<>(calls);
+        }
+
+        synchronized List<String> after() {
+            return new ArrayList<>(after);
+        }
+    }
+
+    /** The app's AndroidCollector, with the values a Pixel would give. */
+    static final class JavaCollector implements Collector {
+        int calls;
+
+        @Override public synchronized String collect() {
+            calls++;
+            return "{\"system\":{\"osId\":\"android\",\"osVersion\":\"14\",\"osName\":\"Android 14\",\"kernel\":\"5.15.123-android14\"},"
+                + "\"hardware\":{\"vendor\":\"Google\",\"model\":\"Pixel 8\",\"serial\":\"38011FDJH00ABC\"},"
+                + "\"packages\":{\"format\":\"android\",\"packages\":[{\"name\":\"com.android.chrome\",\"version\":\"120.0.6099.43\",\"versionCode\":609904333}]},"
+                + "\"android\":{\"apiLevel\":34,\"securityPatch\":\"2026-10-05\",\"buildFingerprint\":\"google/shiba/shiba:14/AP1A/1:user/release-keys\",\"deviceOwner\":true}}";
+        }
+    }
+
+    /** The app's GuidedNotifier: keeps what it would post. */
+    static final class JavaNotifier implements Notifier {
+        final List<String> notices = new ArrayList<>();
+
+        @Override public synchronized void showNotice(String title, String body, String pendingJSON) {
+            notices.add(title + "\n" + body + "\n" + pendingJSON);
+        }
+
+        synchronized List<String> notices() {
+            return new ArrayList<>(notices);
+        }
     }
 
     /** SharedPreferences, in memory. */
@@ -485,6 +559,60 @@ public final class Harness {
         device.onPushMessage(push);
         check(field(status(did), "state").equals("COMPLIANT") && dev.state(refused).equals(SAMPLES.get(refused)[3]),
             "once the enforcer accepts " + refused + ", the device converges (COMPLIANT)");
+
+        // 8. The app's Executor, Collector and Notifier through the bindings.
+        JavaExecutor exec = new JavaExecutor();
+        JavaCollector coll = new JavaCollector();
+        JavaNotifier notes = new JavaNotifier();
+        JavaStore pstore = new JavaStore();
+        Config pc = config(enroll, true);
+        pc.setExecutor(exec);
+        pc.setCollector(coll);
+        pc.setNotifier(notes);
+        pc.setStateDir(java.nio.file.Files.createTempDirectory("doorbell-state").toString());
+        Agent pixel = new Agent(pc, new JavaEnforcer(), pstore, log);
+        pixel.sync();
+        String pid = pixel.deviceID();
+
+        String lockId = field(api("POST", "/devices/" + pid + "/commands", "{\"type\":\"lock\"}"), "commandId");
+        String scriptId = field(api("POST", "/devices/" + pid + "/commands", "{\"type\":\"run_script\",\"params\":{\"script\":\"x\"}}"), "commandId");
+        pixel.onPushMessage("{\"type\":\"command_pending\"}");
+        String lockCmd = api("GET", "/commands/" + lockId, null);
+        System.out.println("  lock command after the command doorbell: " + lockCmd);
+        check(exec.calls().equals(List.of("lock {}")), "the Java executor ran the lock once: " + exec.calls());
+        check(field(lockCmd, "state").equals("ACKNOWLEDGED") && lockCmd.contains("locked by the harness"),
+            "the server says the lock is ACKNOWLEDGED, with the executor's output");
+        String scriptCmd = api("GET", "/commands/" + scriptId, null);
+        check(field(scriptCmd, "state").equals("ERROR") && field(scriptCmd, "errorCode").equals("unsupported"),
+            "a type the executor does not support is ERROR unsupported: " + scriptCmd);
+        check(pstore.get(Doorbell.CommandJournalKey).contains(lockId), "the command journal is kept in the Java Store");
+
+        String inv = api("GET", "/devices/" + pid + "/inventory", null);
+        System.out.println("  inventory: " + inv);
+        check(coll.calls > 0 && inv.contains("\"securityPatch\":\"2026-10-05\"") && inv.contains("\"model\":\"Pixel 8\"")
+                && inv.contains("\"versionCode\":609904333") && inv.contains("\"format\":\"android\""),
+            "the Java collector's Android inventory is on the server");
+
+        putPolicy(pid, "{\"cameraDisabled\": true, \"modes\": {\"cameraDisabled\": \"guided\"}, \"deadline\": \"72h\"}");
+        pixel.onPushMessage(push);
+        st = status(pid);
+        System.out.println("  status with a guided setting: " + st);
+        List<String> shown = notes.notices();
+        check(shown.size() == 1 && shown.get(0).contains("cameraDisabled") && shown.get(0).contains("\"remediateBy\""),
+            "the Java notifier was told what to fix and by when: " + shown);
+        check(field(st, "state").equals("NON_COMPLIANT") && st.contains("\"PENDING_USER\"") && st.contains("\"remediateBy\""),
+            "the server says PENDING_USER with remediateBy");
+
+        // A wipe: reported first, then its deferred part runs once, through the bindings.
+        exec.wipeId = field(api("POST", "/devices/" + pid + "/commands",
+            "{\"type\":\"wipe\",\"params\":{\"keepFactoryResetProtection\":\"true\"}}"), "commandId");
+        pixel.onPushMessage("{\"type\":\"command_pending\"}");
+        check(exec.after().equals(List.of("wipe {\"keepFactoryResetProtection\":\"true\"} server:ACKNOWLEDGED")),
+            "the wipe ran once through runAfterReport, with its params, after the server said ACKNOWLEDGED: " + exec.after());
+        pixel.onPushMessage("{\"type\":\"command_pending\"}");
+        check(exec.after().size() == 1 && pstore.get(Doorbell.AfterReportKey).isEmpty()
+                && exec.calls().equals(List.of("lock {}", "wipe {\"keepFactoryResetProtection\":\"true\"}")),
+            "nothing ran twice and nothing is left deferred in the Java Store: " + exec.calls());
 
         if (failures > 0) {
             System.out.println("HARNESS FAILED: " + failures + " check(s)");

@@ -1,5 +1,6 @@
 package org.doorbellmdm.agent
 
+import android.app.admin.DevicePolicyManager
 import android.content.Context
 import android.os.Build
 import android.os.PersistableBundle
@@ -97,8 +98,28 @@ object DoorbellAgent {
             setModel("${Build.MANUFACTURER} ${Build.MODEL}")
             setOSVersion("Android ${Build.VERSION.RELEASE} (API ${Build.VERSION.SDK_INT})")
             setAgentVersion(BuildConfig.VERSION_NAME)
+            setExecutor(DpmExecutor(context))
+            setCollector(AndroidCollector(context))
+            setNotifier(GuidedNotifier(context))
+            setStateDir(context.filesDir.path)
         }
+        prepareResetPasswordToken(context)
         return Agent(config, DpmEnforcer(context), PrefsStore(prefs), LogcatLogger())
+    }
+
+    /**
+     * Sets the reset-password token as early as possible: Android activates
+     * it at the user's next unlock, and reset_password answers NOT_NOW until
+     * then.
+     */
+    private fun prepareResetPasswordToken(context: Context) {
+        val dpm = context.getSystemService(DevicePolicyManager::class.java)
+        if (!dpm.isDeviceOwnerApp(context.packageName)) return
+        try {
+            ResetPasswordToken.ensure(context, dpm, AdminReceiver.component(context))
+        } catch (e: Exception) {
+            Log.w(LogcatLogger.TAG, "setting the reset-password token: ${e.message}")
+        }
     }
 
     private fun prefs(context: Context) =

@@ -27,23 +27,28 @@ import android.widget.TextView
  * The app's own package is appended to the allowlist and never reported:
  * read back, the list is DevicePolicyManager.getLockTaskPackages without its
  * last entry when that is this app.
+ *
+ * The exit_kiosk command suspends kiosk mode (for a technician): lock task is
+ * left and home handed back, but the allowlist stays as the policy says, so
+ * the setting still reads back as compliant. Syncs then leave lock task
+ * alone until enter_kiosk resumes it (or the policy empties the list).
  */
 object Kiosk {
     private const val HOME_ALIAS = "org.doorbellmdm.agent.KioskHome"
+    private const val PREFS = "doorbell-kiosk"
+    private const val KEY_SUSPENDED = "suspended"
 
     fun apply(context: Context, dpm: DevicePolicyManager, admin: ComponentName, packages: List<String>) {
         val before = packages(context, dpm, admin)
-        val home = ComponentName(context.packageName, HOME_ALIAS)
         if (packages.isEmpty()) {
+            setSuspended(context, false)
             dpm.setLockTaskPackages(admin, arrayOf())
-            dpm.clearPackagePersistentPreferredActivities(admin, context.packageName)
-            context.packageManager.setComponentEnabledSetting(
-                home, PackageManager.COMPONENT_ENABLED_STATE_DISABLED, PackageManager.DONT_KILL_APP,
-            )
-            if (lockTaskActive(context)) KioskActivity.start(context, leave = true)
+            leave(context, dpm, admin)
             return
         }
         dpm.setLockTaskPackages(admin, (packages + context.packageName).toTypedArray())
+        if (suspended(context)) return
+        val home = ComponentName(context.packageName, HOME_ALIAS)
         context.packageManager.setComponentEnabledSetting(
             home, PackageManager.COMPONENT_ENABLED_STATE_ENABLED, PackageManager.DONT_KILL_APP,
         )
@@ -55,6 +60,44 @@ object Kiosk {
         // Every sync applies the list again: (re)start the kiosk only when
         // the list changed or lock task is not running.
         if (packages != before || !lockTaskActive(context)) KioskActivity.start(context, leave = false)
+    }
+
+    /** exit_kiosk: leaves lock task and hands home back until resume. */
+    fun suspend(context: Context, dpm: DevicePolicyManager, admin: ComponentName) {
+        setSuspended(context, true)
+        leave(context, dpm, admin)
+    }
+
+    /**
+     * enter_kiosk: ends a suspension and enters lock task with the policy's
+     * allowlist. False when the policy sets none.
+     */
+    fun resume(context: Context, dpm: DevicePolicyManager, admin: ComponentName): Boolean {
+        val packages = packages(context, dpm, admin)
+        if (packages.isEmpty()) return false
+        setSuspended(context, false)
+        apply(context, dpm, admin, packages) // starts KioskActivity: lock task is not running
+        return true
+    }
+
+    /** Whether exit_kiosk suspended kiosk mode. */
+    fun suspended(context: Context): Boolean =
+        context.getSharedPreferences(PREFS, Context.MODE_PRIVATE).getBoolean(KEY_SUSPENDED, false)
+
+    private fun setSuspended(context: Context, value: Boolean) {
+        check(context.getSharedPreferences(PREFS, Context.MODE_PRIVATE).edit().putBoolean(KEY_SUSPENDED, value).commit()) {
+            "saving the kiosk state failed"
+        }
+    }
+
+    /** Hands home back to the user's launcher and leaves lock task if this app holds it. */
+    private fun leave(context: Context, dpm: DevicePolicyManager, admin: ComponentName) {
+        dpm.clearPackagePersistentPreferredActivities(admin, context.packageName)
+        context.packageManager.setComponentEnabledSetting(
+            ComponentName(context.packageName, HOME_ALIAS),
+            PackageManager.COMPONENT_ENABLED_STATE_DISABLED, PackageManager.DONT_KILL_APP,
+        )
+        if (lockTaskActive(context)) KioskActivity.start(context, leave = true)
     }
 
     /** The allowlist as the device has it, without the entry this app adds for itself. */
@@ -91,7 +134,7 @@ class KioskActivity : Activity() {
         super.onResume()
         val dpm = getSystemService(DevicePolicyManager::class.java)
         val packages = Kiosk.packages(this, dpm, AdminReceiver.component(this))
-        if (intent.getBooleanExtra(EXTRA_LEAVE, false) || packages.isEmpty()) {
+        if (intent.getBooleanExtra(EXTRA_LEAVE, false) || packages.isEmpty() || Kiosk.suspended(this)) {
             if (Kiosk.lockTaskActive(this)) {
                 try {
                     stopLockTask()

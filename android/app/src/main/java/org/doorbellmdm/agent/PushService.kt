@@ -6,9 +6,10 @@ import com.google.firebase.messaging.RemoteMessage
 import org.json.JSONObject
 
 /**
- * The FCM doorbell. The data message ({"type":"policy_changed","version":"N"})
- * goes to the Go agent as JSON; a sync that cannot finish here is left to
- * WorkManager.
+ * The FCM doorbell. The data message ({"type":"policy_changed","version":"N"},
+ * {"type":"command_pending"} or {"type":"refresh_inventory"}) goes to the Go
+ * agent as JSON, which syncs (running pending commands); a sync that cannot
+ * finish here is left to WorkManager.
  */
 class PushService : FirebaseMessagingService() {
     override fun onMessageReceived(message: RemoteMessage) {
