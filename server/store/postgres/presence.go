@@ -14,10 +14,19 @@ import (
 var _ cluster.PresenceStore = (*Store)(nil)
 
 // Heartbeat implements cluster.PresenceStore.
-func (s *Store) Heartbeat(ctx context.Context, replica string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO replicas (id) VALUES ($1)
-		ON CONFLICT (id) DO UPDATE SET heartbeat = now()`, replica)
+func (s *Store) Heartbeat(ctx context.Context, replica string, streams bool) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO replicas (id, streams) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET heartbeat = now(), streams = excluded.streams`, replica, streams)
 	return err
+}
+
+// Streaming implements cluster.PresenceStore.
+func (s *Store) Streaming(ctx context.Context, ttl time.Duration) ([]string, error) {
+	rows, err := s.pool.Query(ctx, "SELECT id FROM replicas WHERE streams AND heartbeat > now() - $1::interval", ttl)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // SetPresence implements cluster.PresenceStore, in batches.
