@@ -23,6 +23,10 @@ import (
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
+// maxGroupBody is the server's limit on a group request's body
+// (api.MaxGroupBodyBytes).
+const maxGroupBody = 1 << 20
+
 type client struct {
 	base, token string
 	http        *http.Client
@@ -149,7 +153,11 @@ func run(server, token string, n int, timeout time.Duration) error {
 	if got, err := c.compliant(ctx); err != nil || got != int64(n) {
 		return fmt.Errorf("%d of %d devices COMPLIANT before the edit (%v)", got, n, err)
 	}
-	groups, err := c.groups(ctx, ids, 1)
+	// The member list of one group must fit the server's group body limit
+	// (1 MiB; a server may also reset the connection rather than answer
+	// 413): split it beforehand, and again on a 413.
+	b, _ := json.Marshal(ids)
+	groups, err := c.groups(ctx, ids, len(b)/(maxGroupBody-4096)+1)
 	if err != nil {
 		return err
 	}
