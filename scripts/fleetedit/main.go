@@ -21,11 +21,8 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/api"
 )
-
-// maxGroupBody is the server's limit on a group request's body
-// (api.MaxGroupBodyBytes).
-const maxGroupBody = 1 << 20
 
 type client struct {
 	base, token string
@@ -157,7 +154,7 @@ func run(server, token string, n int, timeout time.Duration) error {
 	// (1 MiB; a server may also reset the connection rather than answer
 	// 413): split it beforehand, and again on a 413.
 	b, _ := json.Marshal(ids)
-	groups, err := c.groups(ctx, ids, len(b)/(maxGroupBody-4096)+1)
+	groups, err := c.groups(ctx, ids, len(b)/(api.MaxGroupBodyBytes-4096)+1)
 	if err != nil {
 		return err
 	}
