@@ -35,6 +35,10 @@ type Config struct {
 	// ChangedSince returns, among ids, devices whose policy changed since
 	// a time, for the resync after a bus outage.
 	ChangedSince func(ctx context.Context, ids []string, since time.Time) ([]bridge.Ring, error)
+	// Missing returns, among ids, the devices no longer in the store, so
+	// that the resync after a bus outage closes the sessions of devices
+	// deleted meanwhile; nil skips that.
+	Missing func(ctx context.Context, ids []string) ([]string, error)
 	// OnEvent tells this replica's live streams of another replica's
 	// device event; nil ignores them.
 	OnEvent func(deviceID string, cause proto.EventCause)
@@ -426,7 +430,8 @@ func (n *Node) Receive(msgs []Message) {
 }
 
 // Resync implements Receiver: it re-rings this replica's devices whose
-// policy changed since the bus was last known to deliver.
+// policy changed since the bus was last known to deliver, and closes the
+// sessions of its devices deleted meanwhile (whose revocation it missed).
 func (n *Node) Resync(since time.Time) {
 	ids := n.LocalDevices()
 	if len(ids) == 0 {
@@ -434,6 +439,18 @@ func (n *Node) Resync(since time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if n.cfg.Missing != nil {
+		gone, err := n.cfg.Missing(ctx, ids)
+		if err != nil {
+			n.log.Warn("resync after a bus outage: finding deleted devices", "err", err)
+		}
+		for _, id := range gone {
+			n.cfg.Local.Disconnect(id)
+		}
+		if len(gone) > 0 {
+			n.log.Info("closed the sessions of devices deleted during a bus outage", "devices", len(gone))
+		}
+	}
 	rings, err := n.cfg.ChangedSince(ctx, ids, since)
 	if err != nil {
 		n.log.Warn("resync after a bus outage; the periodic sync will catch up", "err", err)

@@ -64,6 +64,7 @@ func (d *Daemon) startCluster(local *bridge.MQTTBell) bridge.Bell {
 		Local:        d.broker,
 		Ring:         local.Ring,
 		ChangedSince: d.pg.PolicyChangedSince,
+		Missing:      d.pg.MissingDevices,
 		OnEvent: func(id string, cause proto.EventCause) {
 			d.api.RemoteChanged(id, cause)
 		},

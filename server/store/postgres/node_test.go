@@ -39,6 +39,7 @@ func startReplica(t *testing.T, s *postgres.Store, id string) *replica {
 		ID: id, Bus: s.NewBus(id, nil), Presence: s, Local: r,
 		Ring:         func(rs ...bridge.Ring) { r.mu.Lock(); r.rung = append(r.rung, rs...); r.mu.Unlock() },
 		ChangedSince: s.PolicyChangedSince,
+		Missing:      s.MissingDevices,
 		OnEvent: func(d string, c proto.EventCause) {
 			r.mu.Lock()
 			r.evs = append(r.evs, d+" "+string(c))
@@ -116,12 +117,20 @@ func TestNodeResync(t *testing.T) {
 	if _, err := sa.CreateDevice(ctx, storetest.NewDevice("d1")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := sa.CreateDevice(ctx, storetest.NewDevice("d2")); err != nil {
+		t.Fatal(err)
+	}
 	b := startReplica(t, sb, "b")
 	b.node.PresenceChanged("d1", true)
-	// An edit whose ring b never hears (nobody publishes it here: as if it
-	// went out while b's connection was already dead), then b's listening
-	// connection drops.
+	b.node.PresenceChanged("d2", true)
+	// An edit whose ring b never hears and a deletion whose revocation it
+	// never hears (nobody publishes them here: as if they went out while
+	// b's connection was already dead), then b's listening connection
+	// drops.
 	if _, _, err := sa.UpdateOverride(ctx, "d1", setCamera(true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.DeleteDevice(ctx, "d2"); err != nil {
 		t.Fatal(err)
 	}
 	if rung, _, _ := b.seen(); len(rung) != 0 {
@@ -134,6 +143,9 @@ func TestNodeResync(t *testing.T) {
 		rung, _, _ := b.seen()
 		return slices.Contains(rung, bridge.Ring{DeviceID: "d1", Version: 2})
 	})
+	if _, cut, _ := b.seen(); !slices.Equal(cut, []string{"d2"}) {
+		t.Errorf("b closed the sessions of %v after the outage, want only the deleted d2", cut)
+	}
 }
 
 // TestNodeStreams: device events cross the bus only while another replica

@@ -94,6 +94,26 @@ func (s *Store) PolicyChangedSince(ctx context.Context, ids []string, since time
 	return out, nil
 }
 
+// MissingDevices returns, among ids, those no device in the store has:
+// deleted since a replica last heard the bus.
+func (s *Store) MissingDevices(ctx context.Context, ids []string) ([]string, error) {
+	var out []string
+	for start := 0; start < len(ids); start += batchSize {
+		chunk := ids[start:min(start+batchSize, len(ids))]
+		rows, err := s.pool.Query(ctx, `SELECT x FROM unnest($1::text[]) AS x
+			WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = x)`, chunk)
+		if err != nil {
+			return nil, err
+		}
+		missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, missing...)
+	}
+	return out, nil
+}
+
 // ErrNoSharedValue is returned by SharedValue for a name never set.
 var ErrNoSharedValue = errors.New("no shared value")
 
