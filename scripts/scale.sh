@@ -171,7 +171,8 @@ measure() {
 	hold "$urls" "$n" "$spid"
 	log "$backend: one group edit of all $n devices"
 	first=${urls%%,*}
-	alltime=$("$EDIT" --server "$first" --admin-token $ADMIN --devices "$n" | tee -a "$work/results.txt" | sed 's/.*all COMPLIANT after \([0-9.]*\)s.*/\1/')
+	alltime=$("$EDIT" --server "$first" --admin-token $ADMIN --devices "$n" | sed "s/^/$backend: /" | tee -a "$work/results.txt" |
+		sed 's/.*all COMPLIANT after \([0-9.]*\)s.*/\1/')
 	log "$backend: edit-one, $SMALL more devices, fleet connected"
 	"$BIN" sim --server "$urls" --enroll-token $ENROLL --admin-token $ADMIN --devices "$SMALL" \
 		--scenario edit-one --edits 100 --server-pid "$spid" --quiet --json >"$work/$backend-edit-one.json"
@@ -179,12 +180,12 @@ measure() {
 	"$BIN" sim --server "$urls" --enroll-token $ENROLL --admin-token $ADMIN --devices "$SMALL" \
 		--scenario reports --duration 10s --server-pid "$spid" --quiet --json >"$work/$backend-reports.json"
 	unhold
-	printf '%-10s %8s %9s %22s %14.1f %14.1f %12.0f\n' "$backend" "$n" "$REPLICAS_OF" "$alltime" \
+	printf '%-10s %8s %9s %22s %16.1f %16.1f %12.0f\n' "$backend" "$n" "$REPLICAS_OF" "$alltime" \
 		"$(field p50Ms "$work/$backend-edit-one.json")" "$(field p99Ms "$work/$backend-edit-one.json")" \
 		"$(field reportsPerSec "$work/$backend-reports.json")" >>"$work/table.txt"
 }
 
-printf '%-10s %8s %9s %22s %14s %14s %12s\n' backend devices replicas "group edit->all (s)" "edit-one p50 ms" "edit-one p99 ms" "reports/s" >"$work/table.txt"
+printf '%-10s %8s %9s %22s %16s %16s %12s\n' backend devices replicas "group edit->all (s)" "edit-one p50 ms" "edit-one p99 ms" "reports/s" >"$work/table.txt"
 start_load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 start_pg
