@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/doorbell
 APT_PKGS := mosquitto-clients mosquitto default-jdk-headless android-liblog-dev aapt chromium postgresql curl jq
 
-.PHONY: run test build dist deps vet fmt-check clean aar bench
+.PHONY: run test build dist deps vet fmt-check clean aar bench scale
 
 ## run: start the server for a local try-out: plain HTTP and MQTT on loopback only
 ## (127.0.0.1:8080, 127.0.0.1:1883, data in ./doorbell-data). `doorbell serve` without
@@ -46,6 +46,11 @@ deps:
 ## bench: the fleet simulator's scenarios and the broker reference (DEVICES=2000 by default; not part of test)
 bench: deps build
 	DEVICES=$${DEVICES:-2000} BIN=$(BIN) scripts/bench.sh
+
+# The scale-out run of docs/SCALING.md: DEVICES=30000 REPLICAS=3 make scale
+# (the default, 300 devices over 3 replicas, fits a shared machine).
+scale: deps build
+	BIN=$(BIN) scripts/scale.sh
 
 vet:
 	$(GO) vet ./...

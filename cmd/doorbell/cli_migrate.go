@@ -11,9 +11,28 @@ import (
 	"strings"
 
 	"github.com/doorbell-mdm/doorbell/server/pki"
+	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
 )
+
+// migratePartSize is how many items (a device with each of its transitions,
+// a group, a token, an audit entry, ...) one part of the copy holds.
+var migratePartSize = 1000
+
+// migrateCounts is what a migration copied, for its summary line.
+type migrateCounts struct {
+	devices, groups, operators, enrollments, audit, inventories int
+}
+
+func (n *migrateCounts) add(d store.Dump) {
+	n.devices += len(d.Devices)
+	n.groups += len(d.Groups)
+	n.operators += len(d.OperatorTokens)
+	n.enrollments += len(d.EnrollmentTokens)
+	n.audit += len(d.Audit)
+	n.inventories += len(d.Inventories)
+}
 
 // runMigrate copies a bbolt data dir into an empty PostgreSQL database:
 // the fleet (devices, history, groups, tokens, audit log), the generated
@@ -44,20 +63,36 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("migrate: %w (is the server still running? stop it first)", err)
 	}
 	defer src.Close()
-	dump, err := src.Dump(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: reading %s: %w", path, err)
-	}
 	dst, err := postgres.Open(ctx, *to)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer dst.Close()
-	if err := dst.Load(ctx, dump); err != nil {
+	// The fleet streams across in parts: memory holds one part, whatever
+	// the fleet's size. The copy is still one transaction.
+	var copied migrateCounts
+	var readErr error
+	err = dst.LoadParts(ctx, func(yield func(store.Dump) error) error {
+		copied, readErr = migrateCounts{}, nil // a retried transaction starts over
+		var writeErr error
+		err := src.DumpParts(ctx, migratePartSize, func(part store.Dump) error {
+			copied.add(part)
+			writeErr = yield(part)
+			return writeErr
+		})
+		if err != nil && writeErr == nil {
+			readErr = err
+		}
+		return err
+	})
+	if readErr != nil {
+		return fmt.Errorf("migrate: reading %s: %w", path, readErr)
+	}
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	fmt.Fprintf(stdout, "copied %d devices, %d groups, %d operator tokens, %d enrollment tokens, %d audit entries, %d inventories\n",
-		len(dump.Devices), len(dump.Groups), len(dump.OperatorTokens), len(dump.EnrollmentTokens), len(dump.Audit), len(dump.Inventories))
+		copied.devices, copied.groups, copied.operators, copied.enrollments, copied.audit, copied.inventories)
 
 	for _, t := range []struct{ file, name string }{{"admin-token", "admin"}, {"enroll-token", "enroll"}} {
 		b, err := os.ReadFile(filepath.Join(*dataDir, t.file))

@@ -25,8 +25,12 @@ import (
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // TestMigrate copies a bbolt data dir with a bit of everything into
-// PostgreSQL and reads it all back the same from there.
+// PostgreSQL and reads it all back the same from there. The copy streams
+// in parts of two items, so nearly every kind of record crosses a part
+// boundary.
 func TestMigrate(t *testing.T) {
+	defer func(n int) { migratePartSize = n }(migratePartSize)
+	migratePartSize = 2
 	url := pgtest.NewDatabase(t)
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -35,6 +35,17 @@ const (
 type eventHub struct {
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
+	// onCount, when set, hears the number of open streams after each
+	// change. It is called with mu held, so calls arrive in the order of
+	// the changes; it must not block or call back into the hub.
+	onCount func(open int)
+}
+
+// counted calls onCount with the number of streams; mu is held.
+func (h *eventHub) counted() {
+	if h.onCount != nil {
+		h.onCount(len(h.subs))
+	}
 }
 
 // hubEvent is one server-sent event: its name and its data.
@@ -63,13 +74,17 @@ func (h *eventHub) subscribe(operator string) *subscriber {
 		h.subs = map[*subscriber]struct{}{}
 	}
 	h.subs[s] = struct{}{}
+	h.counted()
 	return s
 }
 
 func (h *eventHub) unsubscribe(s *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.subs, s)
+	if _, ok := h.subs[s]; ok {
+		delete(h.subs, s)
+		h.counted()
+	}
 }
 
 // revoke ends every stream opened with the operator token name.
@@ -83,6 +98,9 @@ func (h *eventHub) revoke(name string) int {
 			delete(h.subs, s)
 			n++
 		}
+	}
+	if n > 0 {
+		h.counted()
 	}
 	return n
 }
@@ -156,6 +174,16 @@ func (a *API) RemoteChanged(deviceID string, cause proto.EventCause) {
 	c := store.Change{Device: d}
 	c.State, c.Failing = service.Evaluate(d)
 	a.publishChange(service.Change{Change: c, Cause: cause})
+}
+
+// OnStreams registers f to hear the number of open live streams (GET
+// /events) whenever it changes, in order: a replicated daemon tells the
+// other replicas whether to send it device events. f must not block. Call
+// it before serving.
+func (a *API) OnStreams(f func(open int)) {
+	a.events.mu.Lock()
+	defer a.events.mu.Unlock()
+	a.events.onCount = f
 }
 
 // PresenceChanged tells the live streams that a device connected or

@@ -14,15 +14,19 @@ import (
 
 // healthz answers 200 {"status":"ok"} while the store's last write reached
 // storage, else 503 {"status":"unhealthy","error":...} until a write
-// succeeds again (a full or failing disk).
+// succeeds again (a full or failing disk), and 503 while a PostgreSQL
+// store's database does not answer.
 func (a *API) healthz(c *fiber.Ctx) error {
 	if hr, ok := a.store.(store.HealthReporter); ok {
 		if err := hr.Health(); err != nil {
 			// The detail (with file paths) is in the log; an unauthenticated
 			// probe learns only what kind of failure it is.
 			msg := "the last write failed: storage failed"
-			if errors.Is(err, store.ErrStorageFull) {
+			switch {
+			case errors.Is(err, store.ErrStorageFull):
 				msg = "the last write failed: storage full"
+			case errors.Is(err, store.ErrStorageUnreachable):
+				msg = "the database does not answer"
 			}
 			return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "unhealthy", "error": msg})
 		}

@@ -33,6 +33,13 @@ const (
 	// KindCommand: DeviceID has a new command; the replica holding its
 	// session rings it with a command doorbell.
 	KindCommand Kind = "c"
+	// KindRevokeOperator: the operator token Name (TokenHash) was
+	// deleted; every replica closes its live streams and MQTT sessions.
+	KindRevokeOperator Kind = "o"
+	// KindStreams: the sending replica has live /events streams open
+	// (Streams) or none any more; the others send it device events only
+	// while some replica has.
+	KindStreams Kind = "s"
 )
 
 // Message is one instruction between replicas.
@@ -41,6 +48,15 @@ type Message struct {
 	DeviceID string
 	Version  int64            // KindRing
 	Cause    proto.EventCause // KindEvent
+	// Name and TokenHash (SHA-256) name a revoked operator token
+	// (KindRevokeOperator).
+	Name      string
+	TokenHash []byte
+	// Streams: KindStreams.
+	Streams bool
+	// Origin is the replica that published the message, filled in by the
+	// receiving bus.
+	Origin string
 }
 
 // Bus carries messages from one replica to all the others. Publish is
@@ -60,10 +76,15 @@ type Receiver interface {
 	Resync(since time.Time)
 }
 
-// PresenceStore keeps which replica holds which device's session.
+// PresenceStore keeps which replica holds which device's session, and
+// which replicas have live streams open.
 type PresenceStore interface {
-	// Heartbeat records that replica is alive (and registers it).
-	Heartbeat(ctx context.Context, replica string) error
+	// Heartbeat records that replica is alive (and registers it), and
+	// whether it has live /events streams open.
+	Heartbeat(ctx context.Context, replica string, streams bool) error
+	// Streaming returns the live replicas (heartbeat within ttl) that
+	// have live /events streams open.
+	Streaming(ctx context.Context, ttl time.Duration) ([]string, error)
 	// SetPresence records the devices that connected to (connected true)
 	// or disconnected from replica. A disconnect removes the record only
 	// if the device is still recorded on replica.

@@ -35,9 +35,17 @@ type Config struct {
 	// ChangedSince returns, among ids, devices whose policy changed since
 	// a time, for the resync after a bus outage.
 	ChangedSince func(ctx context.Context, ids []string, since time.Time) ([]bridge.Ring, error)
+	// Missing returns, among ids, the devices no longer in the store, so
+	// that the resync after a bus outage closes the sessions of devices
+	// deleted meanwhile; nil skips that.
+	Missing func(ctx context.Context, ids []string) ([]string, error)
 	// OnEvent tells this replica's live streams of another replica's
 	// device event; nil ignores them.
 	OnEvent func(deviceID string, cause proto.EventCause)
+	// OnRevokeOperator closes this replica's live streams and MQTT
+	// sessions of an operator token another replica deleted; nil ignores
+	// them.
+	OnRevokeOperator func(name string, tokenHash []byte)
 	// Heartbeat and TTL: 0 = the defaults.
 	Heartbeat, TTL time.Duration
 	Logger         *slog.Logger
@@ -57,7 +65,24 @@ type Node struct {
 	cmdRings map[string]bool  // command rings not yet published
 	events   map[string]proto.EventCause
 	revokes  map[string]bool
+	opRevoke []Message
 	wake     chan struct{}
+
+	// Live streams: whether this replica has any open (streams), whether
+	// the others still have to be told (streamsDirty), and what this
+	// replica knows of the others' (remote, by replica; known once read
+	// from the store: until then it assumes someone streams).
+	streams      bool
+	streamsDirty bool
+	remote       map[string]remoteStreams
+	known        bool
+}
+
+// remoteStreams is what a replica last said of its live streams, and when
+// this replica learnt it.
+type remoteStreams struct {
+	open bool
+	at   time.Time
 }
 
 // NewNode returns a node; call Run.
@@ -75,7 +100,8 @@ func NewNode(cfg Config) *Node {
 		cfg: cfg, log: cfg.Logger.With("component", "cluster", "replica", cfg.ID),
 		local: map[string]bool{}, presence: map[string]bool{},
 		rings: map[string]int64{}, cmdRings: map[string]bool{}, events: map[string]proto.EventCause{}, revokes: map[string]bool{},
-		wake: make(chan struct{}, 1),
+		remote: map[string]remoteStreams{},
+		wake:   make(chan struct{}, 1),
 	}
 }
 
@@ -89,9 +115,7 @@ func (n *Node) poke() {
 // Run heartbeats, writes presence, publishes what is queued and listens
 // to the bus until ctx is done; then it removes this replica's presence.
 func (n *Node) Run(ctx context.Context, listen func(context.Context, Receiver) error) {
-	if err := n.cfg.Presence.Heartbeat(ctx, n.cfg.ID); err != nil {
-		n.log.Error("first heartbeat", "err", err)
-	}
+	n.heartbeat(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { listen(ctx, n) })
 	wg.Go(func() {
@@ -103,9 +127,7 @@ func (n *Node) Run(ctx context.Context, listen func(context.Context, Receiver) e
 				return
 			case <-t.C:
 			}
-			if err := n.cfg.Presence.Heartbeat(ctx, n.cfg.ID); err != nil && ctx.Err() == nil {
-				n.log.Warn("heartbeat failed", "err", err)
-			}
+			n.heartbeat(ctx)
 			// Any replica sweeps the records of dead ones.
 			if err := n.cfg.Presence.Forget(ctx, "", 2*n.cfg.TTL); err != nil && ctx.Err() == nil {
 				n.log.Warn("sweeping dead replicas", "err", err)
@@ -130,9 +152,96 @@ func (n *Node) Run(ctx context.Context, listen func(context.Context, Receiver) e
 	}
 }
 
+// heartbeat records that this replica is alive and whether it streams,
+// then reads which other replicas stream.
+func (n *Node) heartbeat(ctx context.Context) {
+	n.mu.Lock()
+	streams := n.streams
+	n.mu.Unlock()
+	if err := n.cfg.Presence.Heartbeat(ctx, n.cfg.ID, streams); err != nil && ctx.Err() == nil {
+		n.log.Warn("heartbeat failed", "err", err)
+	}
+	start := time.Now()
+	ids, err := n.cfg.Presence.Streaming(ctx, n.cfg.TTL)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("reading which replicas have live streams", "err", err)
+		}
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	open := map[string]bool{}
+	for _, id := range ids {
+		if id != n.cfg.ID {
+			open[id] = true
+		}
+	}
+	// What the bus said after this read started is newer than the read.
+	for id, r := range n.remote {
+		if r.at.Before(start) && !open[id] {
+			delete(n.remote, id)
+		}
+	}
+	for id := range open {
+		if r, ok := n.remote[id]; !ok || r.at.Before(start) {
+			n.remote[id] = remoteStreams{open: true, at: start}
+		}
+	}
+	n.known = true
+}
+
+// StreamsElsewhere reports whether another replica has live /events
+// streams open (true until this replica first read the others' state), so
+// that device events are sent over the bus only when someone reads them.
+func (n *Node) StreamsElsewhere() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.streamsElsewhere()
+}
+
+func (n *Node) streamsElsewhere() bool {
+	if !n.known {
+		return true
+	}
+	for _, r := range n.remote {
+		if r.open {
+			return true
+		}
+	}
+	return false
+}
+
+// StreamsChanged tells the node how many live /events streams this replica
+// has open; the other replicas learn when that goes from none to some and
+// back.
+func (n *Node) StreamsChanged(open int) {
+	n.mu.Lock()
+	if (open > 0) != n.streams {
+		n.streams = open > 0
+		n.streamsDirty = true
+	}
+	n.mu.Unlock()
+	n.poke()
+}
+
+// RevokeOperator tells the other replicas that operator token name was
+// deleted here (after the deletion committed), so that they close its live
+// streams and MQTT sessions.
+func (n *Node) RevokeOperator(name string, tokenHash []byte) {
+	n.mu.Lock()
+	n.opRevoke = append(n.opRevoke, Message{Kind: KindRevokeOperator, Name: name, TokenHash: tokenHash})
+	n.mu.Unlock()
+	n.poke()
+}
+
 // flush writes queued presence and publishes queued messages.
 func (n *Node) flush(ctx context.Context) {
 	n.mu.Lock()
+	opRevoke := n.opRevoke
+	n.opRevoke = nil
+	streams, streamsDirty := n.streams, n.streamsDirty
+	n.streamsDirty = false
 	presence, rings, events, revokes := n.presence, n.rings, n.events, n.revokes
 	n.presence, n.rings, n.events, n.revokes = map[string]bool{}, map[string]int64{}, map[string]proto.EventCause{}, map[string]bool{}
 	cmdRings := n.cmdRings
@@ -152,7 +261,16 @@ func (n *Node) flush(ctx context.Context) {
 	if err := n.cfg.Presence.SetPresence(ctx, n.cfg.ID, off, false); err != nil {
 		n.log.Warn("recording presence", "err", err)
 	}
-	msgs := make([]Message, 0, len(rings)+len(cmdRings)+len(events)+len(revokes))
+	msgs := make([]Message, 0, len(opRevoke)+len(rings)+len(cmdRings)+len(events)+len(revokes)+1)
+	if streamsDirty {
+		// Stored first, so a replica that reads the table after missing
+		// the message still learns it.
+		if err := n.cfg.Presence.Heartbeat(ctx, n.cfg.ID, streams); err != nil {
+			n.log.Warn("recording live streams", "err", err)
+		}
+		msgs = append(msgs, Message{Kind: KindStreams, Streams: streams})
+	}
+	msgs = append(msgs, opRevoke...)
 	for id := range revokes {
 		msgs = append(msgs, Message{Kind: KindRevoke, DeviceID: id})
 	}
@@ -184,10 +302,12 @@ func (n *Node) PresenceChanged(deviceID string, connected bool) {
 		delete(n.local, deviceID)
 	}
 	n.presence[deviceID] = connected
-	if connected {
-		n.events[deviceID] = proto.CauseConnect
-	} else {
-		n.events[deviceID] = proto.CauseDisconnect
+	if n.streamsElsewhere() {
+		if connected {
+			n.events[deviceID] = proto.CauseConnect
+		} else {
+			n.events[deviceID] = proto.CauseDisconnect
+		}
 	}
 	n.mu.Unlock()
 	n.poke()
@@ -223,9 +343,14 @@ func (n *Node) LocalDevices() []string {
 }
 
 // DeviceChanged tells the other replicas' live streams of a change made
-// here (after it committed).
+// here (after it committed), while any of them has a stream open: with
+// none open, a report costs the bus nothing.
 func (n *Node) DeviceChanged(deviceID string, cause proto.EventCause) {
 	n.mu.Lock()
+	if !n.streamsElsewhere() {
+		n.mu.Unlock()
+		return
+	}
 	n.events[deviceID] = cause
 	n.mu.Unlock()
 	n.poke()
@@ -280,6 +405,9 @@ func (n *Node) Receive(msgs []Message) {
 		if m.Kind == KindCommand && n.local[m.DeviceID] {
 			rings = append(rings, bridge.Ring{DeviceID: m.DeviceID, Command: true})
 		}
+		if m.Kind == KindStreams && m.Origin != "" && m.Origin != n.cfg.ID {
+			n.remote[m.Origin] = remoteStreams{open: m.Streams, at: time.Now()}
+		}
 	}
 	n.mu.Unlock()
 	if len(rings) > 0 {
@@ -293,12 +421,17 @@ func (n *Node) Receive(msgs []Message) {
 			}
 		case KindRevoke:
 			n.cfg.Local.Disconnect(m.DeviceID)
+		case KindRevokeOperator:
+			if n.cfg.OnRevokeOperator != nil {
+				n.cfg.OnRevokeOperator(m.Name, m.TokenHash)
+			}
 		}
 	}
 }
 
 // Resync implements Receiver: it re-rings this replica's devices whose
-// policy changed since the bus was last known to deliver.
+// policy changed since the bus was last known to deliver, and closes the
+// sessions of its devices deleted meanwhile (whose revocation it missed).
 func (n *Node) Resync(since time.Time) {
 	ids := n.LocalDevices()
 	if len(ids) == 0 {
@@ -306,6 +439,18 @@ func (n *Node) Resync(since time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if n.cfg.Missing != nil {
+		gone, err := n.cfg.Missing(ctx, ids)
+		if err != nil {
+			n.log.Warn("resync after a bus outage: finding deleted devices", "err", err)
+		}
+		for _, id := range gone {
+			n.cfg.Local.Disconnect(id)
+		}
+		if len(gone) > 0 {
+			n.log.Info("closed the sessions of devices deleted during a bus outage", "devices", len(gone))
+		}
+	}
 	rings, err := n.cfg.ChangedSince(ctx, ids, since)
 	if err != nil {
 		n.log.Warn("resync after a bus outage; the periodic sync will catch up", "err", err)

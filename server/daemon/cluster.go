@@ -56,25 +56,37 @@ func (d *Daemon) sharedToken(configured, name, what string) (tok string, created
 // stream events and revocations cross replicas over the bus, presence is
 // shared. It returns the bell that forwards rings to the other replicas.
 func (d *Daemon) startCluster(local *bridge.MQTTBell) bridge.Bell {
+	d.bus = d.pg.NewBus(d.replica, d.cfg.Logger)
 	d.node = cluster.NewNode(cluster.Config{
 		ID:           d.replica,
-		Bus:          d.pg.NewBus(d.replica, d.cfg.Logger),
+		Bus:          d.bus,
 		Presence:     d.pg,
 		Local:        d.broker,
 		Ring:         local.Ring,
 		ChangedSince: d.pg.PolicyChangedSince,
+		Missing:      d.pg.MissingDevices,
 		OnEvent: func(id string, cause proto.EventCause) {
 			d.api.RemoteChanged(id, cause)
+		},
+		OnRevokeOperator: func(name string, hash []byte) {
+			d.api.Service().RevokePrincipal(service.Principal{Kind: service.PrincipalOperator, Name: name, TokenHash: hash, Remote: true})
 		},
 		Logger: d.cfg.Logger,
 	})
 	return d.node.Bell()
 }
 
-// forwardChanges sends every change this replica commits to the others'
-// live streams.
+// forwardChanges sends the changes this replica commits to the others'
+// live streams while any of them has one open, and the revocations made
+// here to the others' sessions.
 func (d *Daemon) forwardChanges() {
 	d.api.Service().Subscribe(func(ch service.Change) { d.node.DeviceChanged(ch.Device.ID, ch.Cause) })
+	d.api.OnStreams(d.node.StreamsChanged)
+	d.api.Service().OnRevoke(func(p service.Principal) {
+		if p.Kind == service.PrincipalOperator && !p.Remote {
+			d.node.RevokeOperator(p.Name, p.TokenHash)
+		}
+	})
 }
 
 // Replica is this daemon's name among replicas ("" on bbolt).

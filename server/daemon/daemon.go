@@ -103,6 +103,7 @@ type Daemon struct {
 	bolt   *bolt.Store     // nil on PostgreSQL
 	pg     *postgres.Store // nil on bbolt
 	node   *cluster.Node   // nil on bbolt
+	bus    *postgres.Bus   // nil on bbolt
 	// replica names this process among the replicas of a shared store.
 	replica string
 	api     *api.API
@@ -407,7 +408,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 
+	if d.node != nil {
+		wg.Go(func() { d.node.Run(ctx, d.bus.Run) })
+		// Serve only once the bus listens: what another replica publishes
+		// before then (a ring, a revocation) would never reach this one.
+		select {
+		case <-d.bus.Listening():
+		case <-ctx.Done():
+		}
+	}
 	if err := d.broker.Serve(); err != nil {
+		cancel()
+		wg.Wait()
 		d.httpLn.Close()
 		d.broker.Close()
 		d.store.Close()
@@ -437,10 +449,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Go(func() { d.api.Service().RunCommandExpiry(ctx, 0) })
 	if d.pki != nil {
 		wg.Go(func() { d.pki.Run(ctx) })
-	}
-	if d.node != nil {
-		bus := d.pg.NewBus(d.replica, d.cfg.Logger)
-		wg.Go(func() { d.node.Run(ctx, bus.Run) })
 	}
 	d.logger.Info("serving", "http", d.HTTPAddr(), "mqtt", d.MQTTAddr(), "tls", d.pki != nil, "pin", d.Pin(), "store", d.storeName(), "replica", d.replica)
 

@@ -192,8 +192,9 @@ func TestTwoReplicas(t *testing.T) {
 	edit(t, b, idA, `{"cameraDisabled":true}`)
 	until(t, "A's device to apply B's edit", func() bool { return onA.applied() == 2 })
 
-	// The live stream on A shows what B commits.
+	// The live stream on A shows what B commits, once B knows A streams.
 	events := liveEvents(t, a)
+	until(t, "B to learn that A streams", b.d.node.StreamsElsewhere)
 	edit(t, b, idB, `{"cameraDisabled":false}`)
 	until(t, "A's stream to show B's edit", func() bool {
 		for {
@@ -250,9 +251,15 @@ func del(t *testing.T, r *replica, id string) {
 // stream said it is ready.
 func liveEvents(t *testing.T, r *replica) <-chan proto.DeviceEvent {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return liveEventsCtx(t, context.Background(), r, r.d.AdminToken())
+}
+
+// liveEventsCtx is liveEvents for token; the stream closes when ctx is done.
+func liveEventsCtx(t *testing.T, ctx context.Context, r *replica, token string) <-chan proto.DeviceEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+r.d.HTTPAddr()+"/events", nil)
-	req.Header.Set("Authorization", "Bearer "+r.d.AdminToken())
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()

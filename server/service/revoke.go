@@ -9,6 +9,10 @@ type Principal struct {
 	// TokenHash is the SHA-256 of an operator's token (the broker knows
 	// its sessions by it); empty for a device.
 	TokenHash []byte
+	// Remote is set when the credential was deleted on another replica
+	// and the revocation arrived over the cluster bus: holders close their
+	// sessions, and the cluster does not forward it again.
+	Remote bool
 }
 
 // Principal kinds.

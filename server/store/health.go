@@ -15,6 +15,9 @@ var (
 	// ErrStorageFailed: the write failed for another I/O reason (a
 	// read-only or failing disk). Nothing was written.
 	ErrStorageFailed = errors.New("storage failed")
+	// ErrStorageUnreachable: a networked store (PostgreSQL) does not
+	// answer: it is down, failing over, or cut off from this replica.
+	ErrStorageUnreachable = errors.New("storage unreachable")
 )
 
 // HealthReporter is implemented by stores that know whether their last
@@ -22,7 +25,8 @@ var (
 type HealthReporter interface {
 	// Health returns nil when the last write succeeded (or none was made
 	// yet), else that write's error, which matches ErrStorageFull or
-	// ErrStorageFailed.
+	// ErrStorageFailed; a networked store returns an error matching
+	// ErrStorageUnreachable while its server does not answer.
 	Health() error
 }
 

@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +41,9 @@ type Bus struct {
 	s      *Store
 	origin string
 	log    *slog.Logger
+
+	listening     chan struct{}
+	listeningOnce sync.Once
 }
 
 var _ cluster.Bus = (*Bus)(nil)
@@ -48,11 +53,16 @@ func (s *Store) NewBus(origin string, logger *slog.Logger) *Bus {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Bus{s: s, origin: origin, log: logger.With("component", "bus")}
+	return &Bus{s: s, origin: origin, log: logger.With("component", "bus"), listening: make(chan struct{})}
 }
 
+// Listening is closed once Run first listens: from then on, nothing
+// another replica publishes is missed without a Resync.
+func (b *Bus) Listening() <-chan struct{} { return b.listening }
+
 // payload is the JSON of one NOTIFY: the sender and its messages, each
-// [kind, device, version] or [kind, device, cause].
+// [kind, device, version], [kind, device, cause], [kind, operator token
+// name, hex token hash] or [kind, "", streams open].
 type payload struct {
 	Origin   string            `json:"o"`
 	Messages []json.RawMessage `json:"m"`
@@ -64,6 +74,10 @@ func encodeMessage(m cluster.Message) ([]byte, error) {
 		return json.Marshal([]any{m.Kind, m.DeviceID, m.Version})
 	case cluster.KindEvent:
 		return json.Marshal([]any{m.Kind, m.DeviceID, m.Cause})
+	case cluster.KindRevokeOperator:
+		return json.Marshal([]any{m.Kind, m.Name, hex.EncodeToString(m.TokenHash)})
+	case cluster.KindStreams:
+		return json.Marshal([]any{m.Kind, "", m.Streams})
 	default:
 		return json.Marshal([]any{m.Kind, m.DeviceID})
 	}
@@ -83,6 +97,17 @@ func decodeMessage(raw json.RawMessage) (cluster.Message, error) {
 	}
 	if len(parts) > 2 {
 		switch m.Kind {
+		case cluster.KindRevokeOperator:
+			m.Name, m.DeviceID = m.DeviceID, ""
+			var h string
+			if err := json.Unmarshal(parts[2], &h); err != nil {
+				return m, err
+			}
+			var err error
+			m.TokenHash, err = hex.DecodeString(h)
+			return m, err
+		case cluster.KindStreams:
+			return m, json.Unmarshal(parts[2], &m.Streams)
 		case cluster.KindRing:
 			return m, json.Unmarshal(parts[2], &m.Version)
 		case cluster.KindEvent:
@@ -165,6 +190,7 @@ func (b *Bus) Run(ctx context.Context, r cluster.Receiver) error {
 			continue
 		}
 		retry = 100 * time.Millisecond
+		b.listeningOnce.Do(func() { close(b.listening) })
 		if !lastAlive.IsZero() {
 			since := lastAlive.Add(-busResyncMargin)
 			b.log.Info("bus: listening again; re-ringing changes since the loss", "since", since)
@@ -234,6 +260,7 @@ func (b *Bus) serve(ctx context.Context, conn *pgx.Conn, r cluster.Receiver, las
 				b.log.Warn("bus: undecodable message", "err", err)
 				continue
 			}
+			m.Origin = p.Origin
 			msgs = append(msgs, m)
 		}
 		r.Receive(msgs)

@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -93,7 +95,9 @@ func TestBus(t *testing.T) {
 	for i := range n {
 		msgs = append(msgs, cluster.Message{Kind: cluster.KindRing, DeviceID: fmt.Sprintf("d%05d", i), Version: int64(i + 1)})
 	}
-	msgs = append(msgs, cluster.Message{Kind: cluster.KindEvent, DeviceID: "d00001", Cause: proto.CauseReport}, cluster.Message{Kind: cluster.KindRevoke, DeviceID: "d00002"})
+	msgs = append(msgs, cluster.Message{Kind: cluster.KindEvent, DeviceID: "d00001", Cause: proto.CauseReport}, cluster.Message{Kind: cluster.KindRevoke, DeviceID: "d00002"},
+		cluster.Message{Kind: cluster.KindRevokeOperator, Name: "ci \"bot\"", TokenHash: []byte{0, 1, 0xfe, 0xff}},
+		cluster.Message{Kind: cluster.KindStreams, Streams: true}, cluster.Message{Kind: cluster.KindStreams, Streams: false})
 	if err := a.Publish(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +107,8 @@ func TestBus(t *testing.T) {
 		t.Fatalf("b received %d messages, want %d", len(got), len(msgs))
 	}
 	for i := range msgs {
-		if got[i] != msgs[i] {
+		msgs[i].Origin = "a" // filled in by the receiving bus
+		if !reflect.DeepEqual(got[i], msgs[i]) {
 			t.Fatalf("message %d = %+v, want %+v", i, got[i], msgs[i])
 		}
 	}
@@ -147,9 +152,26 @@ func TestPresence(t *testing.T) {
 	ctx := context.Background()
 	const ttl = time.Minute
 	for _, r := range []string{"a", "b"} {
-		if err := s.Heartbeat(ctx, r); err != nil {
+		if err := s.Heartbeat(ctx, r, false); err != nil {
 			t.Fatal(err)
 		}
+	}
+	streaming := func() []string {
+		t.Helper()
+		ids, err := s.Streaming(ctx, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := streaming(); len(got) != 0 {
+		t.Fatalf("streaming replicas %v before any stream opened", got)
+	}
+	if err := s.Heartbeat(ctx, "b", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := streaming(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("streaming replicas %v, want [b]", got)
 	}
 	if err := s.SetPresence(ctx, "a", []string{"d1", "d2"}, true); err != nil {
 		t.Fatal(err)
@@ -184,6 +206,9 @@ func TestPresence(t *testing.T) {
 	}
 	if connected("d2") || connected("d3") || !connected("d1") {
 		t.Errorf("after b died: d1=%v d2=%v d3=%v, want true false false", connected("d1"), connected("d2"), connected("d3"))
+	}
+	if got := streaming(); len(got) != 0 {
+		t.Errorf("streaming replicas %v after b died, want none", got)
 	}
 	if err := s.Forget(ctx, "a", ttl); err != nil {
 		t.Fatal(err)

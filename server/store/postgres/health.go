@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -13,11 +15,26 @@ import (
 var _ store.HealthReporter = (*Store)(nil)
 
 // health is the outcome of the last write transaction that reached the
-// server's storage or failed on it.
+// server's storage or failed on it, and of the last check that the
+// database answers.
 type health struct {
 	mu  sync.Mutex
 	err error
+
+	ping    sync.Mutex // one check at a time; the others wait for it
+	pingAt  time.Time
+	pingErr error
 }
+
+// Tuning of the reachability check behind Health.
+const (
+	// healthPingEvery: probes more frequent than this share one check, so
+	// a busy load balancer costs the database one query a second at most.
+	healthPingEvery = time.Second
+	// healthPingTimeout: a database slower than this to answer counts as
+	// unreachable.
+	healthPingTimeout = 2 * time.Second
+)
 
 // storageError classifies a write's error: SQLSTATE 53100 (disk_full) is
 // store.ErrStorageFull; 58030 (io_error) and class XX (data or index
@@ -53,10 +70,33 @@ func (s *Store) noteWrite(err error) error {
 	return nil
 }
 
-// Health implements store.HealthReporter: the storage failure of the last
-// write transaction this replica ran, until one succeeds.
+// Health implements store.HealthReporter: store.ErrStorageUnreachable
+// while this replica cannot reach its database (checked at most once a
+// second, with a 2 s timeout), else the storage failure of the last write
+// transaction this replica ran, until one succeeds.
 func (s *Store) Health() error {
+	if err := s.reachable(); err != nil {
+		return err
+	}
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	return s.health.err
+}
+
+// reachable checks that the database answers a query through the pool.
+func (s *Store) reachable() error {
+	h := &s.health
+	h.ping.Lock()
+	defer h.ping.Unlock()
+	if !h.pingAt.IsZero() && time.Since(h.pingAt) < healthPingEvery {
+		return h.pingErr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), healthPingTimeout)
+	defer cancel()
+	h.pingErr = nil
+	if err := s.pool.Ping(ctx); err != nil {
+		h.pingErr = fmt.Errorf("%w: %w", store.ErrStorageUnreachable, err)
+	}
+	h.pingAt = time.Now()
+	return h.pingErr
 }

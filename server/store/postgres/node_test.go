@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -38,9 +39,15 @@ func startReplica(t *testing.T, s *postgres.Store, id string) *replica {
 		ID: id, Bus: s.NewBus(id, nil), Presence: s, Local: r,
 		Ring:         func(rs ...bridge.Ring) { r.mu.Lock(); r.rung = append(r.rung, rs...); r.mu.Unlock() },
 		ChangedSince: s.PolicyChangedSince,
+		Missing:      s.MissingDevices,
 		OnEvent: func(d string, c proto.EventCause) {
 			r.mu.Lock()
 			r.evs = append(r.evs, d+" "+string(c))
+			r.mu.Unlock()
+		},
+		OnRevokeOperator: func(name string, hash []byte) {
+			r.mu.Lock()
+			r.evs = append(r.evs, fmt.Sprintf("operator %s %x", name, hash))
 			r.mu.Unlock()
 		},
 	})
@@ -60,6 +67,10 @@ func TestNodes(t *testing.T) {
 	url := migrated(t)
 	sa, sb := open(t, url), open(t, url)
 	a, b := startReplica(t, sa, "a"), startReplica(t, sb, "b")
+	// Both have live streams open, so device events cross both ways.
+	a.node.StreamsChanged(1)
+	b.node.StreamsChanged(1)
+	eventually(t, "each to learn that the other streams", func() bool { return a.node.StreamsElsewhere() && b.node.StreamsElsewhere() })
 
 	b.node.PresenceChanged("d1", true)
 	eventually(t, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
@@ -106,12 +117,20 @@ func TestNodeResync(t *testing.T) {
 	if _, err := sa.CreateDevice(ctx, storetest.NewDevice("d1")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := sa.CreateDevice(ctx, storetest.NewDevice("d2")); err != nil {
+		t.Fatal(err)
+	}
 	b := startReplica(t, sb, "b")
 	b.node.PresenceChanged("d1", true)
-	// An edit whose ring b never hears (nobody publishes it here: as if it
-	// went out while b's connection was already dead), then b's listening
-	// connection drops.
+	b.node.PresenceChanged("d2", true)
+	// An edit whose ring b never hears and a deletion whose revocation it
+	// never hears (nobody publishes them here: as if they went out while
+	// b's connection was already dead), then b's listening connection
+	// drops.
 	if _, _, err := sa.UpdateOverride(ctx, "d1", setCamera(true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.DeleteDevice(ctx, "d2"); err != nil {
 		t.Fatal(err)
 	}
 	if rung, _, _ := b.seen(); len(rung) != 0 {
@@ -124,4 +143,67 @@ func TestNodeResync(t *testing.T) {
 		rung, _, _ := b.seen()
 		return slices.Contains(rung, bridge.Ring{DeviceID: "d1", Version: 2})
 	})
+	if _, cut, _ := b.seen(); !slices.Equal(cut, []string{"d2"}) {
+		t.Errorf("b closed the sessions of %v after the outage, want only the deleted d2", cut)
+	}
+}
+
+// TestNodeStreams: device events cross the bus only while another replica
+// has a live stream open; rings cross whatever the streams; a replica that
+// starts learns of the others' streams from the store; an operator token's
+// revocation crosses.
+func TestNodeStreams(t *testing.T) {
+	url := migrated(t)
+	sa, sb, sc := open(t, url), open(t, url), open(t, url)
+	a, b := startReplica(t, sa, "a"), startReplica(t, sb, "b")
+	if a.node.StreamsElsewhere() || b.node.StreamsElsewhere() {
+		t.Fatal("a replica believes another streams before any stream opened")
+	}
+	b.node.PresenceChanged("d1", true)
+	eventually(t, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
+
+	// Nobody streams: a's report and edit events stay home; the edit's
+	// ring, published after them, crosses.
+	a.node.DeviceChanged("d1", proto.CauseReport)
+	a.node.DeviceChanged("d1", proto.CauseEdit)
+	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Version: 2})
+	eventually(t, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) == 1 })
+	if _, _, evs := a.seen(); len(evs) != 0 {
+		t.Errorf("a heard events %v though it streams nothing and b's presence needs no stream", evs)
+	}
+	if _, _, evs := b.seen(); len(evs) != 0 {
+		t.Fatalf("b heard events %v with no stream open anywhere", evs)
+	}
+
+	// b opens a stream: a learns at once (over the bus) and sends.
+	b.node.StreamsChanged(1)
+	eventually(t, "a to learn that b streams", a.node.StreamsElsewhere)
+	if b.node.StreamsElsewhere() {
+		t.Error("b counts its own stream as another replica's")
+	}
+	a.node.DeviceChanged("d1", proto.CauseReport)
+	eventually(t, "b's stream to hear a's report", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 report") })
+
+	// A replica starting now learns of b's stream from the store.
+	c := startReplica(t, sc, "c")
+	if !c.node.StreamsElsewhere() {
+		t.Error("a replica that started while b streams does not know it")
+	}
+
+	// b's last stream closes: the others stop sending.
+	b.node.StreamsChanged(0)
+	eventually(t, "a to learn that b stopped streaming", func() bool { return !a.node.StreamsElsewhere() })
+	eventually(t, "c to learn that b stopped streaming", func() bool { return !c.node.StreamsElsewhere() })
+
+	// An operator token deleted on a: b and c close its sessions.
+	a.node.RevokeOperator("ci", []byte{0xab, 0xcd})
+	for _, r := range []*replica{b, c} {
+		eventually(t, "the operator revocation to cross", func() bool {
+			_, _, evs := r.seen()
+			return slices.Contains(evs, "operator ci abcd")
+		})
+	}
+	if _, _, evs := a.seen(); len(evs) != 0 {
+		t.Errorf("a heard its own revocation back: %v", evs)
+	}
 }

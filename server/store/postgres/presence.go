@@ -14,10 +14,19 @@ import (
 var _ cluster.PresenceStore = (*Store)(nil)
 
 // Heartbeat implements cluster.PresenceStore.
-func (s *Store) Heartbeat(ctx context.Context, replica string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO replicas (id) VALUES ($1)
-		ON CONFLICT (id) DO UPDATE SET heartbeat = now()`, replica)
+func (s *Store) Heartbeat(ctx context.Context, replica string, streams bool) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO replicas (id, streams) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET heartbeat = now(), streams = excluded.streams`, replica, streams)
 	return err
+}
+
+// Streaming implements cluster.PresenceStore.
+func (s *Store) Streaming(ctx context.Context, ttl time.Duration) ([]string, error) {
+	rows, err := s.pool.Query(ctx, "SELECT id FROM replicas WHERE streams AND heartbeat > now() - $1::interval", ttl)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // SetPresence implements cluster.PresenceStore, in batches.
@@ -81,6 +90,26 @@ func (s *Store) PolicyChangedSince(ctx context.Context, ids []string, since time
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// MissingDevices returns, among ids, those no device in the store has:
+// deleted since a replica last heard the bus.
+func (s *Store) MissingDevices(ctx context.Context, ids []string) ([]string, error) {
+	var out []string
+	for start := 0; start < len(ids); start += batchSize {
+		chunk := ids[start:min(start+batchSize, len(ids))]
+		rows, err := s.pool.Query(ctx, `SELECT x FROM unnest($1::text[]) AS x
+			WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = x)`, chunk)
+		if err != nil {
+			return nil, err
+		}
+		missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, missing...)
 	}
 	return out, nil
 }

@@ -41,6 +41,9 @@ type Cluster struct {
 	done chan struct{} // closed when the server process ended
 	log  *os.File
 	n    atomic.Int64
+
+	bin, data, sock string
+	cred            *syscall.Credential
 }
 
 // BinDir returns the newest /usr/lib/postgresql/<version>/bin holding
@@ -107,28 +110,13 @@ func Start() (*Cluster, error) {
 	if c.log, err = os.Create(filepath.Join(dir, "postgres.log")); err != nil {
 		return nil, err
 	}
+	c.bin, c.data, c.sock, c.cred = bin, data, sock, cred
 	// A port picked free may be taken before the server binds it: retry.
 	for attempt := 0; ; attempt++ {
 		if c.port, err = freePort(); err != nil {
 			return nil, err
 		}
-		c.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-			"-p", strconv.Itoa(c.port),
-			"-c", "listen_addresses=127.0.0.1",
-			"-c", "unix_socket_directories="+sock,
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=300", "-c", "shared_buffers=64MB",
-			"-c", "log_min_messages=warning")
-		// The server dies with the test binary, however that ends.
-		c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-		c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-		c.cmd.Dir = dir
-		if err := c.cmd.Start(); err != nil {
-			return nil, fmt.Errorf("starting postgres: %w", err)
-		}
-		c.done = make(chan struct{})
-		go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(c.cmd, c.done)
-		err = c.waitReady(30 * time.Second)
+		err = c.startServer()
 		if err == nil {
 			ok = true
 			return c, nil
@@ -139,6 +127,57 @@ func Start() (*Cluster, error) {
 		}
 		c.stopServer()
 	}
+}
+
+// startServer starts the server on c.port and waits until it accepts
+// connections.
+func (c *Cluster) startServer() error {
+	c.cmd = exec.Command(filepath.Join(c.bin, "postgres"), "-D", c.data,
+		"-p", strconv.Itoa(c.port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+c.sock,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=64MB",
+		"-c", "log_min_messages=warning")
+	// The server dies with the test binary, however that ends.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	c.cmd.Dir = c.dir
+	if err := c.cmd.Start(); err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
+	}
+	c.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(c.cmd, c.done)
+	return c.waitReady(30 * time.Second)
+}
+
+// Halt stops the server and keeps its data, as a crashed or unreachable
+// database would look to its clients; Resume starts it again.
+func (c *Cluster) Halt() { c.stopServer() }
+
+// Resume starts a halted server again on the same port.
+func (c *Cluster) Resume() error {
+	select {
+	case <-c.done:
+	default:
+		return errors.New("the server is running")
+	}
+	return c.startServer()
+}
+
+// StartPrivate starts a cluster of t's own (one it may halt), stopped when
+// t ends. Like NewDatabase, it skips t when PostgreSQL is not installed.
+func StartPrivate(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := Start()
+	if errors.Is(err, ErrNotInstalled) || (err != nil && strings.Contains(err.Error(), "no postgres user")) {
+		t.Skipf("PostgreSQL cannot be started here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("starting a test PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return c
 }
 
 // credential returns the identity the server runs as: the `postgres` user
