@@ -25,9 +25,9 @@ func (s *Store) Dump(_ context.Context) (store.Dump, error) {
 			})
 		}
 		if err := each(bucketDevices, func(k, v []byte) error {
-			var dev store.Device
-			if err := json.Unmarshal(v, &dev); err != nil {
-				return fmt.Errorf("decoding device %s: %w", k, err)
+			dev, err := decodeDevice(tx, k, v)
+			if err != nil {
+				return err
 			}
 			d.Devices = append(d.Devices, dev)
 			if hb := tx.Bucket(bucketHistory).Bucket(k); hb != nil {
