@@ -34,6 +34,9 @@ type Store struct {
 	// current transaction (set by its begin, written by its finish); only
 	// touched inside that transaction, which bbolt serialises.
 	bw *writer
+	// beforeReportWrite, set by tests, runs between a report's evaluation
+	// and its write transaction.
+	beforeReportWrite func()
 }
 
 var _ store.Store = (*Store)(nil)
@@ -51,7 +54,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta} {
+		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta, bucketReports, bucketReplay} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -247,13 +250,40 @@ func (s *Store) DevicesFailingBefore(ctx context.Context, t time.Time, after str
 }
 
 // SaveReport implements store.ReportStore. Concurrent reports share one
-// transaction and one fsync (group commit). Inside it a report reads the
-// device's head (version and state before), the replay fields of the last
-// report and the record without its report (the policy to evaluate
-// against), evaluates once, and writes the report under its own key; the
+// transaction and one fsync (group commit), so what runs inside it is
+// serial: it is kept small. Before it, in a read transaction, the report
+// is encoded, the device's record (without its report) is read and
+// decoded once and the report evaluated once against its policy. Inside
+// it, the report checks the device's head (version, state before) and the
+// replay record of the last report, confirms the record is byte for byte
+// the one it evaluated against (else, after a concurrent edit, it decodes
+// and evaluates again), and writes the report and its replay record; the
 // record and the head are rewritten only when the state, the failing
 // settings or the sync interval changed.
 func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c store.Change, err error) {
+	enc, err := encodeReport(&r)
+	if err != nil {
+		return c, fmt.Errorf("encoding report: %w", err)
+	}
+	var raw []byte
+	var ev reportEval
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketDevices).Get([]byte(id))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		raw = bytes.Clone(v)
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if ev, err = evalReport(id, raw, &r); err != nil {
+		return c, err
+	}
+	if s.beforeReportWrite != nil {
+		s.beforeReportWrite()
+	}
 	err = s.batch(func(w *writer) error {
 		h, err := getHead(w.tx, id)
 		if err != nil {
@@ -269,19 +299,42 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c stor
 		if err := store.CheckReplay(last, &r); err != nil {
 			return err
 		}
-		d, err := getRecord(w.tx, id)
-		if err != nil {
-			return err
+		cur := ev
+		if v := w.tx.Bucket(bucketDevices).Get([]byte(id)); v == nil {
+			return store.ErrNotFound
+		} else if !bytes.Equal(v, raw) {
+			if cur, err = evalReport(id, v, &r); err != nil {
+				return err
+			}
 		}
-		after := d
-		after.Report = &r
-		if r.SyncIntervalSeconds > 0 {
-			after.SyncIntervalSeconds = r.SyncIntervalSeconds
-		}
-		c, err = w.putReport(&d, h, after, r.ReceivedAt)
+		c, err = w.putReport(cur, h, enc, r.ReceivedAt)
 		return err
 	})
 	return c, err
+}
+
+// reportEval is a device's record as read, the record with a new report
+// r, and r evaluated against it.
+type reportEval struct {
+	before, after store.Device
+	to            proto.ComplianceState
+	failing       []proto.SettingFailure
+}
+
+// evalReport decodes the record v of device id (without its last report)
+// and evaluates r against its policy.
+func evalReport(id string, v []byte, r *store.Report) (reportEval, error) {
+	var e reportEval
+	if err := json.Unmarshal(v, &e.before); err != nil {
+		return e, fmt.Errorf("decoding device %s: %w", id, err)
+	}
+	e.after = e.before
+	e.after.Report = r
+	if r.SyncIntervalSeconds > 0 {
+		e.after.SyncIntervalSeconds = r.SyncIntervalSeconds
+	}
+	e.to, e.failing = store.Derive(e.after)
+	return e, nil
 }
 
 // SetFCMToken implements store.TokenStore.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -18,8 +17,11 @@ import (
 // only what they need:
 //
 //   - devices: the record (JSON store.Device) without its last report;
-//   - reports: the last report (JSON store.Report), rewritten alone by a
-//     report that changes nothing else;
+//   - reports: the last report (JSON store.Report without SeenNonces),
+//     encoded before the write transaction and rewritten alone by a report
+//     that changes nothing else;
+//   - replay: what the replay check needs of the last report (its
+//     ReportedAt and SeenNonces, binary), so the check decodes no JSON;
 //   - heads: a small binary head (secret hash, certificate flag, desired
 //     policy version, derived state and failing settings as last written),
 //     which authenticates a request, answers a policy poll that carries the
@@ -31,7 +33,8 @@ import (
 // transaction; writes that change none of them (FCM token, last seen) only
 // rewrite the record.
 var (
-	bucketReports = []byte("reports") // device id -> JSON store.Report
+	bucketReports = []byte("reports") // device id -> JSON store.Report without SeenNonces
+	bucketReplay  = []byte("replay")  // device id -> encodeReplay of the last report
 	bucketHeads   = []byte("heads")   // device id -> head (encodeHead)
 )
 
@@ -147,7 +150,7 @@ func putHead(tx *bbolt.Tx, id string, h head) error {
 }
 
 // decodeDevice decodes the record v of device id and attaches its last
-// report.
+// report (with its SeenNonces from the replay record).
 func decodeDevice(tx *bbolt.Tx, id, v []byte) (store.Device, error) {
 	var d store.Device
 	if err := json.Unmarshal(v, &d); err != nil {
@@ -157,6 +160,13 @@ func decodeDevice(tx *bbolt.Tx, id, v []byte) (store.Device, error) {
 		d.Report = new(store.Report)
 		if err := json.Unmarshal(rv, d.Report); err != nil {
 			return d, fmt.Errorf("decoding report of device %s: %w", id, err)
+		}
+		last, err := getReplay(tx, string(id))
+		if err != nil {
+			return d, err
+		}
+		if last != nil {
+			d.Report.SeenNonces = last.SeenNonces
 		}
 	}
 	return d, nil
@@ -172,37 +182,80 @@ func putRecord(tx *bbolt.Tx, d store.Device) error {
 	return tx.Bucket(bucketDevices).Put([]byte(d.ID), v)
 }
 
-func putReport(tx *bbolt.Tx, id string, r *store.Report) error {
-	b := tx.Bucket(bucketReports)
-	if r == nil {
-		return b.Delete([]byte(id))
+// encodeReport is the JSON kept under reports: r without SeenNonces, which
+// the replay record keeps.
+func encodeReport(r *store.Report) ([]byte, error) {
+	if r.SeenNonces == nil { // as SaveReport is called
+		return json.Marshal(r)
 	}
-	v, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encoding report of device %s: %w", id, err)
-	}
-	return b.Put([]byte(id), v)
+	rep := *r
+	rep.SeenNonces = nil
+	return json.Marshal(&rep)
 }
 
-// lastReplay is what the replay check needs of the last report: decoding
-// only these fields skips allocating its settings, failures and the rest.
-type lastReplay struct {
-	ReportedAt time.Time `json:"reportedAt,omitzero"`
-	Nonce      string    `json:"nonce,omitempty"`
-	SeenNonces []string  `json:"seenNonces,omitempty"`
+// putReport writes the last report r of device id: enc (encodeReport of r,
+// made outside the transaction when it can be) and its replay record.
+func putReport(tx *bbolt.Tx, id string, r *store.Report, enc []byte) error {
+	if err := tx.Bucket(bucketReports).Put([]byte(id), enc); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketReplay).Put([]byte(id), encodeReplay(r))
 }
 
+// encodeReplay lays out r's ReportedAt (time.MarshalBinary, after its
+// length byte) and each of its SeenNonces (after its length as a uvarint).
+func encodeReplay(r *store.Report) []byte {
+	at, _ := r.ReportedAt.MarshalBinary() // fails only for offsets no parsed time has
+	n := 1 + len(at)
+	for _, x := range r.SeenNonces {
+		n += binary.MaxVarintLen16 + len(x)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, byte(len(at)))
+	b = append(b, at...)
+	for _, x := range r.SeenNonces {
+		b = binary.AppendUvarint(b, uint64(len(x)))
+		b = append(b, x...)
+	}
+	return b
+}
+
+// decodeReplay reads what encodeReplay wrote into a Report holding only
+// ReportedAt, Nonce (the last of SeenNonces) and SeenNonces.
+func decodeReplay(b []byte) (*store.Report, error) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return nil, errors.New("malformed replay record")
+	}
+	r := &store.Report{}
+	if err := r.ReportedAt.UnmarshalBinary(b[1 : 1+b[0]]); err != nil {
+		return nil, fmt.Errorf("malformed replay record: %w", err)
+	}
+	rest := b[1+b[0]:]
+	for len(rest) > 0 {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < n {
+			return nil, errors.New("malformed replay record")
+		}
+		r.SeenNonces = append(r.SeenNonces, string(rest[k:k+int(n)]))
+		rest = rest[k+int(n):]
+	}
+	if len(r.SeenNonces) > 0 {
+		r.Nonce = r.SeenNonces[len(r.SeenNonces)-1]
+	}
+	return r, nil
+}
+
+// getReplay is what the replay check needs of device id's last report, nil
+// when it never reported.
 func getReplay(tx *bbolt.Tx, id string) (*store.Report, error) {
-	v := tx.Bucket(bucketReports).Get([]byte(id))
+	v := tx.Bucket(bucketReplay).Get([]byte(id))
 	if v == nil {
 		return nil, nil
 	}
-	var l lastReplay
-	if err := json.Unmarshal(v, &l); err != nil {
-		return nil, fmt.Errorf("decoding report of device %s: %w", id, err)
+	r, err := decodeReplay(v)
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
-	r := &store.Report{SeenNonces: l.SeenNonces}
-	r.ReportedAt, r.Nonce = l.ReportedAt, l.Nonce
 	return r, nil
 }
 
@@ -214,9 +267,6 @@ func migrateHeads(tx *bbolt.Tx) error {
 		return nil
 	}
 	if _, err := tx.CreateBucket(bucketHeads); err != nil {
-		return err
-	}
-	if _, err := tx.CreateBucketIfNotExists(bucketReports); err != nil {
 		return err
 	}
 	var devs []store.Device
@@ -233,8 +283,14 @@ func migrateHeads(tx *bbolt.Tx) error {
 	}
 	for _, d := range devs {
 		st, failing := store.Derive(d)
-		if err := putReport(tx, d.ID, d.Report); err != nil {
-			return err
+		if d.Report != nil {
+			enc, err := encodeReport(d.Report)
+			if err != nil {
+				return err
+			}
+			if err := putReport(tx, d.ID, d.Report, enc); err != nil {
+				return err
+			}
 		}
 		if err := putRecord(tx, d); err != nil {
 			return err

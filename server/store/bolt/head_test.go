@@ -92,3 +92,48 @@ func TestOpenMigratesReportsOutOfRecords(t *testing.T) {
 		t.Fatalf("summary after the report = %+v", sum)
 	}
 }
+
+// TestReportEvaluatedAgainstTheRecordItWrites: a report is evaluated
+// before its write transaction; when an edit commits in between, the
+// write sees the record changed and evaluates again, so the report of the
+// old version leaves the device STALE, not COMPLIANT with a policy it
+// never applied.
+func TestReportEvaluatedAgainstTheRecordItWrites(t *testing.T) {
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "doorbell.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.CreateDevice(ctx, storetest.NewDevice("r1")); err != nil {
+		t.Fatal(err)
+	}
+	edited := false
+	bolt.SetBeforeReportWrite(s, func() {
+		if edited {
+			return
+		}
+		edited = true
+		if _, _, err := s.UpdateOverride(ctx, "r1", func(store.Layer) store.Layer {
+			return store.Layer{Values: proto.SettingValues{proto.SettingCameraDisabled: json.RawMessage("true")}}
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	at := time.Now()
+	c, err := s.SaveReport(ctx, "r1", store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 1}, ReceivedAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !edited || c.State != proto.StateStale || c.Device.Policy.Version != 2 {
+		t.Fatalf("report racing an edit: state %s, version %d (edited %v); want STALE at version 2", c.State, c.Device.Policy.Version, edited)
+	}
+	d, err := s.Device(ctx, "r1")
+	if err != nil || d.Policy.Version != 2 || !d.Policy.CameraDisabled || d.Report == nil {
+		t.Fatalf("device after the race = %+v, %v; want the edit and the report both kept", d, err)
+	}
+	sum, _ := s.Summary(ctx)
+	if sum.Counts[proto.StateStale] != 1 || sum.Counts[proto.StateCompliant] != 0 {
+		t.Fatalf("summary = %+v; want one STALE", sum.Counts)
+	}
+}

@@ -145,7 +145,8 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		}
 		prev = &h
 	}
-	c, next, err := w.change(before, prev, after, cause, at)
+	to, failing := store.Derive(after)
+	c, next, err := w.change(before, prev, after, to, failing, cause, at)
 	if err != nil {
 		return c, err
 	}
@@ -155,24 +156,29 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		}
 	}
 	if before == nil && after.Report != nil {
-		if err := putReport(w.tx, after.ID, after.Report); err != nil {
+		enc, err := encodeReport(after.Report)
+		if err != nil {
+			return c, err
+		}
+		if err := putReport(w.tx, after.ID, after.Report, enc); err != nil {
 			return c, err
 		}
 	}
 	return c, putRecord(w.tx, c.Device)
 }
 
-// putReport writes after, which is before (read without its report, whose
-// head is prev) with a new last report: the report under its own key, the
-// record only when the report changed more than the report (sync interval,
-// failing since), the head only when the state or the failing settings
-// changed.
-func (w *writer) putReport(before *store.Device, prev head, after store.Device, at time.Time) (store.Change, error) {
-	c, next, err := w.change(before, &prev, after, proto.CauseReport, at)
+// putReport writes e.after, which is e.before (read without its report,
+// whose head is prev) with a new last report (encoded as enc) evaluated in
+// e: the report and its replay record under their own keys, the record
+// only when more than the report changed (sync interval, failing since),
+// the head only when the state or the failing settings changed.
+func (w *writer) putReport(e reportEval, prev head, enc []byte, at time.Time) (store.Change, error) {
+	before, after := &e.before, e.after
+	c, next, err := w.change(before, &prev, after, e.to, e.failing, proto.CauseReport, at)
 	if err != nil {
 		return c, err
 	}
-	if err := putReport(w.tx, after.ID, after.Report); err != nil {
+	if err := putReport(w.tx, after.ID, after.Report, enc); err != nil {
 		return c, err
 	}
 	if !next.equal(prev) {
@@ -188,12 +194,13 @@ func (w *writer) putReport(before *store.Device, prev head, after store.Device, 
 	return c, nil
 }
 
-// change derives after's state (the write's one evaluation) and records
-// the move from before, whose head is prev (both nil when the device is
-// new): the summary counters, NonCompliantSince/FailingSince, and a
-// transition in the history when the state changed. It returns the change
-// and after's head; the caller writes what changed.
-func (w *writer) change(before *store.Device, prev *head, after store.Device, cause proto.EventCause, at time.Time) (store.Change, head, error) {
+// change records the move of a device from before, whose head is prev
+// (both nil when the device is new), to after, whose derived state (the
+// write's one evaluation) is to with failing: the summary counters,
+// NonCompliantSince/FailingSince, and a transition in the history when
+// the state changed. It returns the change and after's head; the caller
+// writes what changed.
+func (w *writer) change(before *store.Device, prev *head, after store.Device, to proto.ComplianceState, failing []proto.SettingFailure, cause proto.EventCause, at time.Time) (store.Change, head, error) {
 	var (
 		from        proto.ComplianceState
 		fromFailing []string
@@ -206,7 +213,6 @@ func (w *writer) change(before *store.Device, prev *head, after store.Device, ca
 	if before != nil && after.Policy.Version != before.Policy.Version {
 		after.PolicyChangedAt = at.UTC()
 	}
-	to, failing := store.Derive(after)
 	next := headOf(after, to, failing)
 	// The counters change only with the state or the failing settings: a
 	// report that changes neither (the common one) leaves them alone.
@@ -266,7 +272,7 @@ func (w *writer) remove(d store.Device) error {
 	if err := w.tx.Bucket(bucketSecrets).Delete(d.SecretHash); err != nil {
 		return err
 	}
-	for _, b := range [][]byte{bucketHeads, bucketReports, bucketDevices} {
+	for _, b := range [][]byte{bucketHeads, bucketReports, bucketReplay, bucketDevices} {
 		if err := w.tx.Bucket(b).Delete([]byte(d.ID)); err != nil {
 			return err
 		}
