@@ -164,6 +164,11 @@ type Result struct {
 	// synced) per second from the server's stop; AllCompliantMs is then the
 	// time until the last one was back.
 	ReconnectsPerSec float64 `json:"reconnectsPerSec,omitempty"`
+	// HTTPSHandshakes and HTTPSResumed count, for restart over TLS, the
+	// devices' HTTPS connections made after the stop and how many of them
+	// resumed a TLS session (the server keeps its session-ticket keys).
+	HTTPSHandshakes int64 `json:"httpsHandshakes,omitempty"`
+	HTTPSResumed    int64 `json:"httpsResumed,omitempty"`
 	// ReportsPerSec is, for reports, durable reports the server accepted
 	// (2xx) per second.
 	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
@@ -401,15 +406,18 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // fleet is one run's state.
 type fleet struct {
-	cfg       Config
-	devs      []*device
-	requests  atomic.Int64 // HTTP requests answered (agents and operator)
-	agentHTTP *http.Client
-	tls       bool // the server URL is https
-	serverPID int  // 0 = unknown
-	admin     *adminClient
-	fcm       *fcmServer
-	prog      *progress
+	cfg      Config
+	devs     []*device
+	requests atomic.Int64 // HTTP requests answered (agents and operator)
+	// handshakes and resumed count the devices' HTTPS TLS handshakes and
+	// those that resumed a session (over TLS only).
+	handshakes, resumed atomic.Int64
+	agentHTTP           *http.Client
+	tls                 bool // the server URL is https
+	serverPID           int  // 0 = unknown
+	admin               *adminClient
+	fcm                 *fcmServer
+	prog                *progress
 
 	runCtx context.Context
 	stop   context.CancelFunc
@@ -596,6 +604,7 @@ func (f *fleet) restart(ctx context.Context, pid int, res *Result) error {
 		ws[i] = d.waitSyncs(1)
 	}
 	reqs0 := f.requests.Load()
+	hs0, res0 := f.handshakes.Load(), f.resumed.Load()
 	t0 := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("sim: stopping the server (pid %d): %w", pid, err)
@@ -611,6 +620,7 @@ func (f *fleet) restart(ctx context.Context, pid int, res *Result) error {
 	res.AllCompliantMs = ms(d)
 	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
 	res.ReconnectsPerSec = float64(len(f.devs)) / d.Seconds()
+	res.HTTPSHandshakes, res.HTTPSResumed = f.handshakes.Load()-hs0, f.resumed.Load()-res0
 	return nil
 }
 
@@ -694,7 +704,16 @@ func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
 		return nil, err
 	}
 	if tr != nil {
-		tr.DialTLSContext = a.DialTLSContext
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := a.DialTLSContext(ctx, network, addr)
+			if tc, ok := c.(*tls.Conn); ok && err == nil {
+				f.handshakes.Add(1)
+				if tc.ConnectionState().DidResume {
+					f.resumed.Add(1)
+				}
+			}
+			return c, err
+		}
 		d.mu.Lock()
 		old := d.http
 		d.http = hc

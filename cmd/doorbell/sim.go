@@ -118,6 +118,9 @@ func printResult(w io.Writer, r sim.Result) {
 	}
 	if r.ReconnectsPerSec > 0 {
 		fmt.Fprintf(w, "  after the server restart: %.0f devices back per second\n", r.ReconnectsPerSec)
+		if r.HTTPSHandshakes > 0 {
+			fmt.Fprintf(w, "  HTTPS handshakes after the restart: %d, of which %d resumed a TLS session\n", r.HTTPSHandshakes, r.HTTPSResumed)
+		}
 	}
 	if r.ReportsPerSec > 0 {
 		fmt.Fprintf(w, "  %.0f durable reports/s\n", r.ReportsPerSec)

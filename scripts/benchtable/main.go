@@ -35,6 +35,8 @@ type result struct {
 	ServerGoroutines     float64 `json:"serverGoroutinesPerDevice"`
 	ReportsPerSec        float64 `json:"reportsPerSec"`
 	ReconnectsPerSec     float64 `json:"reconnectsPerSec"`
+	HTTPSHandshakes      int64   `json:"httpsHandshakes"`
+	HTTPSResumed         int64   `json:"httpsResumed"`
 	ServerCPUSeconds     float64 `json:"serverCpuSeconds"`
 	SimCPUSeconds        float64 `json:"simCpuSeconds"`
 	EditPath             string  `json:"editPath"`
@@ -136,7 +138,7 @@ func run(in io.Reader, out io.Writer) error {
 		}
 		if r, ok := got[key("restart", "mqtt", tls)]; ok {
 			row(tw, "server restart -> fleet reconnected and synced ("+via+")", "-", secs(r.AllCompliantMs), true,
-				fmt.Sprintf("%.0f devices/s (x2 handshakes), %d COMPLIANT", r.ReconnectsPerSec, r.Compliant), r.LoadAvg)
+				fmt.Sprintf("%.0f devices/s (x2 handshakes), %d COMPLIANT, HTTPS resumed %d of %d", r.ReconnectsPerSec, r.Compliant, r.HTTPSResumed, r.HTTPSHandshakes), r.LoadAvg)
 		}
 	}
 	if haveFanout {

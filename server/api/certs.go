@@ -54,7 +54,7 @@ func (a *API) issueDeviceCert(c *fiber.Ctx, csr, deviceID string) (string, error
 // presented it must chain to our CA and name the device in the path; when
 // none is, the device must not have been issued one. Plain connections have
 // nothing to check.
-func (a *API) checkClientCert(c *fiber.Ctx, d store.Device) error {
+func (a *API) checkClientCert(c *fiber.Ctx, d store.DeviceAuth) error {
 	if a.cfg.PKI == nil {
 		return nil
 	}
@@ -88,7 +88,7 @@ const localLapsedCertOK = "doorbell.lapsedCertOK"
 // expired: with the secret it still proves the device, and refusing it would
 // leave a device that was offline too long unable ever to renew.
 func (a *API) renewCertificate(c *fiber.Ctx) error {
-	d := requestDevice(c)
+	d := requestAuth(c)
 	var req proto.CertificateRequest
 	if err := decode(c, &req, false); err != nil {
 		return err

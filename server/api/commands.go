@@ -72,7 +72,10 @@ func (a *API) sendGroupCommand(c *fiber.Ctx) error {
 // of the device's commands, newest first; for the device itself what it
 // may still run, which it thereby fetched (DELIVERED).
 func (a *API) deviceCommands(c *fiber.Ctx) error {
-	d := requestDevice(c)
+	d, err := a.deviceRecord(c)
+	if err != nil {
+		return err
+	}
 	if _, ok := callerOperator(c); !ok {
 		cmds, err := a.svc.DeliverCommands(store.WithAudit(c.UserContext(), deviceAudit(c, a, d.ID, "command.deliver", d.ID)), d)
 		if err != nil {
@@ -132,7 +135,10 @@ func (a *API) cancelCommand(c *fiber.Ctx) error {
 
 // commandResult is POST /devices/{id}/commands/{cid}/result (the device).
 func (a *API) commandResult(c *fiber.Ctx) error {
-	d := requestDevice(c)
+	d, err := a.deviceRecord(c)
+	if err != nil {
+		return err
+	}
 	var r proto.CommandResult
 	if err := decode(c, &r, false); err != nil {
 		return err

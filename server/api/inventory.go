@@ -25,7 +25,11 @@ func (a *API) putInventory(c *fiber.Ctx) error {
 	case err != nil:
 		return errorf("invalid_body", "%v", err)
 	}
-	ack, err := a.svc.SaveInventory(c.UserContext(), requestDevice(c), up)
+	d, err := a.deviceRecord(c)
+	if err != nil {
+		return err
+	}
+	ack, err := a.svc.SaveInventory(c.UserContext(), d, up)
 	if err != nil {
 		return err
 	}

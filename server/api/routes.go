@@ -113,13 +113,45 @@ func (g group) delete(path string, h fiber.Handler) { g.r.Delete(path, g.handler
 
 // Where the middleware keeps the caller.
 const (
-	localDevice   = "doorbell.device"
-	localOperator = "doorbell.operator"
+	localDevice     = "doorbell.device"
+	localDeviceAuth = "doorbell.deviceAuth"
+	localOperator   = "doorbell.operator"
 )
 
-// requestDevice is the device the path names, loaded (and, on device
-// routes, authenticated) by the route's middleware.
+// requestDevice is the device the path names, loaded by the route's
+// middleware (loadDevice, on operator routes).
 func requestDevice(c *fiber.Ctx) store.Device { return c.Locals(localDevice).(store.Device) }
+
+// requestAuth is the device the path names as authenticated on device
+// routes: its id, credentials and policy version, without its record.
+func requestAuth(c *fiber.Ctx) store.DeviceAuth { return c.Locals(localDeviceAuth).(store.DeviceAuth) }
+
+// requestDeviceID is the id of the device the route's middleware admitted
+// or loaded.
+func requestDeviceID(c *fiber.Ctx) string {
+	if a, ok := c.Locals(localDeviceAuth).(store.DeviceAuth); ok {
+		return a.ID
+	}
+	return requestDevice(c).ID
+}
+
+// deviceRecord is the whole record of the request's device: the one
+// loadDevice loaded, or, on a device route (whose middleware authenticates
+// without reading the record), read now, once per request.
+func (a *API) deviceRecord(c *fiber.Ctx) (store.Device, error) {
+	if d, ok := c.Locals(localDevice).(store.Device); ok {
+		return d, nil
+	}
+	d, err := a.store.Device(c.UserContext(), requestAuth(c).ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, errDeviceNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("loading device: %w", err)
+	}
+	c.Locals(localDevice, d)
+	return d, nil
+}
 
 // requestOperator is the operator the route's middleware admitted.
 func requestOperator(c *fiber.Ctx) operator { return c.Locals(localOperator).(operator) }
@@ -137,7 +169,7 @@ func (a *API) deviceCaller(c *fiber.Ctx, allowOperator bool) error {
 	if err != nil {
 		return err
 	}
-	c.Locals(localDevice, d)
+	c.Locals(localDeviceAuth, d)
 	if err := c.Next(); err != nil {
 		return err // a refused request changes nothing, not even lastSeenAt
 	}

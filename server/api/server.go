@@ -190,7 +190,7 @@ func (cr Credentials) AuthenticateDevice(deviceID, secret string) bool {
 	if deviceID == "" || secret == "" {
 		return false
 	}
-	d, err := cr.Devices.Device(context.Background(), deviceID)
+	d, err := cr.Devices.DeviceAuth(context.Background(), deviceID)
 	if err != nil {
 		return false
 	}
@@ -216,16 +216,17 @@ func (a *API) principal(c *fiber.Ctx) (operator, error) {
 	return operator{}, errUnauthorized
 }
 
-// device loads the device named in the path and admits its own secret (and
-// the admin token when allowOperator). An unknown device is 404 before any
-// credential check, so a revoked agent learns to re-enroll.
-func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
+// device reads what authenticating the device named in the path needs
+// (not its record) and admits its own secret (and the admin token when
+// allowOperator). An unknown device is 404 before any credential check, so
+// a revoked agent learns to re-enroll.
+func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.DeviceAuth, error) {
 	id := strings.Clone(c.Params("id"))
 	tok := bearer(c)
 	if tok == "" {
-		return store.Device{}, errUnauthorized
+		return store.DeviceAuth{}, errUnauthorized
 	}
-	d, err := a.store.Device(c.UserContext(), id)
+	d, err := a.store.DeviceAuth(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return d, errDeviceNotFound
 	}
@@ -248,7 +249,7 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.Device, error) {
 		return d, errForbidden
 	}
 	if other, err := a.store.DeviceBySecretHash(c.UserContext(), h); err == nil {
-		if err := a.checkClientCert(c, other); err != nil {
+		if err := a.checkClientCert(c, store.AuthOf(other)); err != nil {
 			return d, err
 		}
 		return d, errForbidden
@@ -353,30 +354,42 @@ func (a *API) mqttURL(c *fiber.Ctx) string {
 	return a.mqttScheme() + "://" + net.JoinHostPort(host, a.cfg.MQTTPort)
 }
 
+// getPolicy answers a poll carrying the current ETag from the device's
+// authentication alone; only a changed policy is read (not the rest of the
+// record).
 func (a *API) getPolicy(c *fiber.Ctx) error {
-	d := requestDevice(c)
-	etag := `"` + strconv.FormatInt(d.Policy.Version, 10) + `"`
-	c.Set(fiber.HeaderETag, etag)
-	a.inventoryRefreshHeader(c, d.ID)
-	if c.Get(fiber.HeaderIfNoneMatch) == etag {
+	auth := requestAuth(c)
+	a.inventoryRefreshHeader(c, auth.ID)
+	if etag := policyETag(auth.PolicyVersion); c.Get(fiber.HeaderIfNoneMatch) == etag {
+		c.Set(fiber.HeaderETag, etag)
 		return c.SendStatus(http.StatusNotModified)
 	}
-	return c.JSON(d.Policy)
+	p, err := a.store.DevicePolicy(c.UserContext(), auth.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errDeviceNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("loading policy: %w", err)
+	}
+	c.Set(fiber.HeaderETag, policyETag(p.Version))
+	return c.JSON(p)
 }
+
+func policyETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
 
 func (a *API) report(c *fiber.Ctx) error {
 	var r proto.ComplianceReport
 	if err := decode(c, &r, false); err != nil {
 		return err
 	}
-	if err := a.svc.Report(c.UserContext(), requestDevice(c), r); err != nil {
+	if err := a.svc.Report(c.UserContext(), requestAuth(c), r); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
 }
 
 func (a *API) registerToken(c *fiber.Ctx) error {
-	d := requestDevice(c)
+	d := requestAuth(c)
 	var reg proto.TokenRegistration
 	if err := decode(c, &reg, false); err != nil {
 		return err

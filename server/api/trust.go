@@ -143,7 +143,7 @@ func (a *API) enrollLimiter() fiber.Handler {
 // it: requests that name a device without its credentials never reach it.
 func (a *API) deviceLimiter() fiber.Handler {
 	l := ratelimit.New(a.cfg.Trust.DevicePerMinute, time.Minute, 0).WithClock(a.cfg.Now)
-	return func(c *fiber.Ctx) error { return limit(c, l, requestDevice(c).ID) }
+	return func(c *fiber.Ctx) error { return limit(c, l, requestDeviceID(c)) }
 }
 
 // limit counts one request of key against l: 429 rate_limited with

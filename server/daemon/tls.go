@@ -67,7 +67,7 @@ func (d *Daemon) checkMQTTCert(username string, device bool, cs tls.ConnectionSt
 		}
 		return nil
 	}
-	dev, err := d.store.Device(context.Background(), username)
+	dev, err := d.store.DeviceAuth(context.Background(), username)
 	if err != nil {
 		return fmt.Errorf("loading device: %w", err)
 	}

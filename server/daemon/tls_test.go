@@ -56,11 +56,14 @@ type tlsServer struct {
 	connected chan string
 }
 
-func startTLS(t *testing.T, tc *pki.Config) *tlsServer {
+func startTLS(t *testing.T, tc *pki.Config) *tlsServer { return startTLSIn(t, tc, "") }
+
+// startTLSIn is startTLS on data directory dir ("" = a new one).
+func startTLSIn(t *testing.T, tc *pki.Config, dir string) *tlsServer {
 	t.Helper()
 	s := &tlsServer{t: t, connected: make(chan string, 16)}
 	s.d = servertest.Start(t, daemon.DaemonConfig{
-		AdminToken: tlsAdmin, EnrollToken: tlsEnroll, TLS: tc,
+		DataDir: dir, AdminToken: tlsAdmin, EnrollToken: tlsEnroll, TLS: tc,
 		OnPresence: func(id string, up bool) {
 			if up {
 				s.connected <- id

@@ -75,8 +75,15 @@ type Config struct {
 	// DeviceCertTTL is a device certificate's lifetime; 0 = 90 days.
 	DeviceCertTTL time.Duration
 	// CheckInterval is how often Run looks for a due renewal (or a changed
-	// operator certificate); 0 = 1h.
+	// operator certificate) and a due session-ticket key; 0 = 1h.
 	CheckInterval time.Duration
+	// TicketKeyRotation is how often a new TLS session-ticket key starts
+	// encrypting tickets; 0 = 24h. The keys are kept in Files
+	// (TicketKeysFile) and the last three decrypt, so a client resumes its
+	// session for up to three rotations, across restarts and replicas.
+	// Whoever reads the file can decrypt sessions resumed with those
+	// tickets: it is as secret as the CA key beside it.
+	TicketKeyRotation time.Duration
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
 	// Logger: nil discards.
@@ -130,6 +137,10 @@ type Authority struct {
 	cert     atomic.Pointer[tls.Certificate]
 	modTime  time.Time // of the operator's files when loaded
 	trustPEM atomic.Pointer[[]byte]
+
+	tmu        sync.Mutex    // guards ticketKeys and configs
+	ticketKeys [][32]byte    // newest first
+	configs    []*tls.Config // handed out by TLSConfig, rotated with the keys
 }
 
 // Open loads the CA from cfg.Dir or creates it, then loads, issues or renews
@@ -150,6 +161,9 @@ func Open(cfg Config) (*Authority, error) {
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = DefaultCheckInterval
 	}
+	if cfg.TicketKeyRotation <= 0 {
+		cfg.TicketKeyRotation = DefaultTicketKeyRotation
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -168,6 +182,9 @@ func Open(cfg Config) (*Authority, error) {
 	}
 	if _, err := a.Check(); err != nil {
 		return nil, err
+	}
+	if err := a.withLock(a.rotateTicketKeys); err != nil {
+		return nil, fmt.Errorf("session-ticket keys: %w", err)
 	}
 	return a, nil
 }
@@ -248,17 +265,25 @@ func (a *Authority) Certificate() *tls.Certificate { return a.cert.Load() }
 // client certificate asked for but not required. Client certificates are
 // checked by the API and the broker (VerifyDevice), which answer with a clear
 // refusal instead of a failed handshake.
+//
+// Its session tickets are encrypted with the stored keys (TicketKeysFile):
+// a client resumes its session after a restart of the server, or on
+// another replica.
 func (a *Authority) TLSConfig() *tls.Config {
-	return &tls.Config{
+	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return a.cert.Load(), nil
 		},
 		ClientAuth: tls.RequestClientCert,
 	}
+	a.useTicketKeys(c)
+	return c
 }
 
-// Run checks for a due renewal every CheckInterval until ctx is done.
+// Run checks for a due renewal and a due session-ticket key every
+// CheckInterval until ctx is done (a replica also picks up the keys
+// another one rotated).
 func (a *Authority) Run(ctx context.Context) {
 	t := time.NewTicker(a.cfg.CheckInterval)
 	defer t.Stop()
@@ -269,6 +294,9 @@ func (a *Authority) Run(ctx context.Context) {
 		case <-t.C:
 			if _, err := a.Check(); err != nil {
 				a.log.Error("checking the server certificate", "err", err)
+			}
+			if err := a.withLock(a.rotateTicketKeys); err != nil {
+				a.log.Error("rotating the session-ticket keys", "err", err)
 			}
 		}
 	}

@@ -196,9 +196,10 @@ func (s *Service) Enroll(ctx context.Context, d store.Device, tokenHash []byte) 
 
 // --- report ------------------------------------------------------------------
 
-// Report accepts a compliance report from device d (as authenticated). It
-// bounds what is kept, checks freshness, commits, and publishes the change.
-func (s *Service) Report(ctx context.Context, d store.Device, r proto.ComplianceReport) error {
+// Report accepts a compliance report from device d (as authenticated: the
+// record is read once, inside the store's write). It bounds what is kept,
+// checks freshness, commits, and publishes the change.
+func (s *Service) Report(ctx context.Context, d store.DeviceAuth, r proto.ComplianceReport) error {
 	if r.AppliedPolicyVersion < 0 {
 		return Errorf("invalid_body", "appliedPolicyVersion must not be negative")
 	}
@@ -216,7 +217,7 @@ func (s *Service) Report(ctx context.Context, d store.Device, r proto.Compliance
 	}
 	switch {
 	case errors.Is(err, store.ErrVersionAhead):
-		return Errorf("version_ahead", "appliedPolicyVersion %d is above the desired version %d", r.AppliedPolicyVersion, d.Policy.Version)
+		return Errorf("version_ahead", "appliedPolicyVersion %d is above the desired version %d", r.AppliedPolicyVersion, d.PolicyVersion)
 	case errors.Is(err, store.ErrNotFound):
 		return ErrDeviceNotFound
 	case err != nil:

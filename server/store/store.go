@@ -77,6 +77,15 @@ type DeviceStore interface {
 	CreateDevice(ctx context.Context, d Device) (Change, error)
 	// Device returns one device, or ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
+	// DeviceAuth returns what authenticating a request of device id needs,
+	// read without decoding the device's record, or ErrNotFound. It
+	// reflects every committed write at once: a deleted (revoked) device
+	// is ErrNotFound from the moment its deletion returned.
+	DeviceAuth(ctx context.Context, id string) (DeviceAuth, error)
+	// DevicePolicy returns device id's desired policy (Device.Policy)
+	// without the rest of its record, or ErrNotFound: what an agent's
+	// policy poll answers.
+	DevicePolicy(ctx context.Context, id string) (proto.DevicePolicy, error)
 	// DeviceBySecretHash returns the device whose secret hashes to h, or
 	// ErrNotFound.
 	DeviceBySecretHash(ctx context.Context, h []byte) (Device, error)
@@ -84,6 +93,25 @@ type DeviceStore interface {
 	// id order, keeping only those match accepts (nil keeps all). more says
 	// whether further matching devices may exist after the last one returned.
 	Devices(ctx context.Context, after string, limit int, match func(Device) bool) (devs []Device, more bool, err error)
+}
+
+// DeviceAuth is what the hot paths need to authenticate a device's request
+// (every report, every policy poll, every MQTT login) and to answer a
+// policy poll that carries the current ETag, without the device's record.
+type DeviceAuth struct {
+	ID         string
+	SecretHash []byte
+	// ClientCert is Device.ClientCert: over TLS the device must present
+	// its certificate.
+	ClientCert bool
+	// PolicyVersion is the desired policy's version (Device.Policy.Version),
+	// which is also the policy's ETag.
+	PolicyVersion int64
+}
+
+// AuthOf is the DeviceAuth of d.
+func AuthOf(d Device) DeviceAuth {
+	return DeviceAuth{ID: d.ID, SecretHash: d.SecretHash, ClientCert: d.ClientCert, PolicyVersion: d.Policy.Version}
 }
 
 // Change is what one committed write did to one device: the device as

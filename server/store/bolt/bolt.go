@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	bucketDevices = []byte("devices") // device id -> JSON store.Device
+	bucketDevices = []byte("devices") // device id -> JSON store.Device without its Report (head.go)
 	bucketSecrets = []byte("secrets") // sha256(secret) -> device id
 )
 
@@ -34,6 +34,9 @@ type Store struct {
 	// current transaction (set by its begin, written by its finish); only
 	// touched inside that transaction, which bbolt serialises.
 	bw *writer
+	// beforeReportWrite, set by tests, runs between a report's evaluation
+	// and its write transaction.
+	beforeReportWrite func()
 }
 
 var _ store.Store = (*Store)(nil)
@@ -51,7 +54,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta} {
+		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta, bucketReports, bucketReplay} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -62,7 +65,10 @@ func Open(path string, opts ...Option) (*Store, error) {
 		if err := createInventoryBuckets(tx); err != nil {
 			return err
 		}
-		return createTrustBuckets(tx)
+		if err := createTrustBuckets(tx); err != nil {
+			return err
+		}
+		return migrateHeads(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -91,7 +97,18 @@ func Open(path string, opts ...Option) (*Store, error) {
 // Close closes the database file.
 func (s *Store) Close() error { return s.db.Close() }
 
+// getDevice reads device id with its last report.
 func getDevice(tx *bbolt.Tx, id string) (store.Device, error) {
+	v := tx.Bucket(bucketDevices).Get([]byte(id))
+	if v == nil {
+		return store.Device{}, store.ErrNotFound
+	}
+	return decodeDevice(tx, []byte(id), v)
+}
+
+// getRecord reads device id's record without its last report, for a write
+// that changes neither (putRecord then keeps the report as it is).
+func getRecord(tx *bbolt.Tx, id string) (store.Device, error) {
 	var d store.Device
 	v := tx.Bucket(bucketDevices).Get([]byte(id))
 	if v == nil {
@@ -101,14 +118,6 @@ func getDevice(tx *bbolt.Tx, id string) (store.Device, error) {
 		return d, fmt.Errorf("decoding device %s: %w", id, err)
 	}
 	return d, nil
-}
-
-func putDevice(tx *bbolt.Tx, d store.Device) error {
-	v, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("encoding device %s: %w", d.ID, err)
-	}
-	return tx.Bucket(bucketDevices).Put([]byte(d.ID), v)
 }
 
 // CreateDevice implements store.DeviceStore.
@@ -145,6 +154,43 @@ func (s *Store) Device(_ context.Context, id string) (d store.Device, err error)
 	return d, err
 }
 
+// DeviceAuth implements store.DeviceStore: it reads the device's head only.
+func (s *Store) DeviceAuth(_ context.Context, id string) (a store.DeviceAuth, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketHeads).Get([]byte(id))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		h, err := decodeHead(v, false)
+		if err != nil {
+			return fmt.Errorf("decoding head of device %s: %w", id, err)
+		}
+		a = store.DeviceAuth{ID: id, SecretHash: h.secretHash, ClientCert: h.clientCert, PolicyVersion: h.policyVersion}
+		return nil
+	})
+	return a, err
+}
+
+// DevicePolicy implements store.DeviceStore: it decodes the policy of the
+// record only.
+func (s *Store) DevicePolicy(_ context.Context, id string) (p proto.DevicePolicy, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketDevices).Get([]byte(id))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		var d struct {
+			Policy proto.DevicePolicy `json:"policy"`
+		}
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("decoding device %s: %w", id, err)
+		}
+		p = d.Policy
+		return nil
+	})
+	return p, err
+}
+
 // DeviceBySecretHash implements store.DeviceStore.
 func (s *Store) DeviceBySecretHash(_ context.Context, h []byte) (d store.Device, err error) {
 	err = s.db.View(func(tx *bbolt.Tx) error {
@@ -170,9 +216,9 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
-			var d store.Device
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decoding device %s: %w", k, err)
+			d, err := decodeDevice(tx, k, v)
+			if err != nil {
+				return err
 			}
 			if match != nil && !match(d) {
 				continue
@@ -204,34 +250,97 @@ func (s *Store) DevicesFailingBefore(ctx context.Context, t time.Time, after str
 }
 
 // SaveReport implements store.ReportStore. Concurrent reports share one
-// transaction and one fsync (group commit).
+// transaction and one fsync (group commit), so what runs inside it is
+// serial: it is kept small. Before it, in a read transaction, the report
+// is encoded, the device's record (without its report) is read and
+// decoded once and the report evaluated once against its policy. Inside
+// it, the report checks the device's head (version, state before) and the
+// replay record of the last report, confirms the record is byte for byte
+// the one it evaluated against (else, after a concurrent edit, it decodes
+// and evaluates again), and writes the report and its replay record; the
+// record and the head are rewritten only when the state, the failing
+// settings or the sync interval changed.
 func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c store.Change, err error) {
+	enc, err := encodeReport(&r)
+	if err != nil {
+		return c, fmt.Errorf("encoding report: %w", err)
+	}
+	var raw []byte
+	var ev reportEval
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketDevices).Get([]byte(id))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		raw = bytes.Clone(v)
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if ev, err = evalReport(id, raw, &r); err != nil {
+		return c, err
+	}
+	if s.beforeReportWrite != nil {
+		s.beforeReportWrite()
+	}
 	err = s.batch(func(w *writer) error {
-		d, err := getDevice(w.tx, id)
+		h, err := getHead(w.tx, id)
 		if err != nil {
 			return err
 		}
-		if r.AppliedPolicyVersion > d.Policy.Version {
+		if r.AppliedPolicyVersion > h.policyVersion {
 			return store.ErrVersionAhead
 		}
-		if err := store.CheckReplay(d.Report, &r); err != nil {
+		last, err := getReplay(w.tx, id)
+		if err != nil {
 			return err
 		}
-		before := d
-		d.Report = &r
-		if r.SyncIntervalSeconds > 0 {
-			d.SyncIntervalSeconds = r.SyncIntervalSeconds
+		if err := store.CheckReplay(last, &r); err != nil {
+			return err
 		}
-		c, err = w.put(&before, d, proto.CauseReport, r.ReceivedAt)
+		cur := ev
+		if v := w.tx.Bucket(bucketDevices).Get([]byte(id)); v == nil {
+			return store.ErrNotFound
+		} else if !bytes.Equal(v, raw) {
+			if cur, err = evalReport(id, v, &r); err != nil {
+				return err
+			}
+		}
+		c, err = w.putReport(cur, h, enc, r.ReceivedAt)
 		return err
 	})
 	return c, err
 }
 
+// reportEval is a device's record as read, the record with a new report
+// r, and r evaluated against it.
+type reportEval struct {
+	before, after store.Device
+	to            proto.ComplianceState
+	failing       []proto.SettingFailure
+}
+
+// evalReport decodes the record v of device id (without its last report)
+// and evaluates r against its policy.
+func evalReport(id string, v []byte, r *store.Report) (reportEval, error) {
+	var e reportEval
+	if err := json.Unmarshal(v, &e.before); err != nil {
+		return e, fmt.Errorf("decoding device %s: %w", id, err)
+	}
+	e.after = e.before
+	e.after.Report = r
+	if r.SyncIntervalSeconds > 0 {
+		e.after.SyncIntervalSeconds = r.SyncIntervalSeconds
+	}
+	e.to, e.failing = store.Derive(e.after)
+	return e, nil
+}
+
 // SetFCMToken implements store.TokenStore.
 func (s *Store) SetFCMToken(_ context.Context, id, token string) error {
 	return s.updateTx(func(tx *bbolt.Tx) error {
-		d, err := getDevice(tx, id)
+		d, err := getRecord(tx, id)
 		if err != nil {
 			return err
 		}
@@ -239,14 +348,14 @@ func (s *Store) SetFCMToken(_ context.Context, id, token string) error {
 			return nil
 		}
 		d.FCMToken = token
-		return putDevice(tx, d)
+		return putRecord(tx, d)
 	})
 }
 
 // DeleteFCMToken implements store.TokenStore.
 func (s *Store) DeleteFCMToken(_ context.Context, id, token string) error {
 	return s.updateTx(func(tx *bbolt.Tx) error {
-		d, err := getDevice(tx, id)
+		d, err := getRecord(tx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -257,6 +366,6 @@ func (s *Store) DeleteFCMToken(_ context.Context, id, token string) error {
 			return nil
 		}
 		d.FCMToken = ""
-		return putDevice(tx, d)
+		return putRecord(tx, d)
 	})
 }

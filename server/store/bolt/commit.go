@@ -43,37 +43,56 @@ type groupCall struct {
 
 // do runs fn in a read-write transaction shared with the other writes
 // queued meanwhile, and returns once that transaction is durable (or fn's
-// own error).
+// own error). A caller that finds no commit running commits the first
+// group (its own write and whatever queued meanwhile) on its own
+// goroutine, whose stack is already grown, and leaves the rest to a new
+// goroutine: a lone write starts no goroutine at all.
 func (c *committer) do(fn func(*bbolt.Tx) error) error {
 	call := groupCall{fn: fn, err: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, call)
-	if !c.running {
-		c.running = true
+	if c.running {
+		c.mu.Unlock()
+		return <-call.err
+	}
+	c.running = true
+	c.mu.Unlock()
+	if c.next() { // the first group holds this call: the queue was empty
 		go c.loop()
 	}
-	c.mu.Unlock()
 	return <-call.err
 }
 
 // loop commits queued writes, group after group, until the queue is empty.
 func (c *committer) loop() {
-	for {
-		c.mu.Lock()
-		n := min(len(c.queue), maxGroup)
-		if n == 0 {
-			c.running = false
-			c.mu.Unlock()
-			return
-		}
-		group := c.queue[:n:n]
-		c.queue = c.queue[n:]
-		if len(c.queue) == 0 {
-			c.queue = nil
-		}
-		c.mu.Unlock()
-		c.commit(group)
+	for c.next() {
 	}
+}
+
+// next commits the next group of queued writes and reports whether more
+// are queued; when none are, the committer is no longer running.
+func (c *committer) next() bool {
+	c.mu.Lock()
+	n := min(len(c.queue), maxGroup)
+	if n == 0 {
+		c.running = false
+		c.mu.Unlock()
+		return false
+	}
+	group := c.queue[:n:n]
+	c.queue = c.queue[n:]
+	if len(c.queue) == 0 {
+		c.queue = nil
+	}
+	c.mu.Unlock()
+	c.commit(group)
+	c.mu.Lock()
+	more := len(c.queue) > 0
+	if !more {
+		c.running = false
+	}
+	c.mu.Unlock()
+	return more
 }
 
 // commit runs group in one transaction. When a function fails, the

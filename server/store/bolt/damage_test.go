@@ -61,7 +61,9 @@ func TestDamagedDatabaseRefused(t *testing.T) {
 		{"empty", nil, "empty (0 bytes)"},
 		{"truncated to half", good[:len(good)/2], "damaged"},
 		{"truncated to one page", good[:page], "damaged"},
-		{"truncated mid-page", good[:len(good)*3/4-100], "damaged"},
+		// bbolt doubles the file as it grows, so its first half is pages
+		// in use: a cut there, inside a page, loses data.
+		{"truncated mid-page", good[:len(good)/2-100], "damaged"},
 		{"pages overwritten with garbage", corrupted, "damaged"},
 		{"pages zeroed", zeroed, "damaged"},
 	}

@@ -74,9 +74,9 @@ func (s *Store) DumpParts(_ context.Context, size int, yield func(store.Dump) er
 			})
 		}
 		if err := each(bucketDevices, func(k, v []byte) error {
-			var dev store.Device
-			if err := json.Unmarshal(v, &dev); err != nil {
-				return fmt.Errorf("decoding device %s: %w", k, err)
+			dev, err := decodeDevice(tx, k, v)
+			if err != nil {
+				return err
 			}
 			d.Devices = append(d.Devices, dev)
 			var hist []proto.Transition

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -42,12 +43,13 @@ type summary struct {
 	Drift  map[string]int64                `json:"drift"`
 }
 
-func (s *summary) add(state proto.ComplianceState, failing []proto.SettingFailure, n int64) {
+// add counts n devices in state, failing the settings named failing.
+func (s *summary) add(state proto.ComplianceState, failing []string, n int64) {
 	s.Counts[state] += n
 	for _, f := range failing {
-		s.Drift[f.Setting] += n
-		if s.Drift[f.Setting] == 0 {
-			delete(s.Drift, f.Setting)
+		s.Drift[f] += n
+		if s.Drift[f] == 0 {
+			delete(s.Drift, f)
 		}
 	}
 }
@@ -92,12 +94,12 @@ func (s *Store) initSummary() error {
 		}
 		sum = newSummary()
 		err = tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
-			var d store.Device
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decoding device %s: %w", k, err)
+			d, err := decodeDevice(tx, k, v)
+			if err != nil {
+				return err
 			}
 			st, failing := store.Derive(d)
-			sum.add(st, failing, 1)
+			sum.add(st, headOf(d, st, failing).failing, 1)
 			return nil
 		})
 		if err != nil {
@@ -131,49 +133,109 @@ func (w *writer) summary() (*summary, error) {
 
 // put writes after, the new state of a device that was before (nil when
 // it is new), counting and recording a change of derived state with cause
-// at time at. It returns what it wrote.
+// at time at. The state before is read from the device's head, so after is
+// the only evaluation. The last report is not rewritten (a write through
+// put does not change it; a new device has none). It returns what it wrote.
 func (w *writer) put(before *store.Device, after store.Device, cause proto.EventCause, at time.Time) (store.Change, error) {
+	var prev *head
+	if before != nil {
+		h, err := getHead(w.tx, before.ID)
+		if err != nil {
+			return store.Change{}, err
+		}
+		prev = &h
+	}
+	to, failing := store.Derive(after)
+	c, next, err := w.change(before, prev, after, to, failing, cause, at)
+	if err != nil {
+		return c, err
+	}
+	if prev == nil || !next.equal(*prev) {
+		if err := putHead(w.tx, after.ID, next); err != nil {
+			return c, err
+		}
+	}
+	if before == nil && after.Report != nil {
+		enc, err := encodeReport(after.Report)
+		if err != nil {
+			return c, err
+		}
+		if err := putReport(w.tx, after.ID, after.Report, enc); err != nil {
+			return c, err
+		}
+	}
+	return c, putRecord(w.tx, c.Device)
+}
+
+// putReport writes e.after, which is e.before (read without its report,
+// whose head is prev) with a new last report (encoded as enc) evaluated in
+// e: the report and its replay record under their own keys, the record
+// only when more than the report changed (sync interval, failing since),
+// the head only when the state or the failing settings changed.
+func (w *writer) putReport(e reportEval, prev head, enc []byte, at time.Time) (store.Change, error) {
+	before, after := &e.before, e.after
+	c, next, err := w.change(before, &prev, after, e.to, e.failing, proto.CauseReport, at)
+	if err != nil {
+		return c, err
+	}
+	if err := putReport(w.tx, after.ID, after.Report, enc); err != nil {
+		return c, err
+	}
+	if !next.equal(prev) {
+		if err := putHead(w.tx, after.ID, next); err != nil {
+			return c, err
+		}
+	}
+	d := c.Device
+	if d.SyncIntervalSeconds != before.SyncIntervalSeconds || !d.NonCompliantSince.Equal(before.NonCompliantSince) ||
+		!maps.EqualFunc(d.FailingSince, before.FailingSince, time.Time.Equal) {
+		return c, putRecord(w.tx, d)
+	}
+	return c, nil
+}
+
+// change records the move of a device from before, whose head is prev
+// (both nil when the device is new), to after, whose derived state (the
+// write's one evaluation) is to with failing: the summary counters,
+// NonCompliantSince/FailingSince, and a transition in the history when
+// the state changed. It returns the change and after's head; the caller
+// writes what changed.
+func (w *writer) change(before *store.Device, prev *head, after store.Device, to proto.ComplianceState, failing []proto.SettingFailure, cause proto.EventCause, at time.Time) (store.Change, head, error) {
 	var (
 		from        proto.ComplianceState
-		fromFailing []proto.SettingFailure
+		fromFailing []string
 	)
-	if before != nil {
-		from, fromFailing = store.Derive(*before)
+	if prev != nil {
+		from, fromFailing = prev.state, prev.failing
 	}
 	// Every bump of the desired version passes here: note when, for the
 	// edit-to-compliant latency (an enrollment is not an edit).
 	if before != nil && after.Policy.Version != before.Policy.Version {
 		after.PolicyChangedAt = at.UTC()
 	}
-	to, failing := store.Derive(after)
+	next := headOf(after, to, failing)
 	// The counters change only with the state or the failing settings: a
 	// report that changes neither (the common one) leaves them alone.
-	if before == nil || from != to || !sameSettings(fromFailing, failing) {
+	if prev == nil || from != to || !slices.Equal(fromFailing, next.failing) {
 		sum, err := w.summary()
 		if err != nil {
-			return store.Change{}, err
+			return store.Change{}, next, err
 		}
-		if before != nil {
+		if prev != nil {
 			sum.add(from, fromFailing, -1)
 		}
-		sum.add(to, failing, 1)
+		sum.add(to, next.failing, 1)
 	}
 	store.TrackFailing(before, &after, to, failing, at)
 	c := store.Change{Device: after, State: to, Failing: failing}
-	if before == nil || from != to {
+	if prev == nil || from != to {
 		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
 		if err := appendHistory(w.tx, t); err != nil {
-			return c, err
+			return c, next, err
 		}
 		c.Transitions = []proto.Transition{t}
 	}
-	return c, putDevice(w.tx, after)
-}
-
-// sameSettings reports whether a and b name the same settings in the same
-// order (the summary counts failures by setting).
-func sameSettings(a, b []proto.SettingFailure) bool {
-	return slices.EqualFunc(a, b, func(x, y proto.SettingFailure) bool { return x.Setting == y.Setting })
+	return c, next, nil
 }
 
 // remove deletes d, its secret index, its history and its group
@@ -183,8 +245,11 @@ func (w *writer) remove(d store.Device) error {
 	if err != nil {
 		return err
 	}
-	st, failing := store.Derive(d)
-	sum.add(st, failing, -1)
+	h, err := getHead(w.tx, d.ID)
+	if err != nil {
+		return err
+	}
+	sum.add(h.state, h.failing, -1)
 	for _, gid := range d.Groups {
 		g, err := getGroup(w.tx, gid)
 		if errors.Is(err, store.ErrNotFound) {
@@ -207,7 +272,12 @@ func (w *writer) remove(d store.Device) error {
 	if err := w.tx.Bucket(bucketSecrets).Delete(d.SecretHash); err != nil {
 		return err
 	}
-	return w.tx.Bucket(bucketDevices).Delete([]byte(d.ID))
+	for _, b := range [][]byte{bucketHeads, bucketReports, bucketReplay, bucketDevices} {
+		if err := w.tx.Bucket(b).Delete([]byte(d.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func appendHistory(tx *bbolt.Tx, t proto.Transition) error {

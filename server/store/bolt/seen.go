@@ -17,7 +17,7 @@ func (s *Store) MarkSeen(_ context.Context, seen map[string]time.Time) error {
 	}
 	return s.db.Update(func(tx *bbolt.Tx) error {
 		for id, at := range seen {
-			d, err := getDevice(tx, id)
+			d, err := getRecord(tx, id)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -28,7 +28,7 @@ func (s *Store) MarkSeen(_ context.Context, seen map[string]time.Time) error {
 				continue
 			}
 			d.LastSeenAt = at.UTC()
-			if err := putDevice(tx, d); err != nil {
+			if err := putRecord(tx, d); err != nil {
 				return err
 			}
 		}

@@ -304,6 +304,35 @@ func (s *Store) Device(ctx context.Context, id string) (store.Device, error) {
 	return r.d, err
 }
 
+// DeviceAuth implements store.DeviceStore: the secret hash column and two
+// fields of the record, without decoding it in Go.
+func (s *Store) DeviceAuth(ctx context.Context, id string) (store.DeviceAuth, error) {
+	a := store.DeviceAuth{ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT secret_hash, coalesce((doc->>'clientCert')::boolean, false),
+		(doc->'policy'->>'version')::bigint FROM devices WHERE id = $1`, id).Scan(&a.SecretHash, &a.ClientCert, &a.PolicyVersion)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.DeviceAuth{}, store.ErrNotFound
+	}
+	return a, err
+}
+
+// DevicePolicy implements store.DeviceStore.
+func (s *Store) DevicePolicy(ctx context.Context, id string) (proto.DevicePolicy, error) {
+	var p proto.DevicePolicy
+	var doc []byte
+	err := s.pool.QueryRow(ctx, `SELECT doc->'policy' FROM devices WHERE id = $1`, id).Scan(&doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, store.ErrNotFound
+	}
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(doc, &p); err != nil {
+		return p, fmt.Errorf("decoding policy of device %s: %w", id, err)
+	}
+	return p, nil
+}
+
 // DeviceBySecretHash implements store.DeviceStore.
 func (s *Store) DeviceBySecretHash(ctx context.Context, h []byte) (store.Device, error) {
 	r, err := scanDevice(s.pool.QueryRow(ctx, "SELECT "+devCols+" FROM devices WHERE secret_hash = $1", h))

@@ -22,6 +22,7 @@ import (
 func Run(t *testing.T, newStore func(t *testing.T) store.Store, reopen func(t *testing.T, s store.Store) store.Store) {
 	t.Run("CreateAndGet", func(t *testing.T) { testCreateAndGet(t, newStore(t)) })
 	t.Run("Devices", func(t *testing.T) { testDevices(t, newStore(t)) })
+	t.Run("DeviceAuth", func(t *testing.T) { testDeviceAuth(t, newStore(t)) })
 	t.Run("EditBumpsVersion", func(t *testing.T) { testEditBumpsVersion(t, newStore(t)) })
 	t.Run("DevicesInState", func(t *testing.T) { testDevicesInState(t, newStore(t)) })
 	t.Run("DevicesFailingBefore", func(t *testing.T) { testDevicesFailingBefore(t, newStore(t)) })
@@ -90,6 +91,64 @@ func testCreateAndGet(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Device(ctx, "a2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("refused device was stored: %v", err)
+	}
+}
+
+// testDeviceAuth checks that DeviceAuth follows every write that changes
+// what it answers: the version of an edit and of a group edit, a report
+// leaves it alone, and a deleted (revoked) device is gone at once.
+func testDeviceAuth(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d := NewDevice("k1")
+	d.ClientCert = true
+	mustCreate(t, s, d)
+	mustCreate(t, s, NewDevice("k2"))
+	want := store.DeviceAuth{ID: "k1", SecretHash: d.SecretHash, ClientCert: true, PolicyVersion: 1}
+	check := func(step string) {
+		t.Helper()
+		got, err := s.DeviceAuth(ctx, "k1")
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: DeviceAuth = %+v, %v; want %+v", step, got, err, want)
+		}
+	}
+	check("enrolled")
+	if got, err := s.DeviceAuth(ctx, "k2"); err != nil || got.ClientCert || got.ID != "k2" {
+		t.Fatalf("DeviceAuth(k2) = %+v, %v; want no certificate", got, err)
+	}
+	if _, _, err := s.UpdateOverride(ctx, "k1", setCamera(true)); err != nil {
+		t.Fatal(err)
+	}
+	want.PolicyVersion = 2
+	check("edited")
+	if _, err := s.SaveReport(ctx, "k1", store.Report{ComplianceReport: proto.ComplianceReport{AppliedPolicyVersion: 2,
+		Settings: proto.Settings{CameraDisabled: true}}, ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	check("reported")
+	if _, err := s.CreateGroup(ctx, store.Group{ID: "ga", Name: "auth", Layer: store.Layer{Values: proto.SettingValues{
+		proto.SettingPasswordMinLength: json.RawMessage("6")}}, Members: []string{"k1"}}); err != nil {
+		t.Fatal(err)
+	}
+	want.PolicyVersion = 3
+	check("group edit")
+	if p, err := s.DevicePolicy(ctx, "k1"); err != nil || p.Version != 3 || !p.CameraDisabled || p.PasswordMinLength == nil || *p.PasswordMinLength != 6 {
+		t.Fatalf("DevicePolicy = %+v, %v; want version 3 with the edit and the group's setting", p, err)
+	}
+	if _, err := s.DevicePolicy(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DevicePolicy(unknown) err = %v, want ErrNotFound", err)
+	}
+	// The report is kept through the edits (a backend may keep it apart).
+	if got, err := s.Device(ctx, "k1"); err != nil || got.Report == nil || got.Report.AppliedPolicyVersion != 2 || got.Policy.Version != 3 {
+		t.Fatalf("Device after edits = %+v, %v; want the report of version 2 kept", got, err)
+	}
+	if err := s.DeleteDevice(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.DeviceAuth(ctx, "k1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DeviceAuth(deleted) = %+v, %v; want ErrNotFound", got, err)
+	}
+	if _, err := s.DeviceAuth(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DeviceAuth(unknown) err = %v, want ErrNotFound", err)
 	}
 }
 
