@@ -12,7 +12,7 @@ import { commandsPanel } from './commands.js';
 import { revisionsPanel } from './revisions.js';
 import { inventoryCard, fleetInventory } from './inventory.js';
 import { operatorView } from './pages.js';
-import { searchDevices, sortable, selection, bulkBar } from './fleettools.js';
+import { sortable, selection, bulkBar } from './fleettools.js';
 import { complianceChart } from './chart.js';
 
 const TOKEN_KEY = 'doorbell.token';
@@ -447,7 +447,7 @@ function fleetView(params) {
   const limit = Math.min(Math.max(parseInt(params.get('limit'), 10) || 50, 1), 1000);
   const after = params.get('after') || '';
   const q = (params.get('q') || '').trim();
-  const key = filter + '|' + limit;
+  const key = filter + '|' + limit + '|' + q;
   if (trail.key !== key) trail = { key, afters: [''] };
   let idx = trail.afters.indexOf(after);
   if (idx < 0) {
@@ -488,12 +488,13 @@ function fleetView(params) {
       el('option', { value: String(n), selected: n === limit }, n + ' per page')));
   sizeSel.addEventListener('change', () => (location.hash = link({ limit: Number(sizeSel.value), after: '' })));
   const notice = el('p', { id: 'new-devices', class: 'notice', hidden: true });
-  const search = el('input', { type: 'search', id: 'fleet-search', placeholder: 'Search: id prefix, model…', 'aria-label': 'Search devices', value: q });
+  const search = el('input', { type: 'search', id: 'fleet-search', placeholder: 'Search: hostname, serial, IP, model, id…', 'aria-label': 'Search devices', value: q, size: 30 });
   search.addEventListener('keydown', (e) => {
     if (e.key === 'Enter') location.hash = link({ q: search.value.trim(), after: '' });
   });
   const tbody = el('tbody');
   const sel = selection(ui, () => [...rows.keys()]);
+  const bulk = bulkBar(ui, sel);
   const table = el('table', { id: 'devices', class: 'devices' },
     el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'pick' }, sel.all),
       ['Device', 'State', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
@@ -512,7 +513,7 @@ function fleetView(params) {
     el('section', { class: 'card' },
       el('div', { class: 'toolbar' }, el('h2', {}, filter ? filter.replace('_', '-').toLowerCase() + ' devices' : 'Devices'),
         el('span', { class: 'spacer' }), search, select, sizeSel),
-      bulkBar(ui, sel),
+      bulk,
       notice,
       el('div', { class: 'table-wrap' }, table),
       empty,
@@ -584,13 +585,32 @@ function fleetView(params) {
   }
   const refreshSummary = debounce(() => loadCounts().catch(showError), 500);
 
+  // hostnames puts each search hit's hostname (from its inventory) under
+  // its model, so hosts of one model are told apart; four at a time.
+  async function hostnames(devs) {
+    let i = 0;
+    const one = async () => {
+      while (i < devs.length) {
+        const d = devs[i++];
+        const inv = await optional('/devices/' + enc(d.deviceId) + '/inventory?sections=system').catch(() => null);
+        const h = inv && inv.inventory && inv.inventory.system && inv.inventory.system.hostname;
+        const r = rows.get(d.deviceId);
+        if (!h || !r || closed) continue;
+        r.status.hostname = h;
+        const sub = r.tr.querySelector('.dev .sub');
+        if (sub) sub.replaceChildren(d.model || '—', ' · ', el('span', { class: 'host' }, h));
+      }
+    };
+    await Promise.all([one(), one(), one(), one()]);
+  }
+
   function row(d) {
     const gone = filter && d.state !== filter;
     return el('tr', { dataset: { deviceId: d.deviceId }, class: gone ? 'gone' : null, title: gone ? 'no longer ' + filter : null },
       el('td', { class: 'pick' }, sel.box(d.deviceId)),
       el('td', { class: 'dev', 'data-label': 'Device' },
         el('a', { href: '#/devices/' + enc(d.deviceId), title: d.deviceId }, shortId(d.deviceId)),
-        el('div', { class: 'sub' }, d.model || '—')),
+        el('div', { class: 'sub' }, d.model || '—', d.hostname ? [' · ', el('span', { class: 'host' }, d.hostname)] : null)),
       el('td', { class: 'state', 'data-label': 'State' }, badge(d.state)),
       el('td', { class: 'policy', 'data-label': 'Policy' },
         el('span', { title: 'applied / desired policy version' }, (d.lastReportAt ? 'v' + d.appliedVersion : '–') + ' / v' + d.desiredVersion)),
@@ -604,7 +624,8 @@ function fleetView(params) {
     const qs = new URLSearchParams({ limit: String(limit) });
     if (after) qs.set('after', after);
     if (filter) qs.set('state', filter);
-    const page = q ? await searchDevices(ui, q, limit, filter) : await api('GET', '/devices?' + qs);
+    if (q) qs.set('q', q);
+    const page = await api('GET', '/devices?' + qs);
     rows.clear();
     const trs = page.devices.map((d) => {
       const tr = row(d);
@@ -618,13 +639,14 @@ function fleetView(params) {
     newDevices = 0;
     notice.hidden = true;
     empty.hidden = trs.length > 0;
-    empty.textContent = q ? 'No device matches “' + q + '”.' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
+    empty.textContent = q ? 'No device matches “' + q + '” (id, model, hostname, serial or IP).' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
     prev.setAttribute('aria-disabled', String(idx === 0));
     prev.href = idx > 0 ? link({ after: trail.afters[idx - 1] }) : '#';
     nextBtn.setAttribute('aria-disabled', String(!next));
     nextBtn.href = next ? link({ after: next }) : '#';
     const first = trail.afters[0] === '';
-    pageInfo.textContent = q ? 'search: ' + trs.length + ' shown' : (first ? 'page ' + (idx + 1) : 'from ' + shortId(after)) + ' · ' + trs.length + ' shown';
+    pageInfo.textContent = (q ? 'search · ' : '') + (first ? 'page ' + (idx + 1) : 'from ' + shortId(after)) + ' · ' + trs.length + ' shown';
+    if (q) hostnames(page.devices.slice(0, 100)).catch(() => {});
   }
   nextBtn.addEventListener('click', (e) => {
     e.preventDefault();
@@ -651,6 +673,7 @@ function fleetView(params) {
       closed = true;
       l.close();
     },
+    onCommand: (ev) => bulk.onCommand(ev),
     onDevice(ev) {
       const r = rows.get(ev.deviceId);
       if (r) {
@@ -739,13 +762,15 @@ function deviceView(id) {
   const formSec = el('section', { class: 'card', id: 'edit' });
   const historySec = el('section', { class: 'card', id: 'history', hidden: true });
   const commands = commandsPanel(id, { el, api, enc, ago });
+  // The device's own settings, revision by revision, with rollback.
+  const revisions = revisionsPanel('devices', id, { el, api, optional, onRollback: () => l.reload() });
   main().replaceChildren(
     el('p', { class: 'crumbs' }, el('a', { href: '#/' }, '← Fleet')),
     el('p', { id: 'page-error', class: 'error', role: 'alert', hidden: true }),
     head,
     el('div', { class: 'grid' },
       el('div', {}, settingsSec, historySec),
-      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))),
+      el('div', {}, commands.node, formSec, revisions.card, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))),
     inventoryCard(id, { el, api, optional }).card);
 
   function renderHead() {
@@ -915,6 +940,7 @@ function deviceView(id) {
     renderForm();
     renderHistory(h);
     await commands.load();
+    await revisions.reload();
   }
 
   function renderHistory(h) {
