@@ -119,6 +119,8 @@ func TestConsoleFleetTools(t *testing.T) {
 	// However fast the running agent answers (even before the POST's
 	// answer reaches the page), its row ends ACKNOWLEDGED.
 	b.waitFor("A's second lock ACKNOWLEDGED", resultRow(idA)+`?.dataset.state === 'ACKNOWLEDGED'`)
+	eval[chromedp.Void](b, `window.scrollTo(0, 0)`)
+	b.screenshot("console-bulk.png", "console-bulk.png")
 
 	// run_script needs its script: nothing is sent without it.
 	var before proto.CommandList
@@ -145,7 +147,6 @@ func TestConsoleFleetTools(t *testing.T) {
 	b.waitFor("wipe enabled", `!document.querySelector('#bulk-send').disabled`)
 	pick("reboot") // not sent: the wipe was only armed
 	b.waitFor("the confirmation gone", `document.querySelector('#bulk-command-confirm').hidden && !document.querySelector('#bulk-send').disabled`)
-	b.screenshot("console-bulk.png", "console-bulk.png")
 
 	// Group priority: "high" (5) lets the camera on for A, "low" (1)
 	// disables it. Raising low to 10 on its page flips A's camera.
