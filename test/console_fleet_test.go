@@ -173,6 +173,16 @@ func TestConsoleFleetTools(t *testing.T) {
 	if x := srv.explain(idA)["cameraDisabled"]; !strings.HasPrefix(x, "group:"+low.GroupID+"=true") {
 		t.Fatalf("A's camera after raising low: %s", x)
 	}
+	// A command to every member, through the group route: A (running)
+	// acknowledges it live; the command carries the group.
+	b.waitFor("the group's command form", `document.querySelector('#group-commands #bulk-command option[value="reboot"]') !== null`)
+	pick("reboot")
+	b.do("reboot the members", chromedp.Click(chromedp.CSS(`#group-commands #bulk-send`)))
+	b.waitFor("A's reboot ACKNOWLEDGED", resultRow(idA)+`?.dataset.state === 'ACKNOWLEDGED' && document.querySelectorAll('#bulk-command-table tbody tr').length === 1 &&
+		document.querySelector('#group-command-result')?.textContent.startsWith('Queued reboot for 1 of 1 device')`)
+	if c := srv.command(eval[string](b, resultRow(idA)+`.dataset.commandId`)); c.GroupID != low.GroupID || c.Type != proto.CommandReboot {
+		t.Fatalf("the group's reboot on the server: %+v", c)
+	}
 	// A bad priority is refused on the page and changes nothing.
 	eval[chromedp.Void](b, `document.querySelector('#group-edit-priority').value = ''`)
 	b.do("a blank priority", chromedp.Click(chromedp.ID("group-edit-save")))

@@ -122,7 +122,9 @@ function paramInput(ui, p) {
 // command catalog (GET /command-types); a destructive type (wipe) is sent
 // only once "<type> <count>" is typed. One idempotency key per device and
 // send, so a retried request never queues a command twice.
-const sendCommandAction = {
+// sel is the fleet's selection ({picked, onChange}); a group's page passes
+// its members with sendAll(body), which sends through the group route.
+export const sendCommandAction = {
   id: 'send-command',
   label: 'Send a command',
   render(ui, sel, report, live) {
@@ -213,6 +215,12 @@ const sendCommandAction = {
       tbody.append(...trs.values());
       let queued = 0;
       let next = 0;
+      const seenLine = (id, c) => {
+        // A live event may already have moved it on.
+        const seen = early.get(c.commandId);
+        const r = (seen && seen.result) || {};
+        return seen ? line(id, seen.state, [r.errorCode, r.message].filter(Boolean).join(': '), c.commandId) : line(id, c.state, '', c.commandId);
+      };
       const worker = async () => {
         while (next < ids.length) {
           const id = ids[next++];
@@ -220,10 +228,7 @@ const sendCommandAction = {
           try {
             const c = await ui.api('POST', '/devices/' + ui.enc(id) + '/commands', { ...body, idempotencyKey: batch + ':' + id });
             queued++;
-            // A live event may already have moved it on.
-            const seen = early.get(c.commandId);
-            const r = (seen && seen.result) || {};
-            tr = seen ? line(id, seen.state, [r.errorCode, r.message].filter(Boolean).join(': '), c.commandId) : line(id, c.state, '', c.commandId);
+            tr = seenLine(id, c);
           } catch (e) {
             tr = line(id, 'REFUSED', e.message);
           }
@@ -231,8 +236,27 @@ const sendCommandAction = {
           trs.set(id, tr);
         }
       };
+      // A group's page sends through the group route: one request, one
+      // transaction, all or nothing.
+      const group = async () => {
+        try {
+          const out = await sel.sendAll({ ...body, idempotencyKey: batch });
+          for (const c of out.commands || []) {
+            const tr = seenLine(c.deviceId, c);
+            (trs.get(c.deviceId) || tbody.appendChild(el('tr'))).replaceWith(tr);
+            trs.set(c.deviceId, tr);
+            queued++;
+          }
+        } catch (e) {
+          for (const [id, tr] of trs) {
+            const t = line(id, 'REFUSED', e.message);
+            tr.replaceWith(t);
+            trs.set(id, t);
+          }
+        }
+      };
       try {
-        await Promise.all([worker(), worker(), worker(), worker()]);
+        await (sel.sendAll ? group() : Promise.all([worker(), worker(), worker(), worker()]));
       } finally {
         sending = false;
         early.clear();

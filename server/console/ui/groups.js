@@ -4,6 +4,7 @@
 // catalog.js, like the device policy editor.
 
 import { groupPolicyBody } from './catalog.js';
+import { sendCommandAction } from './fleettools.js';
 
 // confirmButton is a button that asks once more before acting: the first
 // click arms it, the second runs act.
@@ -213,6 +214,18 @@ export function groupView(ui, gid) {
     ];
   }
 
+  // Commands to every member: the fleet's bulk command form over the group
+  // route (POST /groups/{id}/commands), kept across reloads so its
+  // results keep following the command events.
+  const cmdListeners = [];
+  const members = { picked: new Set(), onChange: () => {}, sendAll: (body) => ui.api('POST', path + '/commands', body) };
+  const cmdResult = el('span', { id: 'group-command-result', role: 'status' });
+  const cmdCard = el('section', { class: 'card', id: 'group-commands' }, el('h2', {}, 'Command to every member'),
+    el('div', { class: 'bulk' }, sendCommandAction.render(ui, members, (cls, text) => {
+      cmdResult.className = cls;
+      cmdResult.textContent = text;
+    }, (f) => cmdListeners.push(f))), cmdResult);
+
   const l = ui.loader(async () => {
     if (dirty) return;
     await ui.loadCatalog(ui.api, ui.SETTINGS);
@@ -226,6 +239,7 @@ export function groupView(ui, gid) {
       }
       throw e;
     }
+    members.picked = new Set(ui.groupMembers(g) || []);
     box.replaceChildren(
       el('div', { class: 'page-head' }, el('h1', { id: 'group-name' }, g.name || gid),
         el('span', { class: 'muted', id: 'group-meta' }, 'priority ' + (g.priority ?? 0) + ' · ' + (g.mode || 'enforce')),
@@ -244,7 +258,14 @@ export function groupView(ui, gid) {
       el('div', { class: 'grid' },
         el('section', { class: 'card' }, el('h2', {}, 'Group policy'), policyForm(g)),
         el('section', { class: 'card', id: 'group-members' }, el('h2', {}, 'Devices'), membersPanel(g)),
+        cmdCard,
         ui.revisionsPanel('groups', gid, { el, api: ui.api, optional: ui.optional, onRollback: () => l.reload() }).card));
   });
-  return { reload: l.reload, destroy: l.close };
+  return {
+    reload: l.reload,
+    destroy: l.close,
+    onCommand: (ev) => {
+      for (const f of cmdListeners) f(ev);
+    },
+  };
 }
