@@ -226,3 +226,43 @@ func TestConsoleFleetTools(t *testing.T) {
 	}
 	a.stop()
 }
+
+// TestConsoleFailingSince: the fleet's "Failing since" column shows since
+// when a real NON_COMPLIANT device fails (the server's nonCompliantSince)
+// and nothing for a COMPLIANT one; the "failing for more than" filter asks
+// the server (failingSince.lt), which leaves out a device failing for
+// seconds only; sorting by the column puts the failing device first.
+func TestConsoleFailingSince(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
+	b := newBrowser(t, srv)
+	dirOK, dirBad := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dirBad, "device.json"), []byte(`{"cameraDisabled": true, "locked": true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idOK, _ := syncAgentOnce(t, srv, "agent-ok", dirOK).identity()
+	idBad, _ := syncAgentOnce(t, srv, "agent-bad", dirBad).identity()
+	st := srv.status(idBad)
+	if st.State != proto.StateNonCompliant || st.NonCompliantSince == nil {
+		t.Fatalf("the locked device: %+v", st)
+	}
+
+	b.do("sign in",
+		chromedp.Navigate(srv.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), srv.admin),
+		chromedp.Click(chromedp.ID("signin-submit")))
+	b.waitFor("both devices, the failing one with its time", `document.querySelectorAll('#devices tbody tr').length === 2 && `+
+		rowJS(idBad)+`?.querySelector('td.failing time')?.getAttribute('datetime') === `+jsString(st.NonCompliantSince.Format(time.RFC3339Nano))+` && `+
+		rowJS(idOK)+`?.querySelector('td.failing time') === null`)
+	b.do("sort by failing since", chromedp.Click(chromedp.CSS(`#devices button.sort[data-sort="Failing since"]`)))
+	b.waitFor("the failing device first", `document.querySelector('#devices tbody tr')?.dataset.deviceId === `+jsString(idBad))
+
+	eval[chromedp.Void](b, `(() => { const f = document.querySelector('#failing-filter'); f.value = '1h'; f.dispatchEvent(new Event('change')) })()`)
+	b.waitFor("no device failing for more than an hour", `location.hash.includes('failing=1h') && document.querySelectorAll('#devices tbody tr').length === 0 &&
+		document.querySelector('#no-devices')?.textContent.includes('failing for more than 1h')`)
+	eval[chromedp.Void](b, `(() => { const f = document.querySelector('#failing-filter'); f.value = ''; f.dispatchEvent(new Event('change')) })()`)
+	b.waitFor("both again", `document.querySelectorAll('#devices tbody tr').length === 2`)
+	if p := b.takeProblems(); len(p) > 0 {
+		t.Fatalf("the page reported problems: %q", p)
+	}
+}

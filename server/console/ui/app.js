@@ -447,7 +447,11 @@ function fleetView(params) {
   const limit = Math.min(Math.max(parseInt(params.get('limit'), 10) || 50, 1), 1000);
   const after = params.get('after') || '';
   const q = (params.get('q') || '').trim();
-  const key = filter + '|' + limit + '|' + q;
+  // failing=72h: NON_COMPLIANT since before that long ago (the server's
+  // failingSince.lt).
+  const FAILING = ['1h', '24h', '72h', '7d'];
+  const failing = FAILING.includes(params.get('failing')) ? params.get('failing') : '';
+  const key = filter + '|' + limit + '|' + q + '|' + failing;
   if (trail.key !== key) trail = { key, afters: [''] };
   let idx = trail.afters.indexOf(after);
   if (idx < 0) {
@@ -465,6 +469,8 @@ function fleetView(params) {
     if (o.after) p.set('after', o.after);
     const qq = o.q !== undefined ? o.q : q;
     if (qq) p.set('q', qq);
+    const ff = o.failing !== undefined ? o.failing : failing;
+    if (ff) p.set('failing', ff);
     const s = p.toString();
     return '#/' + (s ? '?' + s : '');
   };
@@ -487,6 +493,10 @@ function fleetView(params) {
     [25, 50, 100, 500].concat([25, 50, 100, 500].includes(limit) ? [] : [limit]).map((n) =>
       el('option', { value: String(n), selected: n === limit }, n + ' per page')));
   sizeSel.addEventListener('change', () => (location.hash = link({ limit: Number(sizeSel.value), after: '' })));
+  const failSel = el('select', { id: 'failing-filter', 'aria-label': 'Failing for at least' },
+    el('option', { value: '' }, 'Failing for: any time'),
+    FAILING.map((f) => el('option', { value: f, selected: f === failing }, 'Failing for > ' + f.replace('h', ' h').replace('d', ' days'))));
+  failSel.addEventListener('change', () => (location.hash = link({ failing: failSel.value, after: '' })));
   const notice = el('p', { id: 'new-devices', class: 'notice', hidden: true });
   const search = el('input', { type: 'search', id: 'fleet-search', placeholder: 'Search: hostname, serial, IP, model, id…', 'aria-label': 'Search devices', value: q, size: 30 });
   search.addEventListener('keydown', (e) => {
@@ -497,7 +507,7 @@ function fleetView(params) {
   const bulk = bulkBar(ui, sel);
   const table = el('table', { id: 'devices', class: 'devices' },
     el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'pick' }, sel.all),
-      ['Device', 'State', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
+      ['Device', 'State', 'Failing since', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
     tbody);
   sortable(ui, table, (tr) => rows.get(tr.dataset.deviceId)?.status);
   const empty = el('p', { id: 'no-devices', class: 'muted', hidden: true });
@@ -512,7 +522,7 @@ function fleetView(params) {
     drifting,
     el('section', { class: 'card' },
       el('div', { class: 'toolbar' }, el('h2', {}, filter ? filter.replace('_', '-').toLowerCase() + ' devices' : 'Devices'),
-        el('span', { class: 'spacer' }), search, select, sizeSel),
+        el('span', { class: 'spacer' }), search, select, failSel, sizeSel),
       bulk,
       notice,
       el('div', { class: 'table-wrap' }, table),
@@ -612,6 +622,8 @@ function fleetView(params) {
         el('a', { href: '#/devices/' + enc(d.deviceId), title: d.deviceId }, shortId(d.deviceId)),
         el('div', { class: 'sub' }, d.model || '—', d.hostname ? [' · ', el('span', { class: 'host' }, d.hostname)] : null)),
       el('td', { class: 'state', 'data-label': 'State' }, badge(d.state)),
+      el('td', { class: 'failing', 'data-label': 'Failing since', title: 'NON_COMPLIANT since (kept through a policy edit)' },
+        d.nonCompliantSince ? ago(d.nonCompliantSince) : el('span', { class: 'muted' }, '—')),
       el('td', { class: 'policy', 'data-label': 'Policy' },
         el('span', { title: 'applied / desired policy version' }, (d.lastReportAt ? 'v' + d.appliedVersion : '–') + ' / v' + d.desiredVersion)),
       el('td', { class: 'conn', 'data-label': 'Connection' }, presence(d.connected)),
@@ -625,6 +637,7 @@ function fleetView(params) {
     if (after) qs.set('after', after);
     if (filter) qs.set('state', filter);
     if (q) qs.set('q', q);
+    if (failing) qs.set('failingSince.lt', failing);
     const page = await api('GET', '/devices?' + qs);
     rows.clear();
     const trs = page.devices.map((d) => {
@@ -639,7 +652,7 @@ function fleetView(params) {
     newDevices = 0;
     notice.hidden = true;
     empty.hidden = trs.length > 0;
-    empty.textContent = q ? 'No device matches “' + q + '” (id, model, hostname, serial or IP).' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
+    empty.textContent = q ? 'No device matches “' + q + '” (id, model, hostname, serial or IP).' : failing ? 'No device has been failing for more than ' + failing + '.' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
     prev.setAttribute('aria-disabled', String(idx === 0));
     prev.href = idx > 0 ? link({ after: trail.afters[idx - 1] }) : '#';
     nextBtn.setAttribute('aria-disabled', String(!next));
@@ -681,6 +694,10 @@ function fleetView(params) {
           state: ev.state, desiredVersion: ev.desiredVersion, appliedVersion: ev.appliedVersion,
           connected: ev.connected, lastReportAt: ev.lastReportAt,
         }, ev.lastSeenAt ? { lastSeenAt: ev.lastSeenAt } : {});
+        // Failing since: cleared by COMPLIANT, started by NON_COMPLIANT
+        // (the server keeps it through a policy edit, STALE).
+        if (ev.state === 'COMPLIANT') delete r.status.nonCompliantSince;
+        else if (ev.state === 'NON_COMPLIANT' && !r.status.nonCompliantSince) r.status.nonCompliantSince = ev.lastReportAt || new Date().toISOString();
         const tr = row(r.status);
         tr.classList.add('flash');
         r.tr.replaceWith(tr);

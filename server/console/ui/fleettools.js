@@ -12,6 +12,8 @@ const KEYS = {
   Policy: (d) => d.desiredVersion * 1e6 + (d.appliedVersion || 0),
   Connection: (d) => (d.connected ? 1 : 0),
   'Last seen': (d) => time(d.lastSeenAt || d.lastReportAt),
+  // Failing longest first; devices not failing last.
+  'Failing since': (d) => (d.nonCompliantSince ? time(d.nonCompliantSince) : Infinity),
   OS: (d) => String(d.osVersion || ''),
 };
 
