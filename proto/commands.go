@@ -64,8 +64,11 @@ type CommandSpec struct {
 	// CancelsOthers: creating one cancels every other unfinished command
 	// of the device (a wipe makes the rest pointless).
 	CancelsOthers bool
-	Params        []ParamSpec
-	Doc           string
+	// Destructive types lose the device's data: the console and the CLI
+	// ask the operator to type a confirmation first.
+	Destructive bool
+	Params      []ParamSpec
+	Doc         string
 }
 
 // Limits of the command contract.
@@ -99,7 +102,7 @@ var CommandTypes = []CommandSpec{
 		Doc: "Lock the screen now (Android lockNow; Linux loginctl lock-sessions)."},
 	{Type: CommandReboot,
 		Doc: "Reboot the device (Android reboot, device owner only; Linux systemctl reboot)."},
-	{Type: CommandWipe, Exclusive: true, CancelsOthers: true,
+	{Type: CommandWipe, Exclusive: true, CancelsOthers: true, Destructive: true,
 		Params: []ParamSpec{{Name: "keepFactoryResetProtection", Kind: ParamBool, Doc: "keep factory-reset protection data (Android); default false"}},
 		Doc:    "Erase the device (Android wipeData). Cancels every other unfinished command of the device."},
 	{Type: CommandResetPassword,
@@ -116,6 +119,58 @@ var CommandTypes = []CommandSpec{
 			{Name: "timeout", Kind: ParamDuration, Min: time.Second, Max: MaxScriptTimeout, Doc: "how long the script may run; default 1m"},
 		},
 		Doc: "Run a script an administrator placed in the agent's script directory, by name (Linux); never a command line from the server."},
+}
+
+// CommandParamInfo is one param of a command type as GET /command-types
+// shows it.
+type CommandParamInfo struct {
+	Name     string    `json:"name"`
+	Kind     ParamKind `json:"kind"`
+	Required bool      `json:"required"`
+	// Secret params are never shown back (a password).
+	Secret bool   `json:"secret"`
+	Doc    string `json:"doc"`
+	// Min and Max bound a duration param, as Go durations ("1s").
+	Min string `json:"min,omitempty"`
+	Max string `json:"max,omitempty"`
+}
+
+// CommandTypeInfo is one catalog entry as GET /command-types shows it.
+type CommandTypeInfo struct {
+	Type          CommandType        `json:"type"`
+	Doc           string             `json:"doc"`
+	Exclusive     bool               `json:"exclusive"`
+	CancelsOthers bool               `json:"cancelsOthers"`
+	Destructive   bool               `json:"destructive"`
+	Params        []CommandParamInfo `json:"params"`
+}
+
+// CommandCatalog is the answer to GET /command-types: the command
+// catalog in display order, from which the console's and the CLI's
+// command forms are built.
+type CommandCatalog struct {
+	Commands []CommandTypeInfo `json:"commands"`
+}
+
+// CommandCatalogInfo returns CommandTypes as GET /command-types shows it.
+func CommandCatalogInfo() CommandCatalog {
+	out := CommandCatalog{Commands: make([]CommandTypeInfo, 0, len(CommandTypes))}
+	for _, s := range CommandTypes {
+		info := CommandTypeInfo{Type: s.Type, Doc: s.Doc, Exclusive: s.Exclusive, CancelsOthers: s.CancelsOthers,
+			Destructive: s.Destructive, Params: make([]CommandParamInfo, 0, len(s.Params))}
+		for _, p := range s.Params {
+			pi := CommandParamInfo{Name: p.Name, Kind: p.Kind, Required: p.Required, Secret: p.Secret, Doc: p.Doc}
+			if p.Min > 0 {
+				pi.Min = p.Min.String()
+			}
+			if p.Max > 0 {
+				pi.Max = p.Max.String()
+			}
+			info.Params = append(info.Params, pi)
+		}
+		out.Commands = append(out.Commands, info)
+	}
+	return out
 }
 
 // LookupCommand returns the catalog entry of t.

@@ -339,6 +339,14 @@ type GroupChange struct {
 	ChangedDevices int `json:"changedDevices"`
 }
 
+// GroupUpdate is the body of PATCH /groups/{id}: what is given changes,
+// what is absent is kept. A new priority re-decides which group wins each
+// setting for the members; a name or priority is no policy revision.
+type GroupUpdate struct {
+	Name     *string `json:"name,omitempty"`
+	Priority *int    `json:"priority,omitempty"`
+}
+
 // GroupMembers is the body of PUT /groups/{id}/devices: the new member list,
 // replacing the old one.
 type GroupMembers struct {

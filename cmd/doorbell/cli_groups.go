@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -14,8 +15,8 @@ import (
 )
 
 const groupsUsage = "doorbell groups [ls] | groups show G | groups create NAME [--priority N] [--mode enforce|monitor] |\n" +
-	"       groups policy G SETTING=VALUE... [--mode M] [--monitor SETTING,...] | groups add G DEVICE... | groups remove G DEVICE... |\n" +
-	"       groups rm G  [--server URL --token T --json]\n" +
+	"       groups set G [--name NAME] [--priority N] | groups policy G SETTING=VALUE... [--mode M] [--monitor SETTING,...] |\n" +
+	"       groups add G DEVICE... | groups remove G DEVICE... | groups rm G  [--server URL --token T --json]\n" +
 	"  G is a group id or name. policy replaces the group's settings (SETTING=null leaves one out) and its mode."
 
 // runGroups manages groups through /groups.
@@ -25,8 +26,11 @@ func runGroups(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("groups "+sub, stderr, groupsUsage)
 	o.register(fs)
 	var priority int
-	var mode, monitor string
+	var mode, monitor, name string
 	switch sub {
+	case "set":
+		fs.IntVar(&priority, "priority", 0, "the new precedence: the higher wins when a device is in several groups")
+		fs.StringVar(&name, "name", "", "the new name")
 	case "create":
 		fs.IntVar(&priority, "priority", 0, "precedence: the higher wins when a device is in several groups")
 		fs.StringVar(&mode, "mode", "", "remediation mode of the group's settings: enforce (default) or monitor")
@@ -38,9 +42,9 @@ func runGroups(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	need := map[string]int{"ls": 0, "show": 1, "create": 1, "rm": 1}
+	need := map[string]int{"ls": 0, "show": 1, "create": 1, "rm": 1, "set": 1}
 	switch sub {
-	case "ls", "show", "create", "rm":
+	case "ls", "show", "create", "rm", "set":
 		if err := wantArgs(pos, need[sub], groupsUsage); err != nil {
 			return err
 		}
@@ -56,6 +60,21 @@ func runGroups(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("--mode must be enforce or monitor, not %q", mode)
 	}
 	var body map[string]any
+	if sub == "set" {
+		// Only the flags given are sent: the rest of the group is kept.
+		body = map[string]any{}
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "name":
+				body["name"] = name
+			case "priority":
+				body["priority"] = priority
+			}
+		})
+		if len(body) == 0 {
+			return fmt.Errorf("groups set: give --name and/or --priority\nusage: %s", groupsUsage)
+		}
+	}
 	if sub == "policy" {
 		if body, err = groupPolicyBody(pos[1:], mode, monitor); err != nil {
 			return err
@@ -109,9 +128,13 @@ func runGroups(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(stdout, "deleted group %s\n", id)
 		return nil
-	case "policy":
+	case "set", "policy":
+		method, p := "PATCH", path
+		if sub == "policy" {
+			method, p = "PUT", path+"/policy"
+		}
 		var g proto.GroupChange
-		if err := c.Call(ctx, "PUT", path+"/policy", body, &g); err != nil {
+		if err := c.Call(ctx, method, p, body, &g); err != nil {
 			return err
 		}
 		if !o.json {

@@ -43,6 +43,7 @@ var examples = map[string]string{
 	"groups": `  doorbell groups
   doorbell groups create kiosks --priority 10
   doorbell groups show kiosks
+  doorbell groups set kiosks --priority 20 --name lobby-kiosks
   doorbell groups policy kiosks cameraDisabled=true --mode monitor
   doorbell groups add kiosks 3f2a... 9b1c...
   doorbell groups remove kiosks 9b1c...

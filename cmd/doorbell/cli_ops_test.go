@@ -28,7 +28,7 @@ var subcommands = map[string][]string{
 	"devices":       {"", "ls", "show", "rm"},
 	"policy":        {"", "show", "set", "unset"},
 	"tokens":        {"", "ls", "create", "rm"},
-	"groups":        {"", "ls", "show", "create", "policy", "add", "remove", "rm"},
+	"groups":        {"", "ls", "show", "create", "set", "policy", "add", "remove", "rm"},
 	"enroll-tokens": {"", "ls", "create", "rm"},
 	"commands":      {"", "send", "ls", "show", "cancel"},
 }
@@ -99,6 +99,8 @@ func TestErrorsBeforeUsage(t *testing.T) {
 		{"groups policy unknown setting", []string{"groups", "policy", "g", "warpDrive=true", "--token", "t"}, `unknown setting "warpDrive"`},
 		{"groups policy bad value", []string{"groups", "policy", "g", "passwordMinLength=many", "--token", "t"}, "passwordMinLength"},
 		{"groups bad mode", []string{"groups", "create", "g", "--mode", "loud", "--token", "t"}, "--mode must be enforce or monitor"},
+		{"groups set without a change", []string{"groups", "set", "g", "--token", "t"}, "give --name and/or --priority"},
+		{"groups set without a group", []string{"groups", "set", "--priority", "3", "--token", "t"}, "usage"},
 		{"groups add without devices", []string{"groups", "add", "g", "--token", "t"}, "at least one device"},
 		{"explain without device", []string{"explain", "--token", "t"}, "usage: doorbell explain"},
 		{"history negative limit", []string{"history", "d", "--limit", "-1", "--token", "t"}, "--limit must not be negative"},
@@ -174,6 +176,14 @@ func TestOperatorResourcesAgainstRealServer(t *testing.T) {
 	if out := ok("groups"); !strings.Contains(out, "kiosks") || !strings.Contains(out, "cameraDisabled=true") {
 		t.Fatalf("groups ls:\n%s", out)
 	}
+	// set: the priority alone keeps the name; then a rename keeps the priority.
+	if err := json.Unmarshal([]byte(ok("groups", "set", "kiosks", "--priority", "0", "--json")), &g); err != nil || g.Priority != 0 || g.Name != "kiosks" {
+		t.Fatalf("groups set --priority 0: %+v %v", g, err)
+	}
+	if err := json.Unmarshal([]byte(ok("groups", "set", g.GroupID, "--name", "lobby", "--json")), &g); err != nil || g.Priority != 0 || g.Name != "lobby" {
+		t.Fatalf("groups set --name: %+v %v", g, err)
+	}
+	ok("groups", "set", "lobby", "--name", "kiosks", "--priority", "7")
 	if out := ok("explain", id0); !strings.Contains(out, "group:"+g.GroupID) || !strings.Contains(out, "monitor") {
 		t.Fatalf("explain:\n%s", out)
 	}

@@ -12,3 +12,10 @@ import (
 func (a *API) settingsCatalog(c *fiber.Ctx) error {
 	return c.JSON(proto.CatalogInfo())
 }
+
+// commandCatalog answers GET /command-types: the command catalog
+// (proto.CommandTypes) with each type's params, for the console's command
+// forms, the CLI and scripts. Any operator may read it.
+func (a *API) commandCatalog(c *fiber.Ctx) error {
+	return c.JSON(proto.CommandCatalogInfo())
+}

@@ -345,6 +345,39 @@ func (a *API) deleteGroup(c *fiber.Ctx) error {
 	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: n})
 }
 
+// patchGroup is PATCH /groups/{id}: a new name and/or priority. Members
+// whose effective policy changes (another group now wins a setting) get a
+// new version and a ring, as for any group change.
+func (a *API) patchGroup(c *fiber.Ctx) error {
+	op := requestOperator(c)
+	var req proto.GroupUpdate
+	if err := decode(c, &req, true); err != nil {
+		return err
+	}
+	if req.Name == nil && req.Priority == nil {
+		return errorf("invalid_body", "give name and/or priority")
+	}
+	if req.Name != nil {
+		if err := checkGroupName(*req.Name); err != nil {
+			return err
+		}
+	}
+	id := strings.Clone(c.Params("id"))
+	g, n, err := a.svc.UpdateGroup(a.audited(c, op, "group.update", id, bodyDetail(c)), id, func(g store.Group) (store.Group, error) {
+		if req.Name != nil {
+			g.Name = *req.Name
+		}
+		if req.Priority != nil {
+			g.Priority = *req.Priority
+		}
+		return g, nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(proto.GroupChange{Group: groupView(g), ChangedDevices: n})
+}
+
 // putGroupPolicy is PUT /groups/{id}/policy: the body replaces the group's
 // settings and per-setting modes; "mode", when given, replaces the group's
 // mode, which is kept otherwise.

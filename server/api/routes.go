@@ -48,6 +48,7 @@ func (a *API) routes() {
 	op.get("/devices/:id/history", a.history)
 	op.get("/compliance/summary", a.summary)
 	op.get("/settings", a.settingsCatalog)
+	op.get("/command-types", a.commandCatalog)
 	op.get("/groups", a.listGroups)
 	op.get("/groups/:id", a.getGroup)
 	op.get("/tokens", a.listOperatorTokens)
@@ -71,6 +72,7 @@ func (a *API) routes() {
 	adminDevice.post("/devices/:id/inventory/refresh", a.refreshInventory)
 	admin.post("/groups", a.createGroup)
 	admin.delete("/groups/:id", a.deleteGroup)
+	admin.patch("/groups/:id", a.patchGroup)
 	admin.put("/groups/:id/policy", a.putGroupPolicy)
 	admin.put("/groups/:id/devices", a.putGroupDevices)
 	a.revisionRoutes(op, opDevice, admin)
@@ -110,6 +112,7 @@ func (g group) get(path string, h fiber.Handler)    { g.r.Get(path, g.handlers(h
 func (g group) post(path string, h fiber.Handler)   { g.r.Post(path, g.handlers(h)...) }
 func (g group) put(path string, h fiber.Handler)    { g.r.Put(path, g.handlers(h)...) }
 func (g group) delete(path string, h fiber.Handler) { g.r.Delete(path, g.handlers(h)...) }
+func (g group) patch(path string, h fiber.Handler)  { g.r.Patch(path, g.handlers(h)...) }
 
 // Where the middleware keeps the caller.
 const (

@@ -466,7 +466,13 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 	}
 	var devs []store.Device
 	var more bool
-	if filtered {
+	if text, ok := query["q"]; ok {
+		// The fleet search: one text over id, model and inventory facts.
+		if filtered {
+			return errorf("invalid_query", "q cannot be combined with inventory filters (hostname~=, serial~=, ...)")
+		}
+		devs, more, err = a.svc.SearchDevices(c.UserContext(), strings.Join(text, " "), c.Query("after"), limit, match)
+	} else if filtered {
 		devs, more, err = a.devicesByInventory(c, iq, c.Query("after"), limit, match)
 	} else if !failingBefore.IsZero() && len(matches) == 1 {
 		// The store answers ?failingSince.lt= alone from its column

@@ -12,7 +12,7 @@ import { commandsPanel } from './commands.js';
 import { revisionsPanel } from './revisions.js';
 import { inventoryCard, fleetInventory } from './inventory.js';
 import { operatorView } from './pages.js';
-import { searchDevices, sortable, selection, bulkBar } from './fleettools.js';
+import { sortable, selection, bulkBar } from './fleettools.js';
 import { complianceChart } from './chart.js';
 
 const TOKEN_KEY = 'doorbell.token';
@@ -447,7 +447,11 @@ function fleetView(params) {
   const limit = Math.min(Math.max(parseInt(params.get('limit'), 10) || 50, 1), 1000);
   const after = params.get('after') || '';
   const q = (params.get('q') || '').trim();
-  const key = filter + '|' + limit;
+  // failing=72h: NON_COMPLIANT since before that long ago (the server's
+  // failingSince.lt).
+  const FAILING = ['1h', '24h', '72h', '7d'];
+  const failing = FAILING.includes(params.get('failing')) ? params.get('failing') : '';
+  const key = filter + '|' + limit + '|' + q + '|' + failing;
   if (trail.key !== key) trail = { key, afters: [''] };
   let idx = trail.afters.indexOf(after);
   if (idx < 0) {
@@ -465,6 +469,8 @@ function fleetView(params) {
     if (o.after) p.set('after', o.after);
     const qq = o.q !== undefined ? o.q : q;
     if (qq) p.set('q', qq);
+    const ff = o.failing !== undefined ? o.failing : failing;
+    if (ff) p.set('failing', ff);
     const s = p.toString();
     return '#/' + (s ? '?' + s : '');
   };
@@ -487,16 +493,21 @@ function fleetView(params) {
     [25, 50, 100, 500].concat([25, 50, 100, 500].includes(limit) ? [] : [limit]).map((n) =>
       el('option', { value: String(n), selected: n === limit }, n + ' per page')));
   sizeSel.addEventListener('change', () => (location.hash = link({ limit: Number(sizeSel.value), after: '' })));
+  const failSel = el('select', { id: 'failing-filter', 'aria-label': 'Failing for at least' },
+    el('option', { value: '' }, 'Failing for: any time'),
+    FAILING.map((f) => el('option', { value: f, selected: f === failing }, 'Failing for > ' + f.replace('h', ' h').replace('d', ' days'))));
+  failSel.addEventListener('change', () => (location.hash = link({ failing: failSel.value, after: '' })));
   const notice = el('p', { id: 'new-devices', class: 'notice', hidden: true });
-  const search = el('input', { type: 'search', id: 'fleet-search', placeholder: 'Search: id prefix, model…', 'aria-label': 'Search devices', value: q });
+  const search = el('input', { type: 'search', id: 'fleet-search', placeholder: 'Search: hostname, serial, IP, model, id…', 'aria-label': 'Search devices', value: q, size: 30 });
   search.addEventListener('keydown', (e) => {
     if (e.key === 'Enter') location.hash = link({ q: search.value.trim(), after: '' });
   });
   const tbody = el('tbody');
   const sel = selection(ui, () => [...rows.keys()]);
+  const bulk = bulkBar(ui, sel);
   const table = el('table', { id: 'devices', class: 'devices' },
     el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'pick' }, sel.all),
-      ['Device', 'State', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
+      ['Device', 'State', 'Failing since', 'Policy', 'Connection', 'Last seen', 'OS'].map((h) => el('th', { scope: 'col' }, h)))),
     tbody);
   sortable(ui, table, (tr) => rows.get(tr.dataset.deviceId)?.status);
   const empty = el('p', { id: 'no-devices', class: 'muted', hidden: true });
@@ -511,8 +522,8 @@ function fleetView(params) {
     drifting,
     el('section', { class: 'card' },
       el('div', { class: 'toolbar' }, el('h2', {}, filter ? filter.replace('_', '-').toLowerCase() + ' devices' : 'Devices'),
-        el('span', { class: 'spacer' }), search, select, sizeSel),
-      bulkBar(ui, sel),
+        el('span', { class: 'spacer' }), search, select, failSel, sizeSel),
+      bulk,
       notice,
       el('div', { class: 'table-wrap' }, table),
       empty,
@@ -584,14 +595,35 @@ function fleetView(params) {
   }
   const refreshSummary = debounce(() => loadCounts().catch(showError), 500);
 
+  // hostnames puts each search hit's hostname (from its inventory) under
+  // its model, so hosts of one model are told apart; four at a time.
+  async function hostnames(devs) {
+    let i = 0;
+    const one = async () => {
+      while (i < devs.length) {
+        const d = devs[i++];
+        const inv = await optional('/devices/' + enc(d.deviceId) + '/inventory?sections=system').catch(() => null);
+        const h = inv && inv.inventory && inv.inventory.system && inv.inventory.system.hostname;
+        const r = rows.get(d.deviceId);
+        if (!h || !r || closed) continue;
+        r.status.hostname = h;
+        const sub = r.tr.querySelector('.dev .sub');
+        if (sub) sub.replaceChildren(d.model || '—', ' · ', el('span', { class: 'host' }, h));
+      }
+    };
+    await Promise.all([one(), one(), one(), one()]);
+  }
+
   function row(d) {
     const gone = filter && d.state !== filter;
     return el('tr', { dataset: { deviceId: d.deviceId }, class: gone ? 'gone' : null, title: gone ? 'no longer ' + filter : null },
       el('td', { class: 'pick' }, sel.box(d.deviceId)),
       el('td', { class: 'dev', 'data-label': 'Device' },
         el('a', { href: '#/devices/' + enc(d.deviceId), title: d.deviceId }, shortId(d.deviceId)),
-        el('div', { class: 'sub' }, d.model || '—')),
+        el('div', { class: 'sub' }, d.model || '—', d.hostname ? [' · ', el('span', { class: 'host' }, d.hostname)] : null)),
       el('td', { class: 'state', 'data-label': 'State' }, badge(d.state)),
+      el('td', { class: 'failing', 'data-label': 'Failing since', title: 'NON_COMPLIANT since (kept through a policy edit)' },
+        d.nonCompliantSince ? ago(d.nonCompliantSince) : el('span', { class: 'muted' }, '—')),
       el('td', { class: 'policy', 'data-label': 'Policy' },
         el('span', { title: 'applied / desired policy version' }, (d.lastReportAt ? 'v' + d.appliedVersion : '–') + ' / v' + d.desiredVersion)),
       el('td', { class: 'conn', 'data-label': 'Connection' }, presence(d.connected)),
@@ -604,7 +636,9 @@ function fleetView(params) {
     const qs = new URLSearchParams({ limit: String(limit) });
     if (after) qs.set('after', after);
     if (filter) qs.set('state', filter);
-    const page = q ? await searchDevices(ui, q, limit, filter) : await api('GET', '/devices?' + qs);
+    if (q) qs.set('q', q);
+    if (failing) qs.set('failingSince.lt', failing);
+    const page = await api('GET', '/devices?' + qs);
     rows.clear();
     const trs = page.devices.map((d) => {
       const tr = row(d);
@@ -618,13 +652,14 @@ function fleetView(params) {
     newDevices = 0;
     notice.hidden = true;
     empty.hidden = trs.length > 0;
-    empty.textContent = q ? 'No device matches “' + q + '”.' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
+    empty.textContent = q ? 'No device matches “' + q + '” (id, model, hostname, serial or IP).' : failing ? 'No device has been failing for more than ' + failing + '.' : filter ? 'No ' + filter + ' devices.' : after ? 'No more devices.' : 'No devices have enrolled yet.';
     prev.setAttribute('aria-disabled', String(idx === 0));
     prev.href = idx > 0 ? link({ after: trail.afters[idx - 1] }) : '#';
     nextBtn.setAttribute('aria-disabled', String(!next));
     nextBtn.href = next ? link({ after: next }) : '#';
     const first = trail.afters[0] === '';
-    pageInfo.textContent = q ? 'search: ' + trs.length + ' shown' : (first ? 'page ' + (idx + 1) : 'from ' + shortId(after)) + ' · ' + trs.length + ' shown';
+    pageInfo.textContent = (q ? 'search · ' : '') + (first ? 'page ' + (idx + 1) : 'from ' + shortId(after)) + ' · ' + trs.length + ' shown';
+    if (q) hostnames(page.devices.slice(0, 100)).catch(() => {});
   }
   nextBtn.addEventListener('click', (e) => {
     e.preventDefault();
@@ -651,6 +686,7 @@ function fleetView(params) {
       closed = true;
       l.close();
     },
+    onCommand: (ev) => bulk.onCommand(ev),
     onDevice(ev) {
       const r = rows.get(ev.deviceId);
       if (r) {
@@ -658,6 +694,10 @@ function fleetView(params) {
           state: ev.state, desiredVersion: ev.desiredVersion, appliedVersion: ev.appliedVersion,
           connected: ev.connected, lastReportAt: ev.lastReportAt,
         }, ev.lastSeenAt ? { lastSeenAt: ev.lastSeenAt } : {});
+        // Failing since: cleared by COMPLIANT, started by NON_COMPLIANT
+        // (the server keeps it through a policy edit, STALE).
+        if (ev.state === 'COMPLIANT') delete r.status.nonCompliantSince;
+        else if (ev.state === 'NON_COMPLIANT' && !r.status.nonCompliantSince) r.status.nonCompliantSince = ev.lastReportAt || new Date().toISOString();
         const tr = row(r.status);
         tr.classList.add('flash');
         r.tr.replaceWith(tr);
@@ -739,13 +779,15 @@ function deviceView(id) {
   const formSec = el('section', { class: 'card', id: 'edit' });
   const historySec = el('section', { class: 'card', id: 'history', hidden: true });
   const commands = commandsPanel(id, { el, api, enc, ago });
+  // The device's own settings, revision by revision, with rollback.
+  const revisions = revisionsPanel('devices', id, { el, api, optional, onRollback: () => l.reload() });
   main().replaceChildren(
     el('p', { class: 'crumbs' }, el('a', { href: '#/' }, '← Fleet')),
     el('p', { id: 'page-error', class: 'error', role: 'alert', hidden: true }),
     head,
     el('div', { class: 'grid' },
       el('div', {}, settingsSec, historySec),
-      el('div', {}, commands.node, formSec, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))),
+      el('div', {}, commands.node, formSec, revisions.card, el('section', { class: 'card' }, el('h2', {}, 'Device'), facts))),
     inventoryCard(id, { el, api, optional }).card);
 
   function renderHead() {
@@ -915,6 +957,7 @@ function deviceView(id) {
     renderForm();
     renderHistory(h);
     await commands.load();
+    await revisions.reload();
   }
 
   function renderHistory(h) {

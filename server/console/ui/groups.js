@@ -4,6 +4,7 @@
 // catalog.js, like the device policy editor.
 
 import { groupPolicyBody } from './catalog.js';
+import { sendCommandAction } from './fleettools.js';
 
 // confirmButton is a button that asks once more before acting: the first
 // click arms it, the second runs act.
@@ -94,6 +95,7 @@ export function groupView(ui, gid) {
     box);
   let dirty = false;
   let note = null; // the outcome of the last save, kept across re-renders
+  let renameNote = null; // the same for the name and priority form
   const path = '/groups/' + ui.enc(gid);
   const say = (node, cls, text) => {
     note = { cls, text };
@@ -141,6 +143,49 @@ export function groupView(ui, gid) {
     return form;
   }
 
+  // renameForm edits the group's name and priority (PATCH /groups/{id}):
+  // only what changed is sent; a new priority can make another group win
+  // a setting, and the answer says how many members got a new policy.
+  function renameForm(g) {
+    const name = el('input', { type: 'text', id: 'group-edit-name', value: g.name || '', required: true, maxlength: 128, 'aria-label': 'Group name' });
+    const priority = el('input', { type: 'number', id: 'group-edit-priority', value: String(g.priority ?? 0), step: 1, 'aria-label': 'Priority' });
+    const result = el('span', { id: 'group-edit-result', role: 'status', class: renameNote ? renameNote.cls : null }, renameNote ? renameNote.text : '');
+    renameNote = null;
+    const form = el('form', { id: 'group-edit', class: 'inline-form' },
+      el('label', {}, 'Name ', name), el('label', {}, 'Priority ', priority),
+      el('button', { type: 'submit', class: 'primary', id: 'group-edit-save' }, 'Save'), result);
+    form.addEventListener('input', () => (dirty = true));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const body = {};
+      if (name.value.trim() !== g.name) body.name = name.value.trim();
+      if (priority.value.trim() === '' || !Number.isInteger(Number(priority.value))) {
+        result.className = 'error';
+        result.textContent = 'The priority is a whole number.';
+        return;
+      }
+      if (Number(priority.value) !== (g.priority ?? 0)) body.priority = Number(priority.value);
+      if (!Object.keys(body).length) {
+        result.className = 'muted';
+        result.textContent = 'Nothing changed.';
+        dirty = false;
+        return;
+      }
+      try {
+        const out = await ui.api('PATCH', path, body);
+        dirty = false;
+        renameNote = { cls: 'ok', text: `Saved. ${out.changedDevices ?? 0} member device${out.changedDevices === 1 ? '' : 's'} got a new policy.` };
+        result.className = renameNote.cls;
+        result.textContent = renameNote.text;
+        l.reload();
+      } catch (x) {
+        result.className = 'error';
+        result.textContent = x.message;
+      }
+    });
+    return form;
+  }
+
   function membersPanel(g) {
     const members = ui.groupMembers(g) || [];
     const result = el('p', { role: 'status', id: 'members-result', class: 'muted' });
@@ -169,6 +214,18 @@ export function groupView(ui, gid) {
     ];
   }
 
+  // Commands to every member: the fleet's bulk command form over the group
+  // route (POST /groups/{id}/commands), kept across reloads so its
+  // results keep following the command events.
+  const cmdListeners = [];
+  const members = { picked: new Set(), onChange: () => {}, sendAll: (body) => ui.api('POST', path + '/commands', body) };
+  const cmdResult = el('span', { id: 'group-command-result', role: 'status' });
+  const cmdCard = el('section', { class: 'card', id: 'group-commands' }, el('h2', {}, 'Command to every member'),
+    el('div', { class: 'bulk' }, sendCommandAction.render(ui, members, (cls, text) => {
+      cmdResult.className = cls;
+      cmdResult.textContent = text;
+    }, (f) => cmdListeners.push(f))), cmdResult);
+
   const l = ui.loader(async () => {
     if (dirty) return;
     await ui.loadCatalog(ui.api, ui.SETTINGS);
@@ -182,6 +239,7 @@ export function groupView(ui, gid) {
       }
       throw e;
     }
+    members.picked = new Set(ui.groupMembers(g) || []);
     box.replaceChildren(
       el('div', { class: 'page-head' }, el('h1', { id: 'group-name' }, g.name || gid),
         el('span', { class: 'muted', id: 'group-meta' }, 'priority ' + (g.priority ?? 0) + ' · ' + (g.mode || 'enforce')),
@@ -194,10 +252,20 @@ export function groupView(ui, gid) {
             ui.showError(x);
           }
         })),
+      el('section', { class: 'card', id: 'group-settings' }, el('h2', {}, 'Name and priority'),
+        el('p', { class: 'muted' }, 'The group with the highest priority wins a setting; a device\'s own value beats every group.'),
+        renameForm(g)),
       el('div', { class: 'grid' },
         el('section', { class: 'card' }, el('h2', {}, 'Group policy'), policyForm(g)),
         el('section', { class: 'card', id: 'group-members' }, el('h2', {}, 'Devices'), membersPanel(g)),
+        cmdCard,
         ui.revisionsPanel('groups', gid, { el, api: ui.api, optional: ui.optional, onRollback: () => l.reload() }).card));
   });
-  return { reload: l.reload, destroy: l.close };
+  return {
+    reload: l.reload,
+    destroy: l.close,
+    onCommand: (ev) => {
+      for (const f of cmdListeners) f(ev);
+    },
+  };
 }

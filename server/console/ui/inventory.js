@@ -1,7 +1,6 @@
 // Inventory in the console: a device's inventory card (sections, packages,
-// a refresh button) and, on the fleet page, search by hostname, serial, IP
-// or model with OS and patch-level columns, and the fleet's distribution of
-// a fact as a bar chart. Every string a device sent is put in the page as a
+// a refresh button) and, on the fleet page, the fleet's distribution of a
+// fact as a bar chart (the fleet search finds devices by inventory facts). Every string a device sent is put in the page as a
 // text node (el never parses HTML).
 //
 // deps carries the console's helpers: el (element builder), api (authorised
@@ -134,64 +133,17 @@ export function inventoryCard(id, deps) {
   return { card, reload: load };
 }
 
-// The fleet search's fields and the query parameter each becomes.
-const SEARCH = {
-  hostname: 'hostname~',
-  serial: 'serial~',
-  ip: 'ip~',
-  model: 'model~',
-};
-
-// fleetInventory returns the fleet page's inventory card: a search over
-// inventory facts whose results show OS and patch level, and the chart of
-// a fact's distribution.
+// fleetInventory returns the fleet page's inventory card: the chart of a
+// fact's distribution across the fleet. (Searching by hostname, serial,
+// IP or model is the fleet search's: GET /devices?q=.)
 export function fleetInventory(deps) {
-  const { el, api, optional } = deps;
-  const field = el('select', { id: 'inventory-field', 'aria-label': 'Search in' },
-    Object.keys(SEARCH).map((k) => el('option', { value: k }, k)));
-  const text = el('input', { type: 'search', id: 'inventory-search', placeholder: 'Search devices by hostname, serial, IP or model', 'aria-label': 'Search text' });
-  const results = el('div', { id: 'inventory-results' });
+  const { el, optional } = deps;
   const factSel = el('select', { id: 'inventory-fact', 'aria-label': 'Distribution of' },
     [['os', 'OS'], ['kernel', 'Kernel'], ['patch', 'Patch level'], ['model', 'Model']].map(([v, l]) => el('option', { value: v }, l)));
   const chart = el('div', { id: 'inventory-chart', class: 'bars' });
   const card = el('section', { class: 'card', id: 'fleet-inventory' },
-    el('div', { class: 'toolbar' }, el('h2', {}, 'Inventory'), el('span', { class: 'spacer' }), field, text),
-    results,
-    el('div', { class: 'toolbar' }, el('h3', {}, 'Distribution'), el('span', { class: 'spacer' }), factSel),
+    el('div', { class: 'toolbar' }, el('h2', {}, 'Inventory'), el('span', { class: 'spacer' }), factSel),
     chart);
-
-  let seq = 0;
-  async function search() {
-    const q = text.value.trim();
-    const mine = ++seq;
-    if (!q) {
-      results.replaceChildren();
-      return;
-    }
-    const page = await api('GET', '/devices?limit=25&' + enc(SEARCH[field.value]) + '=' + enc(q));
-    // Each hit's OS and patch level from its inventory's small sections.
-    const invs = await Promise.all(page.devices.map((d) =>
-      api('GET', '/devices/' + enc(d.deviceId) + '/inventory?sections=system,hardware,android').catch(() => null)));
-    if (mine !== seq) return; // a newer search is under way
-    if (!page.devices.length) {
-      results.replaceChildren(el('p', { class: 'muted', id: 'inventory-noresult' }, 'No device matches.'));
-      return;
-    }
-    results.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'devices', id: 'inventory-hits' },
-      el('thead', {}, el('tr', {}, ['Device', 'Hostname', 'OS', 'Patch level', 'Kernel', 'Model'].map((h) => el('th', { scope: 'col' }, h)))),
-      el('tbody', {}, page.devices.map((d, i) => {
-        const inv = (invs[i] && invs[i].inventory) || {};
-        const s = inv.system || {};
-        return el('tr', { dataset: { device: d.deviceId } },
-          el('td', {}, el('a', { href: '#/devices/' + enc(d.deviceId) }, d.deviceId.slice(0, 8))),
-          el('td', {}, s.hostname || ''),
-          el('td', {}, [s.osId, s.osVersion].filter(Boolean).join(' ')),
-          el('td', {}, (inv.android && inv.android.securityPatch) || '—'),
-          el('td', {}, s.kernel || ''),
-          el('td', {}, (inv.hardware && inv.hardware.model) || ''));
-      })))),
-    page.nextAfter ? el('p', { class: 'muted' }, 'Showing the first 25; refine the search.') : null);
-  }
 
   async function distribution() {
     const data = await optional('/inventory/facts/' + enc(factSel.value));
@@ -217,13 +169,6 @@ export function fleetInventory(deps) {
     }));
   }
 
-  let timer = null;
-  const later = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => search().catch((e) => results.replaceChildren(el('p', { class: 'error' }, e.message))), 250);
-  };
-  text.addEventListener('input', later);
-  field.addEventListener('change', later);
   factSel.addEventListener('change', () => distribution().catch(() => {}));
   distribution().catch(() => {});
   return { card, reload: distribution };

@@ -13,6 +13,9 @@ export function revisionsPanel(owner, id, deps) {
   const status = el('p', { role: 'status', class: 'muted', id: 'revision-status' });
   const card = el('section', { class: 'card', id: 'revisions' }, el('h2', {}, 'Revisions'), list, status);
 
+  let shown = null; // the revision numbers on screen
+  const open = new Set(); // revisions whose details the operator opened
+
   const show = (v) => (v === null || v === undefined ? 'not managed' : JSON.stringify(v));
 
   function diffTable(changes) {
@@ -49,6 +52,11 @@ export function revisionsPanel(owner, id, deps) {
       return;
     }
     const revs = Array.isArray(data.revisions) ? data.revisions : [];
+    // A reload that finds the same revisions keeps the list as it is
+    // (with the details the operator opened).
+    const key = revs.map((r) => r.n).join(',');
+    if (key === shown) return;
+    shown = key;
     if (!revs.length) {
       list.replaceChildren(el('p', { class: 'muted' }, 'No revisions yet.'));
       return;
@@ -57,14 +65,15 @@ export function revisionsPanel(owner, id, deps) {
       const current = i === 0;
       const button = current ? null : el('button', { type: 'button', class: 'quiet', dataset: { revision: String(r.n) } }, 'Roll back to ' + r.n);
       if (button) button.addEventListener('click', () => rollback(r.n, button));
-      return el('li', { dataset: { revision: String(r.n) } },
-        el('details', { open: current },
-          el('summary', {},
-            el('strong', {}, 'Revision ' + r.n), ' ',
-            el('span', { class: 'muted' }, new Date(r.at).toLocaleString() + (r.actor ? ' · ' + r.actor : '') + (r.action ? ' · ' + r.action : '')),
-            current ? el('span', { class: 'muted' }, ' · current') : null),
-          diffTable(r.changes),
-          button));
+      const details = el('details', { open: current || open.has(r.n) },
+        el('summary', {},
+          el('strong', {}, 'Revision ' + r.n), ' ',
+          el('span', { class: 'muted' }, new Date(r.at).toLocaleString() + (r.actor ? ' · ' + r.actor : '') + (r.action ? ' · ' + r.action : '')),
+          current ? el('span', { class: 'muted' }, ' · current') : null),
+        diffTable(r.changes),
+        button);
+      details.addEventListener('toggle', () => (details.open ? open.add(r.n) : open.delete(r.n)));
+      return el('li', { dataset: { revision: String(r.n) } }, details);
     })));
   }
 

@@ -20,6 +20,7 @@ func runPolicy(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("GroupLifecycle", func(t *testing.T) { testGroupLifecycle(t, newStore(t)) })
 	t.Run("GroupRefusals", func(t *testing.T) { testGroupRefusals(t, newStore(t)) })
 	t.Run("GroupMembers", func(t *testing.T) { testGroupMembers(t, newStore(t)) })
+	t.Run("GroupPriorityAndName", func(t *testing.T) { testGroupPriorityAndName(t, newStore(t)) })
 	t.Run("UpdateOverride", func(t *testing.T) { testUpdateOverride(t, newStore(t)) })
 	t.Run("History", func(t *testing.T) { testHistory(t, newStore(t)) })
 	t.Run("Summary", func(t *testing.T) { testSummary(t, newStore(t)) })
@@ -147,6 +148,69 @@ func testGroupLifecycle(t *testing.T, s store.Store) {
 	// The name is free again.
 	if _, err := s.CreateGroup(ctx, store.Group{ID: "g3", Name: "kiosks"}); err != nil {
 		t.Errorf("re-using a deleted group's name: %v", err)
+	}
+}
+
+// testGroupPriorityAndName: a group's priority and name change after
+// creation. Raising a group above another flips the winner of the setting
+// both set for a device in both (one new version, in the change), reorders
+// Groups, and is no policy revision; a rename keeps everything else.
+func testGroupPriorityAndName(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, NewDevice("d1"))
+	mustCreate(t, s, NewDevice("d2"))
+	if _, err := s.CreateGroup(ctx, store.Group{ID: "lo", Name: "low", Priority: 1, Layer: store.Layer{Values: values("cameraDisabled", "true")}, Members: []string{"d1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateGroup(ctx, store.Group{ID: "hi", Name: "high", Priority: 5, Layer: store.Layer{Values: values("cameraDisabled", "false")}, Members: []string{"d1", "d2"}}); err != nil {
+		t.Fatal(err)
+	}
+	before := mustDevice(t, s, "d1")
+	if before.Policy.CameraDisabled {
+		t.Fatalf("d1 under high (5) over low (1) = %+v, want the camera allowed", before.Policy)
+	}
+	revs, err := s.Revisions(ctx, store.RevisionGroup, "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, changes, err := s.UpdateGroup(ctx, "lo", func(g store.Group) (store.Group, error) { g.Priority = 10; return g, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Priority != 10 || g.Name != "low" || !reflect.DeepEqual(g.Members, []string{"d1"}) {
+		t.Errorf("UpdateGroup returned %+v", g)
+	}
+	if got := changedIDs(changes); !reflect.DeepEqual(got, []string{"d1"}) {
+		t.Fatalf("raising low changed %v, want [d1] (d2 is not in it)", got)
+	}
+	if d := mustDevice(t, s, "d1"); !d.Policy.CameraDisabled || d.Policy.Version != before.Policy.Version+1 {
+		t.Errorf("d1 after low rose to 10 = %+v, want the camera disabled at version %d", d.Policy, before.Policy.Version+1)
+	}
+	if d := mustDevice(t, s, "d2"); d.Policy.CameraDisabled {
+		t.Errorf("d2 (only in high) changed: %+v", d.Policy)
+	}
+	gs, err := s.Groups(ctx)
+	if err != nil || len(gs) != 2 || gs[0].ID != "lo" || gs[1].ID != "hi" {
+		t.Fatalf("Groups after the change = %+v, %v; want [lo hi]", gs, err)
+	}
+	if got, err := s.Group(ctx, "lo"); err != nil || got.Priority != 10 {
+		t.Errorf("Group(lo) = %+v, %v; want priority 10 kept", got, err)
+	}
+	if after, err := s.Revisions(ctx, store.RevisionGroup, "lo"); err != nil || len(after) != len(revs) {
+		t.Errorf("a priority change made revisions %d -> %d (%v); it is not a policy change", len(revs), len(after), err)
+	}
+
+	// A rename with the same priority changes no device.
+	g, changes, err = s.UpdateGroup(ctx, "lo", func(g store.Group) (store.Group, error) { g.Name = "lowest"; return g, nil })
+	if err != nil || len(changes) != 0 || g.Name != "lowest" || g.Priority != 10 {
+		t.Fatalf("rename: %+v changed %v, err %v", g, changedIDs(changes), err)
+	}
+	// The old name is free, the new one taken.
+	if _, err := s.CreateGroup(ctx, store.Group{ID: "x", Name: "low"}); err != nil {
+		t.Errorf("re-using the old name: %v", err)
+	}
+	if _, err := s.CreateGroup(ctx, store.Group{ID: "y", Name: "lowest"}); !errors.Is(err, store.ErrNameTaken) {
+		t.Errorf("the new name: err %v, want ErrNameTaken", err)
 	}
 }
 
