@@ -151,7 +151,7 @@ func run(server, token string, n int, timeout time.Duration) error {
 		return fmt.Errorf("%d of %d devices COMPLIANT before the edit (%v)", got, n, err)
 	}
 	// The member list of one group must fit the server's group body limit
-	// (1 MiB; a server may also reset the connection rather than answer
+	// (api.MaxGroupBodyBytes; a server may also reset the connection rather than answer
 	// 413): split it beforehand, and again on a 413.
 	b, _ := json.Marshal(ids)
 	groups, err := c.groups(ctx, ids, len(b)/(api.MaxGroupBodyBytes-4096)+1)

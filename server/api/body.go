@@ -16,7 +16,7 @@ import (
 // POST /groups (a member list of tens of thousands of ids); every other
 // request is limited to proto.MaxBodyBytes, inventory uploads to
 // proto.MaxInventoryBodyBytes.
-const MaxGroupBodyBytes = 1 << 20
+const MaxGroupBodyBytes = 4 << 20
 
 // maxBodyBytes is the largest body any route accepts: fasthttp's own
 // limit, which with streamed request bodies only decides how much of a
