@@ -299,5 +299,7 @@ func (a *Agent) syncInventory(ctx context.Context, id Identity, full bool, res *
 	a.mu.Unlock()
 	if len(res.Sent) > 0 {
 		a.log.Info("inventory uploaded", "deviceId", id.DeviceID, "sections", res.Sent)
+	} else {
+		a.log.Info("inventory unchanged", "deviceId", id.DeviceID)
 	}
 }
