@@ -284,4 +284,14 @@ func testInventoryFind(t *testing.T, s store.Store) {
 	if ids, _ := find(q, "", 100); fmt.Sprint(ids) != "[d03]" {
 		t.Fatalf("two conditions on hostname: %v", ids)
 	}
+	// A substring condition as the API builds it (Contains with Match),
+	// which a store may answer from a substring index.
+	contains := func(sub string) store.FactCond {
+		return store.FactCond{Fact: proto.FactHostname, Contains: sub, Match: func(v string) bool { return strings.Contains(strings.ToLower(v), sub) }}
+	}
+	for sub, want := range map[string]string{"d0": "[d00 d01 d02 d03 d04 d05 d06 d07 d08 d09]", "d07": "[d07]", "d1": "[]", "xd07": "[]"} {
+		if ids, _ := find(store.InventoryQuery{Facts: []store.FactCond{contains(sub)}}, "", 100); fmt.Sprint(ids) != want {
+			t.Errorf("hostname~=%s: %v, want %s", sub, ids, want)
+		}
+	}
 }
