@@ -505,7 +505,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	start := a.clock.Now()
 	res := a.runMdmSync(ctx)
 	if res.Err == nil {
-		a.inventoryAfterSync()
+		a.inventoryAfterSync(ctx)
 	}
 	res.Duration = a.clock.Now().Sub(start)
 	if res.Err != nil {

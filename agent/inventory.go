@@ -122,17 +122,25 @@ func (a *Agent) kickInventory() {
 
 // inventoryAfterSync starts a pass after a successful sync when one is due
 // (see invState.due); otherwise collection waits for the inventory timer,
-// so a sync never waits for the inventory.
-func (a *Agent) inventoryAfterSync() {
+// so a sync never waits for the inventory. Under Run the pass is handed to
+// the inventory loop. Without Run (a phone woken by a push or a WorkManager
+// job calls Sync alone, and there is no loop) the due pass runs here, at
+// the end of the sync, as the only chance it gets.
+func (a *Agent) inventoryAfterSync(ctx context.Context) {
 	if a.cfg.Inventory == nil {
 		return
 	}
 	a.mu.Lock()
 	due := a.haveID && a.inv.due(a.clock.Now())
 	a.mu.Unlock()
-	if due {
-		a.kickInventory()
+	if !due {
+		return
 	}
+	if a.running.Load() {
+		a.kickInventory()
+		return
+	}
+	a.InventoryPass(ctx)
 }
 
 // inventoryLoop runs inventory passes off the sync path until ctx is done:

@@ -93,6 +93,13 @@ func (h *testHarness) pass(t *testing.T) InventoryResult {
 	return h.agent.InventoryPass(t.Context())
 }
 
+// loopMode makes h's agent hand due passes to the inventory loop, as it
+// does under Run, without starting Run: the test runs the passes itself.
+func (h *testHarness) loopMode() *testHarness {
+	h.agent.running.Store(true)
+	return h
+}
+
 // kicked reports (and consumes) a pending request for an inventory pass.
 func (h *testHarness) kicked() bool {
 	select {
@@ -107,7 +114,7 @@ func TestInventoryUploads(t *testing.T) {
 	srv := newFakeServer(t)
 	dir := t.TempDir()
 	col := &mutableCollector{inv: testInventory()}
-	h := newHarness(t, srv, dir, func(c *Config) { c.Inventory = col })
+	h := newHarness(t, srv, dir, func(c *Config) { c.Inventory = col }).loopMode()
 	all := []string{proto.SectionSystem, proto.SectionHardware, proto.SectionPackages}
 
 	// Enrollment: the sync asks for a pass, which sends everything in one
@@ -171,7 +178,7 @@ func TestInventoryUploads(t *testing.T) {
 
 	// A restarted agent asks with hashes alone; the server holds them all,
 	// so nothing else is sent.
-	h2 := newHarness(t, srv, dir, func(c *Config) { c.Inventory = col })
+	h2 := newHarness(t, srv, dir, func(c *Config) { c.Inventory = col }).loopMode()
 	if h2.sync(t); !h2.kicked() {
 		t.Fatal("a restarted agent's first sync asked for no pass")
 	}
@@ -187,7 +194,7 @@ func TestInventoryUploads(t *testing.T) {
 	srv.mu.Lock()
 	delete(srv.devices[id].inventory, proto.SectionHardware)
 	srv.mu.Unlock()
-	h3 := newHarness(t, srv, dir, func(c *Config) { c.Inventory = col })
+	h3 := newHarness(t, srv, dir, func(c *Config) { c.Inventory = col }).loopMode()
 	h3.sync(t)
 	if r = h3.pass(t); !r.Probed || !reflect.DeepEqual(r.Sent, []string{proto.SectionHardware}) {
 		t.Fatalf("restart after the server lost hardware: %+v", r)
@@ -201,7 +208,7 @@ func TestInventoryUploads(t *testing.T) {
 func TestInventoryOldServer(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.failOnce("inventory", http.StatusNotFound)
-	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} })
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} }).loopMode()
 	h.sync(t)
 	r := h.pass(t)
 	if r.Err == nil || len(r.Sent) != 0 {
@@ -236,7 +243,7 @@ func TestInventoryOldServer(t *testing.T) {
 // one, without a sync.
 func TestInventoryRefreshDoorbell(t *testing.T) {
 	srv := newFakeServer(t)
-	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} })
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} }).loopMode()
 	h.sync(t)
 	h.pass(t)
 	h.kicked()
@@ -254,7 +261,7 @@ func TestInventoryRefreshDoorbell(t *testing.T) {
 // again.
 func TestInventoryRequestedByServer(t *testing.T) {
 	srv := newFakeServer(t)
-	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} })
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Inventory = &mutableCollector{inv: testInventory()} }).loopMode()
 	id := h.sync(t).DeviceID
 	h.pass(t)
 	h.kicked()
@@ -383,5 +390,31 @@ func TestInventoryLoop(t *testing.T) {
 	}
 	if n := srv.count("inventory"); n != 2 {
 		t.Fatalf("%d inventory uploads, want 2", n)
+	}
+}
+
+// Without Run (a phone's one-shot sync from a push or a WorkManager job)
+// there is no inventory loop: a due pass runs at the end of the sync, and
+// an undue one does not.
+func TestInventoryWithoutRun(t *testing.T) {
+	srv := newFakeServer(t)
+	col := &countingCollector{Collector: &mutableCollector{inv: testInventory()}}
+	passes := make(chan InventoryResult, 10)
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) {
+		c.Inventory = col
+		c.OnInventory = func(r InventoryResult) { passes <- r }
+	})
+	h.sync(t)
+	if r := recv(t, passes, "the enrollment's pass"); !r.Full || len(r.Sent) != 3 {
+		t.Fatalf("enrollment pass: %+v", r)
+	}
+	h.sync(t)
+	if n := col.n.Load(); n != 1 {
+		t.Fatalf("%d collections; a sync with nothing due must not collect", n)
+	}
+	h.agent.OnPush(map[string]string{"type": proto.DoorbellRefreshInventory})
+	h.sync(t)
+	if r := recv(t, passes, "the requested pass"); !r.Full || len(r.Sent) != 3 {
+		t.Fatalf("requested pass: %+v", r)
 	}
 }
