@@ -82,10 +82,18 @@ type Config struct {
 	// most once across restarts; nil keeps it in memory (at most once per
 	// process only: for tests and simulators).
 	CommandJournal CommandJournal
-	// Inventory collects the device's inventory, uploaded after each
-	// successful sync when a section changed (see syncInventory); nil
-	// sends none.
+	// Inventory collects the device's inventory; nil sends none. It runs
+	// off the sync path (see InventoryPass): at enrollment, every
+	// InventoryInterval to find changed sections, on request (the
+	// refresh_inventory command or doorbell), and in full once a day.
 	Inventory Collector
+	// InventoryInterval is how often the inventory is collected to look
+	// for changed sections; 0 means DefaultInventoryInterval (1h).
+	// Jittered ±10%.
+	InventoryInterval time.Duration
+	// OnInventory, when set, is called after every inventory pass, from
+	// the goroutine that ran it.
+	OnInventory func(InventoryResult)
 }
 
 // SyncResult describes one sync attempt.
@@ -110,14 +118,6 @@ type SyncResult struct {
 	// sync goes on regardless.
 	CommandErr error
 	Duration   time.Duration
-	// InventorySent names the inventory sections uploaded after the sync,
-	// none when nothing changed. InventoryProbed is true when the agent
-	// asked the server which sections it lacks (after a restart).
-	// InventoryErr is why collecting or uploading failed; it does not fail
-	// the sync.
-	InventorySent   []string
-	InventoryProbed bool
-	InventoryErr    error
 }
 
 // ErrNoEnrollToken is returned by Sync when the agent must enroll (it has
@@ -164,6 +164,11 @@ type Agent struct {
 	// then to enforce them, without waiting for the next periodic sync.
 	due time.Time
 
+	// invKick holds at most one pending inventory pass request; invSem is
+	// held by the inventory pass running.
+	invKick chan struct{}
+	invSem  chan struct{}
+
 	// tlsState is the parsed device certificate and the TLS session cache
 	// of its connections (agent/tls.go).
 	tlsState tlsState
@@ -191,6 +196,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.InventoryInterval < 0 {
+		return nil, fmt.Errorf("agent config: InventoryInterval %v is negative", cfg.InventoryInterval)
+	}
+	if cfg.InventoryInterval == 0 {
+		cfg.InventoryInterval = DefaultInventoryInterval
 	}
 	if cfg.MQTTURL != "" {
 		for _, b := range brokerURLs(cfg.MQTTURL) {
@@ -225,6 +236,8 @@ func New(cfg Config) (*Agent, error) {
 		trigger:   make(chan struct{}, 1),
 		idChanged: make(chan struct{}, 1),
 		syncOK:    make(chan struct{}, 1),
+		invKick:   make(chan struct{}, 1),
+		invSem:    make(chan struct{}, 1),
 		guided:    &guidedTracker{path: cfg.GuidedStatePath},
 	}
 	if cfg.HTTPClient == nil {
@@ -247,7 +260,9 @@ func New(cfg Config) (*Agent, error) {
 // backoff after failures), at the deadline of a guided setting left to the
 // user when that comes first (to enforce it then), on every Trigger, and,
 // unless DisableMQTT, on every MQTT (re)connect and doorbell, and, when the
-// Enforcer is a Watcher, on every change of a watched file. It returns nil once ctx is done and
+// Enforcer is a Watcher, on every change of a watched file. With an
+// inventory Collector it also runs inventory passes on their own schedule
+// (see InventoryPass). It returns nil once ctx is done and
 // every goroutine it started has stopped. Run may be called again after it
 // returned, but not twice at the same time.
 func (a *Agent) Run(ctx context.Context) error {
@@ -264,6 +279,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if w, ok := a.cfg.Enforcer.(Watcher); ok {
 		wg.Go(func() { a.watchLoop(ctx, w) })
+	}
+	if a.cfg.Inventory != nil {
+		wg.Go(func() { a.inventoryLoop(ctx) })
 	}
 	wg.Wait()
 	return nil
@@ -357,7 +375,8 @@ func (a *Agent) Trigger() {
 // triggers one anyway (a needless sync costs only a 304). A {"type":
 // "command_pending"} message triggers a sync, which fetches the commands.
 // A {"type": "refresh_inventory"} message asks for a full inventory upload
-// (RefreshInventory). Other types are ignored.
+// (RefreshInventory; servers of capability 7 send a refresh_inventory
+// command instead). Other types are ignored.
 func (a *Agent) OnPush(data map[string]string) {
 	if data["type"] == proto.DoorbellRefreshInventory {
 		a.RefreshInventory()
@@ -486,7 +505,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	start := a.clock.Now()
 	res := a.runMdmSync(ctx)
 	if res.Err == nil {
-		a.syncInventory(ctx, &res)
+		a.inventoryAfterSync(ctx)
 	}
 	res.Duration = a.clock.Now().Sub(start)
 	if res.Err != nil {
@@ -710,7 +729,7 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	}
 	if pr.InventoryRequested {
 		a.mu.Lock()
-		a.inv.force = true // uploaded after this sync (syncInventory)
+		a.inv.force = true // uploaded after this sync (inventoryAfterSync)
 		a.mu.Unlock()
 	}
 	policy := pr.Policy

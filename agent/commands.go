@@ -323,7 +323,11 @@ func (a *Agent) runCommand(ctx context.Context, cred Credentials, c proto.Comman
 }
 
 // execute runs c through the executor, or answers unsupported without one.
+// The agent carries out refresh_inventory itself, with its Collector.
 func (a *Agent) execute(ctx context.Context, c proto.Command) (r proto.CommandResult) {
+	if c.Type == proto.CommandRefreshInventory {
+		return clampResult(a.refreshInventoryCommand(ctx))
+	}
 	if a.executor == nil {
 		return Unsupported(c.Type)
 	}

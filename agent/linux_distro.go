@@ -64,9 +64,9 @@ func DetectDistro(root string) (Distro, error) {
 	return parseOSRelease(b), nil
 }
 
-// parseOSRelease parses os-release's KEY=value lines (values may be quoted
-// with shell quoting).
-func parseOSRelease(b []byte) Distro {
+// shellVars parses a file of shell-style KEY=value lines (os-release,
+// ufw.conf); values may be quoted. Comments and other lines are skipped.
+func shellVars(b []byte) map[string]string {
 	kv := map[string]string{}
 	for _, line := range configLines(b) {
 		if strings.HasPrefix(line, "#") {
@@ -83,6 +83,13 @@ func parseOSRelease(b []byte) Distro {
 		}
 		kv[strings.TrimSpace(k)] = v
 	}
+	return kv
+}
+
+// parseOSRelease parses os-release's KEY=value lines (values may be quoted
+// with shell quoting).
+func parseOSRelease(b []byte) Distro {
+	kv := shellVars(b)
 	d := Distro{
 		ID:        strings.ToLower(kv["ID"]),
 		Like:      strings.Fields(strings.ToLower(kv["ID_LIKE"])),

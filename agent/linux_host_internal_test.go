@@ -113,11 +113,14 @@ func TestDiskEncryptionThroughLVM(t *testing.T) {
 	// LVM on LUKS: / is dm-1 (LVM), whose slave dm-0 is the LUKS mapping.
 	root := t.TempDir()
 	files := map[string]string{
-		"proc/self/mountinfo":             "28 1 254:1 / / rw - ext4 /dev/mapper/vg-root rw\n",
-		"sys/dev/block/254:1/dm/uuid":     "LVM-abc\n",
-		"sys/dev/block/254:1/slaves/dm-0": "",
-		"sys/class/block/dm-0/dev":        "254:0\n",
-		"sys/dev/block/254:0/dm/uuid":     "CRYPT-LUKS2-xyz-sda3_crypt\n",
+		"proc/self/mountinfo":              "28 1 254:1 / / rw - ext4 /dev/mapper/vg-root rw\n",
+		"sys/class/block/dm-1/dev":         "254:1\n",
+		"sys/class/block/dm-1/dm/uuid":     "LVM-abc\n",
+		"sys/class/block/dm-1/slaves/dm-0": "",
+		"sys/class/block/dm-0/dev":         "254:0\n",
+		"sys/class/block/dm-0/dm/uuid":     "CRYPT-LUKS2-xyz-sda3_crypt\n",
+		"sys/class/block/dm-0/slaves/sda3": "",
+		"sys/class/block/sda3/dev":         "8:3\n",
 	}
 	for p, c := range files {
 		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
@@ -127,9 +130,25 @@ func TestDiskEncryptionThroughLVM(t *testing.T) {
 	if enc, why, err := e.observeDiskEncryption(); err != nil || !enc {
 		t.Fatalf("LVM on LUKS: %v %q %v", enc, why, err)
 	}
-	os.WriteFile(filepath.Join(root, "sys/dev/block/254:0/dm/uuid"), []byte("LVM-plain\n"), 0o644)
+	col := &LinuxCollector{Root: root}
+	if d, err := col.disks(); err != nil || d.RootDevice != "dm-1" || d.RootEncrypted == nil || !*d.RootEncrypted {
+		t.Fatalf("the collector on LVM on LUKS: %+v %v", d, err)
+	}
+	// Plain dm-crypt (no LUKS header) is encrypted for the inventory but
+	// not LUKS for the setting.
+	os.WriteFile(filepath.Join(root, "sys/class/block/dm-0/dm/uuid"), []byte("CRYPT-PLAIN-sda3_crypt\n"), 0o644)
+	if enc, why, _ := e.observeDiskEncryption(); enc || !strings.Contains(why, "(device 254:1)") {
+		t.Fatalf("plain dm-crypt: %v %q", enc, why)
+	}
+	if d, err := col.disks(); err != nil || d.RootDevice != "dm-1" || d.RootEncrypted == nil || !*d.RootEncrypted {
+		t.Fatalf("the collector on plain dm-crypt: %+v %v", d, err)
+	}
+	os.WriteFile(filepath.Join(root, "sys/class/block/dm-0/dm/uuid"), []byte("LVM-plain\n"), 0o644)
 	if enc, why, _ := e.observeDiskEncryption(); enc || !strings.Contains(why, "254:1") {
 		t.Fatalf("plain LVM: %v %q", enc, why)
+	}
+	if d, err := col.disks(); err != nil || d.RootDevice != "dm-1" || d.RootEncrypted == nil || *d.RootEncrypted {
+		t.Fatalf("the collector on plain LVM: %+v %v", d, err)
 	}
 	if err := e.enforceDiskEncryption(true); err == nil || !strings.Contains(err.Error(), "never encrypts") {
 		t.Errorf("enforceDiskEncryption(true) = %v", err)

@@ -399,46 +399,15 @@ func (e *LinuxEnforcer) enforceDiskEncryption(required bool) error {
 }
 
 // observeDiskEncryption reports whether the root file system sits on a LUKS
-// device, directly or through device-mapper layers (LVM on LUKS): the
-// root's device from /proc/self/mountinfo, then /sys/dev/block/M:N/dm/uuid
-// ("CRYPT-LUKS…") and its slaves, recursively.
+// device, directly or through device-mapper layers (LVM on LUKS); see
+// readRootDisk, which the inventory collector reads too.
 func (e *LinuxEnforcer) observeDiskEncryption() (bool, string, error) {
-	mi, err := e.readHostFile("/proc/self/mountinfo")
+	rd, err := readRootDisk(e.root)
 	if err != nil {
 		return false, "", err
 	}
-	dev := ""
-	for _, line := range strings.Split(mi, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 5 && f[4] == "/" {
-			dev = f[2] // the last mount on / is the one in effect
-		}
-	}
-	if dev == "" {
-		return false, "", errors.New("no root file system in /proc/self/mountinfo")
-	}
-	if e.luks(dev, 0) {
+	if rd.LUKS {
 		return true, "", nil
 	}
-	return false, "the root file system (device " + dev + ") is not on LUKS", nil
-}
-
-// luks reports whether block device dev (major:minor) is a LUKS mapping or
-// sits on one.
-func (e *LinuxEnforcer) luks(dev string, depth int) bool {
-	if depth > 8 {
-		return false
-	}
-	base := filepath.Join("/sys/dev/block", dev)
-	if uuid, _ := e.readHostFile(filepath.Join(base, "dm/uuid")); strings.HasPrefix(uuid, "CRYPT-LUKS") {
-		return true
-	}
-	slaves, _ := os.ReadDir(e.path(filepath.Join(base, "slaves")))
-	for _, s := range slaves {
-		d, _ := e.readHostFile(filepath.Join("/sys/class/block", s.Name(), "dev"))
-		if d = strings.TrimSpace(d); d != "" && e.luks(d, depth+1) {
-			return true
-		}
-	}
-	return false
+	return false, "the root file system (device " + rd.Dev + ") is not on LUKS", nil
 }

@@ -98,35 +98,18 @@ func (c *LinuxCollector) Collect(ctx context.Context) (proto.Inventory, error) {
 	return inv, errors.Join(errs...)
 }
 
-// osReleaseFields parses an os-release file (KEY=value, optionally quoted).
-func osReleaseFields(s string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if !ok || strings.HasPrefix(k, "#") {
-			continue
-		}
-		if uq, err := strconv.Unquote(v); err == nil {
-			v = uq
-		} else {
-			v = strings.Trim(v, `"'`)
-		}
-		out[k] = v
-	}
-	return out
-}
-
 func (c *LinuxCollector) system() (*proto.InventorySystem, error) {
 	s := &proto.InventorySystem{}
-	rel, err := c.read("etc/os-release")
-	if err != nil {
-		rel, err = c.read("usr/lib/os-release")
-	}
+	// The enforcer's reading of os-release (the distribution family it
+	// picks a package manager by) is the inventory's.
+	d, err := DetectDistro(c.root())
 	if err != nil {
 		return nil, fmt.Errorf("reading os-release: %w", err)
 	}
-	osr := osReleaseFields(rel)
-	s.OSID, s.OSVersion, s.OSName = osr["ID"], osr["VERSION_ID"], osr["PRETTY_NAME"]
+	if d.ID == "" && d.Name == "" && d.VersionID == "" {
+		return nil, errors.New("reading os-release: no /etc/os-release or /usr/lib/os-release")
+	}
+	s.OSID, s.OSVersion, s.OSName = d.ID, d.VersionID, d.Name
 	s.Hostname = c.readOr("proc/sys/kernel/hostname")
 	if s.Hostname == "" {
 		s.Hostname = c.readOr("etc/hostname")
@@ -214,7 +197,7 @@ func (c *LinuxCollector) blockType(name string) string {
 	case strings.HasPrefix(name, "loop"):
 		return "loop"
 	case strings.HasPrefix(name, "dm-"):
-		if strings.HasPrefix(c.readOr(dir+"/dm/uuid"), "CRYPT-") {
+		if crypt, _ := dmCrypt(c.root(), name); crypt {
 			return "crypt"
 		}
 		return "dm"
@@ -234,11 +217,9 @@ func (c *LinuxCollector) disks() (*proto.InventoryDisks, error) {
 		return nil, fmt.Errorf("listing block devices: %w", err)
 	}
 	d := &proto.InventoryDisks{Disks: []proto.InventoryDisk{}}
-	byDev := map[string]string{} // "maj:min" -> name
 	for _, e := range ents {
 		name := e.Name()
 		dir := "sys/class/block/" + name
-		byDev[c.readOr(dir+"/dev")] = name
 		typ := c.blockType(name)
 		if typ == "loop" && c.readOr(dir+"/size") == "0" {
 			continue // an unused loop device
@@ -256,37 +237,13 @@ func (c *LinuxCollector) disks() (*proto.InventoryDisks, error) {
 		})
 	}
 	slices.SortFunc(d.Disks, func(a, b proto.InventoryDisk) int { return strings.Compare(a.Name, b.Name) })
-	if mi, err := c.read("proc/self/mountinfo"); err == nil {
-		for _, line := range strings.Split(mi, "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 5 && f[4] == "/" {
-				if name, ok := byDev[f[2]]; ok {
-					d.RootDevice = name
-					enc := c.encrypted(name, 0)
-					d.RootEncrypted = &enc
-				}
-			}
-		}
+	// The enforcer's reading of the root device (diskEncryptionRequired)
+	// is the inventory's; absent when / is not on a block device.
+	if rd, err := readRootDisk(c.root()); err == nil && rd.Name != "" {
+		d.RootDevice = rd.Name
+		d.RootEncrypted = &rd.Crypt
 	}
 	return d, nil
-}
-
-// encrypted reports whether block device name is a dm-crypt mapping or
-// sits, through device-mapper layers (LVM on LUKS), on one.
-func (c *LinuxCollector) encrypted(name string, depth int) bool {
-	if depth > 8 {
-		return false
-	}
-	if c.blockType(name) == "crypt" {
-		return true
-	}
-	slaves, _ := os.ReadDir(c.path("sys/class/block/" + name + "/slaves"))
-	for _, s := range slaves {
-		if c.encrypted(s.Name(), depth+1) {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *LinuxCollector) network() (*proto.InventoryNetwork, error) {
@@ -579,7 +536,7 @@ func (c *LinuxCollector) firewall(ctx context.Context, units *proto.InventoryUni
 		}
 	}
 	if conf, err := c.read("etc/ufw/ufw.conf"); err == nil {
-		if osReleaseFields(conf)["ENABLED"] == "yes" {
+		if shellVars([]byte(conf))["ENABLED"] == "yes" {
 			return &proto.InventoryFirewall{Backend: "ufw", Active: true, Rules: -1}, nil
 		}
 	}

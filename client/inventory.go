@@ -18,11 +18,13 @@ func (c *Client) Inventory(ctx context.Context, id string) (proto.DeviceInventor
 	return inv, err
 }
 
-// RefreshInventory rings the device's refresh_inventory doorbell: it
-// uploads its whole inventory at its next sync (POST
-// /devices/{id}/inventory/refresh).
-func (c *Client) RefreshInventory(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodPost, "/devices/"+url.PathEscape(id)+"/inventory/refresh", nil, nil)
+// RefreshInventory asks the device for its whole inventory now (POST
+// /devices/{id}/inventory/refresh) and returns the refresh_inventory
+// command it queued.
+func (c *Client) RefreshInventory(ctx context.Context, id string) (proto.Command, error) {
+	var out proto.Command
+	err := c.do(ctx, http.MethodPost, "/devices/"+url.PathEscape(id)+"/inventory/refresh", nil, &out)
+	return out, err
 }
 
 // PackageVersions returns the installed versions of a package across the

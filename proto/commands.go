@@ -28,6 +28,9 @@ const (
 	CommandEnterKiosk    CommandType = "enter_kiosk"
 	CommandExitKiosk     CommandType = "exit_kiosk"
 	CommandRunScript     CommandType = "run_script"
+	// CommandRefreshInventory asks for the whole inventory now
+	// (capability 7); the agent carries it out with its collector.
+	CommandRefreshInventory CommandType = "refresh_inventory"
 )
 
 // ParamKind is how a command param's value is checked. Every value travels as
@@ -119,6 +122,8 @@ var CommandTypes = []CommandSpec{
 			{Name: "timeout", Kind: ParamDuration, Min: time.Second, Max: MaxScriptTimeout, Doc: "how long the script may run; default 1m"},
 		},
 		Doc: "Run a script an administrator placed in the agent's script directory, by name (Linux); never a command line from the server."},
+	{Type: CommandRefreshInventory,
+		Doc: "Collect and upload the whole inventory now, then answer ACKNOWLEDGED (docs/INVENTORY.md; agents of capability 7; older ones answer unsupported and upload through the Doorbell-Inventory header)."},
 }
 
 // CommandParamInfo is one param of a command type as GET /command-types

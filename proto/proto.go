@@ -48,7 +48,11 @@ import (
 //     /groups/{id}/rollback and the same for devices); escalation rules
 //     per group; remediation mode guided (policy guided, report pending,
 //     reason PENDING_USER with remediateBy, a layer's deadline).
-//   - 7: reserved for inventory (session 3).
+//   - 7 (2026-11-29): the refresh_inventory command type: the agent
+//     collects and uploads its whole inventory, then answers ACKNOWLEDGED;
+//     POST /devices/{id}/inventory/refresh queues it (and still sets the
+//     Doorbell-Inventory header for older agents) and answers the command.
+//     Agents collect the inventory off the sync path, on their own timer.
 //   - 8 (2026-11-29): DeviceStatus carries nonCompliantSince and each
 //     failing setting its failingSince; GET /devices?failingSince.lt=
 //     (an RFC 3339 time, or a duration ago such as 72h or 7d).

@@ -191,7 +191,8 @@ func TestInventoryFleetPackageQuery(t *testing.T) {
 }
 
 // A changed section is re-sent alone; an unchanged inventory costs no
-// upload at all.
+// upload at all; syncs do not collect (the inventory has its own timer,
+// --inventory-interval).
 func TestInventoryChangedSectionAlone(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
 	dir := t.TempDir()
@@ -201,7 +202,7 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	replaceFile(t, file, string(fixture))
-	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file)
+	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file, "--inventory-interval", "1s")
 	id := enrolled(t, srv, a)
 	eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
 	first := srv.inventory(id)
@@ -209,14 +210,14 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 		t.Errorf("first upload sent %v, want every section", got)
 	}
 
-	// Policy edits make the agent sync; the inventory did not change, so
-	// nothing is uploaded and the server's copy is untouched. (Syncs run one
-	// at a time, so once the second edit converged the first sync's
-	// inventory step is over.)
+	// Policy edits make the agent sync, and the inventory timer collects
+	// again and again; the inventory did not change, so nothing is
+	// uploaded and the server's copy is untouched.
 	for i, on := range []bool{true, false} {
 		p := srv.setCamera(id, on)
 		converged(t, srv, id, p.Version, fmt.Sprintf("edit %d converged", i+1), func() bool { return true })
 	}
+	eventually(t, 30*time.Second, "two unchanged inventory passes", func() bool { return a.logCount("inventory unchanged") >= 2 })
 	if n := a.logCount("inventory uploaded"); n != 1 {
 		t.Errorf("an unchanged inventory was uploaded again (%d uploads)", n)
 	}
@@ -226,8 +227,6 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 
 	// openssl is upgraded: only the packages section goes.
 	replaceFile(t, file, strings.Replace(string(fixture), "3.0.11~rc1-1", "3.0.11-1~deb12u2", 1))
-	p := srv.setCamera(id, true)
-	converged(t, srv, id, p.Version, "the third edit converged", func() bool { return true })
 	eventually(t, 30*time.Second, "the second upload", func() bool { return a.logCount("inventory uploaded") == 2 })
 	if got := a.lastLog("inventory uploaded")["sections"]; fmt.Sprint(got) != "[packages]" {
 		t.Errorf("after the upgrade the agent sent %v, want [packages]", got)
@@ -241,6 +240,53 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 	}
 	if got := srv.deviceIDs("package=openssl&package.lt=3.0.11"); len(got) != 0 {
 		t.Errorf("the upgraded device still matches openssl<3.0.11: %v", got)
+	}
+	a.stop()
+}
+
+// POST /devices/{id}/inventory/refresh queues a refresh_inventory command;
+// the agent (capability 7) uploads its whole inventory and acknowledges it,
+// though nothing changed and its inventory timer is an hour away.
+func TestInventoryRefreshCommand(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "inventory.json")
+	fixture, err := os.ReadFile(fixtureInventory("deb-rc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, file, string(fixture))
+	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file)
+	id := enrolled(t, srv, a)
+	eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
+	first := srv.inventory(id)
+
+	var cmd proto.Command
+	if code, b := srv.call("POST", "/devices/"+id+"/inventory/refresh", srv.admin, "", &cmd); code != 202 {
+		t.Fatalf("refresh: %d %s", code, b)
+	}
+	if cmd.Type != proto.CommandRefreshInventory || cmd.DeviceID != id || cmd.CommandID == "" {
+		t.Fatalf("refresh answered %+v", cmd)
+	}
+	done := srv.waitCommand(cmd.CommandID, proto.CommandAcknowledged, 30*time.Second)
+	if done.Result == nil || !strings.Contains(done.Result.Output, "4 sections") {
+		t.Errorf("the command's result %+v", done.Result)
+	}
+	if n := a.logCount("inventory uploaded"); n != 2 {
+		t.Errorf("%d uploads, want the first and the requested one", n)
+	}
+	if got := a.lastLog("inventory uploaded")["sections"]; fmt.Sprint(got) != "[system hardware network packages]" {
+		t.Errorf("the requested upload sent %v, want every section", got)
+	}
+	after := srv.inventory(id)
+	for _, sec := range first.Inventory.Present() {
+		if !after.Sections[sec].ReceivedAt.After(first.Sections[sec].ReceivedAt) || !after.Sections[sec].ChangedAt.Equal(first.Sections[sec].ChangedAt) {
+			t.Errorf("section %s: %+v then %+v; want received again, unchanged", sec, first.Sections[sec], after.Sections[sec])
+		}
+	}
+	// Refused for an unknown device, nothing queued.
+	if code, b := srv.call("POST", "/devices/nope/inventory/refresh", srv.admin, "", nil); code != 404 {
+		t.Errorf("refresh of an unknown device: %d %s", code, b)
 	}
 	a.stop()
 }

@@ -52,9 +52,9 @@ func TestReadmeGroupExample(t *testing.T) {
 	a1 := startAgent(t, "agent1", srv, dir1)
 	a2 := startAgent(t, "agent2", srv, dir2)
 	for _, a := range []*agentProc{a1, a2} {
-		// The first sync ends with the inventory upload: until it has, a
-		// doorbell waits, and the example's steps (typed one after another
-		// by a person) would overtake it.
+		// Enrolled, reported and its enrollment inventory uploaded (which
+		// runs beside the syncs, off their path): the example's steps,
+		// typed one after another by a person, start on a settled agent.
 		eventually(t, 60*time.Second, "the agent enrolled, reported and sent its inventory", func() bool {
 			id, _ := a.identity()
 			if id == "" || srv.status(id).State != proto.StateCompliant {

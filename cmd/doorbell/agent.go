@@ -44,6 +44,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of the CA the server's certificate chains to (e.g. <data>/tls/ca.pem)")
 	fs.StringVar(&enrollURL, "enroll-url", "", "the enrollment string doorbell://enroll?server=...&pin=...&token=... (instead of --server, --server-pin, --enroll-token)")
 	fs.StringVar(&inventory, "inventory", defaultInventory(), "inventory collector: linux[:ROOT] (this host, read-only; ROOT prefixes every path), file:PATH (a JSON file of inventory sections), or none")
+	fs.DurationVar(&cfg.InventoryInterval, "inventory-interval", agent.DefaultInventoryInterval, "how often the inventory is collected to look for changed sections, off the sync path (jittered); changed sections alone are uploaded")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -58,6 +59,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.Interval <= 0 {
 		return errors.New("agent: --interval must be positive")
+	}
+	if cfg.InventoryInterval <= 0 {
+		return errors.New("agent: --inventory-interval must be positive")
 	}
 	var err error
 	if cfg.Enforcer, err = newEnforcer(enforcer); err != nil {
@@ -90,6 +94,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if once {
 		if err := a.Sync(ctx); err != nil {
 			return err
+		}
+		if r := a.InventoryPass(ctx); r.Err != nil {
+			fmt.Fprintln(stderr, "inventory:", r.Err)
 		}
 		fmt.Fprintln(stdout, "synced device", a.DeviceID())
 		return nil

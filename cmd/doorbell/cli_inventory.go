@@ -79,10 +79,12 @@ func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return tw.Flush()
 	default: // refresh
-		if err := c.RefreshInventory(ctx, pos[0]); err != nil {
+		cmd, err := c.RefreshInventory(ctx, pos[0])
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "asked %s for its whole inventory\n", safeText(pos[0]))
+		fmt.Fprintf(stdout, "asked %s for its whole inventory: command %s (doorbell commands show %s)\n",
+			safeText(pos[0]), safeText(cmd.CommandID), safeText(cmd.CommandID))
 		return nil
 	}
 }

@@ -48,9 +48,16 @@ func (a *API) getInventory(c *fiber.Ctx) error {
 	return c.JSON(inv)
 }
 
+// refreshInventory is POST /devices/{id}/inventory/refresh (admin): a
+// shorthand that queues a refresh_inventory command and answers it.
 func (a *API) refreshInventory(c *fiber.Ctx) error {
-	a.svc.RequestInventory(requestDevice(c))
-	return c.SendStatus(http.StatusAccepted)
+	op := requestOperator(c)
+	id := requestDevice(c).ID
+	cmd, err := a.svc.RequestInventory(a.audited(c, op, "command.create", id, string(proto.CommandRefreshInventory)), id, op.name)
+	if err != nil {
+		return err
+	}
+	return c.Status(http.StatusAccepted).JSON(cmd.Redacted())
 }
 
 func (a *API) packageVersions(c *fiber.Ctx) error {

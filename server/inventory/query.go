@@ -126,7 +126,7 @@ func factCond(fact, op, val string) store.FactCond {
 		return store.FactCond{Fact: fact, Equal: val}
 	case "~":
 		low := strings.ToLower(val)
-		return store.FactCond{Fact: fact, Match: func(v string) bool { return strings.Contains(strings.ToLower(v), low) }}
+		return store.FactCond{Fact: fact, Contains: low, Match: func(v string) bool { return strings.Contains(strings.ToLower(v), low) }}
 	}
 	m := versionMatch(op, val)
 	return store.FactCond{Fact: fact, Match: func(v string) bool { return m("", v) }}

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/inventory"
 	"github.com/doorbell-mdm/doorbell/server/store"
@@ -36,13 +35,21 @@ func (s *Service) SaveInventory(ctx context.Context, d store.Device, up proto.In
 	return proto.InventoryAck{Missing: missing}, nil
 }
 
-// RequestInventory asks device d for its whole inventory: until it uploads
-// one, its policy answers carry proto.InventoryRequestHeader, and a doorbell
-// (version 0: "sync now") wakes it. The request lives in memory: a server
-// restart forgets it, and the agent's daily full upload covers that.
-func (s *Service) RequestInventory(d store.Device) {
-	s.invRefresh.Store(d.ID, struct{}{})
-	s.cfg.Bell.Ring(bridge.Ring{DeviceID: d.ID, FCMToken: d.FCMToken})
+// RequestInventory asks device id for its whole inventory: it queues a
+// refresh_inventory command (which rings the device; agents of capability
+// 7 carry it out and answer ACKNOWLEDGED) and, for older agents, marks the
+// device so that until it uploads a whole inventory its policy answers
+// carry proto.InventoryRequestHeader (an older agent answers the command
+// ERROR unsupported and uploads through the header). The mark lives in
+// memory: a server restart forgets it, and the agent's daily full upload
+// covers that. ctx carries the audit entry.
+func (s *Service) RequestInventory(ctx context.Context, id, actor string) (proto.Command, error) {
+	cmd, err := s.SendCommand(ctx, id, proto.CommandRequest{Type: proto.CommandRefreshInventory}, actor)
+	if err != nil {
+		return cmd, err
+	}
+	s.invRefresh.Store(id, struct{}{})
+	return cmd, nil
 }
 
 // InventoryRequested reports whether device id was asked for its whole

@@ -52,6 +52,11 @@ type FactCond struct {
 	// Equal, when not empty and Match is nil, is the one value accepted, so
 	// the store looks it up instead of scanning the values.
 	Equal string
+	// Contains, when not empty, says Match accepts only values that
+	// contain it case-insensitively (it is lower case), so a store with a
+	// substring index may run Match on the values the index yields
+	// instead of on every value.
+	Contains string
 }
 
 // PackageCond holds for a device that has the package Name in a version

@@ -30,9 +30,15 @@ var (
 	bucketInvFactN    = []byte("inv_factn")    // fact / value -> uint64 count
 	bucketInvPackages = []byte("inv_packages") // name / format\x00version / id -> empty
 	bucketInvPackageN = []byte("inv_packagen") // name / format\x00version -> uint64 count
+	bucketInvTrigrams = []byte("inv_trigrams") // fact / trigram / value -> empty, for trigramFacts
 )
 
 var inventoryBuckets = [][]byte{bucketInventory, bucketInvDevices, bucketInvFacts, bucketInvFactN, bucketInvPackages, bucketInvPackageN}
+
+// trigramFacts are the facts whose distinct values are indexed by their
+// lower-case byte trigrams, so a substring search (?hostname~=) reads the
+// values holding the substring's trigrams rather than every value.
+var trigramFacts = map[string]bool{proto.FactHostname: true}
 
 func createInventoryBuckets(tx *bbolt.Tx) error {
 	for _, b := range inventoryBuckets {
@@ -40,7 +46,111 @@ func createInventoryBuckets(tx *bbolt.Tx) error {
 			return err
 		}
 	}
+	if tx.Bucket(bucketInvTrigrams) != nil {
+		return nil
+	}
+	// A database from before the trigram index: built once from the
+	// values the fact index holds.
+	if _, err := tx.CreateBucket(bucketInvTrigrams); err != nil {
+		return err
+	}
+	for fact := range trigramFacts {
+		g := tx.Bucket(bucketInvFactN).Bucket([]byte(fact))
+		if g == nil {
+			continue
+		}
+		if err := g.ForEach(func(v, _ []byte) error { return trigramIndex(tx, fact, string(v), true) }); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// trigrams returns the distinct byte trigrams of s in lower case.
+func trigrams(s string) []string {
+	s = strings.ToLower(s)
+	var out []string
+	for i := 0; i+3 <= len(s); i++ {
+		if t := s[i : i+3]; !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// trigramIndex adds (add) or removes value of fact in the trigram index.
+func trigramIndex(tx *bbolt.Tx, fact, value string, add bool) error {
+	if !trigramFacts[fact] {
+		return nil
+	}
+	root := tx.Bucket(bucketInvTrigrams)
+	if add {
+		f, err := root.CreateBucketIfNotExists([]byte(fact))
+		if err != nil {
+			return err
+		}
+		for _, t := range trigrams(value) {
+			tb, err := f.CreateBucketIfNotExists([]byte(t))
+			if err != nil {
+				return err
+			}
+			if err := tb.Put([]byte(value), present); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	f := root.Bucket([]byte(fact))
+	if f == nil {
+		return nil
+	}
+	for _, t := range trigrams(value) {
+		tb := f.Bucket([]byte(t))
+		if tb == nil {
+			continue
+		}
+		if err := tb.Delete([]byte(value)); err != nil {
+			return err
+		}
+		if k, _ := tb.Cursor().First(); k == nil {
+			if err := f.DeleteBucket([]byte(t)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// trigramValues returns the values of fact that hold every trigram of
+// sub (a superset of those containing sub), and false when the index
+// cannot answer (fact not indexed, sub shorter than a trigram).
+func trigramValues(tx *bbolt.Tx, fact, sub string) ([][]byte, bool) {
+	ts := trigrams(sub)
+	if !trigramFacts[fact] || len(ts) == 0 {
+		return nil, false
+	}
+	f := tx.Bucket(bucketInvTrigrams).Bucket([]byte(fact))
+	if f == nil {
+		return nil, true
+	}
+	bs := make([]*bbolt.Bucket, len(ts))
+	for i, t := range ts {
+		if bs[i] = f.Bucket([]byte(t)); bs[i] == nil {
+			return nil, true
+		}
+	}
+	var out [][]byte
+	c := bs[0].Cursor()
+outer:
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		for _, b := range bs[1:] {
+			if b.Get(k) == nil {
+				continue outer
+			}
+		}
+		out = append(out, k)
+	}
+	return out, true
 }
 
 type invMeta struct {
@@ -196,9 +306,16 @@ func index(tx *bbolt.Tx, ids, counts []byte, group, value, id string) error {
 	if err != nil {
 		return err
 	}
-	vb, err := g.CreateBucketIfNotExists([]byte(value))
-	if err != nil {
-		return err
+	vb := g.Bucket([]byte(value))
+	if vb == nil {
+		if vb, err = g.CreateBucket([]byte(value)); err != nil {
+			return err
+		}
+		if bytes.Equal(ids, bucketInvFacts) {
+			if err := trigramIndex(tx, group, value, true); err != nil {
+				return err
+			}
+		}
 	}
 	if vb.Get([]byte(id)) != nil {
 		return nil
@@ -224,6 +341,11 @@ func unindex(tx *bbolt.Tx, ids, counts []byte, group, value, id string) error {
 	if k, _ := vb.Cursor().First(); k == nil {
 		if err := g.DeleteBucket([]byte(value)); err != nil {
 			return err
+		}
+		if bytes.Equal(ids, bucketInvFacts) {
+			if err := trigramIndex(tx, group, value, false); err != nil {
+				return err
+			}
 		}
 		if k, _ := g.Cursor().First(); k == nil {
 			if err := tx.Bucket(ids).DeleteBucket([]byte(group)); err != nil {
@@ -359,8 +481,11 @@ func (c cond) has(id []byte) bool {
 }
 
 // resolve finds the value buckets of group (a fact or a package name)
-// whose value accept takes (every value when accept is nil).
-func resolve(tx *bbolt.Tx, ids, counts []byte, group string, accept func(string) bool, equal string) cond {
+// whose value accept takes (every value when accept is nil). contains,
+// when not empty, is a lower-case substring every accepted value holds:
+// for a fact in the trigram index, accept then runs only on the values
+// the index yields.
+func resolve(tx *bbolt.Tx, ids, counts []byte, group string, accept func(string) bool, equal, contains string) cond {
 	var c cond
 	g, n := tx.Bucket(ids).Bucket([]byte(group)), tx.Bucket(counts).Bucket([]byte(group))
 	if g == nil || n == nil {
@@ -378,6 +503,16 @@ func resolve(tx *bbolt.Tx, ids, counts []byte, group string, accept func(string)
 		}
 		return c
 	}
+	if contains != "" && accept != nil && bytes.Equal(ids, bucketInvFacts) {
+		if vals, ok := trigramValues(tx, group, contains); ok {
+			for _, v := range vals {
+				if count := n.Get(v); count != nil && accept(string(v)) {
+					take(v, count)
+				}
+			}
+			return c
+		}
+	}
 	cur := n.Cursor()
 	for k, v := cur.First(); k != nil; k, v = cur.Next() {
 		if accept == nil || accept(string(k)) {
@@ -394,7 +529,7 @@ func (s *Store) FindDevices(_ context.Context, q store.InventoryQuery, after str
 	err = s.db.View(func(tx *bbolt.Tx) error {
 		var conds []cond
 		for _, f := range q.Facts {
-			conds = append(conds, resolve(tx, bucketInvFacts, bucketInvFactN, f.Fact, f.Match, f.Equal))
+			conds = append(conds, resolve(tx, bucketInvFacts, bucketInvFactN, f.Fact, f.Match, f.Equal, f.Contains))
 		}
 		for _, p := range q.Packages {
 			var accept func(string) bool
@@ -405,7 +540,7 @@ func (s *Store) FindDevices(_ context.Context, q store.InventoryQuery, after str
 					return m(format, version)
 				}
 			}
-			conds = append(conds, resolve(tx, bucketInvPackages, bucketInvPackageN, p.Name, accept, ""))
+			conds = append(conds, resolve(tx, bucketInvPackages, bucketInvPackageN, p.Name, accept, "", ""))
 		}
 		if len(conds) == 0 {
 			c := tx.Bucket(bucketInvDevices).Cursor()

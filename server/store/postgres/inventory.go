@@ -16,8 +16,10 @@ import (
 
 // SaveInventory implements store.InventoryStore. The device row is locked
 // first, as every other write of a device does; the sections it carries are
-// upserted and, when any was, the device's fact and package rows are
-// rewritten from the whole stored inventory.
+// upserted and the device's fact and package rows of those sections alone
+// are moved from the stored copies to the new ones (each fact comes from
+// one section), row by row: a package upgrade changes one row, a new
+// hostname touches no package row.
 func (s *Store) SaveInventory(ctx context.Context, id string, up proto.InventoryUpload, at time.Time) (missing []string, err error) {
 	at = at.UTC()
 	err = s.tx(ctx, func(w *writer) error {
@@ -44,6 +46,10 @@ func (s *Store) SaveInventory(ctx context.Context, id string, up proto.Inventory
 			return err
 		}
 		present := up.Present()
+		old, err := loadSections(ctx, tx, id, present)
+		if err != nil {
+			return err
+		}
 		for _, sec := range present {
 			m, ok := meta[sec]
 			if !ok || m.Hash != up.Hashes[sec] || m.ChangedAt.IsZero() {
@@ -79,13 +85,89 @@ func (s *Store) SaveInventory(ctx context.Context, id string, up proto.Inventory
 				collected_at = COALESCE(EXCLUDED.collected_at, inventory_devices.collected_at)`, id, collected, at); err != nil {
 			return err
 		}
-		inv, err := loadInventory(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		return reindex(ctx, tx, id, inv)
+		return reindexSections(ctx, tx, id, old, up.Inventory.Only(present))
 	})
 	return missing, err
+}
+
+// reindexSections moves device id's fact and package rows from what old
+// holds to what new holds; both carry the same sections.
+func reindexSections(ctx context.Context, tx pgx.Tx, id string, old, new proto.Inventory) error {
+	var delF, delV, addF, addV []string
+	of, nf := factPairs(old), factPairs(new)
+	for k := range of {
+		if !nf[k] {
+			delF, delV = append(delF, k[0]), append(delV, k[1])
+		}
+	}
+	for k := range nf {
+		if !of[k] {
+			addF, addV = append(addF, k[0]), append(addV, k[1])
+		}
+	}
+	if len(delF) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM inventory_facts WHERE device_id = $1
+			AND (fact, value) IN (SELECT f, v FROM unnest($2::text[], $3::text[]) AS t (f, v))`, id, delF, delV); err != nil {
+			return err
+		}
+	}
+	if len(addF) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO inventory_facts (device_id, fact, value)
+			SELECT $1, f, v FROM unnest($2::text[], $3::text[]) AS t (f, v)`, id, addF, addV); err != nil {
+			return err
+		}
+	}
+	if new.Packages == nil && old.Packages == nil {
+		return nil
+	}
+	var delN, delFmt, delVer, addN, addFmt, addVer []string
+	op, np := packageRows(old), packageRows(new)
+	for k := range op {
+		if !np[k] {
+			delN, delFmt, delVer = append(delN, k[0]), append(delFmt, k[1]), append(delVer, k[2])
+		}
+	}
+	for k := range np {
+		if !op[k] {
+			addN, addFmt, addVer = append(addN, k[0]), append(addFmt, k[1]), append(addVer, k[2])
+		}
+	}
+	if len(delN) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM inventory_packages WHERE device_id = $1
+			AND (name, format, version) IN (SELECT n, f, v FROM unnest($2::text[], $3::text[], $4::text[]) AS t (n, f, v))`,
+			id, delN, delFmt, delVer); err != nil {
+			return err
+		}
+	}
+	if len(addN) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO inventory_packages (device_id, name, format, version)
+			SELECT $1, n, f, v FROM unnest($2::text[], $3::text[], $4::text[]) AS t (n, f, v)`, id, addN, addFmt, addVer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// factPairs returns inv's (fact, value) pairs.
+func factPairs(inv proto.Inventory) map[[2]string]bool {
+	out := map[[2]string]bool{}
+	for fact, vals := range inv.Facts() {
+		for _, v := range vals {
+			out[[2]string{fact, v}] = true
+		}
+	}
+	return out
+}
+
+// packageRows returns inv's (name, format, version) rows.
+func packageRows(inv proto.Inventory) map[[3]string]bool {
+	out := map[[3]string]bool{}
+	if p := inv.Packages; p != nil {
+		for _, x := range p.Packages {
+			out[[3]string{x.Name, p.Format, x.Version}] = true
+		}
+	}
+	return out
 }
 
 // loadInventory copies a dumped inventory, its times kept, and indexes it.
@@ -106,13 +188,21 @@ func (w *writer) loadInventory(d proto.DeviceInventory) error {
 			return err
 		}
 	}
-	return reindex(w.ctx, w.tx, d.DeviceID, d.Inventory)
+	return reindexSections(w.ctx, w.tx, d.DeviceID, proto.Inventory{}, d.Inventory)
 }
 
 // loadInventory merges the stored sections of device id.
 func loadInventory(ctx context.Context, q querier, id string) (proto.Inventory, error) {
+	return loadSections(ctx, q, id, proto.InventorySections)
+}
+
+// loadSections merges the stored sections of device id named in sections.
+func loadSections(ctx context.Context, q querier, id string, sections []string) (proto.Inventory, error) {
 	var inv proto.Inventory
-	rows, err := q.Query(ctx, "SELECT section, data FROM inventory_sections WHERE device_id = $1 ORDER BY section", id)
+	if len(sections) == 0 {
+		return inv, nil
+	}
+	rows, err := q.Query(ctx, "SELECT section, data FROM inventory_sections WHERE device_id = $1 AND section = ANY($2) ORDER BY section", id, sections)
 	if err != nil {
 		return inv, err
 	}
@@ -134,47 +224,6 @@ func loadInventory(ctx context.Context, q querier, id string) (proto.Inventory, 
 		inv.Merge(part)
 	}
 	return inv, rows.Err()
-}
-
-// reindex replaces device id's fact and package rows with inv's.
-func reindex(ctx context.Context, tx pgx.Tx, id string, inv proto.Inventory) error {
-	if _, err := tx.Exec(ctx, "DELETE FROM inventory_facts WHERE device_id = $1", id); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, "DELETE FROM inventory_packages WHERE device_id = $1", id); err != nil {
-		return err
-	}
-	var facts, values []string
-	seen := map[[2]string]bool{}
-	for fact, vals := range inv.Facts() {
-		for _, v := range vals {
-			if k := [2]string{fact, v}; !seen[k] {
-				seen[k] = true
-				facts, values = append(facts, fact), append(values, v)
-			}
-		}
-	}
-	if len(facts) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO inventory_facts (device_id, fact, value)
-			SELECT $1, f, v FROM unnest($2::text[], $3::text[]) AS t (f, v)`, id, facts, values); err != nil {
-			return err
-		}
-	}
-	if p := inv.Packages; p != nil && len(p.Packages) > 0 {
-		var names, versions []string
-		seen := map[[2]string]bool{}
-		for _, x := range p.Packages {
-			if k := [2]string{x.Name, x.Version}; !seen[k] {
-				seen[k] = true
-				names, versions = append(names, x.Name), append(versions, x.Version)
-			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO inventory_packages (device_id, name, format, version)
-			SELECT $1, n, $2, v FROM unnest($3::text[], $4::text[]) AS t (n, v)`, id, p.Format, names, versions); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Inventory implements store.InventoryStore.

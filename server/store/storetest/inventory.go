@@ -192,6 +192,30 @@ func testInventoryIndex(t *testing.T, s store.Store) {
 	if got, _ := s.PackageVersions(ctx, "bash"); !reflect.DeepEqual(got, []proto.PackageVersionCount{{Format: "deb", Version: "5.2", Devices: 3}}) {
 		t.Fatalf("after a re-send, PackageVersions(bash) = %+v", got)
 	}
+	// A system section alone (a new hostname) moves that fact and leaves
+	// the packages and the other facts as they were.
+	renamed := FixtureInventory("deb2-renamed", "debian", "12", "6.1.0-18-amd64", proto.FormatDeb, "openssl=3.0.13-1", "bash=5.2")
+	saveInv(t, s, "deb2", proto.InventoryUpload{Hashes: renamed.Hashes(), Inventory: renamed.Only([]string{proto.SectionSystem})}, t0)
+	hosts, _ := s.FactValues(ctx, proto.FactHostname)
+	if !slices.ContainsFunc(hosts, func(v proto.FactValueCount) bool { return v.Value == "deb2-renamed" }) ||
+		slices.ContainsFunc(hosts, func(v proto.FactValueCount) bool { return v.Value == "deb2" }) {
+		t.Fatalf("after a rename, FactValues(hostname) = %+v", hosts)
+	}
+	if got, _ := s.FactValues(ctx, proto.FactOS); !reflect.DeepEqual(got, wantOS[:1]) {
+		t.Fatalf("after a rename, FactValues(os) = %+v", got)
+	}
+	if got, _ := s.PackageVersions(ctx, "openssl"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a rename, PackageVersions(openssl) = %+v; want %+v", got, want)
+	}
+	// A package removed leaves its count.
+	less := FixtureInventory("deb1", "debian", "12", "6.1.0-18-amd64", proto.FormatDeb, "openssl=3.0.11-1")
+	saveInv(t, s, "deb1", proto.InventoryUpload{Hashes: less.Hashes(), Inventory: less.Only([]string{proto.SectionPackages})}, t0)
+	if got, _ := s.PackageVersions(ctx, "bash"); !reflect.DeepEqual(got, []proto.PackageVersionCount{{Format: "deb", Version: "5.2", Devices: 2}}) {
+		t.Fatalf("after a removal, PackageVersions(bash) = %+v", got)
+	}
+	if ids, _, _ := s.FindDevices(ctx, store.InventoryQuery{Packages: []store.PackageCond{{Name: "bash"}}}, "", 10); !reflect.DeepEqual(ids, []string{"deb0", "deb2"}) {
+		t.Fatalf("after a removal, devices with bash = %v", ids)
+	}
 }
 
 func testInventoryFind(t *testing.T, s store.Store) {
@@ -259,5 +283,15 @@ func testInventoryFind(t *testing.T, s store.Store) {
 	q.Facts = append(q.Facts, store.FactCond{Fact: proto.FactHostname, Match: func(v string) bool { return strings.HasSuffix(v, "3") }})
 	if ids, _ := find(q, "", 100); fmt.Sprint(ids) != "[d03]" {
 		t.Fatalf("two conditions on hostname: %v", ids)
+	}
+	// A substring condition as the API builds it (Contains with Match),
+	// which a store may answer from a substring index.
+	contains := func(sub string) store.FactCond {
+		return store.FactCond{Fact: proto.FactHostname, Contains: sub, Match: func(v string) bool { return strings.Contains(strings.ToLower(v), sub) }}
+	}
+	for sub, want := range map[string]string{"d0": "[d00 d01 d02 d03 d04 d05 d06 d07 d08 d09]", "d07": "[d07]", "d1": "[]", "xd07": "[]"} {
+		if ids, _ := find(store.InventoryQuery{Facts: []store.FactCond{contains(sub)}}, "", 100); fmt.Sprint(ids) != want {
+			t.Errorf("hostname~=%s: %v, want %s", sub, ids, want)
+		}
 	}
 }
