@@ -27,6 +27,11 @@ import (
 // broken.
 const deadline = 10 * time.Second
 
+// top and bottom are the retry backoff's Rand at either end of its jitter:
+// the full ceiling, and no wait at all.
+func top() float64    { return 1 }
+func bottom() float64 { return 0 }
+
 // fakeClock stands in for time: After records the wait and, unless blocked,
 // jumps the clock forward and fires at once.
 type fakeClock struct {
@@ -493,7 +498,7 @@ func (s *flakySender) SendEach(ctx context.Context, msgs []*messaging.Message) (
 
 func TestFCMWholeCallErrorRetried(t *testing.T) {
 	h := newHarness(t, false, nil)
-	h.bell.jitter = func(d time.Duration) time.Duration { return d }
+	h.bell.retry.Rand = top
 	h.bell.sender = &flakySender{inner: h.bell.sender, fails: 1}
 	t1, t2 := token("one"), token("two")
 	h.ring(Ring{DeviceID: "d1", Version: 1, FCMToken: t1}, Ring{DeviceID: "d2", Version: 1, FCMToken: t2})
@@ -515,15 +520,13 @@ func TestFCMWholeCallErrorRetried(t *testing.T) {
 }
 
 func TestFCMFailures(t *testing.T) {
-	identity := func(d time.Duration) time.Duration { return d }
-	zero := func(time.Duration) time.Duration { return 0 }
 	tests := []struct {
 		name       string
 		failure    fcmtest.Failure
 		times      int // -1: always
 		maxRetries int // 0: the harness's 3
 		ttl        time.Duration
-		jitter     func(time.Duration) time.Duration // nil: identity (the full ceiling)
+		jitter     func() float64 // the retry's Rand; nil: top (the full ceiling)
 
 		wantInvalid   bool
 		wantDelivered bool
@@ -545,7 +548,7 @@ func TestFCMFailures(t *testing.T) {
 			wantRequests: 1, wantStats: FCMStats{Failed: 1},
 		},
 		{
-			name: "429 honours Retry-After", failure: fcmtest.QuotaExceeded.WithRetryAfter(2 * time.Second), times: 1, jitter: zero,
+			name: "429 honours Retry-After", failure: fcmtest.QuotaExceeded.WithRetryAfter(2 * time.Second), times: 1, jitter: bottom,
 			wantDelivered: true, wantRequests: 2, wantWaits: []time.Duration{2 * time.Second}, wantStats: FCMStats{Sent: 1, Retried: 1},
 		},
 		{
@@ -592,9 +595,9 @@ func TestFCMFailures(t *testing.T) {
 				}
 				c.TTL = tt.ttl
 			})
-			h.bell.jitter = identity
+			h.bell.retry.Rand = top
 			if tt.jitter != nil {
-				h.bell.jitter = tt.jitter
+				h.bell.retry.Rand = tt.jitter
 			}
 			bad, good := token("bad"), token("good")
 			h.srv.FailToken(bad, tt.failure, tt.times)

@@ -1,6 +1,6 @@
 // Package client is a small Go client of the Doorbell MDM operator API, used
-// by the doorbell command-line tools and by tests. It imports only proto and
-// the standard library.
+// by the doorbell command-line tools, the simulator and tests. It imports
+// only proto, internal/backoff and the standard library.
 package client
 
 import (
