@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -632,17 +633,12 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 
 	// mochi's housekeeping loop stops on its own just after Close; give it
 	// a bounded moment.
-	deadline := time.Now().Add(wait)
-	for {
-		left := brokerGoroutines()
-		if len(left) == 0 {
-			return
+	testkit.EventuallyNil(t, wait, "the broker's goroutines to end", func() error {
+		if left := brokerGoroutines(); len(left) > 0 {
+			return fmt.Errorf("%d goroutines left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestSecretsNeverLogged(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -128,13 +129,10 @@ func TestDaemonStreamsPresence(t *testing.T) {
 	go func() { ran <- d.Run(ctx) }()
 	url := "http://" + d.HTTPAddr()
 	_ = url
-	deadline := time.Now().Add(20 * time.Second)
-	for st, _, _ := send(t, "GET", url+"/healthz", "", "", nil); st != 200; st, _, _ = send(t, "GET", url+"/healthz", "", "", nil) {
-		if time.Now().After(deadline) {
-			t.Fatal("daemon not healthy within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, "the daemon to be healthy", func() bool {
+		st, _, _ := send(t, "GET", url+"/healthz", "", "", nil)
+		return st == 200
+	})
 
 	s := openStream(t, url, adminToken)
 	if ev := s.next(); ev.name != proto.EventReady {

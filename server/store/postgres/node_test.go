@@ -6,8 +6,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
@@ -73,31 +75,31 @@ func TestNodes(t *testing.T) {
 	eventually(t, "each to learn that the other streams", func() bool { return a.node.StreamsElsewhere() && b.node.StreamsElsewhere() })
 
 	b.node.PresenceChanged("d1", true)
-	eventually(t, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
+	testkit.Eventually(t, 20*time.Second, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
 	if a.node.Connected("d2") {
 		t.Error("a unknown device shows connected")
 	}
-	eventually(t, "a's streams to hear d1 connect", func() bool {
+	testkit.Eventually(t, 20*time.Second, "a's streams to hear d1 connect", func() bool {
 		_, _, evs := a.seen()
 		return slices.Contains(evs, "d1 connect")
 	})
 
 	// An edit on a rings d1 on b; d2 is nobody's.
 	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Version: 7}, bridge.Ring{DeviceID: "d2", Version: 3})
-	eventually(t, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) > 0 })
+	testkit.Eventually(t, 20*time.Second, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) > 0 })
 	if rung, _, _ := b.seen(); len(rung) != 1 || rung[0] != (bridge.Ring{DeviceID: "d1", Version: 7}) {
 		t.Errorf("b rang %+v, want only d1 at version 7 (d2 is not connected to b)", rung)
 	}
 	// A command for d1 sent on a: b rings it with a command doorbell.
 	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Command: true})
-	eventually(t, "b to ring d1's command", func() bool { rung, _, _ := b.seen(); return len(rung) > 1 })
+	testkit.Eventually(t, 20*time.Second, "b to ring d1's command", func() bool { rung, _, _ := b.seen(); return len(rung) > 1 })
 	if rung, _, _ := b.seen(); len(rung) != 2 || rung[1] != (bridge.Ring{DeviceID: "d1", Command: true}) {
 		t.Errorf("b rang %+v, want d1's command ring second", rung)
 	}
 	a.node.DeviceChanged("d1", proto.CauseEdit)
-	eventually(t, "b's streams to hear the edit", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 edit") })
+	testkit.Eventually(t, 20*time.Second, "b's streams to hear the edit", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 edit") })
 	a.node.Disconnect("d1")
-	eventually(t, "b to close d1's session", func() bool { _, cut, _ := b.seen(); return slices.Contains(cut, "d1") })
+	testkit.Eventually(t, 20*time.Second, "b to close d1's session", func() bool { _, cut, _ := b.seen(); return slices.Contains(cut, "d1") })
 	if _, cut, _ := a.seen(); !slices.Contains(cut, "d1") {
 		t.Error("the revoking replica did not close its own session of d1")
 	}
@@ -139,7 +141,7 @@ func TestNodeResync(t *testing.T) {
 	if _, err := sa.Pool().Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'doorbell-bus b'"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b to re-ring d1 after listening again", func() bool {
+	testkit.Eventually(t, 20*time.Second, "b to re-ring d1 after listening again", func() bool {
 		rung, _, _ := b.seen()
 		return slices.Contains(rung, bridge.Ring{DeviceID: "d1", Version: 2})
 	})
