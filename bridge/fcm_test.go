@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
 // deadline bounds every wait in these tests; it only fires when a test is
@@ -32,50 +34,18 @@ const deadline = 10 * time.Second
 func top() float64    { return 1 }
 func bottom() float64 { return 0 }
 
-// fakeClock stands in for time: After records the wait and, unless blocked,
+// newFakeClock returns the shared fake clock; unless block, every wait
 // jumps the clock forward and fires at once.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waits   []time.Duration
-	block   bool
-	waiting chan time.Duration
+func newFakeClock(block bool) *testkit.Clock {
+	c := testkit.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	c.AutoAdvance(!block)
+	return c
 }
 
-func newFakeClock(block bool) *fakeClock {
-	return &fakeClock{
-		now:     time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
-		block:   block,
-		waiting: make(chan time.Duration, 100),
-	}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.waits = append(c.waits, d)
-	ch := make(chan time.Time, 1)
-	if !c.block {
-		c.now = c.now.Add(d)
-		ch <- c.now
-	}
-	select {
-	case c.waiting <- d:
-	default:
-	}
-	return ch
-}
-
-func (c *fakeClock) Waits() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.waits)
+// backoffStarted waits until the bell waits out a retry.
+func backoffStarted(t *testing.T, h *harness) {
+	t.Helper()
+	h.clock.WaitTimer(t, deadline, 0, math.MaxInt64)
 }
 
 // logSink sends logs to t.Log and keeps them for assertions.
@@ -108,7 +78,7 @@ type harness struct {
 	t       *testing.T
 	srv     *fcmtest.Server
 	bell    *FCMBell
-	clock   *fakeClock
+	clock   *testkit.Clock
 	logs    *logSink
 	settled chan settledRing
 	invalid chan [2]string
@@ -676,11 +646,7 @@ func TestFCMRunStopsOnCancel(t *testing.T) {
 				tok := token("busy")
 				h.srv.FailToken(tok, fcmtest.QuotaExceeded.WithRetryAfter(2*time.Second), -1)
 				h.ring(Ring{DeviceID: "d", Version: 1, FCMToken: tok})
-				select {
-				case <-h.clock.waiting:
-				case <-time.After(deadline):
-					t.Fatal("no backoff started")
-				}
+				backoffStarted(t, h)
 			},
 		},
 		{
@@ -727,11 +693,7 @@ func TestFCMBackoffDoesNotDelayOthers(t *testing.T) {
 	h.srv.FailToken(slow, fcmtest.Internal, -1)
 	h.run()
 	h.ring(Ring{DeviceID: "slow", Version: 1, FCMToken: slow})
-	select {
-	case <-h.clock.waiting:
-	case <-time.After(deadline):
-		t.Fatal("no backoff started")
-	}
+	backoffStarted(t, h)
 	h.ring(Ring{DeviceID: "fresh", Version: 1, FCMToken: fresh})
 	got := h.srv.WaitDelivered(t, 1)
 	if got[0].Token != fresh {
@@ -745,11 +707,7 @@ func TestFCMNewerRingReplacesRetry(t *testing.T) {
 	h.srv.FailToken(tok, fcmtest.Internal, 1)
 	h.run()
 	h.ring(Ring{DeviceID: "d", Version: 1, FCMToken: tok})
-	select {
-	case <-h.clock.waiting:
-	case <-time.After(deadline):
-		t.Fatal("no backoff started")
-	}
+	backoffStarted(t, h)
 	h.ring(Ring{DeviceID: "d", Version: 2, FCMToken: tok})
 	got := h.srv.WaitDelivered(t, 1)
 	if v := got[0].Data["version"]; v != "2" {

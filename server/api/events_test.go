@@ -213,7 +213,7 @@ func TestEventStream(t *testing.T) {
 	path := "/devices/" + e.DeviceID
 	h.do("POST", path+"/report", e.DeviceSecret, `{"appliedPolicyVersion":1,"cameraDisabled":false}`)
 	d = s.device()
-	if d.Cause != proto.CauseReport || d.State != proto.StateCompliant || d.AppliedVersion != 1 || d.LastReportAt == nil || !d.LastReportAt.Equal(h.now) {
+	if d.Cause != proto.CauseReport || d.State != proto.StateCompliant || d.AppliedVersion != 1 || d.LastReportAt == nil || !d.LastReportAt.Equal(h.clock.Now()) {
 		t.Fatalf("after report: %+v", d)
 	}
 	h.do("PUT", path+"/policy", adminToken, `{"cameraDisabled":true}`)
@@ -312,7 +312,7 @@ func TestLastReport(t *testing.T) {
 	var got LastReport
 	r.decode(t, &got)
 	if got.AppliedPolicyVersion != 1 || !got.CameraDisabled || got.ScreenCaptureDisabled == nil || *got.ScreenCaptureDisabled ||
-		!got.Compliant || !got.ReceivedAt.Equal(h.now) {
+		!got.Compliant || !got.ReceivedAt.Equal(h.clock.Now()) {
 		t.Fatalf("last report = %s", r.body)
 	}
 	var raw map[string]any
