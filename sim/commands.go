@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -17,11 +15,11 @@ import (
 const ScenarioCommands = "commands"
 
 // sendCommand queues a lock for one device and returns its id.
-func (c *adminClient) sendCommand(ctx context.Context, id, key string) (string, error) {
-	var cmd proto.Command
+func (f *fleet) sendCommand(ctx context.Context, id, key string) (string, error) {
 	req := proto.CommandRequest{Type: proto.CommandLock, ExpiresIn: "5m", IdempotencyKey: key}
-	if _, err := c.do(ctx, http.MethodPost, "/devices/"+url.PathEscape(id)+"/commands", req, &cmd); err != nil {
-		return "", err
+	cmd, err := f.admin.SendCommand(ctx, id, req)
+	if err != nil {
+		return "", fmt.Errorf("sim: command for device %s: %w", id, err)
 	}
 	return cmd.CommandID, nil
 }
@@ -29,10 +27,10 @@ func (c *adminClient) sendCommand(ctx context.Context, id, key string) (string, 
 // checkAcknowledged checks that the server says the command is
 // ACKNOWLEDGED. It is called once the agent's result was accepted, so the
 // first answer must say so.
-func (c *adminClient) checkAcknowledged(ctx context.Context, cid string) error {
-	var cmd proto.Command
-	if _, err := c.do(ctx, http.MethodGet, "/commands/"+url.PathEscape(cid), nil, &cmd); err != nil {
-		return err
+func (f *fleet) checkAcknowledged(ctx context.Context, cid string) error {
+	cmd, err := f.admin.Command(ctx, cid)
+	if err != nil {
+		return fmt.Errorf("sim: command %s: %w", cid, err)
 	}
 	if cmd.State != proto.CommandAcknowledged {
 		return fmt.Errorf("sim: the device ran command %s but the server says %s", cid, cmd.State)
@@ -74,14 +72,14 @@ func (f *fleet) commands(ctx context.Context, res *Result) error {
 		}
 		w := d.waitCommands(d.ranCommands() + 1)
 		t := time.Now()
-		cid, err := f.admin.sendCommand(ctx, d.id(), "sim-"+strconv.Itoa(f.cfg.First)+"-"+strconv.Itoa(i)+"-"+strconv.FormatInt(t.UnixNano(), 36))
+		cid, err := f.sendCommand(ctx, d.id(), "sim-"+strconv.Itoa(f.cfg.First)+"-"+strconv.Itoa(i)+"-"+strconv.FormatInt(t.UnixNano(), 36))
 		if err != nil {
 			return err
 		}
 		if err := f.wait(ctx, w, fmt.Sprintf("device %d to run command %s", d.idx, cid)); err != nil {
 			return err
 		}
-		if err := f.admin.checkAcknowledged(ctx, cid); err != nil {
+		if err := f.checkAcknowledged(ctx, cid); err != nil {
 			return err
 		}
 		lat[i] = time.Since(t)
