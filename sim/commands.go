@@ -3,9 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -43,53 +41,19 @@ func (f *fleet) checkAcknowledged(ctx context.Context, cid string) error {
 // each from the request to the server answering ACKNOWLEDGED: the doorbell,
 // the agent's fetch, the execution and the result it posted.
 func (f *fleet) commands(ctx context.Context, res *Result) error {
-	n := f.cfg.Edits
-	workers := 1
-	if f.cfg.Mode == ModePoll {
-		workers = min(n, len(f.devs))
-	}
-	perm := rand.Perm(len(f.devs))
-	lat := make([]time.Duration, n)
-	f.prog.set("commands", n, 0)
-	var mu sync.Mutex
-	busy := map[*device]bool{}
-	err := f.parallel(ctx, n, workers, func(ctx context.Context, i int) error {
-		d := f.devs[perm[i%len(perm)]]
-		mu.Lock()
-		if busy[d] {
-			mu.Unlock()
-			return fmt.Errorf("sim: device %d sent two commands at once", d.idx)
-		}
-		busy[d] = true
-		mu.Unlock()
-		defer func() { mu.Lock(); delete(busy, d); mu.Unlock() }()
-		if f.cfg.Mode == ModePoll {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(rand.N(f.cfg.Interval)):
-			}
-		}
+	return f.oneAtATime(ctx, res, "commands", func(ctx context.Context, d *device, i int) (time.Duration, error) {
 		w := d.waitCommands(d.ranCommands() + 1)
 		t := time.Now()
 		cid, err := f.sendCommand(ctx, d.id(), "sim-"+strconv.Itoa(f.cfg.First)+"-"+strconv.Itoa(i)+"-"+strconv.FormatInt(t.UnixNano(), 36))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := f.wait(ctx, w, fmt.Sprintf("device %d to run command %s", d.idx, cid)); err != nil {
-			return err
+			return 0, err
 		}
 		if err := f.checkAcknowledged(ctx, cid); err != nil {
-			return err
+			return 0, err
 		}
-		lat[i] = time.Since(t)
-		f.prog.add(1)
-		return nil
+		return time.Since(t), nil
 	})
-	if err != nil {
-		return err
-	}
-	res.Edits = n
-	fillPercentiles(res, lat)
-	return nil
 }

@@ -855,52 +855,63 @@ func (f *fleet) edit(ctx context.Context, d *device) (*waiter, error) {
 // measures each from the edit request to the server answering COMPLIANT for
 // the new version.
 func (f *fleet) editOne(ctx context.Context, res *Result) error {
+	return f.oneAtATime(ctx, res, "edit-one", func(ctx context.Context, d *device, _ int) (time.Duration, error) {
+		t := time.Now()
+		w, err := f.edit(ctx, d)
+		if err != nil {
+			return 0, err
+		}
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to report version %d", d.idx, w.version)); err != nil {
+			return 0, err
+		}
+		// The agent's report was acknowledged, so it is durable; the
+		// figure includes the server saying so.
+		if err := f.checkCompliant(ctx, d.id(), w.version); err != nil {
+			return 0, err
+		}
+		return time.Since(t), nil
+	})
+}
+
+// oneAtATime runs measure Edits times on random devices, one at a time (all
+// at once in poll mode), never on one device twice at once, and fills res
+// with the latencies it returns. In poll mode each starts at a random point
+// of the device's sync cycle (the fleet started together, so without this
+// every one would wait a whole interval). phase names the progress line.
+func (f *fleet) oneAtATime(ctx context.Context, res *Result, phase string, measure func(ctx context.Context, d *device, i int) (time.Duration, error)) error {
 	n := f.cfg.Edits
 	workers := 1
 	if f.cfg.Mode == ModePoll {
 		workers = min(n, len(f.devs))
 	}
-	// Distinct devices per concurrent worker; sequential edits may repeat.
+	// Distinct devices per concurrent worker; sequential runs may repeat.
 	perm := rand.Perm(len(f.devs))
 	lat := make([]time.Duration, n)
-	f.prog.set("edit-one", n, 0)
-	var mu sync.Mutex // one edit per device at a time
+	f.prog.set(phase, n, 0)
+	var mu sync.Mutex // one run per device at a time
 	busy := map[*device]bool{}
 	err := f.parallel(ctx, n, workers, func(ctx context.Context, i int) error {
 		d := f.devs[perm[i%len(perm)]]
 		mu.Lock()
 		if busy[d] {
 			mu.Unlock()
-			return fmt.Errorf("sim: device %d edited twice at once", d.idx)
+			return fmt.Errorf("sim: %s: device %d used twice at once", phase, d.idx)
 		}
 		busy[d] = true
 		mu.Unlock()
 		defer func() { mu.Lock(); delete(busy, d); mu.Unlock() }()
 
 		if f.cfg.Mode == ModePoll {
-			// An edit lands at a random point of the device's sync
-			// cycle (the fleet started together, so without this every
-			// edit would wait a whole interval).
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(rand.N(f.cfg.Interval)):
 			}
 		}
-		t := time.Now()
-		w, err := f.edit(ctx, d)
-		if err != nil {
+		var err error
+		if lat[i], err = measure(ctx, d, i); err != nil {
 			return err
 		}
-		if err := f.wait(ctx, w, fmt.Sprintf("device %d to report version %d", d.idx, w.version)); err != nil {
-			return err
-		}
-		// The agent's report was acknowledged, so it is durable; the
-		// figure includes the server saying so.
-		if err := f.checkCompliant(ctx, d.id(), w.version); err != nil {
-			return err
-		}
-		lat[i] = time.Since(t)
 		f.prog.add(1)
 		return nil
 	})
