@@ -99,5 +99,5 @@ func TestHTTPConnectionCap(t *testing.T) {
 			t.Fatalf("the process ran out of descriptors: %s", l)
 		}
 	}
-	eventually(t, 30*time.Second, "the server serving after the flood", s.serves)
+	testkit.Eventually(t, 30*time.Second, "the server serving after the flood", s.serves)
 }
