@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -411,24 +410,6 @@ func (c *countingEnforcer) Observe(ctx context.Context) (proto.Settings, error) 
 	return c.Enforcer.Observe(ctx)
 }
 
-// logBuffer collects log output, safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testHarness is an agent wired to a fake server, a memory device, a file
 // identity store in a temp dir and a fake clock.
 type testHarness struct {
@@ -439,7 +420,7 @@ type testHarness struct {
 	store   *FileIDStore
 	clock   fakeClock
 	results chan SyncResult
-	logs    *logBuffer
+	logs    *testkit.LockedBuffer
 }
 
 func newHarness(t *testing.T, srv *fakeServer, dir string, mod func(*Config)) *testHarness {
@@ -450,7 +431,7 @@ func newHarness(t *testing.T, srv *fakeServer, dir string, mod func(*Config)) *t
 		store:   NewFileIDStore(dir),
 		clock:   newFakeClock(),
 		results: make(chan SyncResult, 100),
-		logs:    &logBuffer{},
+		logs:    &testkit.LockedBuffer{},
 	}
 	h.enf = &countingEnforcer{Enforcer: h.dev}
 	cfg := Config{

@@ -642,7 +642,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 }
 
 func TestSecretsNeverLogged(t *testing.T) {
-	var logs lockedBuffer
+	var logs testkit.LockedBuffer
 	tb := startBroker(t, &logs)
 
 	connectDevice(t, tb, "dev-a").Disconnect(0)
@@ -718,23 +718,6 @@ func connectPacketV(t *testing.T, version byte, keepalive uint16, id, password s
 		t.Fatalf("encoding CONNECT: %v", err)
 	}
 	return buf.Bytes()
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // readConnack reads and decodes one CONNACK of the given protocol version.

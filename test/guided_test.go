@@ -80,31 +80,14 @@ func (h *escalationReceiver) forDevice(id string) []proto.EscalationEvent {
 type debianAgent struct {
 	host  *linuxtest.FakeHost
 	agent *agent.Agent
-	logs  *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs  *testkit.LockedBuffer
 }
 
 func startDebianAgent(t *testing.T, s *serverProc, name string) *debianAgent {
 	t.Helper()
 	host := linuxtest.Load(t, "../agent/testdata/hosts/debian")
 	state := t.TempDir()
-	da := &debianAgent{host: host, logs: &lockedBuffer{}}
+	da := &debianAgent{host: host, logs: &testkit.LockedBuffer{}}
 	a, err := agent.New(agent.Config{
 		ServerURL: s.url, ServerPin: s.pin, EnrollToken: s.enroll, Interval: time.Hour,
 		Enforcer:        agent.NewLinuxEnforcer(host.Root, agent.WithRunner(host)),

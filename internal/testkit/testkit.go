@@ -1,7 +1,7 @@
 // Package testkit holds the helpers every package's tests share: one poll
-// helper (Eventually), one fake clock (Clock) and one client of the live
-// /events stream (OpenEventStream). Tests only: nothing that ships imports
-// it.
+// helper (Eventually), one fake clock (Clock), one locked buffer for logs
+// (LockedBuffer) and one client of the live /events stream
+// (OpenEventStream). Tests only: nothing that ships imports it.
 package testkit
 
 import (
