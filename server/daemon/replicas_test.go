@@ -184,7 +184,7 @@ func TestTwoReplicas(t *testing.T) {
 
 	// The live stream on A shows what B commits, once B knows A streams.
 	events := liveEvents(t, a)
-	until(t, "B to learn that A streams", b.d.node.StreamsElsewhere)
+	testkit.Eventually(t, 30*time.Second, "B to learn that A streams", b.d.node.StreamsElsewhere)
 	edit(t, b, idB, `{"cameraDisabled":false}`)
 	testkit.Eventually(t, 30*time.Second, "A's stream to show B's edit", func() bool {
 		for {

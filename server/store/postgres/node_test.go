@@ -72,7 +72,7 @@ func TestNodes(t *testing.T) {
 	// Both have live streams open, so device events cross both ways.
 	a.node.StreamsChanged(1)
 	b.node.StreamsChanged(1)
-	eventually(t, "each to learn that the other streams", func() bool { return a.node.StreamsElsewhere() && b.node.StreamsElsewhere() })
+	testkit.Eventually(t, 20*time.Second, "each to learn that the other streams", func() bool { return a.node.StreamsElsewhere() && b.node.StreamsElsewhere() })
 
 	b.node.PresenceChanged("d1", true)
 	testkit.Eventually(t, 20*time.Second, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
@@ -162,14 +162,14 @@ func TestNodeStreams(t *testing.T) {
 		t.Fatal("a replica believes another streams before any stream opened")
 	}
 	b.node.PresenceChanged("d1", true)
-	eventually(t, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
+	testkit.Eventually(t, 20*time.Second, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
 
 	// Nobody streams: a's report and edit events stay home; the edit's
 	// ring, published after them, crosses.
 	a.node.DeviceChanged("d1", proto.CauseReport)
 	a.node.DeviceChanged("d1", proto.CauseEdit)
 	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Version: 2})
-	eventually(t, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) == 1 })
+	testkit.Eventually(t, 20*time.Second, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) == 1 })
 	if _, _, evs := a.seen(); len(evs) != 0 {
 		t.Errorf("a heard events %v though it streams nothing and b's presence needs no stream", evs)
 	}
@@ -179,12 +179,12 @@ func TestNodeStreams(t *testing.T) {
 
 	// b opens a stream: a learns at once (over the bus) and sends.
 	b.node.StreamsChanged(1)
-	eventually(t, "a to learn that b streams", a.node.StreamsElsewhere)
+	testkit.Eventually(t, 20*time.Second, "a to learn that b streams", a.node.StreamsElsewhere)
 	if b.node.StreamsElsewhere() {
 		t.Error("b counts its own stream as another replica's")
 	}
 	a.node.DeviceChanged("d1", proto.CauseReport)
-	eventually(t, "b's stream to hear a's report", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 report") })
+	testkit.Eventually(t, 20*time.Second, "b's stream to hear a's report", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 report") })
 
 	// A replica starting now learns of b's stream from the store.
 	c := startReplica(t, sc, "c")
@@ -194,13 +194,13 @@ func TestNodeStreams(t *testing.T) {
 
 	// b's last stream closes: the others stop sending.
 	b.node.StreamsChanged(0)
-	eventually(t, "a to learn that b stopped streaming", func() bool { return !a.node.StreamsElsewhere() })
-	eventually(t, "c to learn that b stopped streaming", func() bool { return !c.node.StreamsElsewhere() })
+	testkit.Eventually(t, 20*time.Second, "a to learn that b stopped streaming", func() bool { return !a.node.StreamsElsewhere() })
+	testkit.Eventually(t, 20*time.Second, "c to learn that b stopped streaming", func() bool { return !c.node.StreamsElsewhere() })
 
 	// An operator token deleted on a: b and c close its sessions.
 	a.node.RevokeOperator("ci", []byte{0xab, 0xcd})
 	for _, r := range []*replica{b, c} {
-		eventually(t, "the operator revocation to cross", func() bool {
+		testkit.Eventually(t, 20*time.Second, "the operator revocation to cross", func() bool {
 			_, _, evs := r.seen()
 			return slices.Contains(evs, "operator ci abcd")
 		})
