@@ -218,7 +218,7 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 		p := srv.setCamera(id, on)
 		converged(t, srv, id, p.Version, fmt.Sprintf("edit %d converged", i+1), func() bool { return true })
 	}
-	eventually(t, 30*time.Second, "two unchanged inventory passes", func() bool { return a.logCount("inventory unchanged") >= 2 })
+	testkit.Eventually(t, 30*time.Second, "two unchanged inventory passes", func() bool { return a.logCount("inventory unchanged") >= 2 })
 	if n := a.logCount("inventory uploaded"); n != 1 {
 		t.Errorf("an unchanged inventory was uploaded again (%d uploads)", n)
 	}
@@ -259,7 +259,7 @@ func TestInventoryRefreshCommand(t *testing.T) {
 	replaceFile(t, file, string(fixture))
 	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file)
 	id := enrolled(t, srv, a)
-	eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
+	testkit.Eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
 	first := srv.inventory(id)
 
 	var cmd proto.Command
