@@ -1,6 +1,10 @@
 package agent
 
-import "time"
+import (
+	"time"
+
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
+)
 
 // Clock is the agent's source of time, injectable so tests drive the
 // scheduler without sleeping.
@@ -44,42 +48,20 @@ const (
 	mqttJitter = 0.5
 )
 
-// backoff returns base·2^(attempt-1) capped at max (attempt 1 is base),
-// spread by ±jitter (a fraction of the delay) using rnd, which returns a
-// value in [0, 1). With max < base the delay is max.
-func backoff(attempt int, base, max time.Duration, jitter float64, rnd func() float64) time.Duration {
-	if attempt < 1 {
-		attempt = 1
-	}
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return spread(d, jitter, rnd)
-}
-
-// spread returns d·(1 ± jitter), uniformly distributed by rnd.
-func spread(d time.Duration, jitter float64, rnd func() float64) time.Duration {
-	f := 1 + jitter*(2*rnd()-1)
-	return time.Duration(float64(d) * f)
-}
-
 // nextSyncDelay is how long the scheduler waits before the next periodic
 // sync: the interval after a success (failures == 0), otherwise an
 // exponential backoff from 30s doubling per consecutive failure and capped at
 // the interval; always jittered ±10%.
 func nextSyncDelay(failures int, interval time.Duration, rnd func() float64) time.Duration {
+	b := backoff.Backoff{Min: syncBackoffBase, Max: interval, Jitter: syncJitter, Rand: rnd}
 	if failures <= 0 {
-		return spread(interval, syncJitter, rnd)
+		return b.Spread(interval)
 	}
-	return backoff(failures, syncBackoffBase, interval, syncJitter, rnd)
+	return b.Delay(failures)
 }
 
-// mqttReconnectDelay is how long the MQTT loop waits before its attempt-th
-// consecutive reconnect: from 1s doubling to 2m, jittered ±50%.
-func mqttReconnectDelay(attempt int, rnd func() float64) time.Duration {
-	return backoff(attempt, mqttBackoffBase, mqttBackoffMax, mqttJitter, rnd)
+// mqttBackoff is the MQTT loop's wait between consecutive reconnects: from
+// 1s doubling to 2m, jittered ±50%, drawn from rnd.
+func mqttBackoff(rnd func() float64) backoff.Backoff {
+	return backoff.Backoff{Min: mqttBackoffBase, Max: mqttBackoffMax, Jitter: mqttJitter, Rand: rnd}
 }

@@ -82,8 +82,9 @@ func TestMQTTReconnectDelay(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := mqttReconnectDelay(tt.attempt, constRand(tt.rnd)); got != tt.want {
-				t.Errorf("mqttReconnectDelay(%d) = %v, want %v", tt.attempt, got, tt.want)
+			b := mqttBackoff(constRand(tt.rnd))
+			if got := b.Delay(tt.attempt); got != tt.want {
+				t.Errorf("MQTT reconnect delay %d = %v, want %v", tt.attempt, got, tt.want)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -363,83 +363,23 @@ func (s *fakeServer) secret(id string) string {
 	return s.devices[id].secret
 }
 
-// fakeClock is a Clock that moves only when told to. Every NewTimer's
-// duration is sent on created, so a test knows when the agent is waiting.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	timers  []*fakeTimer
-	created chan time.Duration
+// fakeClock is the shared fake clock (testkit.Clock) seen as the agent's
+// Clock; it moves only when a test advances it.
+type fakeClock struct{ *testkit.Clock }
+
+var _ Clock = fakeClock{}
+
+func newFakeClock() fakeClock {
+	return fakeClock{testkit.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))}
 }
 
-type fakeTimer struct {
-	c     chan time.Time
-	when  time.Time
-	clock *fakeClock
-	done  bool
-}
-
-var _ Clock = (*fakeClock)(nil)
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), created: make(chan time.Duration, 1000)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	c.mu.Lock()
-	t := &fakeTimer{c: make(chan time.Time, 1), when: c.now.Add(d), clock: c}
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	c.created <- d
-	return t
-}
-
-// Advance moves the clock and fires every timer that is due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.timers[:0]
-	for _, t := range c.timers {
-		if t.done {
-			continue
-		}
-		if !t.when.After(c.now) {
-			t.done = true
-			t.c <- c.now
-			continue
-		}
-		kept = append(kept, t)
-	}
-	c.timers = kept
-}
+func (c fakeClock) NewTimer(d time.Duration) Timer { return c.Clock.NewTimer(d) }
 
 // waitTimer returns the duration of the next timer the agent creates within
 // [lo, hi], skipping others (the scheduler and the MQTT loop share the clock).
-func (c *fakeClock) waitTimer(t *testing.T, lo, hi time.Duration) time.Duration {
+func (c fakeClock) waitTimer(t *testing.T, lo, hi time.Duration) time.Duration {
 	t.Helper()
-	for {
-		d := recv(t, c.created, fmt.Sprintf("a timer in [%v, %v]", lo, hi))
-		if d >= lo && d <= hi {
-			return d
-		}
-	}
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-
-func (t *fakeTimer) Stop() bool {
-	t.clock.mu.Lock()
-	defer t.clock.mu.Unlock()
-	was := !t.done
-	t.done = true
-	return was
+	return c.WaitTimer(t, waitTimeout, lo, hi)
 }
 
 // countingEnforcer wraps an Enforcer, counts calls and detects overlapping
@@ -470,24 +410,6 @@ func (c *countingEnforcer) Observe(ctx context.Context) (proto.Settings, error) 
 	return c.Enforcer.Observe(ctx)
 }
 
-// logBuffer collects log output, safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testHarness is an agent wired to a fake server, a memory device, a file
 // identity store in a temp dir and a fake clock.
 type testHarness struct {
@@ -496,9 +418,9 @@ type testHarness struct {
 	dev     *MemoryEnforcer
 	enf     *countingEnforcer
 	store   *FileIDStore
-	clock   *fakeClock
+	clock   fakeClock
 	results chan SyncResult
-	logs    *logBuffer
+	logs    *testkit.LockedBuffer
 }
 
 func newHarness(t *testing.T, srv *fakeServer, dir string, mod func(*Config)) *testHarness {
@@ -509,7 +431,7 @@ func newHarness(t *testing.T, srv *fakeServer, dir string, mod func(*Config)) *t
 		store:   NewFileIDStore(dir),
 		clock:   newFakeClock(),
 		results: make(chan SyncResult, 100),
-		logs:    &logBuffer{},
+		logs:    &testkit.LockedBuffer{},
 	}
 	h.enf = &countingEnforcer{Enforcer: h.dev}
 	cfg := Config{

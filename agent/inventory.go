@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -149,7 +150,8 @@ func (a *Agent) inventoryAfterSync(ctx context.Context) {
 // look for changed sections. An unchanged inventory costs a collection on
 // the device and nothing on the network.
 func (a *Agent) inventoryLoop(ctx context.Context) {
-	timer := a.clock.NewTimer(spread(a.cfg.InventoryInterval, syncJitter, a.rnd))
+	every := backoff.Backoff{Jitter: syncJitter, Rand: a.rnd} // the interval ±10%
+	timer := a.clock.NewTimer(every.Spread(a.cfg.InventoryInterval))
 	defer func() { timer.Stop() }()
 	for {
 		select {
@@ -163,7 +165,7 @@ func (a *Agent) inventoryLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		timer = a.clock.NewTimer(spread(a.cfg.InventoryInterval, syncJitter, a.rnd))
+		timer = a.clock.NewTimer(every.Spread(a.cfg.InventoryInterval))
 	}
 }
 

@@ -204,7 +204,7 @@ func (e *LinuxEnforcer) Enforce(ctx context.Context, desired proto.Settings) err
 		failed["cameraDisabled"] = err.Error()
 	}
 	if d := desired.SSHPasswordAuthDisabled; d != nil {
-		if err := e.enforceSSH(ctx, *d); err != nil {
+		if err := e.enforceSSH(ctx, sshPassword, *d); err != nil {
 			failed["sshPasswordAuthDisabled"] = err.Error()
 		}
 	}
@@ -236,12 +236,30 @@ func (e *LinuxEnforcer) enforceCamera(disabled bool) error {
 	return err
 }
 
-func (e *LinuxEnforcer) enforceSSH(ctx context.Context, disabled bool) error {
-	value := "yes"
+// sshKeyword is a boolean setting Doorbell holds with one sshd keyword in a
+// drop-in of its own: "no" while the setting is on, allowed while it is off.
+type sshKeyword struct {
+	file    string // the drop-in
+	keyword string // PasswordAuthentication, PermitRootLogin
+	allowed string // written when the setting is off; also sshd's default
+}
+
+var (
+	// sshPassword is sshPasswordAuthDisabled.
+	sshPassword = sshKeyword{file: LinuxSSHFile, keyword: "PasswordAuthentication", allowed: "yes"}
+	// sshRootLogin is sshRootLoginDisabled: allowed is sshd's default
+	// "prohibit-password", so Doorbell never opens password logins for root.
+	sshRootLogin = sshKeyword{file: LinuxSSHRootFile, keyword: "PermitRootLogin", allowed: "prohibit-password"}
+)
+
+// enforceSSH writes k's drop-in, reloads sshd when it changed (or a
+// reload is still owed), and reads back what sshd would use.
+func (e *LinuxEnforcer) enforceSSH(ctx context.Context, k sshKeyword, disabled bool) error {
+	value := k.allowed
 	if disabled {
 		value = "no"
 	}
-	changed, err := writeIfChanged(e.path(LinuxSSHFile), []byte(managedHeader+"PasswordAuthentication "+value+"\n"))
+	changed, err := writeIfChanged(e.path(k.file), []byte(managedHeader+k.keyword+" "+value+"\n"))
 	if err != nil {
 		return err
 	}
@@ -254,12 +272,12 @@ func (e *LinuxEnforcer) enforceSSH(ctx context.Context, disabled bool) error {
 		}
 	}
 	e.reloadPending = false
-	got, src, err := e.observeSSH()
+	got, src, err := e.observeSSH(k)
 	if err != nil {
 		return err
 	}
 	if got == nil || *got != disabled {
-		return fmt.Errorf("not in effect: sshd takes PasswordAuthentication from %s", src)
+		return fmt.Errorf("not in effect: sshd takes %s from %s", k.keyword, src)
 	}
 	return nil
 }
@@ -299,7 +317,7 @@ func (e *LinuxEnforcer) Observe(ctx context.Context) (proto.Settings, error) {
 	if s.CameraDisabled, err = e.observeCamera(); err != nil {
 		return proto.Settings{}, fmt.Errorf("observing cameraDisabled: %w", err)
 	}
-	if s.SSHPasswordAuthDisabled, _, err = e.observeSSH(); err != nil {
+	if s.SSHPasswordAuthDisabled, _, err = e.observeSSH(sshPassword); err != nil {
 		return proto.Settings{}, fmt.Errorf("observing sshPasswordAuthDisabled: %w", err)
 	}
 	if s.AutoUpdatesEnabled, _, err = e.observeApt(); err != nil {
@@ -340,23 +358,23 @@ func (e *LinuxEnforcer) observeCamera() (bool, error) {
 	return disabled, nil
 }
 
-// observeSSH returns the PasswordAuthentication sshd would use, negated,
-// and the file that set it; nil when Doorbell's drop-in does not exist. sshd
-// takes the first value it reads: the main configuration in order, with
-// each Include expanded in place (lexical order), up to the first Match
-// block. Without a main configuration the drop-in directory is read alone.
-func (e *LinuxEnforcer) observeSSH() (*bool, string, error) {
-	if _, err := os.Stat(e.path(LinuxSSHFile)); notExist(err) {
+// observeSSH returns whether sshd would use "no" for k's keyword, and the
+// file that set it; nil when Doorbell's drop-in does not exist. sshd takes
+// the first value it reads: the main configuration in order, with each
+// Include expanded in place (lexical order), up to the first Match block.
+// Without a main configuration the drop-in directory is read alone.
+func (e *LinuxEnforcer) observeSSH(k sshKeyword) (*bool, string, error) {
+	if _, err := os.Stat(e.path(k.file)); notExist(err) {
 		return nil, "", nil
 	} else if err != nil {
 		return nil, "", err
 	}
-	value, src, err := e.sshdKeyword("PasswordAuthentication")
+	value, src, err := e.sshdKeyword(k.keyword)
 	if err != nil {
 		return nil, "", err
 	}
 	if value == "" {
-		value, src = "yes", "sshd's default"
+		value, src = k.allowed, "sshd's default"
 	}
 	disabled := strings.EqualFold(value, "no")
 	return &disabled, src, nil

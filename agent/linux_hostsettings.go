@@ -93,7 +93,7 @@ func (e *LinuxEnforcer) enforceHost(ctx context.Context, h linuxHost, d linuxHos
 		try(settingFirewallEnabled, func() error { return e.enforceFirewall(ctx, h, *d.FirewallEnabled) })
 	}
 	if d.SSHRootLoginDisabled != nil {
-		try(settingSSHRootLoginDisabled, func() error { return e.enforceSSHRoot(ctx, *d.SSHRootLoginDisabled) })
+		try(settingSSHRootLoginDisabled, func() error { return e.enforceSSH(ctx, sshRootLogin, *d.SSHRootLoginDisabled) })
 	}
 	if d.PasswordQuality != nil {
 		try(settingPasswordQuality, func() error { return e.enforcePasswordQuality(*d.PasswordQuality) })
@@ -138,7 +138,7 @@ func (e *LinuxEnforcer) observeHost(ctx context.Context, h linuxHost) (linuxHost
 		s.FirewallEnabled = &v
 	}
 	if in(settingSSHRootLoginDisabled) {
-		v, _, err := e.observeSSHRoot()
+		v, _, err := e.observeSSH(sshRootLogin)
 		if err != nil {
 			return s, wrap(settingSSHRootLoginDisabled, err)
 		}

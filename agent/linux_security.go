@@ -34,60 +34,6 @@ const (
 	auditdUnit       = "auditd.service"
 )
 
-// --- sshRootLoginDisabled ---
-
-// enforceSSHRoot writes the PermitRootLogin drop-in ("no", or sshd's
-// default "prohibit-password" when root logins are allowed: Doorbell never
-// opens password logins for root), reloads sshd when it changed, and reads
-// back.
-func (e *LinuxEnforcer) enforceSSHRoot(ctx context.Context, disabled bool) error {
-	value := "prohibit-password"
-	if disabled {
-		value = "no"
-	}
-	changed, err := writeIfChanged(e.path(LinuxSSHRootFile), []byte(managedHeader+"PermitRootLogin "+value+"\n"))
-	if err != nil {
-		return err
-	}
-	if changed {
-		e.reloadPending = true
-	}
-	if e.reloadPending && e.reloadSSH != nil {
-		if err := e.reloadSSH(ctx); err != nil {
-			return fmt.Errorf("reloading sshd: %w", err)
-		}
-	}
-	e.reloadPending = false
-	got, src, err := e.observeSSHRoot()
-	if err != nil {
-		return err
-	}
-	if got == nil || *got != disabled {
-		return fmt.Errorf("not in effect: sshd takes PermitRootLogin from %s", src)
-	}
-	return nil
-}
-
-// observeSSHRoot reports whether sshd refuses root logins outright
-// (PermitRootLogin no, read as sshd reads it) and the file that decided;
-// nil when Doorbell's drop-in does not exist.
-func (e *LinuxEnforcer) observeSSHRoot() (*bool, string, error) {
-	if _, err := os.Stat(e.path(LinuxSSHRootFile)); notExist(err) {
-		return nil, "", nil
-	} else if err != nil {
-		return nil, "", err
-	}
-	value, src, err := e.sshdKeyword("PermitRootLogin")
-	if err != nil {
-		return nil, "", err
-	}
-	if value == "" {
-		value, src = "prohibit-password", "sshd's default"
-	}
-	disabled := strings.EqualFold(value, "no")
-	return &disabled, src, nil
-}
-
 // --- passwordQuality ---
 
 // pamStacks are the PAM files that hold the password stack: Debian's and

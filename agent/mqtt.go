@@ -27,17 +27,17 @@ const (
 // Reconnection is ours, not paho's: AutoReconnect and ConnectRetry are off
 // and every session is a fresh client. Paho's backoff is not jittered, so a
 // broker restart would bring the whole fleet back in lockstep; this loop
-// waits mqttReconnectDelay (exponential, ±50% jitter) between attempts. A
+// waits out a backoff.Backoff (exponential, ±50% jitter) between attempts. A
 // fresh client per session also makes a re-enrolled identity's credentials
 // take effect at once.
 func (a *Agent) mqttLoop(ctx context.Context) {
-	attempt := 0
-	refused := false // the last attempt's login was refused
-	next := 0        // which of several broker URLs to try
+	retry := mqttBackoff(a.rnd)
+	waitFirst := false // the last session or attempt failed: back off first
+	refused := false   // the last attempt's login was refused
+	next := 0          // which of several broker URLs to try
 	for {
-		if attempt > 0 {
-			d := mqttReconnectDelay(attempt, a.rnd)
-			t := a.clock.NewTimer(d)
+		if waitFirst {
+			t := a.clock.NewTimer(retry.Next())
 		wait:
 			for {
 				select {
@@ -48,7 +48,7 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 					break wait
 				case <-a.idChanged:
 					t.Stop()
-					attempt = 0
+					retry.Reset()
 					break wait
 				case <-a.syncOK:
 					// The server answered a sync: it is up again, so stop
@@ -85,7 +85,8 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-a.idChanged:
-				attempt = 0
+				retry.Reset()
+				waitFirst = false
 				continue
 			}
 		}
@@ -95,10 +96,10 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			attempt++
+			waitFirst = true
 			refused = isMQTTLoginRefused(err)
 			next++
-			a.log.Warn("MQTT connect failed", "deviceId", id.DeviceID, "broker", brokerURL, "err", err, "attempt", attempt)
+			a.log.Warn("MQTT connect failed", "deviceId", id.DeviceID, "broker", brokerURL, "err", err, "attempt", retry.Attempts()+1)
 			if refused {
 				// Perhaps the device was revoked: a sync finds out (404)
 				// and enrolls again if it has an enrollment token.
@@ -107,9 +108,10 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 			continue
 		}
 		refused = false
+		retry.Reset() // connected: the next loss starts from the first delay
 		a.log.Info("MQTT connected", "deviceId", id.DeviceID, "broker", brokerURL)
-		attempt = a.waitSession(ctx, s, id)
-		if attempt > 0 {
+		waitFirst = a.waitSession(ctx, s, id)
+		if waitFirst {
 			next++ // the session was lost: its broker may be gone
 		}
 		s.close()
@@ -120,23 +122,23 @@ func (a *Agent) mqttLoop(ctx context.Context) {
 }
 
 // waitSession blocks until the session is lost, the identity's credentials
-// change, or ctx is done. It returns the reconnect attempt number to go on
-// with: 1 after a loss (wait before reconnecting), 0 otherwise.
-func (a *Agent) waitSession(ctx context.Context, s *mqttSession, id Identity) int {
+// change, or ctx is done. It reports whether the session was lost (wait
+// before reconnecting) rather than ended on purpose.
+func (a *Agent) waitSession(ctx context.Context, s *mqttSession, id Identity) bool {
 	for {
 		select {
 		case <-ctx.Done():
-			return 0
+			return false
 		case err := <-s.lost:
 			a.log.Warn("MQTT connection lost", "deviceId", id.DeviceID, "err", err)
-			return 1
+			return true
 		case <-a.idChanged:
 			cur, ok := a.currentIdentity()
 			if ok && cur.DeviceID == id.DeviceID && cur.DeviceSecret == id.DeviceSecret && cur.MQTTURL == id.MQTTURL && cur.Topic == id.Topic {
 				continue // e.g. only the push token changed
 			}
 			a.log.Info("identity changed; reconnecting MQTT", "deviceId", cur.DeviceID)
-			return 0
+			return false
 		}
 	}
 }

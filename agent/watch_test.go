@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -152,7 +153,7 @@ func TestAgentFixesDriftThroughWatcher(t *testing.T) {
 	id := first.DeviceID
 	srv.setPolicy(id, proto.Settings{CameraDisabled: true})
 	h.agent.Trigger()
-	waitFor(t, "the watcher", func() bool { return strings.Contains(h.logs.String(), "watching for drift") })
+	testkit.Eventually(t, waitTimeout, "the watcher", func() bool { return strings.Contains(h.logs.String(), "watching for drift") })
 
 	nextEnforced := func(what string) SyncResult {
 		t.Helper()
@@ -199,17 +200,5 @@ func TestAgentFixesDriftThroughWatcher(t *testing.T) {
 	}
 	if n := len(srv.reports(id)); n != 5 {
 		t.Errorf("%d reports, want 5 (two syncs and three drifts)", n)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

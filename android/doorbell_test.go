@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
@@ -205,19 +206,6 @@ func (s *testServer) deviceCount() int {
 	var l proto.DeviceList
 	s.call("GET", "/devices", "", &l)
 	return len(l.Devices)
-}
-
-// eventually polls cond until it holds; the deadline only guards against a
-// hang.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func newTestAgent(t *testing.T, s *testServer, e Enforcer, st Store, mod func(*Config)) (*Agent, *fakeLogger) {
@@ -515,13 +503,13 @@ func TestKioskDoorbell(t *testing.T) {
 	if err := a.StartDoorbell(); err != nil {
 		t.Fatalf("second StartDoorbell: %v", err)
 	}
-	eventually(t, "the kiosk enrolls and connects", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the kiosk enrolls and connects", func() bool {
 		id := a.DeviceID()
 		return id != "" && s.status(id).Connected && s.status(id).State == proto.StateCompliant
 	})
 	id := a.DeviceID()
 	v := s.setCamera(id, true)
-	eventually(t, "the kiosk converges through the MQTT doorbell", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the kiosk converges through the MQTT doorbell", func() bool {
 		disabled, _ := e.state()
 		st := s.status(id)
 		return disabled && st.State == proto.StateCompliant && st.AppliedVersion == v
@@ -533,7 +521,7 @@ func TestKioskDoorbell(t *testing.T) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the kiosk disconnects", func() bool { return !s.status(id).Connected })
+	testkit.Eventually(t, 30*time.Second, "the kiosk disconnects", func() bool { return !s.status(id).Connected })
 	if err := a.Stop(); err != nil {
 		t.Fatalf("second Stop: %v", err)
 	}
@@ -541,5 +529,5 @@ func TestKioskDoorbell(t *testing.T) {
 	if err := a.StartDoorbell(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the kiosk reconnects", func() bool { return s.status(id).Connected })
+	testkit.Eventually(t, 30*time.Second, "the kiosk reconnects", func() bool { return s.status(id).Connected })
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"firebase.google.com/go/v4/messaging"
 	"google.golang.org/api/option"
 
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -214,7 +214,7 @@ type FCMBell struct {
 	project        string
 	ttl            time.Duration
 	maxRetries     int
-	baseBackoff    time.Duration
+	retry          backoff.Backoff // the delay before a retry; Delay only, so workers share it
 	sendTimeout    time.Duration
 	parallel       int
 	log            *slog.Logger
@@ -223,8 +223,7 @@ type FCMBell struct {
 	// Injected in tests.
 	now       func() time.Time
 	after     func(time.Duration) <-chan time.Time
-	jitter    func(max time.Duration) time.Duration // uniform in [0, max]
-	onSettled func(r Ring, err error)               // a ring is delivered (nil) or given up
+	onSettled func(r Ring, err error) // a ring is delivered (nil) or given up
 
 	mu      sync.Mutex
 	pending map[ringKey]*fcmPending // by device and kind
@@ -270,12 +269,12 @@ func NewFCMBell(ctx context.Context, cfg FCMConfig) (*FCMBell, error) {
 	case maxRetries < 0:
 		maxRetries = 0
 	}
-	backoff := cfg.BaseBackoff
-	if backoff == 0 {
-		backoff = DefaultFCMBaseBackoff
+	base := cfg.BaseBackoff
+	if base == 0 {
+		base = DefaultFCMBaseBackoff
 	}
-	if backoff < 0 {
-		return nil, fmt.Errorf("fcm bell: BaseBackoff %v is negative", backoff)
+	if base < 0 {
+		return nil, fmt.Errorf("fcm bell: BaseBackoff %v is negative", base)
 	}
 	sendTimeout := cfg.SendTimeout
 	if sendTimeout == 0 {
@@ -325,22 +324,21 @@ func NewFCMBell(ctx context.Context, cfg FCMConfig) (*FCMBell, error) {
 	}
 
 	return &FCMBell{
-		sender:         client,
-		project:        cfg.ProjectID,
-		ttl:            ttl,
-		maxRetries:     maxRetries,
-		baseBackoff:    backoff,
+		sender:     client,
+		project:    cfg.ProjectID,
+		ttl:        ttl,
+		maxRetries: maxRetries,
+		// Full jitter below a ceiling that starts at the base and doubles
+		// up to fcmMaxBackoff: a delay d spread by ±100% lies in [0, 2d].
+		retry:          backoff.Backoff{Min: base / 2, Max: fcmMaxBackoff / 2, Jitter: 1},
 		sendTimeout:    sendTimeout,
 		parallel:       parallel,
 		log:            logger.With("component", "fcm"),
 		onInvalidToken: cfg.OnInvalidToken,
 		now:            time.Now,
 		after:          time.After,
-		jitter: func(max time.Duration) time.Duration {
-			return time.Duration(rand.Int64N(int64(max) + 1))
-		},
-		pending: make(map[ringKey]*fcmPending),
-		wake:    make(chan struct{}, 1),
+		pending:        make(map[ringKey]*fcmPending),
+		wake:           make(chan struct{}, 1),
 	}, nil
 }
 
@@ -590,7 +588,7 @@ func (b *FCMBell) fail(p *fcmPending, de *FCMDeliveryError, now time.Time) {
 		b.settled(r, de)
 		return
 	}
-	delay := b.backoff(p.attempts)
+	delay := b.retry.Delay(p.attempts + 1)
 	if de.RetryAfter > delay {
 		delay = de.RetryAfter
 	}
@@ -616,18 +614,6 @@ func (b *FCMBell) fail(p *fcmPending, de *FCMDeliveryError, now time.Time) {
 	b.mu.Unlock()
 	b.retried.Add(1)
 	log.Debug("fcm doorbell retry scheduled", "retry", p.attempts, "delay", delay, "err", de.Err)
-}
-
-// backoff is the delay before retry number attempt+1: full jitter below an
-// exponentially growing ceiling.
-func (b *FCMBell) backoff(attempt int) time.Duration {
-	ceiling := fcmMaxBackoff
-	if attempt < 30 {
-		if c := b.baseBackoff << attempt; c > 0 && c < ceiling {
-			ceiling = c
-		}
-	}
-	return b.jitter(ceiling)
 }
 
 func (b *FCMBell) settled(r Ring, err error) {

@@ -6,19 +6,8 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestFCMHungSendDoesNotHoldOthers: one FCM request that never answers
 // must not hold the doorbells of other devices, even while FCM answers
@@ -30,7 +19,7 @@ func TestFCMHungSendDoesNotHoldOthers(t *testing.T) {
 	h.srv.HangToken(hung, -1)
 	h.run()
 	h.ring(Ring{DeviceID: "hung", Version: 1, FCMToken: hung})
-	waitFor(t, "the hung request to reach the server", deadline, func() bool { return h.srv.Hanging() == 1 })
+	testkit.Eventually(t, deadline, "the hung request to reach the server", func() bool { return h.srv.Hanging() == 1 })
 
 	h.srv.FailEvery(fcmtest.Unavailable, 2)
 	start := time.Now()
@@ -41,7 +30,7 @@ func TestFCMHungSendDoesNotHoldOthers(t *testing.T) {
 	h.ring(rings...)
 	// The SDK itself retries a 503 up to four times with backoff (7.5 s in
 	// all), so this waits longer than fcmtest.WaitDelivered.
-	waitFor(t, "every doorbell delivered", time.Minute, func() bool { return len(h.srv.Delivered()) >= n })
+	testkit.Eventually(t, time.Minute, "every doorbell delivered", func() bool { return len(h.srv.Delivered()) >= n })
 	t.Logf("%d doorbells delivered in %v with one send hung and every second request answered 503 (stats %+v)",
 		n, time.Since(start), h.bell.Stats())
 	if got := h.srv.Hanging(); got != 1 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,56 +22,30 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
 // deadline bounds every wait in these tests; it only fires when a test is
 // broken.
 const deadline = 10 * time.Second
 
-// fakeClock stands in for time: After records the wait and, unless blocked,
+// top and bottom are the retry backoff's Rand at either end of its jitter:
+// the full ceiling, and no wait at all.
+func top() float64    { return 1 }
+func bottom() float64 { return 0 }
+
+// newFakeClock returns the shared fake clock; unless block, every wait
 // jumps the clock forward and fires at once.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waits   []time.Duration
-	block   bool
-	waiting chan time.Duration
+func newFakeClock(block bool) *testkit.Clock {
+	c := testkit.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	c.AutoAdvance(!block)
+	return c
 }
 
-func newFakeClock(block bool) *fakeClock {
-	return &fakeClock{
-		now:     time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
-		block:   block,
-		waiting: make(chan time.Duration, 100),
-	}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.waits = append(c.waits, d)
-	ch := make(chan time.Time, 1)
-	if !c.block {
-		c.now = c.now.Add(d)
-		ch <- c.now
-	}
-	select {
-	case c.waiting <- d:
-	default:
-	}
-	return ch
-}
-
-func (c *fakeClock) Waits() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.waits)
+// backoffStarted waits until the bell waits out a retry.
+func backoffStarted(t *testing.T, h *harness) {
+	t.Helper()
+	h.clock.WaitTimer(t, deadline, 0, math.MaxInt64)
 }
 
 // logSink sends logs to t.Log and keeps them for assertions.
@@ -103,7 +78,7 @@ type harness struct {
 	t       *testing.T
 	srv     *fcmtest.Server
 	bell    *FCMBell
-	clock   *fakeClock
+	clock   *testkit.Clock
 	logs    *logSink
 	settled chan settledRing
 	invalid chan [2]string
@@ -493,7 +468,7 @@ func (s *flakySender) SendEach(ctx context.Context, msgs []*messaging.Message) (
 
 func TestFCMWholeCallErrorRetried(t *testing.T) {
 	h := newHarness(t, false, nil)
-	h.bell.jitter = func(d time.Duration) time.Duration { return d }
+	h.bell.retry.Rand = top
 	h.bell.sender = &flakySender{inner: h.bell.sender, fails: 1}
 	t1, t2 := token("one"), token("two")
 	h.ring(Ring{DeviceID: "d1", Version: 1, FCMToken: t1}, Ring{DeviceID: "d2", Version: 1, FCMToken: t2})
@@ -515,15 +490,13 @@ func TestFCMWholeCallErrorRetried(t *testing.T) {
 }
 
 func TestFCMFailures(t *testing.T) {
-	identity := func(d time.Duration) time.Duration { return d }
-	zero := func(time.Duration) time.Duration { return 0 }
 	tests := []struct {
 		name       string
 		failure    fcmtest.Failure
 		times      int // -1: always
 		maxRetries int // 0: the harness's 3
 		ttl        time.Duration
-		jitter     func(time.Duration) time.Duration // nil: identity (the full ceiling)
+		jitter     func() float64 // the retry's Rand; nil: top (the full ceiling)
 
 		wantInvalid   bool
 		wantDelivered bool
@@ -545,7 +518,7 @@ func TestFCMFailures(t *testing.T) {
 			wantRequests: 1, wantStats: FCMStats{Failed: 1},
 		},
 		{
-			name: "429 honours Retry-After", failure: fcmtest.QuotaExceeded.WithRetryAfter(2 * time.Second), times: 1, jitter: zero,
+			name: "429 honours Retry-After", failure: fcmtest.QuotaExceeded.WithRetryAfter(2 * time.Second), times: 1, jitter: bottom,
 			wantDelivered: true, wantRequests: 2, wantWaits: []time.Duration{2 * time.Second}, wantStats: FCMStats{Sent: 1, Retried: 1},
 		},
 		{
@@ -592,9 +565,9 @@ func TestFCMFailures(t *testing.T) {
 				}
 				c.TTL = tt.ttl
 			})
-			h.bell.jitter = identity
+			h.bell.retry.Rand = top
 			if tt.jitter != nil {
-				h.bell.jitter = tt.jitter
+				h.bell.retry.Rand = tt.jitter
 			}
 			bad, good := token("bad"), token("good")
 			h.srv.FailToken(bad, tt.failure, tt.times)
@@ -673,11 +646,7 @@ func TestFCMRunStopsOnCancel(t *testing.T) {
 				tok := token("busy")
 				h.srv.FailToken(tok, fcmtest.QuotaExceeded.WithRetryAfter(2*time.Second), -1)
 				h.ring(Ring{DeviceID: "d", Version: 1, FCMToken: tok})
-				select {
-				case <-h.clock.waiting:
-				case <-time.After(deadline):
-					t.Fatal("no backoff started")
-				}
+				backoffStarted(t, h)
 			},
 		},
 		{
@@ -724,11 +693,7 @@ func TestFCMBackoffDoesNotDelayOthers(t *testing.T) {
 	h.srv.FailToken(slow, fcmtest.Internal, -1)
 	h.run()
 	h.ring(Ring{DeviceID: "slow", Version: 1, FCMToken: slow})
-	select {
-	case <-h.clock.waiting:
-	case <-time.After(deadline):
-		t.Fatal("no backoff started")
-	}
+	backoffStarted(t, h)
 	h.ring(Ring{DeviceID: "fresh", Version: 1, FCMToken: fresh})
 	got := h.srv.WaitDelivered(t, 1)
 	if got[0].Token != fresh {
@@ -742,11 +707,7 @@ func TestFCMNewerRingReplacesRetry(t *testing.T) {
 	h.srv.FailToken(tok, fcmtest.Internal, 1)
 	h.run()
 	h.ring(Ring{DeviceID: "d", Version: 1, FCMToken: tok})
-	select {
-	case <-h.clock.waiting:
-	case <-time.After(deadline):
-		t.Fatal("no backoff started")
-	}
+	backoffStarted(t, h)
 	h.ring(Ring{DeviceID: "d", Version: 2, FCMToken: tok})
 	got := h.srv.WaitDelivered(t, 1)
 	if v := got[0].Data["version"]; v != "2" {

@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -632,21 +633,16 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 
 	// mochi's housekeeping loop stops on its own just after Close; give it
 	// a bounded moment.
-	deadline := time.Now().Add(wait)
-	for {
-		left := brokerGoroutines()
-		if len(left) == 0 {
-			return
+	testkit.EventuallyNil(t, wait, "the broker's goroutines to end", func() error {
+		if left := brokerGoroutines(); len(left) > 0 {
+			return fmt.Errorf("%d goroutines left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestSecretsNeverLogged(t *testing.T) {
-	var logs lockedBuffer
+	var logs testkit.LockedBuffer
 	tb := startBroker(t, &logs)
 
 	connectDevice(t, tb, "dev-a").Disconnect(0)
@@ -722,23 +718,6 @@ func connectPacketV(t *testing.T, version byte, keepalive uint16, id, password s
 		t.Fatalf("encoding CONNECT: %v", err)
 	}
 	return buf.Bytes()
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // readConnack reads and decodes one CONNACK of the given protocol version.

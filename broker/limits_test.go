@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
 // startLimited serves a broker with a connection limit.
@@ -36,18 +37,13 @@ func TestConnectionLimit(t *testing.T) {
 
 	// A slot frees up when a client leaves.
 	a.Disconnect(0)
-	deadline := time.Now().Add(wait)
-	for {
+	testkit.EventuallyNil(t, wait, "a connection accepted after a client left", func() error {
 		c, tok := connect(t, tb, "op-1", "operator", operatorToken)
 		if tok.Error() == nil {
 			c.Disconnect(0)
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection accepted after a client left: %v", tok.Error())
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the slot; the deadline is the failure guard
-	}
+		return tok.Error()
+	})
 }
 
 func TestOversizedPacketRefused(t *testing.T) {

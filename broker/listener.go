@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 )
 
 // listener is a mochi listeners.Listener over a net.Listener bound in New, so
@@ -74,7 +76,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	l.mu.Unlock()
 	defer l.wg.Done()
 
-	var backoff time.Duration
+	retry := backoff.Backoff{Min: 5 * time.Millisecond, Max: time.Second}
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
@@ -83,16 +85,16 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			}
 			// Transient (e.g. out of file descriptors): back off like
 			// net/http instead of giving up on the listener for good.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("mqtt accept failed", "error", err, "retry_in", backoff)
+			d := retry.Next()
+			l.log.Warn("mqtt accept failed", "error", err, "retry_in", d)
 			select {
 			case <-l.done:
 				return
-			case <-time.After(backoff):
+			case <-time.After(d):
 			}
 			continue
 		}
-		backoff = 0
+		retry.Reset()
 
 		ok, full := l.track(conn)
 		if full {

@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
 // stalledOperator logs in as an operator, subscribes to every doorbell at
@@ -76,7 +77,7 @@ func stalledOperator(t *testing.T, addr, id string) net.Conn {
 // gets its doorbell at once.
 func TestSlowOperatorsDoNotHoldDevices(t *testing.T) {
 	const stalled, devices, rounds = 200, 300, 3
-	logs := &lockedBuffer{}
+	logs := &testkit.LockedBuffer{}
 	b, err := broker.New(newCreds(), broker.Config{
 		Addr:   "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -136,7 +137,7 @@ func TestSlowOperatorsDoNotHoldDevices(t *testing.T) {
 // TestSlowOperatorDisconnected: an operator session that stays behind
 // longer than SlowSubscriberTimeout is disconnected; a reading one is kept.
 func TestSlowOperatorDisconnected(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testkit.LockedBuffer{}
 	b, err := broker.New(newCreds(), broker.Config{
 		Addr:                  "127.0.0.1:0",
 		Logger:                slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),

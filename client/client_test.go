@@ -3,11 +3,14 @@ package client
 import (
 	"context"
 	"encoding/pem"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -78,5 +81,51 @@ func TestNonContractErrorBody(t *testing.T) {
 	_, err := c.Status(context.Background(), "x")
 	if !IsStatus(err, 502) || !strings.Contains(err.Error(), "bad gateway from the proxy (http_502, HTTP 502)") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCallsReuseOneConnection: answers the decoder does not read to the end
+// (a trailing newline, an ignored body, an error body) still hand their
+// connection back, so sequential calls share one (the simulator depends on
+// it). Fails when a body is closed unread.
+func TestCallsReuseOneConnection(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/devices/a/status":
+			// A large answer with trailing data after the JSON value.
+			io.WriteString(w, `{"deviceId":"a","model":"`+strings.Repeat("x", 32<<10)+`"}`+"\n\n")
+		case "/groups":
+			io.WriteString(w, `{"groups":[]}`+"\n")
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"device_not_found","message":"no such device"}}`+"\n")
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c, err := New(Config{Server: srv.URL, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if st, err := c.Status(t.Context(), "a"); err != nil || st.DeviceID != "a" {
+			t.Fatalf("Status = %+v, %v", st.DeviceID, err)
+		}
+		if err := c.Call(t.Context(), http.MethodGet, "/groups", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Status(t.Context(), "b"); !IsStatus(err, http.StatusNotFound) {
+			t.Fatalf("missing device: %v", err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("15 sequential calls opened %d connections, want 1", n)
 	}
 }

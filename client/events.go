@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -53,8 +54,8 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(Event)) erro
 	}
 	var (
 		lastID string
-		retry  time.Duration
-		wait   = o.MinBackoff
+		retry  time.Duration // the server's retry: field, a floor
+		wait   = backoff.Backoff{Min: o.MinBackoff, Max: o.MaxBackoff}
 	)
 	for {
 		connected, err := c.stream(ctx, &lastID, &retry, o.OnConnect, fn)
@@ -66,9 +67,9 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(Event)) erro
 			return err
 		}
 		if connected {
-			wait = o.MinBackoff
+			wait.Reset()
 		}
-		d := max(wait, retry)
+		d := max(wait.Next(), retry)
 		if err == nil {
 			err = errors.New("event stream ended")
 		}
@@ -82,7 +83,6 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(Event)) erro
 			return nil
 		case <-t.C:
 		}
-		wait = min(wait*2, o.MaxBackoff)
 	}
 }
 

@@ -3,11 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net/http"
-	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -17,11 +13,11 @@ import (
 const ScenarioCommands = "commands"
 
 // sendCommand queues a lock for one device and returns its id.
-func (c *adminClient) sendCommand(ctx context.Context, id, key string) (string, error) {
-	var cmd proto.Command
+func (f *fleet) sendCommand(ctx context.Context, id, key string) (string, error) {
 	req := proto.CommandRequest{Type: proto.CommandLock, ExpiresIn: "5m", IdempotencyKey: key}
-	if _, err := c.do(ctx, http.MethodPost, "/devices/"+url.PathEscape(id)+"/commands", req, &cmd); err != nil {
-		return "", err
+	cmd, err := f.admin.SendCommand(ctx, id, req)
+	if err != nil {
+		return "", fmt.Errorf("sim: command for device %s: %w", id, err)
 	}
 	return cmd.CommandID, nil
 }
@@ -29,10 +25,10 @@ func (c *adminClient) sendCommand(ctx context.Context, id, key string) (string, 
 // checkAcknowledged checks that the server says the command is
 // ACKNOWLEDGED. It is called once the agent's result was accepted, so the
 // first answer must say so.
-func (c *adminClient) checkAcknowledged(ctx context.Context, cid string) error {
-	var cmd proto.Command
-	if _, err := c.do(ctx, http.MethodGet, "/commands/"+url.PathEscape(cid), nil, &cmd); err != nil {
-		return err
+func (f *fleet) checkAcknowledged(ctx context.Context, cid string) error {
+	cmd, err := f.admin.Command(ctx, cid)
+	if err != nil {
+		return fmt.Errorf("sim: command %s: %w", cid, err)
 	}
 	if cmd.State != proto.CommandAcknowledged {
 		return fmt.Errorf("sim: the device ran command %s but the server says %s", cid, cmd.State)
@@ -45,53 +41,19 @@ func (c *adminClient) checkAcknowledged(ctx context.Context, cid string) error {
 // each from the request to the server answering ACKNOWLEDGED: the doorbell,
 // the agent's fetch, the execution and the result it posted.
 func (f *fleet) commands(ctx context.Context, res *Result) error {
-	n := f.cfg.Edits
-	workers := 1
-	if f.cfg.Mode == ModePoll {
-		workers = min(n, len(f.devs))
-	}
-	perm := rand.Perm(len(f.devs))
-	lat := make([]time.Duration, n)
-	f.prog.set("commands", n, 0)
-	var mu sync.Mutex
-	busy := map[*device]bool{}
-	err := f.parallel(ctx, n, workers, func(ctx context.Context, i int) error {
-		d := f.devs[perm[i%len(perm)]]
-		mu.Lock()
-		if busy[d] {
-			mu.Unlock()
-			return fmt.Errorf("sim: device %d sent two commands at once", d.idx)
-		}
-		busy[d] = true
-		mu.Unlock()
-		defer func() { mu.Lock(); delete(busy, d); mu.Unlock() }()
-		if f.cfg.Mode == ModePoll {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(rand.N(f.cfg.Interval)):
-			}
-		}
+	return f.oneAtATime(ctx, res, "commands", func(ctx context.Context, d *device, i int) (time.Duration, error) {
 		w := d.waitCommands(d.ranCommands() + 1)
 		t := time.Now()
-		cid, err := f.admin.sendCommand(ctx, d.id(), "sim-"+strconv.Itoa(f.cfg.First)+"-"+strconv.Itoa(i)+"-"+strconv.FormatInt(t.UnixNano(), 36))
+		cid, err := f.sendCommand(ctx, d.id(), "sim-"+strconv.Itoa(f.cfg.First)+"-"+strconv.Itoa(i)+"-"+strconv.FormatInt(t.UnixNano(), 36))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if err := f.wait(ctx, w, fmt.Sprintf("device %d to run command %s", d.idx, cid)); err != nil {
-			return err
+			return 0, err
 		}
-		if err := f.admin.checkAcknowledged(ctx, cid); err != nil {
-			return err
+		if err := f.checkAcknowledged(ctx, cid); err != nil {
+			return 0, err
 		}
-		lat[i] = time.Since(t)
-		f.prog.add(1)
-		return nil
+		return time.Since(t), nil
 	})
-	if err != nil {
-		return err
-	}
-	res.Edits = n
-	fillPercentiles(res, lat)
-	return nil
 }

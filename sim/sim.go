@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/client"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -413,9 +414,9 @@ type fleet struct {
 	// those that resumed a session (over TLS only).
 	handshakes, resumed atomic.Int64
 	agentHTTP           *http.Client
-	tls                 bool // the server URL is https
-	serverPID           int  // 0 = unknown
-	admin               *adminClient
+	tls                 bool           // the server URL is https
+	serverPID           int            // 0 = unknown
+	admin               *client.Client // the operator's calls, over a counted HTTP client of its own
 	fcm                 *fcmServer
 	prog                *progress
 
@@ -456,8 +457,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests, roots)
 	var err error
-	if f.admin, err = newAdminClient(f.server(0), cfg.AdminToken, newHTTPClient(cfg.HTTPConns, &f.requests, roots)); err != nil {
+	if _, err = parseHost(f.server(0)); err != nil {
 		return Result{}, err
+	}
+	if f.admin, err = client.New(client.Config{Server: f.server(0), Token: cfg.AdminToken,
+		HTTPClient: newHTTPClient(cfg.HTTPConns, &f.requests, roots)}); err != nil {
+		return Result{}, fmt.Errorf("sim: %w", err)
 	}
 	f.prog = newProgress(cfg.Progress)
 	defer f.prog.close()
@@ -582,7 +587,7 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 		}
 	}
 
-	n, err := f.admin.countCompliant(ctx, f.ids())
+	n, err := f.countCompliant(ctx, f.ids())
 	if err != nil {
 		return fmt.Errorf("sim: checking the fleet's final state: %w", err)
 	}
@@ -838,7 +843,7 @@ func (f *fleet) parallel(ctx context.Context, n, width int, fn func(ctx context.
 // edit asks for d's camera to flip and returns a waiter for the new version.
 func (f *fleet) edit(ctx context.Context, d *device) (*waiter, error) {
 	d.cam = !d.cam
-	v, err := f.admin.setCamera(ctx, d.id(), d.cam)
+	v, err := f.setCamera(ctx, d.id(), d.cam)
 	if err != nil {
 		return nil, err
 	}
@@ -850,52 +855,63 @@ func (f *fleet) edit(ctx context.Context, d *device) (*waiter, error) {
 // measures each from the edit request to the server answering COMPLIANT for
 // the new version.
 func (f *fleet) editOne(ctx context.Context, res *Result) error {
+	return f.oneAtATime(ctx, res, "edit-one", func(ctx context.Context, d *device, _ int) (time.Duration, error) {
+		t := time.Now()
+		w, err := f.edit(ctx, d)
+		if err != nil {
+			return 0, err
+		}
+		if err := f.wait(ctx, w, fmt.Sprintf("device %d to report version %d", d.idx, w.version)); err != nil {
+			return 0, err
+		}
+		// The agent's report was acknowledged, so it is durable; the
+		// figure includes the server saying so.
+		if err := f.checkCompliant(ctx, d.id(), w.version); err != nil {
+			return 0, err
+		}
+		return time.Since(t), nil
+	})
+}
+
+// oneAtATime runs measure Edits times on random devices, one at a time (all
+// at once in poll mode), never on one device twice at once, and fills res
+// with the latencies it returns. In poll mode each starts at a random point
+// of the device's sync cycle (the fleet started together, so without this
+// every one would wait a whole interval). phase names the progress line.
+func (f *fleet) oneAtATime(ctx context.Context, res *Result, phase string, measure func(ctx context.Context, d *device, i int) (time.Duration, error)) error {
 	n := f.cfg.Edits
 	workers := 1
 	if f.cfg.Mode == ModePoll {
 		workers = min(n, len(f.devs))
 	}
-	// Distinct devices per concurrent worker; sequential edits may repeat.
+	// Distinct devices per concurrent worker; sequential runs may repeat.
 	perm := rand.Perm(len(f.devs))
 	lat := make([]time.Duration, n)
-	f.prog.set("edit-one", n, 0)
-	var mu sync.Mutex // one edit per device at a time
+	f.prog.set(phase, n, 0)
+	var mu sync.Mutex // one run per device at a time
 	busy := map[*device]bool{}
 	err := f.parallel(ctx, n, workers, func(ctx context.Context, i int) error {
 		d := f.devs[perm[i%len(perm)]]
 		mu.Lock()
 		if busy[d] {
 			mu.Unlock()
-			return fmt.Errorf("sim: device %d edited twice at once", d.idx)
+			return fmt.Errorf("sim: %s: device %d used twice at once", phase, d.idx)
 		}
 		busy[d] = true
 		mu.Unlock()
 		defer func() { mu.Lock(); delete(busy, d); mu.Unlock() }()
 
 		if f.cfg.Mode == ModePoll {
-			// An edit lands at a random point of the device's sync
-			// cycle (the fleet started together, so without this every
-			// edit would wait a whole interval).
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(rand.N(f.cfg.Interval)):
 			}
 		}
-		t := time.Now()
-		w, err := f.edit(ctx, d)
-		if err != nil {
+		var err error
+		if lat[i], err = measure(ctx, d, i); err != nil {
 			return err
 		}
-		if err := f.wait(ctx, w, fmt.Sprintf("device %d to report version %d", d.idx, w.version)); err != nil {
-			return err
-		}
-		// The agent's report was acknowledged, so it is durable; the
-		// figure includes the server saying so.
-		if err := f.admin.waitCompliant(ctx, d.id(), w.version); err != nil {
-			return err
-		}
-		lat[i] = time.Since(t)
 		f.prog.add(1)
 		return nil
 	})
@@ -925,7 +941,7 @@ func (e perDeviceEditor) name() string { return "per-device" }
 func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
 	versions := make([]int64, len(devs))
 	err := e.f.parallel(ctx, len(devs), e.f.cfg.HTTPConns, func(ctx context.Context, i int) error {
-		v, err := e.f.admin.setCamera(ctx, devs[i].id(), cam)
+		v, err := e.f.setCamera(ctx, devs[i].id(), cam)
 		versions[i] = v
 		return err
 	})
@@ -954,38 +970,28 @@ func (e groupEditor) editAll(ctx context.Context, devs []*device, cam bool) (map
 	}
 	var g proto.Group
 	create := map[string]any{"name": fmt.Sprintf("sim-%d-%d", e.f.cfg.First, time.Now().UnixNano()), "priority": 1000, "deviceIds": ids}
-	if _, err := e.f.admin.do(ctx, http.MethodPost, "/groups", create, &g); err != nil {
-		return nil, err
+	if err := e.f.admin.Call(ctx, http.MethodPost, "/groups", create, &g); err != nil {
+		return nil, fmt.Errorf("sim: creating the group: %w", err)
 	}
-	if _, err := e.f.admin.do(ctx, http.MethodPut, "/groups/"+url.PathEscape(g.GroupID)+"/policy",
+	if err := e.f.admin.Call(ctx, http.MethodPut, "/groups/"+url.PathEscape(g.GroupID)+"/policy",
 		map[string]bool{"cameraDisabled": cam}, nil); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sim: editing the group: %w", err)
 	}
 	out := make(map[string]int64, len(devs))
-	after := ""
-	for {
-		var page proto.DeviceList
-		if _, err := e.f.admin.do(ctx, http.MethodGet, "/devices?limit=1000&after="+url.QueryEscape(after), nil, &page); err != nil {
-			return nil, err
+	err := e.f.admin.AllDevices(ctx, client.ListOptions{}, 0, func(st proto.DeviceStatus) bool {
+		if mine[st.DeviceID] {
+			out[st.DeviceID] = st.DesiredVersion
 		}
-		for _, st := range page.Devices {
-			if mine[st.DeviceID] {
-				out[st.DeviceID] = st.DesiredVersion
-			}
-		}
-		if page.NextAfter == "" {
-			return out, nil
-		}
-		after = page.NextAfter
-	}
+		return true
+	})
+	return out, err
 }
 
 // editor picks how edit-all edits the fleet: through one group when the
 // server has groups (GET /groups, a read with no side effect, answers),
 // else each device on its own.
 func (f *fleet) editor(ctx context.Context) fleetEditor {
-	code, err := f.admin.do(ctx, http.MethodGet, "/groups", nil, nil)
-	if err == nil && code/100 == 2 {
+	if f.admin.Call(ctx, http.MethodGet, "/groups", nil, nil) == nil {
 		return groupEditor{f: f}
 	}
 	return perDeviceEditor{f: f}

@@ -18,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/doorbell-mdm/doorbell/broker"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -150,18 +151,14 @@ func startMosquitto(tb testing.TB) (string, int) {
 		tb.Fatalf("starting mosquitto: %v", err)
 	}
 	tb.Cleanup(func() { cancel(); cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.EventuallyNil(tb, 10*time.Second, "mosquitto to listen on "+addr, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr, cmd.Process.Pid
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("mosquitto did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the port; a failure guard, not a measurement
-	}
+		return err
+	})
+	return addr, cmd.Process.Pid
 }
 
 // BenchmarkBrokerFanout rings one doorbell for each of N devices (N =

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -64,7 +65,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	}
 	a := startAgent(t, "agent", srv, t.TempDir())
 	var id string
-	eventually(t, 30*time.Second, "agent enrolled", func() bool { id, _ = a.identity(); return id != "" })
+	testkit.Eventually(t, 30*time.Second, "agent enrolled", func() bool { id, _ = a.identity(); return id != "" })
 	seen := map[proto.ComplianceState]bool{}
 	deadline := time.After(30 * time.Second)
 	for !seen[proto.StateCompliant] {
@@ -94,7 +95,7 @@ func TestCLIEndToEnd(t *testing.T) {
 	if out, err := cli(t, srv, srv.admin, "policy", "set", id, "--camera-disabled=true"); err != nil {
 		t.Fatalf("admin policy set: %v\n%s", err, out)
 	}
-	eventually(t, 30*time.Second, "agent COMPLIANT at version 2", func() bool {
+	testkit.Eventually(t, 30*time.Second, "agent COMPLIANT at version 2", func() bool {
 		st := srv.status(id)
 		return st.State == proto.StateCompliant && st.AppliedVersion == 2
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -37,7 +38,7 @@ func (s *serverProc) command(cid string) proto.Command {
 func (s *serverProc) waitCommand(cid string, want proto.CommandState, timeout time.Duration) proto.Command {
 	s.t.Helper()
 	var c proto.Command
-	eventually(s.t, timeout, fmt.Sprintf("command %s %s", cid, want), func() bool {
+	testkit.Eventually(s.t, timeout, fmt.Sprintf("command %s %s", cid, want), func() bool {
 		c = s.command(cid)
 		return c.State == want || c.State.Final()
 	})
@@ -86,11 +87,11 @@ func TestCommandsEndToEnd(t *testing.T) {
 	ph := startPhone(t, srv, fake, "phone-cmd-token")
 	idA := enrolled(t, srv, a)
 	var idP string
-	eventually(t, 30*time.Second, "phone enrolled with its token", func() bool {
+	testkit.Eventually(t, 30*time.Second, "phone enrolled with its token", func() bool {
 		idP = ph.agent.DeviceID()
 		return idP != "" && srv.status(idP).FCMRegistered && srv.status(idP).State == proto.StateCompliant
 	})
-	eventually(t, 30*time.Second, "agent A connected", func() bool { return srv.status(idA).Connected })
+	testkit.Eventually(t, 30*time.Second, "agent A connected", func() bool { return srv.status(idA).Connected })
 
 	t.Run("MQTT agent executes on the doorbell", func(t *testing.T) {
 		c := srv.sendCommand(idA, `{"type":"lock"}`)
@@ -109,9 +110,9 @@ func TestCommandsEndToEnd(t *testing.T) {
 		}
 		// The operator's mosquitto_sub saw the content-free bell.
 		want := proto.PolicyChangedTopic(idA) + ` {"type":"command_pending"}`
-		eventually(t, 5*time.Second, "mosquitto_sub sees the command bell", func() bool { return contains(sub.all(), want) })
+		testkit.Eventually(t, 5*time.Second, "mosquitto_sub sees the command bell", func() bool { return contains(sub.all(), want) })
 		// The signed webhook and the audit log.
-		eventually(t, 5*time.Second, "webhook command.state_changed ACKNOWLEDGED", func() bool {
+		testkit.Eventually(t, 5*time.Second, "webhook command.state_changed ACKNOWLEDGED", func() bool {
 			return contains(hook.steps(c.CommandID), "DELIVERED>ACKNOWLEDGED")
 		})
 		var audit proto.AuditList
@@ -192,7 +193,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 
 	// A is offline from here until restarted.
 	a.stop()
-	eventually(t, 10*time.Second, "agent A disconnected", func() bool { return !srv.status(idA).Connected })
+	testkit.Eventually(t, 10*time.Second, "agent A disconnected", func() bool { return !srv.status(idA).Connected })
 
 	expired := srv.sendCommand(idA, `{"type":"reboot","expiresIn":"1s"}`)
 	cancelled := srv.sendCommand(idA, `{"type":"lock"}`)
@@ -291,7 +292,7 @@ func TestCommandResultsRefused(t *testing.T) {
 	a := startAgent(t, "agent-a", srv, t.TempDir())
 	b := startAgent(t, "agent-b", srv, t.TempDir())
 	idA, idB := enrolled(t, srv, a), enrolled(t, srv, b)
-	eventually(t, 30*time.Second, "agent A connected", func() bool { return srv.status(idA).Connected })
+	testkit.Eventually(t, 30*time.Second, "agent A connected", func() bool { return srv.status(idA).Connected })
 	acked := srv.sendCommand(idA, `{"type":"lock"}`)
 	srv.waitCommand(acked.CommandID, proto.CommandAcknowledged, 10*time.Second)
 	a.stop()
@@ -367,7 +368,7 @@ func TestCommandNotRunTwiceAcrossRestart(t *testing.T) {
 	}
 	a := startAgent(t, "linux-agent", srv, state, "--enforcer", "linux:"+root)
 	id := enrolled(t, srv, a)
-	eventually(t, 30*time.Second, "agent connected", func() bool { return srv.status(id).Connected })
+	testkit.Eventually(t, 30*time.Second, "agent connected", func() bool { return srv.status(id).Connected })
 	c := srv.sendCommand(id, `{"type":"run_script","params":{"script":"restart.sh"}}`)
 	select {
 	case <-a.done:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -19,7 +20,7 @@ func TestConsoleCommands(t *testing.T) {
 	b := newBrowser(t, srv)
 	a := startAgent(t, "agent", srv, t.TempDir())
 	id := enrolled(t, srv, a)
-	eventually(t, 30*time.Second, "agent connected", func() bool { return srv.status(id).Connected })
+	testkit.Eventually(t, 30*time.Second, "agent connected", func() bool { return srv.status(id).Connected })
 
 	b.do("sign in",
 		chromedp.Navigate(srv.url+"/"),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -57,7 +58,7 @@ func TestConsoleFleetTools(t *testing.T) {
 	}
 	idA := enrolled(t, srv, a)
 	idB, _ := pB.identity()
-	eventually(t, 30*time.Second, "A connected, both inventories in", func() bool {
+	testkit.Eventually(t, 30*time.Second, "A connected, both inventories in", func() bool {
 		return srv.status(idA).Connected && srv.inventory(idA).Inventory.System != nil && srv.inventory(idB).Inventory.System != nil
 	})
 

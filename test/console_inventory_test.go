@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
 // TestConsoleInventory drives the inventory in the console against a real
@@ -41,7 +42,7 @@ func TestConsoleInventory(t *testing.T) {
 	}
 	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file)
 	id := enrolled(t, srv, a)
-	eventually(t, 30*time.Second, "the inventory arrived", func() bool { return srv.inventory(id).Inventory.Android != nil })
+	testkit.Eventually(t, 30*time.Second, "the inventory arrived", func() bool { return srv.inventory(id).Inventory.Android != nil })
 
 	b.do("sign in",
 		chromedp.Navigate(srv.url+"/"),

@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -228,10 +229,10 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("enroll: %d %s", code, out)
 	}
 	var idA string
-	eventually(t, 30*time.Second, "agent A enrolled", func() bool { idA, _ = a.identity(); return idA != "" })
+	testkit.Eventually(t, 30*time.Second, "agent A enrolled", func() bool { idA, _ = a.identity(); return idA != "" })
 	idB, _ := agentB.identity()
 	idC, _ := agentC.identity()
-	eventually(t, 30*time.Second, "A COMPLIANT and connected", func() bool {
+	testkit.Eventually(t, 30*time.Second, "A COMPLIANT and connected", func() bool {
 		st := srv.status(idA)
 		return st.State == proto.StateCompliant && st.Connected
 	})
@@ -242,7 +243,7 @@ func TestConsole(t *testing.T) {
 	// The problem listener works: a deliberate exception is caught.
 	b.do("open the console", chromedp.Navigate(srv.url+"/"))
 	eval[chromedp.Void](b, `setTimeout(() => { throw new Error('probe') }); undefined`)
-	eventually(t, 10*time.Second, "the probe exception recorded", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the probe exception recorded", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.problems) > 0

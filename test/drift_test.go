@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -28,11 +29,11 @@ func replaceFile(t *testing.T, path, content string) {
 func enrolled(t *testing.T, srv *serverProc, a *agentProc) string {
 	t.Helper()
 	var id string
-	eventually(t, 30*time.Second, "the agent enrolled", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the agent enrolled", func() bool {
 		id, _ = a.identity()
 		return id != ""
 	})
-	eventually(t, 30*time.Second, "the device COMPLIANT", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the device COMPLIANT", func() bool {
 		return srv.status(id).State == proto.StateCompliant
 	})
 	return id
@@ -43,7 +44,7 @@ func enrolled(t *testing.T, srv *serverProc, a *agentProc) string {
 func converged(t *testing.T, srv *serverProc, id string, version int64, what string, device func() bool) proto.DeviceStatus {
 	t.Helper()
 	var st proto.DeviceStatus
-	eventually(t, 30*time.Second, what, func() bool {
+	testkit.Eventually(t, 30*time.Second, what, func() bool {
 		st = srv.status(id)
 		return device() && st.State == proto.StateCompliant && st.AppliedVersion == version
 	})
@@ -57,7 +58,7 @@ func converged(t *testing.T, srv *serverProc, id string, version int64, what str
 func fixedByWatcher(t *testing.T, srv *serverProc, id string, before proto.DeviceStatus, drifted time.Time, device func() bool) {
 	t.Helper()
 	var fixed, reported time.Duration
-	eventually(t, 30*time.Second, "the drift re-enforced and reported", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the drift re-enforced and reported", func() bool {
 		if fixed == 0 && device() {
 			fixed = time.Since(drifted)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -71,7 +72,7 @@ func TestPhoneConvergesThroughFCM(t *testing.T) {
 	ph := startPhone(t, srv, fake, "phone-token-1")
 
 	var id string
-	eventually(t, 30*time.Second, "phone enrolled, registered and COMPLIANT", func() bool {
+	testkit.Eventually(t, 30*time.Second, "phone enrolled, registered and COMPLIANT", func() bool {
 		if id = ph.agent.DeviceID(); id == "" {
 			return false
 		}
@@ -84,7 +85,7 @@ func TestPhoneConvergesThroughFCM(t *testing.T) {
 
 	editAt := time.Now()
 	p := srv.setCamera(id, true)
-	eventually(t, 30*time.Second, "phone COMPLIANT at the new version", func() bool {
+	testkit.Eventually(t, 30*time.Second, "phone COMPLIANT at the new version", func() bool {
 		st := srv.status(id)
 		return st.State == proto.StateCompliant && st.AppliedVersion == p.Version
 	})
@@ -108,7 +109,7 @@ func TestPhoneConvergesThroughFCM(t *testing.T) {
 	// FCM says the token is dead: the server deletes it.
 	fake.FailToken("phone-token-1", fcmtest.Unregistered, -1)
 	srv.setCamera(id, false)
-	eventually(t, 30*time.Second, "dead token deleted", func() bool { return !srv.status(id).FCMRegistered })
+	testkit.Eventually(t, 30*time.Second, "dead token deleted", func() bool { return !srv.status(id).FCMRegistered })
 	if st := srv.status(id); st.State != proto.StateStale {
 		t.Fatalf("without a working doorbell the phone should be STALE until its periodic sync, got %s", st.State)
 	}
@@ -120,7 +121,7 @@ func TestPhoneConvergesThroughFCM(t *testing.T) {
 		t.Fatal("new token not registered")
 	}
 	p = srv.setCamera(id, true)
-	eventually(t, 30*time.Second, "phone COMPLIANT through the new token", func() bool {
+	testkit.Eventually(t, 30*time.Second, "phone COMPLIANT through the new token", func() bool {
 		st := srv.status(id)
 		return st.State == proto.StateCompliant && st.AppliedVersion == p.Version
 	})
@@ -162,7 +163,7 @@ func TestRungOnBoth(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	var id string
-	eventually(t, 30*time.Second, "kiosk connected, registered and COMPLIANT", func() bool {
+	testkit.Eventually(t, 30*time.Second, "kiosk connected, registered and COMPLIANT", func() bool {
 		if id = a.DeviceID(); id == "" {
 			return false
 		}
@@ -170,7 +171,7 @@ func TestRungOnBoth(t *testing.T) {
 		return st.State == proto.StateCompliant && st.Connected && st.FCMRegistered
 	})
 	p := srv.setCamera(id, true)
-	eventually(t, 30*time.Second, "kiosk COMPLIANT at the new version", func() bool {
+	testkit.Eventually(t, 30*time.Second, "kiosk COMPLIANT at the new version", func() bool {
 		st := srv.status(id)
 		return st.State == proto.StateCompliant && st.AppliedVersion == p.Version
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/agent/linuxtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
@@ -79,31 +80,14 @@ func (h *escalationReceiver) forDevice(id string) []proto.EscalationEvent {
 type debianAgent struct {
 	host  *linuxtest.FakeHost
 	agent *agent.Agent
-	logs  *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs  *testkit.LockedBuffer
 }
 
 func startDebianAgent(t *testing.T, s *serverProc, name string) *debianAgent {
 	t.Helper()
 	host := linuxtest.Load(t, "../agent/testdata/hosts/debian")
 	state := t.TempDir()
-	da := &debianAgent{host: host, logs: &lockedBuffer{}}
+	da := &debianAgent{host: host, logs: &testkit.LockedBuffer{}}
 	a, err := agent.New(agent.Config{
 		ServerURL: s.url, ServerPin: s.pin, EnrollToken: s.enroll, Interval: time.Hour,
 		Enforcer:        agent.NewLinuxEnforcer(host.Root, agent.WithRunner(host)),
@@ -129,7 +113,7 @@ func startDebianAgent(t *testing.T, s *serverProc, name string) *debianAgent {
 			t.Logf("%s logs:\n%s", name, da.logs.String())
 		}
 	})
-	eventually(t, 30*time.Second, name+" enrolled", func() bool { return a.DeviceID() != "" })
+	testkit.Eventually(t, 30*time.Second, name+" enrolled", func() bool { return a.DeviceID() != "" })
 	return da
 }
 
@@ -187,7 +171,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 
 	t.Run("guided: pending, notified, enforced at the deadline", func(t *testing.T) {
 		var st proto.DeviceStatus
-		eventually(t, 30*time.Second, "the guided device PENDING_USER", func() bool {
+		testkit.Eventually(t, 30*time.Second, "the guided device PENDING_USER", func() bool {
 			st = srv.status(gid)
 			return st.State == proto.StateNonCompliant && len(st.Failing) == 1 && st.Failing[0].Reason == proto.ReasonPendingUser
 		})
@@ -212,7 +196,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 			t.Fatalf("wall calls %q, want one telling firewallEnabled and its deadline", walls)
 		}
 
-		eventually(t, 60*time.Second, "the guided device COMPLIANT after its deadline", func() bool {
+		testkit.Eventually(t, 60*time.Second, "the guided device COMPLIANT after its deadline", func() bool {
 			st = srv.status(gid)
 			return st.State == proto.StateCompliant
 		})
@@ -241,7 +225,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 
 	t.Run("escalation: webhook once, lock once, audited", func(t *testing.T) {
 		var cmds proto.CommandList
-		eventually(t, 30*time.Second, "the notify webhook and the lock command", func() bool {
+		testkit.Eventually(t, 30*time.Second, "the notify webhook and the lock command", func() bool {
 			srv.mustAdmin("GET", "/devices/"+eid+"/commands", "", &cmds)
 			return len(hook.forDevice(eid)) > 0 && len(cmds.Commands) > 0
 		})
@@ -260,7 +244,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		if n < 1 {
 			t.Fatalf("%s = %v", evals, n)
 		}
-		eventually(t, 30*time.Second, "three more evaluations", func() bool { return srv.metric(t, evals) >= n+3 })
+		testkit.Eventually(t, 30*time.Second, "three more evaluations", func() bool { return srv.metric(t, evals) >= n+3 })
 		if st := srv.status(eid); st.State != proto.StateNonCompliant {
 			t.Fatalf("the escalated device is %s; the test needs it still failing", st.State)
 		}
@@ -306,7 +290,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		srv.stop()
 		again := startServer(t, srv.dataDir, "127.0.0.1:0", "127.0.0.1:0",
 			"--escalation-interval", "500ms", "--webhook-url", hook.srv.URL, "--webhook-secret", "esc-secret")
-		eventually(t, 30*time.Second, "three evaluations after the restart", func() bool { return again.metric(t, evals) >= 3 })
+		testkit.Eventually(t, 30*time.Second, "three evaluations after the restart", func() bool { return again.metric(t, evals) >= 3 })
 		if st := again.status(eid); st.State != proto.StateNonCompliant {
 			t.Fatalf("after the restart the escalated device is %s", st.State)
 		}

@@ -268,16 +268,3 @@ func (a *agentProc) deviceState() map[string]any {
 	}
 	return m
 }
-
-// eventually polls cond until it holds or the timeout passes. It waits on an
-// observable condition; it is the failure guard, not a timing assertion.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -75,7 +76,7 @@ func TestInventoryRealLinuxAgent(t *testing.T) {
 	a := startAgent(t, "agent", srv, t.TempDir(), "--inventory", "linux")
 	id := enrolled(t, srv, a)
 	var inv proto.DeviceInventory
-	eventually(t, 60*time.Second, "the inventory arrived", func() bool {
+	testkit.Eventually(t, 60*time.Second, "the inventory arrived", func() bool {
 		inv = srv.inventory(id)
 		return inv.Inventory.Packages != nil
 	})
@@ -128,7 +129,7 @@ func TestInventoryFleetPackageQuery(t *testing.T) {
 	for _, n := range names {
 		a := startAgent(t, n, srv, t.TempDir(), "--inventory", "file:"+fixtureInventory(n))
 		ids[n] = enrolled(t, srv, a)
-		eventually(t, 30*time.Second, n+"'s inventory arrived", func() bool { return srv.inventory(ids[n]).Inventory.Packages != nil })
+		testkit.Eventually(t, 30*time.Second, n+"'s inventory arrived", func() bool { return srv.inventory(ids[n]).Inventory.Packages != nil })
 	}
 	want := func(ns ...string) []string {
 		var out []string
@@ -204,7 +205,7 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 	replaceFile(t, file, string(fixture))
 	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file, "--inventory-interval", "1s")
 	id := enrolled(t, srv, a)
-	eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
+	testkit.Eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
 	first := srv.inventory(id)
 	if got := a.lastLog("inventory uploaded")["sections"]; fmt.Sprint(got) != "[system hardware network packages]" {
 		t.Errorf("first upload sent %v, want every section", got)
@@ -217,7 +218,7 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 		p := srv.setCamera(id, on)
 		converged(t, srv, id, p.Version, fmt.Sprintf("edit %d converged", i+1), func() bool { return true })
 	}
-	eventually(t, 30*time.Second, "two unchanged inventory passes", func() bool { return a.logCount("inventory unchanged") >= 2 })
+	testkit.Eventually(t, 30*time.Second, "two unchanged inventory passes", func() bool { return a.logCount("inventory unchanged") >= 2 })
 	if n := a.logCount("inventory uploaded"); n != 1 {
 		t.Errorf("an unchanged inventory was uploaded again (%d uploads)", n)
 	}
@@ -227,7 +228,7 @@ func TestInventoryChangedSectionAlone(t *testing.T) {
 
 	// openssl is upgraded: only the packages section goes.
 	replaceFile(t, file, strings.Replace(string(fixture), "3.0.11~rc1-1", "3.0.11-1~deb12u2", 1))
-	eventually(t, 30*time.Second, "the second upload", func() bool { return a.logCount("inventory uploaded") == 2 })
+	testkit.Eventually(t, 30*time.Second, "the second upload", func() bool { return a.logCount("inventory uploaded") == 2 })
 	if got := a.lastLog("inventory uploaded")["sections"]; fmt.Sprint(got) != "[packages]" {
 		t.Errorf("after the upgrade the agent sent %v, want [packages]", got)
 	}
@@ -258,7 +259,7 @@ func TestInventoryRefreshCommand(t *testing.T) {
 	replaceFile(t, file, string(fixture))
 	a := startAgent(t, "agent", srv, dir, "--inventory", "file:"+file)
 	id := enrolled(t, srv, a)
-	eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
+	testkit.Eventually(t, 30*time.Second, "the first upload", func() bool { return a.logCount("inventory uploaded") == 1 })
 	first := srv.inventory(id)
 
 	var cmd proto.Command

@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/agent/linuxtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
@@ -48,7 +49,7 @@ func startLinuxFleet(t *testing.T, distros ...string) *linuxFleet {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); a.Run(ctx) }()
-		eventually(t, 30*time.Second, distro+" agent enrolled", func() bool { return a.DeviceID() != "" })
+		testkit.Eventually(t, 30*time.Second, distro+" agent enrolled", func() bool { return a.DeviceID() != "" })
 		f.hosts[distro], f.ids[distro] = host, a.DeviceID()
 	}
 	return f
@@ -89,7 +90,7 @@ func (f *linuxFleet) compliantAt(t *testing.T, what string, min map[string]int64
 		if len(only) > 0 && !slices.Contains(only, distro) {
 			continue
 		}
-		eventually(t, 30*time.Second, distro+" "+what, func() bool {
+		testkit.Eventually(t, 30*time.Second, distro+" "+what, func() bool {
 			st := f.status(t, id)
 			return st.State == proto.StateCompliant && st.AppliedVersion >= min[distro]
 		})
@@ -145,7 +146,7 @@ func TestLinuxAgentsConverge(t *testing.T) {
 	want = f.versions(t)
 	f.call(t, "PUT", "/groups/"+g.GroupID+"/policy", `{"diskEncryptionRequired":true}`, nil)
 	f.compliantAt(t, "debian compliant with disk encryption", map[string]int64{"debian": want["debian"]}, "debian")
-	eventually(t, 30*time.Second, "fedora failing disk encryption", func() bool {
+	testkit.Eventually(t, 30*time.Second, "fedora failing disk encryption", func() bool {
 		st := f.status(t, f.ids["fedora"])
 		return st.State == proto.StateNonCompliant && st.AppliedVersion >= want["fedora"] &&
 			len(st.Failing) == 1 && st.Failing[0].Setting == "diskEncryptionRequired" &&

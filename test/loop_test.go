@@ -12,6 +12,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -95,12 +96,12 @@ func TestLoop(t *testing.T) {
 	b := startAgent(t, "agent-b", srv, t.TempDir())
 
 	var idA, idB string
-	eventually(t, 30*time.Second, "both agents enrolled", func() bool {
+	testkit.Eventually(t, 30*time.Second, "both agents enrolled", func() bool {
 		idA, _ = a.identity()
 		idB, _ = b.identity()
 		return idA != "" && idB != ""
 	})
-	eventually(t, 30*time.Second, "both devices COMPLIANT and connected", func() bool {
+	testkit.Eventually(t, 30*time.Second, "both devices COMPLIANT and connected", func() bool {
 		sa, sb := srv.status(idA), srv.status(idB)
 		return sa.State == proto.StateCompliant && sb.State == proto.StateCompliant && sa.Connected && sb.Connected
 	})
@@ -132,7 +133,7 @@ func TestLoop(t *testing.T) {
 	}
 
 	// A converges long before its 1h interval: only the doorbell can do that.
-	eventually(t, 30*time.Second, "A COMPLIANT with version 2", func() bool {
+	testkit.Eventually(t, 30*time.Second, "A COMPLIANT with version 2", func() bool {
 		st := srv.status(idA)
 		return st.State == proto.StateCompliant && st.AppliedVersion == 2
 	})
@@ -149,7 +150,7 @@ func TestLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.setCamera(idA, false)
-	eventually(t, 30*time.Second, "locked A NON_COMPLIANT at version 3", func() bool {
+	testkit.Eventually(t, 30*time.Second, "locked A NON_COMPLIANT at version 3", func() bool {
 		st := srv.status(idA)
 		return st.State == proto.StateNonCompliant && st.AppliedVersion == 3
 	})
@@ -158,7 +159,7 @@ func TestLoop(t *testing.T) {
 	}
 
 	// mosquitto_sub printed doorbells for A's topic only.
-	eventually(t, 10*time.Second, "second doorbell printed", func() bool { return len(sub.all()) >= 2 })
+	testkit.Eventually(t, 10*time.Second, "second doorbell printed", func() bool { return len(sub.all()) >= 2 })
 	for _, line := range sub.all() {
 		if !strings.HasPrefix(line, "devices/"+idA+"/policy_changed ") {
 			t.Fatalf("mosquitto_sub printed a doorbell for another topic: %q", line)
@@ -186,7 +187,7 @@ func TestLoop(t *testing.T) {
 	}
 	// The agents reconnect and keep working with the same ids.
 	srv.setCamera(idB, true)
-	eventually(t, 90*time.Second, "B COMPLIANT with version 2 after restart", func() bool {
+	testkit.Eventually(t, 90*time.Second, "B COMPLIANT with version 2 after restart", func() bool {
 		st := srv.status(idB)
 		return st.State == proto.StateCompliant && st.AppliedVersion == 2
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
@@ -95,7 +96,7 @@ func (s *serverProc) historySteps(id string) []string {
 func enrolledIDs(t *testing.T, agents ...*agentProc) []string {
 	t.Helper()
 	ids := make([]string, len(agents))
-	eventually(t, 30*time.Second, "every agent enrolled", func() bool {
+	testkit.Eventually(t, 30*time.Second, "every agent enrolled", func() bool {
 		for i, a := range agents {
 			ids[i], _ = a.identity()
 			if ids[i] == "" {
@@ -110,7 +111,7 @@ func enrolledIDs(t *testing.T, agents ...*agentProc) []string {
 func (s *serverProc) waitState(id string, state proto.ComplianceState, version int64) proto.DeviceStatus {
 	s.t.Helper()
 	var st proto.DeviceStatus
-	eventually(s.t, 30*time.Second, fmt.Sprintf("%s %s at version %d", id, state, version), func() bool {
+	testkit.Eventually(s.t, 30*time.Second, fmt.Sprintf("%s %s at version %d", id, state, version), func() bool {
 		st = s.status(id)
 		return st.State == state && st.AppliedVersion == version && st.DesiredVersion == version
 	})
@@ -240,7 +241,7 @@ func TestHistoryDriftAndFix(t *testing.T) {
 	// so the agent cannot fix it. An agent write racing this one could
 	// undo it, so the drift is re-applied until the server sees it.
 	drift := []byte(`{"cameraDisabled": true, "locked": true}`)
-	eventually(t, 30*time.Second, "drift reported NON_COMPLIANT", func() bool {
+	testkit.Eventually(t, 30*time.Second, "drift reported NON_COMPLIANT", func() bool {
 		if a.deviceState()["locked"] != true {
 			if err := os.WriteFile(a.devicePath, drift, 0o644); err != nil {
 				t.Fatal(err)
@@ -266,7 +267,7 @@ func TestHistoryDriftAndFix(t *testing.T) {
 	if got := srv.historySteps(id); !reflect.DeepEqual(got, want) {
 		t.Fatalf("history = %v, want %v", got, want)
 	}
-	eventually(t, 30*time.Second, "webhook received every transition", func() bool { return len(hook.steps(id)) >= len(want) })
+	testkit.Eventually(t, 30*time.Second, "webhook received every transition", func() bool { return len(hook.steps(id)) >= len(want) })
 	if got := hook.steps(id); !reflect.DeepEqual(got, want) {
 		t.Fatalf("webhook events = %v, want %v", got, want)
 	}

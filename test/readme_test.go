@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -55,7 +56,7 @@ func TestReadmeGroupExample(t *testing.T) {
 		// Enrolled, reported and its enrollment inventory uploaded (which
 		// runs beside the syncs, off their path): the example's steps,
 		// typed one after another by a person, start on a settled agent.
-		eventually(t, 60*time.Second, "the agent enrolled, reported and sent its inventory", func() bool {
+		testkit.Eventually(t, 60*time.Second, "the agent enrolled, reported and sent its inventory", func() bool {
 			id, _ := a.identity()
 			if id == "" || srv.status(id).State != proto.StateCompliant {
 				return false
@@ -82,7 +83,7 @@ func TestReadmeGroupExample(t *testing.T) {
 	idA, _ := a1.identity()
 	idB, _ := a2.identity()
 	// What the README says happened, as the API sees it once the agents synced.
-	eventually(t, 30*time.Second, "B NON_COMPLIANT on the monitored password length", func() bool {
+	testkit.Eventually(t, 30*time.Second, "B NON_COMPLIANT on the monitored password length", func() bool {
 		st := srv.status(idB)
 		return st.State == proto.StateNonCompliant && len(st.Failing) == 1 && st.Failing[0].Setting == "passwordMinLength" && st.Failing[0].Monitored
 	})

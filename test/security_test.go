@@ -19,6 +19,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -136,14 +137,14 @@ func TestSecurity(t *testing.T) {
 	// A real agent enrolled with an API enrollment token.
 	agent := startAgent(t, "agent", srv, t.TempDir(), "--enroll-token", agentTok.Token)
 	var aID, aSecret string
-	eventually(t, 30*time.Second, "the agent to enroll and report", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the agent to enroll and report", func() bool {
 		aID, aSecret = agent.identity()
 		return aID != "" && srv.status(aID).State == proto.StateCompliant && srv.status(aID).Connected
 	})
 	pa, pb := "/devices/"+aID, "/devices/"+b.DeviceID
 	t0 := time.Now()
 	srv.mustCall(204, "POST", pb+"/report", b.DeviceSecret, report(1, t0, "nonce-b-0000000001"), nil)
-	eventually(t, 10*time.Second, "the 1ms enrollment token to expire", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the 1ms enrollment token to expire", func() bool {
 		code, body := srv.call("POST", "/enroll", expired.Token, `{}`, nil)
 		return code == 401 && strings.Contains(string(body), "enrollment_token_expired")
 	})
@@ -274,7 +275,7 @@ func TestSecurity(t *testing.T) {
 		if _, err := mqttClient(t, srv, b.DeviceID, b.DeviceID, b.DeviceSecret, lost); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "B connected", func() bool { return srv.status(b.DeviceID).Connected })
+		testkit.Eventually(t, 10*time.Second, "B connected", func() bool { return srv.status(b.DeviceID).Connected })
 		srv.mustCall(204, "DELETE", pb, srv.admin, "", nil)
 		select {
 		case <-lost:
@@ -297,7 +298,7 @@ func TestSecurity(t *testing.T) {
 		// The broker closes its session, its login is refused, it syncs,
 		// gets 404 and enrolls again with the token's second use.
 		var newID string
-		eventually(t, 60*time.Second, "the agent to re-enroll", func() bool {
+		testkit.Eventually(t, 60*time.Second, "the agent to re-enroll", func() bool {
 			newID, _ = agent.identity()
 			return newID != "" && newID != aID && srv.status(newID).State == proto.StateCompliant
 		})
@@ -310,7 +311,7 @@ func TestSecurity(t *testing.T) {
 		}
 		// Revoked again, the used-up token lets it in no more.
 		srv.mustCall(204, "DELETE", "/devices/"+newID, srv.admin, "", nil)
-		eventually(t, 60*time.Second, "the agent's refused re-enrollment", func() bool {
+		testkit.Eventually(t, 60*time.Second, "the agent's refused re-enrollment", func() bool {
 			return agent.logged("enrollment_token_used_up")
 		})
 		for _, d := range srv.devices() {
@@ -357,7 +358,7 @@ func TestAgentIntegrity(t *testing.T) {
 	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "--agent-allowlist", allow)
 	agent := startAgent(t, "agent", srv, t.TempDir())
 	var id string
-	eventually(t, 30*time.Second, "the agent to report", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the agent to report", func() bool {
 		id, _ = agent.identity()
 		return id != "" && srv.status(id).LastReportAt != nil
 	})

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -44,7 +45,7 @@ func TestTLSBinary(t *testing.T) {
 		}
 	}
 	var enrollURL string
-	eventually(t, 10*time.Second, "the enrollment string on stdout", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the enrollment string on stdout", func() bool {
 		srv.mu.Lock()
 		defer srv.mu.Unlock()
 		for _, line := range strings.Split(srv.out.String(), "\n") {
@@ -122,7 +123,7 @@ func TestPlainWhenAsked(t *testing.T) {
 		t.Fatalf("--tls off still serves TLS: %s", srv.url)
 	}
 	a := startAgent(t, "agent", srv, t.TempDir())
-	eventually(t, 30*time.Second, "the agent enrolled and COMPLIANT", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the agent enrolled and COMPLIANT", func() bool {
 		id, _ := a.identity()
 		return id != "" && srv.status(id).State == proto.StateCompliant
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/client"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
@@ -41,7 +42,7 @@ func startFleet(t *testing.T, n int) *fleet {
 	}
 	for i := range n {
 		var resp proto.EnrollResponse
-		eventually(t, func() error {
+		testkit.EventuallyNil(t, 20*time.Second, "an enrollment", func() error {
 			resp, err = f.dev.Enroll(ctx, d.EnrollToken(), proto.EnrollRequest{Model: fmt.Sprintf("model-%d", i), OSVersion: "14", AgentVersion: "0.1.0"})
 			return err
 		})
@@ -53,23 +54,6 @@ func startFleet(t *testing.T, n int) *fleet {
 		}
 	}
 	return f
-}
-
-// eventually retries fn until it succeeds; a guard against a server that is
-// still starting, not a timing assertion.
-func eventually(t *testing.T, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // cli runs the doorbell command in-process and returns stdout, stderr and

@@ -3,8 +3,10 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
@@ -24,12 +26,12 @@ func TestHostileDeviceStringsEscaped(t *testing.T) {
 	const model = "Pixel\x1b]0;pwned\x07\x1b[2J\x1b[31m\nforged-device\tCOMPLIANT\t1\t1\tyes\t-\tPixel\r\u202egpj.exe\u009b31m\x7f"
 	const osVersion = "14\n\x1b[1A\x1b[Kfake line"
 	var resp proto.EnrollResponse
-	eventually(t, func() error {
+	testkit.EventuallyNil(t, 20*time.Second, "an enrollment", func() error {
 		resp, err = dev.Enroll(t.Context(), d.EnrollToken(), proto.EnrollRequest{Model: model, OSVersion: osVersion, AgentVersion: "0.1.0\x1b[0m"})
 		return err
 	})
 	var benign proto.EnrollResponse
-	eventually(t, func() error {
+	testkit.EventuallyNil(t, 20*time.Second, "an enrollment", func() error {
 		benign, err = dev.Enroll(t.Context(), d.EnrollToken(), proto.EnrollRequest{Model: "Pixel 8", OSVersion: "14", AgentVersion: "0.1.0"})
 		return err
 	})

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 )
 
 // Accept backoff bounds, as net/http uses for temporary errors.
@@ -63,11 +65,11 @@ func sleepOrClose(d time.Duration, closed <-chan struct{}) bool {
 
 // Accept waits for the next connection, riding out resource exhaustion.
 func (l *ResilientListener) Accept() (net.Conn, error) {
-	var backoff time.Duration
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			if backoff > 0 {
+			if retry.Attempts() > 0 {
 				l.recovered()
 			}
 			return c, nil
@@ -75,9 +77,9 @@ func (l *ResilientListener) Accept() (net.Conn, error) {
 		if !Recoverable(err) {
 			return nil, err
 		}
-		backoff = min(max(2*backoff, minBackoff), maxBackoff)
-		l.failed(err, backoff)
-		if !l.sleep(backoff, l.closed) {
+		d := retry.Next()
+		l.failed(err, d)
+		if !l.sleep(d, l.closed) {
 			return nil, net.ErrClosed
 		}
 	}

@@ -4,16 +4,14 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
-
 func TestWindow(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
+	c := testkit.NewClock(time.Unix(1000, 0))
 	l := New(3, time.Minute, 0)
-	l.now = c.now
+	l.now = c.Now
 	for i := range 3 {
 		if ok, _ := l.Allow("dev"); !ok {
 			t.Fatalf("request %d refused", i+1)
@@ -26,7 +24,7 @@ func TestWindow(t *testing.T) {
 	if ok, _ := l.Allow("other"); !ok {
 		t.Error("another key shares the budget")
 	}
-	c.t = c.t.Add(time.Minute)
+	c.Advance(time.Minute)
 	if ok, _ := l.Allow("dev"); !ok {
 		t.Error("refused in a new window")
 	}
@@ -35,13 +33,13 @@ func TestWindow(t *testing.T) {
 // TestTableBounded: a flood of distinct keys never grows the table beyond
 // its capacity (issue 17, finding 3: one entry per unauthenticated id).
 func TestTableBounded(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
+	c := testkit.NewClock(time.Unix(1000, 0))
 	l := New(5, time.Minute, 1000)
-	l.now = c.now
+	l.now = c.Now
 	for i := range 100_000 {
 		l.Allow(fmt.Sprintf("key-%d", i))
 		if i%997 == 0 {
-			c.t = c.t.Add(time.Second)
+			c.Advance(time.Second)
 		}
 	}
 	if n := l.Len(); n > 1000 {

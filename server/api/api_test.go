@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
@@ -50,11 +51,11 @@ type fakePresence struct{ connected map[string]bool }
 func (f fakePresence) Connected(id string) bool { return f.connected[id] }
 
 type harness struct {
-	t    *testing.T
-	url  string
-	api  *API
-	bell *fakeBell
-	now  time.Time
+	t     *testing.T
+	url   string
+	api   *API
+	bell  *fakeBell
+	clock *testkit.Clock
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
@@ -66,14 +67,14 @@ func newHarnessWith(t *testing.T, mod func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h := &harness{t: t, bell: &fakeBell{}, now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	h := &harness{t: t, bell: &fakeBell{}, clock: testkit.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))}
 	cfg := Config{
 		AdminToken:  adminToken,
 		EnrollToken: enrollToken,
 		MQTTPort:    "1883",
 		Bell:        h.bell,
 		Presence:    fakePresence{},
-		Now:         func() time.Time { return h.now },
+		Now:         h.clock.Now,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -186,7 +187,7 @@ func TestEnroll(t *testing.T) {
 		t.Fatalf("mqtt = %+v", e.MQTT)
 	}
 	s := h.status(e.DeviceID)
-	if s.State != proto.StateUnknown || s.Model != "Pixel 8" || s.OSVersion != "14" || s.AgentVersion != "0.1.0" || !s.EnrolledAt.Equal(h.now) || s.LastReportAt != nil {
+	if s.State != proto.StateUnknown || s.Model != "Pixel 8" || s.OSVersion != "14" || s.AgentVersion != "0.1.0" || !s.EnrolledAt.Equal(h.clock.Now()) || s.LastReportAt != nil {
 		t.Fatalf("status after enroll = %+v", s)
 	}
 	if e2 := h.enroll(); e2.DeviceID == e.DeviceID || e2.DeviceSecret == e.DeviceSecret {

@@ -19,16 +19,16 @@ func TestFailingSince(t *testing.T) {
 	for _, e := range []proto.EnrollResponse{e1, e2, e3} {
 		h.must("PUT", "/devices/"+e.DeviceID+"/policy", `{"cameraDisabled":true,"passwordMinLength":8}`, 200, nil)
 	}
-	t0 := h.now
+	t0 := h.clock.Now()
 	// e1 fails the camera from t0, and the password length too from t0+1h.
 	h.report(e1, `{"appliedPolicyVersion":2,"cameraDisabled":false,"passwordMinLength":8}`)
-	h.now = t0.Add(time.Hour)
+	h.clock.Set(t0.Add(time.Hour))
 	h.report(e1, `{"appliedPolicyVersion":2,"cameraDisabled":false,"passwordMinLength":4}`)
 	// e2 fails from t0+2h; e3 complies.
-	h.now = t0.Add(2 * time.Hour)
+	h.clock.Set(t0.Add(2 * time.Hour))
 	h.report(e2, `{"appliedPolicyVersion":2,"cameraDisabled":false,"passwordMinLength":8}`)
 	h.report(e3, `{"appliedPolicyVersion":2,"cameraDisabled":true,"passwordMinLength":8}`)
-	h.now = t0.Add(3 * time.Hour)
+	h.clock.Set(t0.Add(3 * time.Hour))
 
 	s := h.status(e1.DeviceID)
 	if s.State != proto.StateNonCompliant || s.NonCompliantSince == nil || !s.NonCompliantSince.Equal(t0) {

@@ -14,7 +14,7 @@ import (
 // putInventory uploads inv as device e.
 func (h *harness) putInventory(e proto.EnrollResponse, inv proto.Inventory) {
 	h.t.Helper()
-	b, _ := json.Marshal(proto.InventoryUpload{CollectedAt: h.now, Hashes: inv.Hashes(), Inventory: inv})
+	b, _ := json.Marshal(proto.InventoryUpload{CollectedAt: h.clock.Now(), Hashes: inv.Hashes(), Inventory: inv})
 	if r := h.do("PUT", "/devices/"+e.DeviceID+"/inventory", e.DeviceSecret, string(b)); r.status != 200 {
 		h.t.Fatalf("inventory: %d %s", r.status, r.body)
 	}

@@ -265,7 +265,7 @@ func TestVerdictsAndMonitorMode(t *testing.T) {
 	}
 	got, _ := json.Marshal(s.Failing)
 	// Each failing setting says since when it fails: since the report.
-	since := h.now.UTC().Format(time.RFC3339)
+	since := h.clock.Now().UTC().Format(time.RFC3339)
 	want := `[{"setting":"cameraDisabled","expected":true,"actual":false,"reason":"MISMATCH","monitored":true,"failingSince":"` + since + `"},` +
 		`{"setting":"statusBarDisabled","expected":true,"actual":null,"reason":"UNSUPPORTED","monitored":true,"failingSince":"` + since + `"},` +
 		`{"setting":"passwordMinLength","expected":8,"actual":4,"reason":"ENFORCEMENT_FAILED","detail":"denied by user","failingSince":"` + since + `"}]`

@@ -11,26 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
-
-// testClock is a settable clock shared by the test and the handlers.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // fakeSessions records the devices whose sessions the API closed.
 type fakeSessions struct {
@@ -54,12 +37,12 @@ func (f *fakeSessions) all() []string {
 
 type trustHarness struct {
 	*harness
-	clock    *testClock
+	clock    *testkit.Clock
 	sessions *fakeSessions
 }
 
 func newTrustHarness(t *testing.T, mod func(*Config)) *trustHarness {
-	th := &trustHarness{clock: &testClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}, sessions: &fakeSessions{}}
+	th := &trustHarness{clock: testkit.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)), sessions: &fakeSessions{}}
 	th.harness = newHarnessWith(t, func(c *Config) {
 		c.Now = th.clock.Now
 		c.Trust.Sessions = th.sessions

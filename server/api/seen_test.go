@@ -17,7 +17,7 @@ func TestLastSeenAndOverdue(t *testing.T) {
 	e := h.enroll()
 	quiet := h.enroll() // never tells an interval: 15 minutes assumed
 	h.report(e, `{"appliedPolicyVersion":1,"cameraDisabled":false,"compliant":true,"syncIntervalSeconds":60}`)
-	seenAt := h.now
+	seenAt := h.clock.Now()
 	s := h.status(e.DeviceID)
 	if s.LastSeenAt == nil || !s.LastSeenAt.Equal(seenAt) || s.Overdue {
 		t.Fatalf("after a report: lastSeenAt %v overdue %v, want %v and not overdue", s.LastSeenAt, s.Overdue, seenAt)
@@ -39,11 +39,11 @@ func TestLastSeenAndOverdue(t *testing.T) {
 		}
 		return ids
 	}
-	h.now = seenAt.Add(120 * time.Second) // exactly two intervals: not yet
+	h.clock.Set(seenAt.Add(120 * time.Second)) // exactly two intervals: not yet
 	if ids := overdue(); len(ids) != 0 {
 		t.Fatalf("overdue at two intervals: %v", ids)
 	}
-	h.now = seenAt.Add(121 * time.Second)
+	h.clock.Set(seenAt.Add(121 * time.Second))
 	if ids := overdue(); len(ids) != 1 || ids[0] != e.DeviceID {
 		t.Fatalf("overdue after two intervals = %v, want [%s]", ids, e.DeviceID)
 	}
@@ -52,7 +52,7 @@ func TestLastSeenAndOverdue(t *testing.T) {
 	if r := h.do("GET", "/devices/"+e.DeviceID+"/policy", e.DeviceSecret, ""); r.status != 200 {
 		t.Fatalf("policy: %d", r.status)
 	}
-	if s := h.status(e.DeviceID); s.Overdue || !s.LastSeenAt.Equal(h.now) {
+	if s := h.status(e.DeviceID); s.Overdue || !s.LastSeenAt.Equal(h.clock.Now()) {
 		t.Fatalf("after a poll: %+v", s)
 	}
 	stored, err := h.api.store.Device(context.Background(), e.DeviceID)
@@ -63,11 +63,11 @@ func TestLastSeenAndOverdue(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored, _ = h.api.store.Device(context.Background(), e.DeviceID)
-	if !stored.LastSeenAt.Equal(h.now) || stored.SyncIntervalSeconds != 60 {
-		t.Fatalf("after the flush: stored lastSeenAt %v interval %d, want %v and 60", stored.LastSeenAt, stored.SyncIntervalSeconds, h.now)
+	if !stored.LastSeenAt.Equal(h.clock.Now()) || stored.SyncIntervalSeconds != 60 {
+		t.Fatalf("after the flush: stored lastSeenAt %v interval %d, want %v and 60", stored.LastSeenAt, stored.SyncIntervalSeconds, h.clock.Now())
 	}
 	// An operator reading the device is not the device being seen.
-	h.now = h.now.Add(time.Hour)
+	h.clock.Set(h.clock.Now().Add(time.Hour))
 	h.status(e.DeviceID)
 	h.do("GET", "/devices/"+e.DeviceID+"/policy", adminToken, "")
 	if s := h.status(e.DeviceID); !s.Overdue {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 )
 
@@ -89,29 +91,24 @@ func TestDaemonStopsCleanly(t *testing.T) {
 
 	// Every goroutine the daemons started has ended (bounded wait: some
 	// runtime and net/http client goroutines take a moment to exit).
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before+2 {
-		if time.Now().After(deadline) {
+	testkit.EventuallyNil(t, 10*time.Second, "the daemons' goroutines to end", func() error {
+		if n := runtime.NumGoroutine(); n > before+2 {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			return fmt.Errorf("goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func waitHealthy(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 10*time.Second, url+" to be healthy", func() error {
 		resp, err := httpGet(url)
-		if err == nil && resp == 200 {
-			return
+		if err == nil && resp != 200 {
+			err = fmt.Errorf("status %d", resp)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not healthy: %v %v", url, resp, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 func httpGet(url string) (int, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 )
 
@@ -29,10 +30,10 @@ func TestReplicaHealthWithoutDatabase(t *testing.T) {
 		}
 		return st, body.Error
 	}
-	until(t, "the replica to be healthy", func() bool { st, _ := healthz(); return st == 200 })
+	testkit.Eventually(t, 30*time.Second, "the replica to be healthy", func() bool { st, _ := healthz(); return st == 200 })
 
 	pg.Halt()
-	until(t, "/healthz to answer 503 with the database down", func() bool { st, _ := healthz(); return st == 503 })
+	testkit.Eventually(t, 30*time.Second, "/healthz to answer 503 with the database down", func() bool { st, _ := healthz(); return st == 503 })
 	if _, msg := healthz(); msg != "the database does not answer" {
 		t.Errorf("503 error %q, want the database's", msg)
 	}
@@ -40,7 +41,7 @@ func TestReplicaHealthWithoutDatabase(t *testing.T) {
 	if err := pg.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	until(t, "/healthz to answer 200 again", func() bool { st, _ := healthz(); return st == 200 })
+	testkit.Eventually(t, 30*time.Second, "/healthz to answer 200 again", func() bool { st, _ := healthz(); return st == 200 })
 	if st, _, body := send(t, "GET", "http://"+r.d.HTTPAddr()+"/devices", r.d.AdminToken(), "", nil); st != 200 {
 		t.Errorf("GET /devices after the database came back: %d %s", st, body)
 	}

@@ -1,40 +1,21 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the daemon's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLogsNameTheirComponentAndNoSecret runs a daemon with JSON logs
 // through enrollment, an edit, a report and refused credentials, and checks
 // that every record names its component and that no token or secret
 // appears in any of them.
 func TestLogsNameTheirComponentAndNoSecret(t *testing.T) {
-	var buf lockedBuffer
+	var buf testkit.LockedBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, url := startDaemon(t, DaemonConfig{Logger: logger})
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/api"
 	"github.com/doorbell-mdm/doorbell/server/store"
@@ -106,14 +107,10 @@ func TestMetricsAfterEnrollEditReport(t *testing.T) {
 
 	var mfs map[string]*dto.MetricFamily
 	// The MQTT bell publishes off the request path: poll until it has.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, "the MQTT doorbell counted as sent", func() bool {
 		mfs = scrape(t, url, adminToken)
-		if value(mfs, "doorbell_doorbells_total", "channel", "mqtt", "outcome", "sent") == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return value(mfs, "doorbell_doorbells_total", "channel", "mqtt", "outcome", "sent") == 1
+	})
 
 	for _, tc := range []struct {
 		name   string

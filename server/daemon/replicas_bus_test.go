@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
@@ -98,11 +99,11 @@ func TestReplicasBusCarriesEventsOnlyForStreams(t *testing.T) {
 	a := startReplica(t, url)
 	b := startReplica(t, url)
 	// Until a replica has read the others' state it assumes they stream.
-	until(t, "the replicas to learn that nobody streams", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the replicas to learn that nobody streams", func() bool {
 		return !a.d.node.StreamsElsewhere() && !b.d.node.StreamsElsewhere()
 	})
 	onA := runAgent(t, a.d.HTTPAddr(), "tcp://"+a.d.MQTTAddr(), a.d.EnrollToken())
-	until(t, "the agent to enroll and report", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the agent to enroll and report", func() bool {
 		id := onA.id(t)
 		return id != "" && status(t, a, id).AppliedVersion == 1 && status(t, b, id).Connected
 	})
@@ -117,17 +118,17 @@ func TestReplicasBusCarriesEventsOnlyForStreams(t *testing.T) {
 			t.Errorf("with no stream open the bus carried %s %s %s before the edit's ring", m.kind, m.id, m.arg)
 		}
 	}
-	until(t, "the device to apply the edit", func() bool { return onA.applied() == 2 })
+	testkit.Eventually(t, 30*time.Second, "the device to apply the edit", func() bool { return onA.applied() == 2 })
 
 	// A stream on B: A learns at once and sends B its device's events.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := liveEventsCtx(t, ctx, b, b.d.AdminToken())
 	busUntil(t, tap, "B's streams message", func(m busMsg) bool { return m.kind == "s" && string(m.arg) == "true" })
-	until(t, "A to learn that B streams", a.d.node.StreamsElsewhere)
+	testkit.Eventually(t, 30*time.Second, "A to learn that B streams", a.d.node.StreamsElsewhere)
 	edit(t, a, id, `{"cameraDisabled":false}`)
 	seen := map[proto.EventCause]bool{}
-	until(t, "B's stream to show A's edit and the device's report", func() bool {
+	testkit.Eventually(t, 30*time.Second, "B's stream to show A's edit and the device's report", func() bool {
 		for {
 			select {
 			case ev := <-events:
@@ -161,7 +162,7 @@ func TestReplicasBusCarriesEventsOnlyForStreams(t *testing.T) {
 			}
 		}
 	}
-	until(t, "A to learn that B stopped streaming", func() bool { return !a.d.node.StreamsElsewhere() })
+	testkit.Eventually(t, 30*time.Second, "A to learn that B stopped streaming", func() bool { return !a.d.node.StreamsElsewhere() })
 }
 
 // TestReplicasRevokeOperator: deleting an operator token on replica A
@@ -175,13 +176,13 @@ func TestReplicasRevokeOperator(t *testing.T) {
 	if st, _, body := send(t, "POST", "http://"+a.d.HTTPAddr()+"/tokens", a.d.AdminToken(), `{"name":"ci","role":"viewer"}`, &tok); st != 201 {
 		t.Fatalf("POST /tokens: %d %s", st, body)
 	}
-	streamB := openStream(t, "http://"+b.d.HTTPAddr(), tok.Token)
-	if ev := streamB.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q, want ready", ev.name)
+	streamB := testkit.OpenEventStream(t, "http://"+b.d.HTTPAddr(), tok.Token)
+	if ev := streamB.Next(); ev.Name != proto.EventReady {
+		t.Fatalf("first event %q, want ready", ev.Name)
 	}
-	streamA := openStream(t, "http://"+a.d.HTTPAddr(), tok.Token)
-	if ev := streamA.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q, want ready", ev.name)
+	streamA := testkit.OpenEventStream(t, "http://"+a.d.HTTPAddr(), tok.Token)
+	if ev := streamA.Next(); ev.Name != proto.EventReady {
+		t.Fatalf("first event %q, want ready", ev.Name)
 	}
 	lost := make(chan error, 1)
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b.d.MQTTAddr()).
@@ -202,8 +203,8 @@ func TestReplicasRevokeOperator(t *testing.T) {
 	if resp.StatusCode != 204 {
 		t.Fatalf("DELETE /tokens/ci: %d", resp.StatusCode)
 	}
-	streamA.ended()
-	streamB.ended()
+	streamA.Ended()
+	streamB.Ended()
 	select {
 	case <-lost:
 	case <-time.After(20 * time.Second):

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 )
@@ -154,17 +155,6 @@ func runAgent(t *testing.T, server, mqttURLs, enroll string) *testAgent {
 	return ta
 }
 
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // TestTwoReplicas runs two daemons on one PostgreSQL database with an
 // agent on each. An edit made on A converges the device held by B (the
 // ring crosses over the bus) and the reverse; presence is shared; when B
@@ -181,22 +171,22 @@ func TestTwoReplicas(t *testing.T) {
 	onA := runAgent(t, a.d.HTTPAddr(), "tcp://"+a.d.MQTTAddr(), a.d.EnrollToken())
 	lb := balancer(t, b.d.HTTPAddr(), a.d.HTTPAddr())
 	onB := runAgent(t, lb, "tcp://"+b.d.MQTTAddr()+",tcp://"+a.d.MQTTAddr(), a.d.EnrollToken())
-	until(t, "both agents to enroll", func() bool { return onA.id(t) != "" && onB.id(t) != "" })
+	testkit.Eventually(t, 30*time.Second, "both agents to enroll", func() bool { return onA.id(t) != "" && onB.id(t) != "" })
 	idA, idB := onA.id(t), onB.id(t)
-	until(t, "A to see B's device connected", func() bool { return status(t, a, idB).Connected })
-	until(t, "B to see A's device connected", func() bool { return status(t, b, idA).Connected })
+	testkit.Eventually(t, 30*time.Second, "A to see B's device connected", func() bool { return status(t, a, idB).Connected })
+	testkit.Eventually(t, 30*time.Second, "B to see A's device connected", func() bool { return status(t, b, idA).Connected })
 
 	// An edit on A reaches the device connected to B, and the reverse.
 	edit(t, a, idB, `{"cameraDisabled":true}`)
-	until(t, "B's device to apply A's edit", func() bool { return onB.applied() == 2 })
+	testkit.Eventually(t, 30*time.Second, "B's device to apply A's edit", func() bool { return onB.applied() == 2 })
 	edit(t, b, idA, `{"cameraDisabled":true}`)
-	until(t, "A's device to apply B's edit", func() bool { return onA.applied() == 2 })
+	testkit.Eventually(t, 30*time.Second, "A's device to apply B's edit", func() bool { return onA.applied() == 2 })
 
 	// The live stream on A shows what B commits, once B knows A streams.
 	events := liveEvents(t, a)
-	until(t, "B to learn that A streams", b.d.node.StreamsElsewhere)
+	testkit.Eventually(t, 30*time.Second, "B to learn that A streams", b.d.node.StreamsElsewhere)
 	edit(t, b, idB, `{"cameraDisabled":false}`)
-	until(t, "A's stream to show B's edit", func() bool {
+	testkit.Eventually(t, 30*time.Second, "A's stream to show B's edit", func() bool {
 		for {
 			select {
 			case ev := <-events:
@@ -208,25 +198,25 @@ func TestTwoReplicas(t *testing.T) {
 			}
 		}
 	})
-	until(t, "B's device to apply B's edit", func() bool { return onB.applied() == 3 })
+	testkit.Eventually(t, 30*time.Second, "B's device to apply B's edit", func() bool { return onB.applied() == 3 })
 
 	// Deleting A's device through B closes its session on A: the agent
 	// learns at once (its sync interval is an hour), and enrolls again.
 	del(t, b, idA)
-	until(t, "A's device to be cut off and enroll again", func() bool { id := onA.id(t); return id != "" && id != idA })
+	testkit.Eventually(t, 30*time.Second, "A's device to be cut off and enroll again", func() bool { id := onA.id(t); return id != "" && id != idA })
 
 	// B goes away: its agent reconnects to A and converges on A's edits.
 	b.stop()
-	until(t, "B's device to show connected through A", func() bool { return status(t, a, idB).Connected })
+	testkit.Eventually(t, 30*time.Second, "B's device to show connected through A", func() bool { return status(t, a, idB).Connected })
 	edit(t, a, idB, `{"cameraDisabled":true}`)
-	until(t, "B's device to apply an edit made after B stopped", func() bool { return onB.applied() == 4 })
+	testkit.Eventually(t, 30*time.Second, "B's device to apply an edit made after B stopped", func() bool { return onB.applied() == 4 })
 
 	// Everything acknowledged is there, on the replica left.
 	for _, c := range []struct {
 		id      string
 		version int64
 	}{{onA.id(t), 1}, {idB, 4}} {
-		until(t, "the last report of "+c.id, func() bool {
+		testkit.Eventually(t, 30*time.Second, "the last report of "+c.id, func() bool {
 			st := status(t, a, c.id)
 			return st.DesiredVersion == c.version && st.AppliedVersion == c.version && st.State == proto.StateCompliant
 		})

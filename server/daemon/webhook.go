@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -159,7 +160,7 @@ func (w *Webhook) deliver(ctx context.Context, it webhookItem) {
 		w.log.Error("encoding webhook event", "err", err)
 		return
 	}
-	delay := w.cfg.Backoff
+	delays := backoff.Backoff{Min: w.cfg.Backoff, Max: w.cfg.MaxBackoff}
 	for attempt := 1; ; attempt++ {
 		retry, err := w.post(ctx, it.typ, body)
 		if err == nil {
@@ -169,6 +170,7 @@ func (w *Webhook) deliver(ctx context.Context, it webhookItem) {
 			w.log.Error("webhook delivery failed; dropping event", "device", it.device, "event", it.typ, "attempts", attempt, "err", err)
 			return
 		}
+		delay := delays.Next()
 		w.log.Warn("webhook delivery failed; retrying", "device", it.device, "event", it.typ, "attempt", attempt, "retryIn", delay, "err", err)
 		timer := time.NewTimer(delay)
 		select {
@@ -177,7 +179,6 @@ func (w *Webhook) deliver(ctx context.Context, it webhookItem) {
 			return
 		case <-timer.C:
 		}
-		delay = min(2*delay, w.cfg.MaxBackoff)
 	}
 }
 

@@ -12,28 +12,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 )
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func open(t *testing.T, dir string, c *clock, hosts ...string) *pki.Authority {
+func open(t *testing.T, dir string, c *testkit.Clock, hosts ...string) *pki.Authority {
 	t.Helper()
 	if len(hosts) == 0 {
 		hosts = []string{"localhost", "127.0.0.1"}
@@ -49,7 +36,7 @@ func serialOf(a *pki.Authority) string { return a.Certificate().Leaf.SerialNumbe
 
 func TestOpenCreatesAndReuses(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: time.Now()}
+	c := testkit.NewClock(time.Now())
 	a := open(t, dir, c)
 	for name, mode := range map[string]os.FileMode{pki.CAFile: 0o644, pki.CAKeyFile: 0o600, pki.ServerFile: 0o644, pki.ServerKeyFile: 0o600} {
 		st, err := os.Stat(filepath.Join(dir, name))
@@ -75,7 +62,7 @@ func TestOpenCreatesAndReuses(t *testing.T) {
 	}
 
 	// A restart within the renewal window reuses both.
-	c.add(30 * 24 * time.Hour)
+	c.Advance(30 * 24 * time.Hour)
 	b := open(t, dir, c)
 	if !bytes.Equal(a.CAPEM(), b.CAPEM()) || a.Pin() != b.Pin() {
 		t.Error("the CA changed across a restart")
@@ -87,12 +74,12 @@ func TestOpenCreatesAndReuses(t *testing.T) {
 
 func TestRenewalOnOpenAndByCheck(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: time.Now()}
+	c := testkit.NewClock(time.Now())
 	a := open(t, dir, c)
 	first := serialOf(a)
 
 	// Less than a third of 90 days left: renewed at start.
-	c.add(61 * 24 * time.Hour)
+	c.Advance(61 * 24 * time.Hour)
 	b := open(t, dir, c)
 	if serialOf(b) == first {
 		t.Fatal("a nearly expired server certificate was not renewed at start")
@@ -106,7 +93,7 @@ func TestRenewalOnOpenAndByCheck(t *testing.T) {
 	if renewed, err := b.Check(); err != nil || renewed {
 		t.Fatalf("Check on a fresh certificate: renewed=%v err=%v", renewed, err)
 	}
-	c.add(61 * 24 * time.Hour)
+	c.Advance(61 * 24 * time.Hour)
 	renewed, err := b.Check()
 	if err != nil || !renewed {
 		t.Fatalf("Check on a due certificate: renewed=%v err=%v", renewed, err)
@@ -125,7 +112,7 @@ func TestRenewalOnOpenAndByCheck(t *testing.T) {
 
 func TestNewHostReissues(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: time.Now()}
+	c := testkit.NewClock(time.Now())
 	a := open(t, dir, c)
 	b := open(t, dir, c, "localhost", "127.0.0.1", "mdm.example.com")
 	if serialOf(a) == serialOf(b) {
@@ -159,7 +146,7 @@ func parse(t *testing.T, s string) *x509.Certificate {
 }
 
 func TestDeviceCertificates(t *testing.T) {
-	c := &clock{t: time.Now()}
+	c := testkit.NewClock(time.Now())
 	a := open(t, t.TempDir(), c)
 	other := open(t, t.TempDir(), c)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -204,14 +191,14 @@ func TestDeviceCertificates(t *testing.T) {
 		})
 	}
 
-	c.add(91 * 24 * time.Hour)
+	c.Advance(91 * 24 * time.Hour)
 	if err := a.VerifyDevice([]*x509.Certificate{cert}, "dev-a"); err == nil {
 		t.Error("an expired device certificate was accepted")
 	}
 }
 
 func TestBadCSRs(t *testing.T) {
-	a := open(t, t.TempDir(), &clock{t: time.Now()})
+	a := open(t, t.TempDir(), testkit.NewClock(time.Now()))
 	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
 	good, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tampered := []byte(csr(t, good))
@@ -235,7 +222,7 @@ func TestBadCSRs(t *testing.T) {
 // served and pinned (its last certificate), reloaded when the files change,
 // while our own CA still issues device certificates.
 func TestOperatorCertificate(t *testing.T) {
-	c := &clock{t: time.Now()}
+	c := testkit.NewClock(time.Now())
 	publicDir := t.TempDir()
 	public := open(t, publicDir, c) // stands in for the operator's CA
 	a, err := pki.Open(pki.Config{
@@ -260,7 +247,7 @@ func TestOperatorCertificate(t *testing.T) {
 		t.Fatalf("Check with unchanged files: renewed=%v err=%v", renewed, err)
 	}
 	// The operator replaces the files (here: the stand-in renews them).
-	c.add(61 * 24 * time.Hour)
+	c.Advance(61 * 24 * time.Hour)
 	if renewed, err := public.Check(); err != nil || !renewed {
 		t.Fatalf("stand-in renewal: %v %v", renewed, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 )
 
@@ -66,7 +67,7 @@ func handshake(t *testing.T, a *pki.Authority, cache tls.ClientSessionCache) boo
 // adds a key a day and drops the oldest; the key file is a 0600 secret.
 func TestSessionTicketsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: time.Now()}
+	c := testkit.NewClock(time.Now())
 	a := open(t, dir, c)
 	cache := tls.NewLRUClientSessionCache(4)
 	if handshake(t, a, cache) {
@@ -81,7 +82,7 @@ func TestSessionTicketsSurviveRestart(t *testing.T) {
 	}
 
 	// A restart an hour later: the same key, the session resumes.
-	c.add(time.Hour)
+	c.Advance(time.Hour)
 	if b := open(t, dir, c); !handshake(t, b, cache) {
 		t.Fatal("the connection after a restart did not resume: ticket keys not kept")
 	}
@@ -105,9 +106,9 @@ func TestSessionTicketsSurviveRestart(t *testing.T) {
 	// and an old ticket (kept by a second cache) still resumes.
 	old := tls.NewLRUClientSessionCache(4)
 	handshake(t, open(t, dir, c), old)
-	c.add(25 * time.Hour)
+	c.Advance(25 * time.Hour)
 	open(t, dir, c)
-	c.add(25 * time.Hour)
+	c.Advance(25 * time.Hour)
 	b := open(t, dir, c)
 	if n := keys(); n != 3 {
 		t.Fatalf("%d keys after two rotations; want 3", n)
@@ -119,7 +120,7 @@ func TestSessionTicketsSurviveRestart(t *testing.T) {
 	old = tls.NewLRUClientSessionCache(4)
 	handshake(t, open(t, dir, c), old) // issued under today's key...
 	for range 3 {
-		c.add(25 * time.Hour)
+		c.Advance(25 * time.Hour)
 		b = open(t, dir, c)
 	}
 	if n := keys(); n != 3 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -92,7 +93,7 @@ func TestSlowOperatorConsumers(t *testing.T) {
 	}
 	wg.Wait()
 	a := startAgent(t, s, filepath.Join(t.TempDir(), "agent"))
-	eventually(t, 30*time.Second, "the agent connected", func() bool { return a.id() != "" && s.status(a.id()).Connected })
+	testkit.Eventually(t, 30*time.Second, "the agent connected", func() bool { return a.id() != "" && s.status(a.id()).Connected })
 	for r := range rounds {
 		for _, c := range creds {
 			s.mustCall("PUT", "/devices/"+c.DeviceID+"/policy", adminToken, fmt.Sprintf(`{"cameraDisabled":%v}`, r%2 == 0), 200, nil)
@@ -100,7 +101,7 @@ func TestSlowOperatorConsumers(t *testing.T) {
 		t0 := time.Now()
 		p := proto.DevicePolicy{}
 		s.mustCall("PUT", "/devices/"+a.id()+"/policy", adminToken, fmt.Sprintf(`{"cameraDisabled":%v}`, r%2 == 0), 200, &p)
-		eventually(t, 60*time.Second, "the agent compliant with the edit", func() bool {
+		testkit.Eventually(t, 60*time.Second, "the agent compliant with the edit", func() bool {
 			st := s.status(a.id())
 			return st.State == proto.StateCompliant && st.AppliedVersion == p.Version
 		})

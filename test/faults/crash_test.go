@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -47,7 +48,7 @@ func TestKill9DuringWrites(t *testing.T) {
 				write(s, creds, a, w, stop)
 			}()
 		}
-		eventually(t, 30*time.Second, "writes acknowledged before the kill", func() bool { return a.n.Load()-start >= killAfter })
+		testkit.Eventually(t, 30*time.Second, "writes acknowledged before the kill", func() bool { return a.n.Load()-start >= killAfter })
 		s.kill()
 		close(stop)
 		wg.Wait()
@@ -143,7 +144,7 @@ func TestRestartWithConnectedAgents(t *testing.T) {
 	for i := range n {
 		agents = append(agents, startAgent(t, s, filepath.Join(t.TempDir(), fmt.Sprintf("agent-%d", i))))
 	}
-	eventually(t, 30*time.Second, "agents enrolled", func() bool {
+	testkit.Eventually(t, 30*time.Second, "agents enrolled", func() bool {
 		for _, a := range agents {
 			if a.id() == "" {
 				return false
@@ -159,7 +160,7 @@ func TestRestartWithConnectedAgents(t *testing.T) {
 			s.kill()
 		}
 		s = s.restart()
-		eventually(t, 60*time.Second, "agents connected over MQTT again", func() bool {
+		testkit.Eventually(t, 60*time.Second, "agents connected over MQTT again", func() bool {
 			for _, a := range agents {
 				if !s.status(a.id()).Connected {
 					return false
@@ -171,7 +172,7 @@ func TestRestartWithConnectedAgents(t *testing.T) {
 		for _, a := range agents {
 			s.mustCall("PUT", "/devices/"+a.id()+"/policy", adminToken, fmt.Sprintf(`{"cameraDisabled":%v}`, round == 0), 200, nil)
 		}
-		eventually(t, 60*time.Second, "agents compliant with the edit after the restart", func() bool {
+		testkit.Eventually(t, 60*time.Second, "agents compliant with the edit after the restart", func() bool {
 			for _, a := range agents {
 				st := s.status(a.id())
 				if st.State != proto.StateCompliant || st.AppliedVersion != st.DesiredVersion {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -44,7 +45,7 @@ func TestFileDescriptorExhaustion(t *testing.T) {
 	if !s.alive() {
 		t.Fatalf("the server exited during the flood: %v", s.exitErr)
 	}
-	eventually(t, 30*time.Second, "the server serving again after the flood", s.serves)
+	testkit.Eventually(t, 30*time.Second, "the server serving again after the flood", s.serves)
 	t.Logf("serving again %v after the flood began", time.Since(t0))
 	if err := s.deviceClient().Report(context.Background(), creds[0], proto.ComplianceReport{AppliedPolicyVersion: 1}); err != nil {
 		t.Errorf("a device report after the flood: %v", err)
@@ -98,5 +99,5 @@ func TestHTTPConnectionCap(t *testing.T) {
 			t.Fatalf("the process ran out of descriptors: %s", l)
 		}
 	}
-	eventually(t, 30*time.Second, "the server serving after the flood", s.serves)
+	testkit.Eventually(t, 30*time.Second, "the server serving after the flood", s.serves)
 }

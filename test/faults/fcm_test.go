@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge/fcmtest"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 )
 
 // TestFCMHangsAndErrors: with one FCM request hanging and every second one
@@ -27,12 +28,12 @@ func TestFCMHangsAndErrors(t *testing.T) {
 	fcm.FailEvery(fcmtest.Unavailable, 2)
 	// The hung phone first, so its send is in flight when the others come.
 	s.mustCall("PUT", "/devices/"+creds[0].DeviceID+"/policy", adminToken, `{"cameraDisabled":true}`, 200, nil)
-	eventually(t, 30*time.Second, "the hung FCM request", func() bool { return fcm.Hanging() >= 1 })
+	testkit.Eventually(t, 30*time.Second, "the hung FCM request", func() bool { return fcm.Hanging() >= 1 })
 	t0 := time.Now()
 	for _, c := range creds[1:] {
 		s.mustCall("PUT", "/devices/"+c.DeviceID+"/policy", adminToken, `{"cameraDisabled":true}`, 200, nil)
 	}
-	eventually(t, 2*time.Minute, "a doorbell for every other phone", func() bool {
+	testkit.Eventually(t, 2*time.Minute, "a doorbell for every other phone", func() bool {
 		got := map[string]bool{}
 		for _, m := range fcm.Delivered() {
 			got[m.Token] = true

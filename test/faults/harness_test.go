@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/agent"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -162,12 +163,13 @@ func (s *server) logLines() []string {
 // waitLog waits for a JSON log line with msg.
 func (s *server) waitLog(msg string, timeout time.Duration) map[string]any {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var found map[string]any
+	testkit.Eventually(s.t, timeout, fmt.Sprintf("the server to log %q", msg), func() bool {
 		for _, l := range s.logLines() {
 			var m map[string]any
 			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
-				return m
+				found = m
+				return true
 			}
 		}
 		select {
@@ -175,11 +177,9 @@ func (s *server) waitLog(msg string, timeout time.Duration) map[string]any {
 			s.t.Fatalf("server exited (%v) before logging %q", s.exitErr, msg)
 		default:
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("server did not log %q within %v", msg, timeout)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the log; the deadline is the guard
-	}
+		return false
+	})
+	return found
 }
 
 // kill sends SIGKILL and waits for the process to end.
@@ -275,18 +275,6 @@ func (s *server) deviceClient() *agent.Client {
 func (s *server) serves() bool {
 	code, _, err := s.call("GET", "/healthz", "", "", nil)
 	return err == nil && code == 200
-}
-
-// eventually polls cond until it holds; the timeout is the failure guard.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // agentProc is a real `doorbell agent` with a file enforcer.

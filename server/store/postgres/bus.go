@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/doorbell-mdm/doorbell/internal/backoff"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 )
@@ -174,22 +175,22 @@ func (b *Bus) Publish(ctx context.Context, msgs ...cluster.Message) error {
 // with the last moment it was known to be listening.
 func (b *Bus) Run(ctx context.Context, r cluster.Receiver) error {
 	var lastAlive time.Time
-	retry := 100 * time.Millisecond
+	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: busRetryMax}
 	for ctx.Err() == nil {
 		conn, err := b.listen(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
-			b.log.Warn("bus: cannot listen; retrying", "err", err, "in", retry)
+			d := retry.Next()
+			b.log.Warn("bus: cannot listen; retrying", "err", err, "in", d)
 			select {
 			case <-ctx.Done():
-			case <-time.After(retry):
+			case <-time.After(d):
 			}
-			retry = min(2*retry, busRetryMax)
 			continue
 		}
-		retry = 100 * time.Millisecond
+		retry.Reset()
 		b.listeningOnce.Do(func() { close(b.listening) })
 		if !lastAlive.IsZero() {
 			since := lastAlive.Add(-busResyncMargin)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
@@ -38,18 +39,6 @@ func (r *receiver) snapshot() ([]cluster.Message, []time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]cluster.Message(nil), r.msgs...), append([]time.Time(nil), r.resyncs...)
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestPack(t *testing.T) {
@@ -101,7 +90,7 @@ func TestBus(t *testing.T) {
 	if err := a.Publish(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b to receive every message", func() bool { got, _ := rb.snapshot(); return len(got) >= len(msgs) })
+	testkit.Eventually(t, 20*time.Second, "b to receive every message", func() bool { got, _ := rb.snapshot(); return len(got) >= len(msgs) })
 	got, _ := rb.snapshot()
 	if len(got) != len(msgs) {
 		t.Fatalf("b received %d messages, want %d", len(got), len(msgs))
@@ -122,7 +111,7 @@ func TestBus(t *testing.T) {
 	if _, err := sa.Pool().Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'doorbell-bus b'"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b to resync", func() bool { _, rs := rb.snapshot(); return len(rs) > 0 })
+	testkit.Eventually(t, 20*time.Second, "b to resync", func() bool { _, rs := rb.snapshot(); return len(rs) > 0 })
 	if _, rs := rb.snapshot(); !rs[0].Before(cut) {
 		t.Errorf("resync since %v, want before the cut at %v", rs[0], cut)
 	}
@@ -130,7 +119,7 @@ func TestBus(t *testing.T) {
 	if err := a.Publish(ctx, cluster.Message{Kind: cluster.KindRevoke, DeviceID: "after"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b to hear after reconnecting", func() bool {
+	testkit.Eventually(t, 20*time.Second, "b to hear after reconnecting", func() bool {
 		got, _ := rb.snapshot()
 		return got[len(got)-1].DeviceID == "after"
 	})
@@ -138,7 +127,7 @@ func TestBus(t *testing.T) {
 
 func waitListening(t *testing.T, s *postgres.Store, origin string) {
 	t.Helper()
-	eventually(t, origin+" to listen", func() bool {
+	testkit.Eventually(t, 20*time.Second, origin+" to listen", func() bool {
 		var n int
 		s.Pool().QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'", "doorbell-bus "+origin).Scan(&n)
 		return n == 1

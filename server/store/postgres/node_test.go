@@ -6,8 +6,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
+	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/cluster"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
@@ -70,34 +72,34 @@ func TestNodes(t *testing.T) {
 	// Both have live streams open, so device events cross both ways.
 	a.node.StreamsChanged(1)
 	b.node.StreamsChanged(1)
-	eventually(t, "each to learn that the other streams", func() bool { return a.node.StreamsElsewhere() && b.node.StreamsElsewhere() })
+	testkit.Eventually(t, 20*time.Second, "each to learn that the other streams", func() bool { return a.node.StreamsElsewhere() && b.node.StreamsElsewhere() })
 
 	b.node.PresenceChanged("d1", true)
-	eventually(t, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
+	testkit.Eventually(t, 20*time.Second, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
 	if a.node.Connected("d2") {
 		t.Error("a unknown device shows connected")
 	}
-	eventually(t, "a's streams to hear d1 connect", func() bool {
+	testkit.Eventually(t, 20*time.Second, "a's streams to hear d1 connect", func() bool {
 		_, _, evs := a.seen()
 		return slices.Contains(evs, "d1 connect")
 	})
 
 	// An edit on a rings d1 on b; d2 is nobody's.
 	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Version: 7}, bridge.Ring{DeviceID: "d2", Version: 3})
-	eventually(t, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) > 0 })
+	testkit.Eventually(t, 20*time.Second, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) > 0 })
 	if rung, _, _ := b.seen(); len(rung) != 1 || rung[0] != (bridge.Ring{DeviceID: "d1", Version: 7}) {
 		t.Errorf("b rang %+v, want only d1 at version 7 (d2 is not connected to b)", rung)
 	}
 	// A command for d1 sent on a: b rings it with a command doorbell.
 	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Command: true})
-	eventually(t, "b to ring d1's command", func() bool { rung, _, _ := b.seen(); return len(rung) > 1 })
+	testkit.Eventually(t, 20*time.Second, "b to ring d1's command", func() bool { rung, _, _ := b.seen(); return len(rung) > 1 })
 	if rung, _, _ := b.seen(); len(rung) != 2 || rung[1] != (bridge.Ring{DeviceID: "d1", Command: true}) {
 		t.Errorf("b rang %+v, want d1's command ring second", rung)
 	}
 	a.node.DeviceChanged("d1", proto.CauseEdit)
-	eventually(t, "b's streams to hear the edit", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 edit") })
+	testkit.Eventually(t, 20*time.Second, "b's streams to hear the edit", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 edit") })
 	a.node.Disconnect("d1")
-	eventually(t, "b to close d1's session", func() bool { _, cut, _ := b.seen(); return slices.Contains(cut, "d1") })
+	testkit.Eventually(t, 20*time.Second, "b to close d1's session", func() bool { _, cut, _ := b.seen(); return slices.Contains(cut, "d1") })
 	if _, cut, _ := a.seen(); !slices.Contains(cut, "d1") {
 		t.Error("the revoking replica did not close its own session of d1")
 	}
@@ -139,7 +141,7 @@ func TestNodeResync(t *testing.T) {
 	if _, err := sa.Pool().Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'doorbell-bus b'"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "b to re-ring d1 after listening again", func() bool {
+	testkit.Eventually(t, 20*time.Second, "b to re-ring d1 after listening again", func() bool {
 		rung, _, _ := b.seen()
 		return slices.Contains(rung, bridge.Ring{DeviceID: "d1", Version: 2})
 	})
@@ -160,14 +162,14 @@ func TestNodeStreams(t *testing.T) {
 		t.Fatal("a replica believes another streams before any stream opened")
 	}
 	b.node.PresenceChanged("d1", true)
-	eventually(t, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
+	testkit.Eventually(t, 20*time.Second, "a to see d1 connected to b", func() bool { return a.node.Connected("d1") })
 
 	// Nobody streams: a's report and edit events stay home; the edit's
 	// ring, published after them, crosses.
 	a.node.DeviceChanged("d1", proto.CauseReport)
 	a.node.DeviceChanged("d1", proto.CauseEdit)
 	a.node.Bell().Ring(bridge.Ring{DeviceID: "d1", Version: 2})
-	eventually(t, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) == 1 })
+	testkit.Eventually(t, 20*time.Second, "b to ring d1", func() bool { rung, _, _ := b.seen(); return len(rung) == 1 })
 	if _, _, evs := a.seen(); len(evs) != 0 {
 		t.Errorf("a heard events %v though it streams nothing and b's presence needs no stream", evs)
 	}
@@ -177,12 +179,12 @@ func TestNodeStreams(t *testing.T) {
 
 	// b opens a stream: a learns at once (over the bus) and sends.
 	b.node.StreamsChanged(1)
-	eventually(t, "a to learn that b streams", a.node.StreamsElsewhere)
+	testkit.Eventually(t, 20*time.Second, "a to learn that b streams", a.node.StreamsElsewhere)
 	if b.node.StreamsElsewhere() {
 		t.Error("b counts its own stream as another replica's")
 	}
 	a.node.DeviceChanged("d1", proto.CauseReport)
-	eventually(t, "b's stream to hear a's report", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 report") })
+	testkit.Eventually(t, 20*time.Second, "b's stream to hear a's report", func() bool { _, _, evs := b.seen(); return slices.Contains(evs, "d1 report") })
 
 	// A replica starting now learns of b's stream from the store.
 	c := startReplica(t, sc, "c")
@@ -192,13 +194,13 @@ func TestNodeStreams(t *testing.T) {
 
 	// b's last stream closes: the others stop sending.
 	b.node.StreamsChanged(0)
-	eventually(t, "a to learn that b stopped streaming", func() bool { return !a.node.StreamsElsewhere() })
-	eventually(t, "c to learn that b stopped streaming", func() bool { return !c.node.StreamsElsewhere() })
+	testkit.Eventually(t, 20*time.Second, "a to learn that b stopped streaming", func() bool { return !a.node.StreamsElsewhere() })
+	testkit.Eventually(t, 20*time.Second, "c to learn that b stopped streaming", func() bool { return !c.node.StreamsElsewhere() })
 
 	// An operator token deleted on a: b and c close its sessions.
 	a.node.RevokeOperator("ci", []byte{0xab, 0xcd})
 	for _, r := range []*replica{b, c} {
-		eventually(t, "the operator revocation to cross", func() bool {
+		testkit.Eventually(t, 20*time.Second, "the operator revocation to cross", func() bool {
 			_, _, evs := r.seen()
 			return slices.Contains(evs, "operator ci abcd")
 		})
