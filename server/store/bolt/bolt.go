@@ -13,6 +13,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -192,7 +193,7 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 // keeps no index on the derived state.
 func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState, after string, limit int) ([]store.Device, bool, error) {
 	return s.Devices(ctx, after, limit, func(d store.Device) bool {
-		st, _ := store.Derive(d)
+		st, _ := policy.Derive(d)
 		return st == state
 	})
 }
@@ -200,7 +201,7 @@ func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState,
 // DevicesFailingBefore implements store.FailingLister by filtering a
 // scan, like DevicesInState.
 func (s *Store) DevicesFailingBefore(ctx context.Context, t time.Time, after string, limit int) ([]store.Device, bool, error) {
-	return s.Devices(ctx, after, limit, func(d store.Device) bool { return store.FailingBefore(d, t) })
+	return s.Devices(ctx, after, limit, func(d store.Device) bool { return policy.FailingBefore(d, t) })
 }
 
 // SaveReport implements store.ReportStore. Concurrent reports share one
@@ -211,16 +212,9 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c stor
 		if err != nil {
 			return err
 		}
-		if r.AppliedPolicyVersion > d.Policy.Version {
-			return store.ErrVersionAhead
-		}
-		if err := store.CheckReplay(d.Report, &r); err != nil {
-			return err
-		}
 		before := d
-		d.Report = &r
-		if r.SyncIntervalSeconds > 0 {
-			d.SyncIntervalSeconds = r.SyncIntervalSeconds
+		if err := policy.AcceptReport(&d, r); err != nil {
+			return err
 		}
 		c, err = w.put(&before, d, proto.CauseReport, r.ReceivedAt)
 		return err

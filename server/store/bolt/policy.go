@@ -13,6 +13,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -96,7 +97,7 @@ func (s *Store) initSummary() error {
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("decoding device %s: %w", k, err)
 			}
-			st, failing := store.Derive(d)
+			st, failing := policy.Derive(d)
 			sum.add(st, failing, 1)
 			return nil
 		})
@@ -133,47 +134,24 @@ func (w *writer) summary() (*summary, error) {
 // it is new), counting and recording a change of derived state with cause
 // at time at. It returns what it wrote.
 func (w *writer) put(before *store.Device, after store.Device, cause proto.EventCause, at time.Time) (store.Change, error) {
-	var (
-		from        proto.ComplianceState
-		fromFailing []proto.SettingFailure
-	)
-	if before != nil {
-		from, fromFailing = store.Derive(*before)
-	}
-	// Every bump of the desired version passes here: note when, for the
-	// edit-to-compliant latency (an enrollment is not an edit).
-	if before != nil && after.Policy.Version != before.Policy.Version {
-		after.PolicyChangedAt = at.UTC()
-	}
-	to, failing := store.Derive(after)
-	// The counters change only with the state or the failing settings: a
-	// report that changes neither (the common one) leaves them alone.
-	if before == nil || from != to || !sameSettings(fromFailing, failing) {
+	pw := policy.Apply(before, &after, cause, at)
+	c := pw.Change
+	if pw.Counted(before == nil) {
 		sum, err := w.summary()
 		if err != nil {
 			return store.Change{}, err
 		}
 		if before != nil {
-			sum.add(from, fromFailing, -1)
+			sum.add(pw.From, pw.FromFailing, -1)
 		}
-		sum.add(to, failing, 1)
+		sum.add(c.State, c.Failing, 1)
 	}
-	store.TrackFailing(before, &after, to, failing, at)
-	c := store.Change{Device: after, State: to, Failing: failing}
-	if before == nil || from != to {
-		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
+	for _, t := range c.Transitions {
 		if err := appendHistory(w.tx, t); err != nil {
 			return c, err
 		}
-		c.Transitions = []proto.Transition{t}
 	}
 	return c, putDevice(w.tx, after)
-}
-
-// sameSettings reports whether a and b name the same settings in the same
-// order (the summary counts failures by setting).
-func sameSettings(a, b []proto.SettingFailure) bool {
-	return slices.EqualFunc(a, b, func(x, y proto.SettingFailure) bool { return x.Setting == y.Setting })
 }
 
 // remove deletes d, its secret index, its history and its group
@@ -183,7 +161,7 @@ func (w *writer) remove(d store.Device) error {
 	if err != nil {
 		return err
 	}
-	st, failing := store.Derive(d)
+	st, failing := policy.Derive(d)
 	sum.add(st, failing, -1)
 	for _, gid := range d.Groups {
 		g, err := getGroup(w.tx, gid)
@@ -324,17 +302,11 @@ func (w *writer) allGroups() (map[string]store.Group, error) {
 }
 
 func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
+	if len(d.Groups) == 0 {
+		return nil, nil
+	}
 	all, err := w.allGroups()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Group, 0, len(d.Groups))
-	for _, id := range d.Groups {
-		if g, ok := all[id]; ok {
-			out = append(out, g)
-		}
-	}
-	return out, nil
+	return policy.GroupsOf(d, all), err
 }
 
 // recompute re-derives the effective policy of each device in ids after
@@ -348,22 +320,12 @@ func (w *writer) recompute(ids []string, gid string, member func(string) bool, a
 			return nil, fmt.Errorf("group member %s: %w", id, err)
 		}
 		before := d
-		if gid != "" {
-			has := slices.Contains(d.Groups, gid)
-			switch want := member(id); {
-			case want && !has:
-				d.Groups = append(slices.Clone(d.Groups), gid)
-				sort.Strings(d.Groups)
-			case !want && has:
-				d.Groups = slices.DeleteFunc(slices.Clone(d.Groups), func(x string) bool { return x == gid })
-			}
-		}
-		gs, err := w.groupsOf(d)
+		all, err := w.allGroups()
 		if err != nil {
 			return nil, err
 		}
-		changed := store.Recompute(&d, gs)
-		if !changed && slices.Equal(before.Groups, d.Groups) {
+		changed, write := policy.Regroup(&d, all, gid, member)
+		if !write {
 			continue
 		}
 		c, err := w.put(&before, d, proto.CauseGroup, at)
@@ -391,15 +353,9 @@ func (w *writer) checkDevices(ids []string) error {
 	return nil
 }
 
-func normalizeMembers(ids []string) []string {
-	out := slices.Clone(ids)
-	sort.Strings(out)
-	return slices.Compact(out)
-}
-
 // CreateGroup implements store.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store.Change, err error) {
-	g.Members = normalizeMembers(g.Members)
+	g.Members = policy.NormalizeMembers(g.Members)
 	err = s.updateAudited(ctx, func(w *writer) error {
 		if w.tx.Bucket(bucketGroups).Get([]byte(g.ID)) != nil {
 			return store.ErrExists
@@ -452,7 +408,7 @@ func (s *Store) Groups(_ context.Context) ([]store.Group, error) {
 			return nil
 		})
 	})
-	store.SortGroups(out)
+	policy.SortGroups(out)
 	return out, err
 }
 
@@ -499,7 +455,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 
 // SetGroupMembers implements store.GroupStore.
 func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (g store.Group, changes []store.Change, err error) {
-	members := normalizeMembers(deviceIDs)
+	members := policy.NormalizeMembers(deviceIDs)
 	err = s.updateAudited(ctx, func(w *writer) error {
 		g, err = getGroup(w.tx, id)
 		if err != nil {
@@ -508,7 +464,7 @@ func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []stri
 		if err := w.checkDevices(members); err != nil {
 			return err
 		}
-		affected := normalizeMembers(append(slices.Clone(g.Members), members...))
+		affected := policy.NormalizeMembers(append(slices.Clone(g.Members), members...))
 		in := map[string]bool{}
 		for _, m := range members {
 			in[m] = true
@@ -557,15 +513,13 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 			return err
 		}
 		before := d
-		d.Override = change(d.Override)
 		gs, err := w.groupsOf(d)
 		if err != nil {
 			return err
 		}
-		changed = store.Recompute(&d, gs)
-		if !changed && layerEqual(before.Override, d.Override) {
-			c = store.Change{Device: d}
-			c.State, c.Failing = store.Derive(d)
+		var write bool
+		if changed, write = policy.EditOverride(&d, gs, change); !write {
+			c = policy.Current(d)
 			return nil
 		}
 		if c, err = w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
@@ -577,12 +531,6 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 		return s.writeAudit(ctx, w.tx)
 	})
 	return c, changed, err
-}
-
-func layerEqual(a, b store.Layer) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // History implements store.HistoryStore.
