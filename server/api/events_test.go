@@ -2,108 +2,14 @@ package api
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/servertest/ssetest"
 )
-
-// sse is one server-sent event.
-type sse struct{ name, data string }
-
-// stream is a client of GET /events.
-type stream struct {
-	t      *testing.T
-	resp   *http.Response
-	events chan sse
-}
-
-func openStream(t *testing.T, url, token string) *stream {
-	t.Helper()
-	req, err := http.NewRequest("GET", url+"/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /events: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
-	}
-	s := &stream{t: t, resp: resp, events: make(chan sse, 100)}
-	go func() {
-		defer close(s.events)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sse
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.name != "" {
-					s.events <- ev
-				}
-				ev = sse{}
-			case strings.HasPrefix(line, "event: "):
-				ev.name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				ev.data = strings.TrimPrefix(line, "data: ")
-			}
-		}
-	}()
-	return s
-}
-
-// next returns the next event; the timeout is a failure guard.
-func (s *stream) next() sse {
-	s.t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			s.t.Fatal("the event stream ended")
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		s.t.Fatal("no event within 10s")
-	}
-	return sse{}
-}
-
-// device returns the next event, which must be a device event.
-func (s *stream) device() proto.DeviceEvent {
-	s.t.Helper()
-	ev := s.next()
-	if ev.name != proto.EventDevice {
-		s.t.Fatalf("got event %q %s, want a device event", ev.name, ev.data)
-	}
-	var d proto.DeviceEvent
-	if err := json.Unmarshal([]byte(ev.data), &d); err != nil {
-		s.t.Fatalf("device event %s: %v", ev.data, err)
-	}
-	return d
-}
-
-// ended waits for the stream to end.
-func (s *stream) ended() {
-	s.t.Helper()
-	for {
-		select {
-		case _, ok := <-s.events:
-			if !ok {
-				return
-			}
-		case <-time.After(10 * time.Second):
-			s.t.Fatal("the event stream did not end within 10s")
-		}
-	}
-}
 
 func TestEventHubNeverBlocks(t *testing.T) {
 	var h eventHub
@@ -200,31 +106,31 @@ func TestEventStreamResync(t *testing.T) {
 // whole state, after "ready", in order, and a no-op edit sends nothing.
 func TestEventStream(t *testing.T) {
 	h := newHarness(t)
-	s := openStream(t, h.url, adminToken)
-	if ev := s.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q, want ready", ev.name)
+	s := ssetest.Open(t, h.url, adminToken)
+	if ev := s.Next(); ev.Name != proto.EventReady {
+		t.Fatalf("first event %q, want ready", ev.Name)
 	}
 
 	e := h.enroll()
-	d := s.device()
+	d := s.Device()
 	if d.DeviceID != e.DeviceID || d.Cause != proto.CauseEnroll || d.State != proto.StateUnknown || d.DesiredVersion != 1 || d.LastReportAt != nil {
 		t.Fatalf("after enroll: %+v", d)
 	}
 	path := "/devices/" + e.DeviceID
 	h.do("POST", path+"/report", e.DeviceSecret, `{"appliedPolicyVersion":1,"cameraDisabled":false}`)
-	d = s.device()
+	d = s.Device()
 	if d.Cause != proto.CauseReport || d.State != proto.StateCompliant || d.AppliedVersion != 1 || d.LastReportAt == nil || !d.LastReportAt.Equal(h.now) {
 		t.Fatalf("after report: %+v", d)
 	}
 	h.do("PUT", path+"/policy", adminToken, `{"cameraDisabled":true}`)
-	d = s.device()
+	d = s.Device()
 	if d.Cause != proto.CauseEdit || d.State != proto.StateStale || d.DesiredVersion != 2 || d.AppliedVersion != 1 {
 		t.Fatalf("after edit: %+v", d)
 	}
 	// A no-op edit sends nothing: the next event is the report's.
 	h.do("PUT", path+"/policy", adminToken, `{"cameraDisabled":true}`)
 	h.do("POST", path+"/report", e.DeviceSecret, `{"appliedPolicyVersion":2,"cameraDisabled":true}`)
-	d = s.device()
+	d = s.Device()
 	if d.Cause != proto.CauseReport || d.State != proto.StateCompliant || d.AppliedVersion != 2 {
 		t.Fatalf("after the second report: %+v", d)
 	}
@@ -233,7 +139,7 @@ func TestEventStream(t *testing.T) {
 		t.Fatalf("report ahead: %d", r.status)
 	}
 	h.do("PUT", path+"/policy", adminToken, `{"cameraDisabled":false}`)
-	if d = s.device(); d.Cause != proto.CauseEdit || d.DesiredVersion != 3 {
+	if d = s.Device(); d.Cause != proto.CauseEdit || d.DesiredVersion != 3 {
 		t.Fatalf("after the third edit: %+v", d)
 	}
 }
@@ -268,14 +174,14 @@ func TestEventStreamAuth(t *testing.T) {
 // TestEventStreamEndsOnShutdown: an open stream does not hold the server up.
 func TestEventStreamEndsOnShutdown(t *testing.T) {
 	h := newHarness(t)
-	s := openStream(t, h.url, adminToken)
-	if ev := s.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q", ev.name)
+	s := ssetest.Open(t, h.url, adminToken)
+	if ev := s.Next(); ev.Name != proto.EventReady {
+		t.Fatalf("first event %q", ev.Name)
 	}
 	if err := h.api.App().ShutdownWithTimeout(10 * time.Second); err != nil {
 		t.Fatalf("shutdown with an open stream: %v", err)
 	}
-	s.ended()
+	s.Ended()
 	if h.api.events.active() {
 		t.Fatal("the stream's subscription outlived it")
 	}

@@ -1,113 +1,17 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
-	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/servertest/ssetest"
 )
-
-// sse is one server-sent event.
-type sse struct{ name, data string }
-
-// stream is a client of GET /events.
-type stream struct {
-	t      *testing.T
-	resp   *http.Response
-	events chan sse
-}
-
-func openStream(t *testing.T, url, token string) *stream {
-	t.Helper()
-	req, err := http.NewRequest("GET", url+"/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("GET /events: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
-	}
-	s := &stream{t: t, resp: resp, events: make(chan sse, 100)}
-	go func() {
-		defer close(s.events)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sse
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.name != "" {
-					s.events <- ev
-				}
-				ev = sse{}
-			case strings.HasPrefix(line, "event: "):
-				ev.name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				ev.data = strings.TrimPrefix(line, "data: ")
-			}
-		}
-	}()
-	return s
-}
-
-// next returns the next event; the timeout is a failure guard.
-func (s *stream) next() sse {
-	s.t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			s.t.Fatal("the event stream ended")
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		s.t.Fatal("no event within 10s")
-	}
-	return sse{}
-}
-
-// device returns the next event, which must be a device event.
-func (s *stream) device() proto.DeviceEvent {
-	s.t.Helper()
-	ev := s.next()
-	if ev.name != proto.EventDevice {
-		s.t.Fatalf("got event %q %s, want a device event", ev.name, ev.data)
-	}
-	var d proto.DeviceEvent
-	if err := json.Unmarshal([]byte(ev.data), &d); err != nil {
-		s.t.Fatalf("device event %s: %v", ev.data, err)
-	}
-	return d
-}
-
-// ended waits for the stream to end.
-func (s *stream) ended() {
-	s.t.Helper()
-	for {
-		select {
-		case _, ok := <-s.events:
-			if !ok {
-				return
-			}
-		case <-time.After(10 * time.Second):
-			s.t.Fatal("the event stream did not end within 10s")
-		}
-	}
-}
 
 // TestDaemonStreamsPresence runs a whole daemon: a device's MQTT session
 // opening and closing reaches the stream, the daemon's own OnPresence still
@@ -136,13 +40,13 @@ func TestDaemonStreamsPresence(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	s := openStream(t, url, adminToken)
-	if ev := s.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q", ev.name)
+	s := ssetest.Open(t, url, adminToken)
+	if ev := s.Next(); ev.Name != proto.EventReady {
+		t.Fatalf("first event %q", ev.Name)
 	}
 	var e proto.EnrollResponse
 	send(t, "POST", url+"/enroll", enrollToken, `{"model":"m","osVersion":"1","agentVersion":"0.1.0"}`, &e)
-	if ev := s.device(); ev.Cause != proto.CauseEnroll || ev.Connected {
+	if ev := s.Device(); ev.Cause != proto.CauseEnroll || ev.Connected {
 		t.Fatalf("after enroll: %+v", ev)
 	}
 
@@ -151,11 +55,11 @@ func TestDaemonStreamsPresence(t *testing.T) {
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("device cannot connect: %v", tok.Error())
 	}
-	if ev := s.device(); ev.DeviceID != e.DeviceID || ev.Cause != proto.CauseConnect || !ev.Connected {
+	if ev := s.Device(); ev.DeviceID != e.DeviceID || ev.Cause != proto.CauseConnect || !ev.Connected {
 		t.Fatalf("after connect: %+v", ev)
 	}
 	c.Disconnect(0)
-	if ev := s.device(); ev.Cause != proto.CauseDisconnect || ev.Connected {
+	if ev := s.Device(); ev.Cause != proto.CauseDisconnect || ev.Connected {
 		t.Fatalf("after disconnect: %+v", ev)
 	}
 	for _, want := range []bool{true, false} {
@@ -178,5 +82,5 @@ func TestDaemonStreamsPresence(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return within 20s of cancel with a stream open")
 	}
-	s.ended()
+	s.Ended()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/servertest/ssetest"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 )
@@ -175,14 +176,8 @@ func TestReplicasRevokeOperator(t *testing.T) {
 	if st, _, body := send(t, "POST", "http://"+a.d.HTTPAddr()+"/tokens", a.d.AdminToken(), `{"name":"ci","role":"viewer"}`, &tok); st != 201 {
 		t.Fatalf("POST /tokens: %d %s", st, body)
 	}
-	streamB := openStream(t, "http://"+b.d.HTTPAddr(), tok.Token)
-	if ev := streamB.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q, want ready", ev.name)
-	}
-	streamA := openStream(t, "http://"+a.d.HTTPAddr(), tok.Token)
-	if ev := streamA.next(); ev.name != proto.EventReady {
-		t.Fatalf("first event %q, want ready", ev.name)
-	}
+	streamB := ssetest.OpenReady(t, "http://"+b.d.HTTPAddr(), tok.Token)
+	streamA := ssetest.OpenReady(t, "http://"+a.d.HTTPAddr(), tok.Token)
 	lost := make(chan error, 1)
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b.d.MQTTAddr()).
 		SetClientID("ci-watch").SetUsername("operator").SetPassword(tok.Token).SetAutoReconnect(false).
@@ -202,8 +197,8 @@ func TestReplicasRevokeOperator(t *testing.T) {
 	if resp.StatusCode != 204 {
 		t.Fatalf("DELETE /tokens/ci: %d", resp.StatusCode)
 	}
-	streamA.ended()
-	streamB.ended()
+	streamA.Ended()
+	streamB.Ended()
 	select {
 	case <-lost:
 	case <-time.After(20 * time.Second):

@@ -15,6 +15,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/servertest/ssetest"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
 )
 
@@ -193,20 +194,11 @@ func TestTwoReplicas(t *testing.T) {
 	until(t, "A's device to apply B's edit", func() bool { return onA.applied() == 2 })
 
 	// The live stream on A shows what B commits, once B knows A streams.
-	events := liveEvents(t, a)
+	events := ssetest.OpenReady(t, "http://"+a.d.HTTPAddr(), a.d.AdminToken())
 	until(t, "B to learn that A streams", b.d.node.StreamsElsewhere)
 	edit(t, b, idB, `{"cameraDisabled":false}`)
-	until(t, "A's stream to show B's edit", func() bool {
-		for {
-			select {
-			case ev := <-events:
-				if ev.DeviceID == idB && ev.Cause == proto.CauseEdit && ev.DesiredVersion == 3 {
-					return true
-				}
-			default:
-				return false
-			}
-		}
+	events.WaitDevice("A's stream to show B's edit", func(ev proto.DeviceEvent) bool {
+		return ev.DeviceID == idB && ev.Cause == proto.CauseEdit && ev.DesiredVersion == 3
 	})
 	until(t, "B's device to apply B's edit", func() bool { return onB.applied() == 3 })
 
@@ -247,14 +239,8 @@ func del(t *testing.T, r *replica, id string) {
 	}
 }
 
-// liveEvents opens GET /events on r and returns its device events, once the
-// stream said it is ready.
-func liveEvents(t *testing.T, r *replica) <-chan proto.DeviceEvent {
-	t.Helper()
-	return liveEventsCtx(t, context.Background(), r, r.d.AdminToken())
-}
-
-// liveEventsCtx is liveEvents for token; the stream closes when ctx is done.
+// liveEventsCtx opens GET /events on r with token and returns its device
+// events, once the stream said it is ready; it closes when ctx is done.
 func liveEventsCtx(t *testing.T, ctx context.Context, r *replica, token string) <-chan proto.DeviceEvent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
