@@ -135,3 +135,15 @@ func layerEqual(a, b store.Layer) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// ChangeGroup is the group that change makes of cur, as GroupStore's
+// UpdateGroup stores it: change may refuse with an error; the id and the
+// members are kept whatever change returns.
+func ChangeGroup(cur store.Group, change func(store.Group) (store.Group, error)) (store.Group, error) {
+	g, err := change(cur)
+	if err != nil {
+		return g, err
+	}
+	g.ID, g.Members = cur.ID, cur.Members
+	return g, nil
+}

@@ -419,11 +419,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 		if err != nil {
 			return err
 		}
-		g, err = change(cur)
-		if err != nil {
+		if g, err = policy.ChangeGroup(cur, change); err != nil {
 			return err
 		}
-		g.ID, g.Members = cur.ID, cur.Members
 		if g.Name != cur.Name {
 			names := w.tx.Bucket(bucketGroupNames)
 			if names.Get([]byte(g.Name)) != nil {

@@ -264,11 +264,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 		if err != nil {
 			return err
 		}
-		g, err = change(cur)
-		if err != nil {
+		if g, err = policy.ChangeGroup(cur, change); err != nil {
 			return err
 		}
-		g.ID, g.Members = cur.ID, cur.Members
 		if g.Name != cur.Name {
 			var taken bool
 			if err := w.tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM groups WHERE name = $1)", g.Name).Scan(&taken); err != nil {
