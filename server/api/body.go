@@ -37,6 +37,12 @@ func bodyLimits(method, path string) body.Limits {
 
 const localBodyRead = "doorbell.bodyRead"
 
+// LingerBytes is how far over its route's limit a body may be and still be
+// read (and dropped) before its 413: a client that writes its whole body
+// before reading the answer then sees the 413 instead of a reset. A body
+// announced further over is refused without reading it.
+const LingerBytes = 256 << 10
+
 // hasBody reports whether a request with fasthttp's Content-Length n has
 // a body: a length above 0, or -1 for a chunked one (-2 is none).
 func hasBody(n int) bool { return n > 0 || n == -1 }
@@ -44,7 +50,8 @@ func hasBody(n int) bool { return n > 0 || n == -1 }
 // guardBody runs first for every request. Request bodies are streamed
 // (fiber's StreamRequestBody): the server has read at most 8 KiB of one
 // when a handler starts. A body whose Content-Length is above its route's
-// limit is refused here, before any more of it is read, whoever sends it;
+// limit is refused here, whoever sends it, read and dropped first only
+// when it is at most LingerBytes over (so the client sees the answer);
 // the rest is read only by readBody, after the caller is authenticated.
 // A body left unread (refused before readBody, or sent to a route that
 // takes none) may still be on the wire, so the connection is closed after
@@ -53,6 +60,9 @@ func guardBody(c *fiber.Ctx) error {
 	n := c.Request().Header.ContentLength()
 	if lim := bodyLimits(c.Method(), c.Path()); n > lim.Raw {
 		c.Context().SetConnectionClose()
+		if s := c.Request().BodyStream(); s != nil && n <= lim.Raw+LingerBytes {
+			io.Copy(io.Discard, io.LimitReader(s, int64(n))) // bounded: at most LingerBytes over the limit
+		}
 		return errorf("body_too_large", "%s", (&body.TooLargeError{Limit: lim.Raw}).Error())
 	}
 	err := c.Next()

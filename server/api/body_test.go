@@ -70,13 +70,20 @@ func TestBodyLimitBeforeReading(t *testing.T) {
 	e := h.enroll()
 	readAhead := strings.Repeat("x", 8<<10)
 
-	t.Run("declared above the route's limit: refused unread", func(t *testing.T) {
+	t.Run("declared far above the route's limit: refused unread", func(t *testing.T) {
 		c := h.dial()
 		c.send("POST /devices/%s/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-			e.DeviceID, e.DeviceSecret, proto.MaxBodyBytes+1, readAhead)
+			e.DeviceID, e.DeviceSecret, proto.MaxBodyBytes+LingerBytes+1, readAhead)
 		status, code, closing := c.answer()
 		if status != 413 || code != "body_too_large" || !closing {
 			t.Fatalf("got %d %q close=%v, want 413 body_too_large and the connection closed", status, code, closing)
+		}
+	})
+
+	t.Run("slightly over the limit, sent whole: the client reads the 413", func(t *testing.T) {
+		r := h.do("POST", "/devices/"+e.DeviceID+"/report", e.DeviceSecret, `{"x":"`+strings.Repeat("x", proto.MaxBodyBytes)+`"}`)
+		if r.status != 413 || r.errCode(t) != "body_too_large" {
+			t.Fatalf("got %d %s, want 413 body_too_large", r.status, r.body)
 		}
 	})
 

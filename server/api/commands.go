@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/doorbell-mdm/doorbell/server/service"
 	"net/http"
 	"strconv"
 	"strings"
@@ -8,7 +9,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // Command list paging.
@@ -77,7 +77,7 @@ func (a *API) deviceCommands(c *fiber.Ctx) error {
 		return err
 	}
 	if _, ok := callerOperator(c); !ok {
-		cmds, err := a.svc.DeliverCommands(store.WithAudit(c.UserContext(), deviceAudit(c, a, d.ID, "command.deliver", d.ID)), d)
+		cmds, err := a.svc.DeliverCommands(service.WithAudit(c.UserContext(), deviceAudit(c, a, d.ID, "command.deliver", d.ID)), d)
 		if err != nil {
 			return err
 		}
@@ -144,7 +144,7 @@ func (a *API) commandResult(c *fiber.Ctx) error {
 		return err
 	}
 	cid := strings.Clone(c.Params("cid"))
-	ctx := store.WithAudit(c.UserContext(), deviceAudit(c, a, d.ID, "command.result", cid, string(r.State)))
+	ctx := service.WithAudit(c.UserContext(), deviceAudit(c, a, d.ID, "command.result", cid, string(r.State)))
 	cmd, err := a.svc.CommandResult(ctx, d, cid, r)
 	if err != nil {
 		return err

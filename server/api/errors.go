@@ -81,8 +81,8 @@ func errorHandler(logger *slog.Logger) fiber.ErrorHandler {
 		var fe *fiber.Error
 		status := 0
 		switch {
-		case storageError(err) != nil:
-			e = storageError(err)
+		case service.StorageError(err) != nil:
+			e = service.StorageError(err)
 			status = statusOf[e.Code]
 			logger.Error("storage write failed", "method", c.Method(), "path", c.Route().Path, "err", err)
 		case errors.As(err, &e):

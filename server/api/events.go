@@ -12,7 +12,6 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/service"
-	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // Tuning of the live stream, GET /events.
@@ -140,6 +139,9 @@ func (a *API) publishChange(ch service.Change) {
 	if !a.events.active() {
 		return
 	}
+	if ch.Late {
+		return // a newer state of the device was already shown
+	}
 	if ch.Command != nil {
 		a.events.publishNamed(hubEvent{proto.EventCommand, proto.CommandEvent{Command: ch.Command.Command.Redacted(), From: ch.Command.From}})
 		return
@@ -167,12 +169,10 @@ func (a *API) RemoteChanged(deviceID string, cause proto.EventCause) {
 	if !a.events.active() {
 		return
 	}
-	d, err := a.store.Device(context.Background(), deviceID)
+	c, err := a.svc.Current(context.Background(), deviceID)
 	if err != nil {
 		return // deleted since; the revocation is its own event
 	}
-	c := store.Change{Device: d}
-	c.State, c.Failing = service.Evaluate(d)
 	a.publishChange(service.Change{Change: c, Cause: cause})
 }
 

@@ -17,41 +17,26 @@ import (
 // succeeds again (a full or failing disk), and 503 while a PostgreSQL
 // store's database does not answer.
 func (a *API) healthz(c *fiber.Ctx) error {
-	if hr, ok := a.store.(store.HealthReporter); ok {
-		if err := hr.Health(); err != nil {
-			// The detail (with file paths) is in the log; an unauthenticated
-			// probe learns only what kind of failure it is.
-			msg := "the last write failed: storage failed"
-			switch {
-			case errors.Is(err, store.ErrStorageFull):
-				msg = "the last write failed: storage full"
-			case errors.Is(err, store.ErrStorageUnreachable):
-				msg = "the database does not answer"
-			}
-			return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "unhealthy", "error": msg})
+	if err := a.svc.Health(); err != nil {
+		// The detail (with file paths) is in the log; an unauthenticated
+		// probe learns only what kind of failure it is.
+		msg := "the last write failed: storage failed"
+		switch {
+		case errors.Is(err, store.ErrStorageFull):
+			msg = "the last write failed: storage full"
+		case errors.Is(err, store.ErrStorageUnreachable):
+			msg = "the database does not answer"
 		}
+		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "unhealthy", "error": msg})
 	}
 	return c.JSON(fiber.Map{"status": "ok"})
-}
-
-// storageError maps a store's storage failure to the API's coded error, or
-// returns nil for any other error.
-func storageError(err error) *Error {
-	switch {
-	case errors.Is(err, store.ErrStorageFull):
-		return errorf("storage_full", "the server's storage is full; nothing was written. Free space on the data directory's disk")
-	case errors.Is(err, store.ErrStorageFailed):
-		return errorf("storage_failed", "the server could not write to its storage; nothing was written")
-	}
-	return nil
 }
 
 // backup streams a consistent copy of the database (admin only): GET
 // /backup answers the bbolt file as application/octet-stream.
 func (a *API) backup(c *fiber.Ctx) error {
-	b, ok := a.store.(store.Backuper)
-	if !ok {
-		return errorf("backup_unsupported", "this server's store is not copied through the API: a PostgreSQL store is backed up with pg_dump (docs/SCALING.md)")
+	if err := a.svc.CanBackup(); err != nil {
+		return err
 	}
 	op := requestOperator(c)
 	name := fmt.Sprintf("doorbell-%s.db", a.cfg.Now().UTC().Format("20060102T150405Z"))
@@ -64,7 +49,7 @@ func (a *API) backup(c *fiber.Ctx) error {
 		// The copy may take longer than the write timeout: roll the
 		// deadline with the writes.
 		dw := deadlineWriter{w: w, conn: conn}
-		n, err := b.Backup(&dw)
+		n, err := a.svc.Backup(&dw)
 		if err == nil {
 			err = w.Flush()
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/inventory"
-	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // putInventory stores a device's inventory upload. The body is read raw
@@ -81,38 +80,5 @@ func (a *API) factDistribution(c *fiber.Ctx) error {
 func (a *API) inventoryRefreshHeader(c *fiber.Ctx, deviceID string) {
 	if a.svc.InventoryRequested(deviceID) {
 		c.Set(proto.InventoryRequestHeader, "full")
-	}
-}
-
-// devicesByInventory is the store's Devices for a list filtered on the
-// inventory: the index yields the matching ids in id order, page by page,
-// and only those devices are loaded and checked against match.
-func (a *API) devicesByInventory(c *fiber.Ctx, q store.InventoryQuery, after string, limit int, match func(store.Device) bool) ([]store.Device, bool, error) {
-	var devs []store.Device
-	for {
-		ids, more, err := a.svc.FindDevices(c.UserContext(), q, after, limit)
-		if err != nil {
-			return nil, false, err
-		}
-		for _, id := range ids {
-			d, err := a.store.Device(c.UserContext(), id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue // deleted since
-			}
-			if err != nil {
-				return nil, false, err
-			}
-			if match != nil && !match(d) {
-				continue
-			}
-			if len(devs) == limit {
-				return devs, true, nil
-			}
-			devs = append(devs, d)
-		}
-		if !more || len(ids) == 0 {
-			return devs, false, nil
-		}
-		after = ids[len(ids)-1]
 	}
 }

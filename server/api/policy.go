@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -211,20 +210,17 @@ func (a *API) explain(c *fiber.Ctx) error {
 }
 
 func (a *API) history(c *fiber.Ctx) error {
-	ts, err := a.store.History(c.UserContext(), c.Params("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	ts, err := a.svc.History(c.UserContext(), c.Params("id"))
 	if err != nil {
-		return fmt.Errorf("loading history: %w", err)
+		return err
 	}
 	return c.JSON(proto.History{Transitions: ts})
 }
 
 func (a *API) summary(c *fiber.Ctx) error {
-	s, err := a.store.Summary(c.UserContext())
+	s, err := a.svc.Summary(c.UserContext())
 	if err != nil {
-		return fmt.Errorf("summarising: %w", err)
+		return err
 	}
 	return c.JSON(s)
 }

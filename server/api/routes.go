@@ -1,9 +1,6 @@
 package api
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/doorbell-mdm/doorbell/server/store"
@@ -145,12 +142,9 @@ func (a *API) deviceRecord(c *fiber.Ctx) (store.Device, error) {
 	if d, ok := c.Locals(localDevice).(store.Device); ok {
 		return d, nil
 	}
-	d, err := a.store.Device(c.UserContext(), requestAuth(c).ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return d, errDeviceNotFound
-	}
+	d, err := a.svc.Device(c.UserContext(), requestAuth(c).ID)
 	if err != nil {
-		return d, fmt.Errorf("loading device: %w", err)
+		return d, err
 	}
 	c.Locals(localDevice, d)
 	return d, nil
@@ -211,12 +205,9 @@ func (a *API) asAdmin(c *fiber.Ctx) error {
 
 // loadDevice loads the device the path names for an admitted operator.
 func (a *API) loadDevice(c *fiber.Ctx) error {
-	d, err := a.store.Device(c.UserContext(), c.Params("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	d, err := a.svc.Device(c.UserContext(), c.Params("id"))
 	if err != nil {
-		return fmt.Errorf("loading device: %w", err)
+		return err
 	}
 	c.Locals(localDevice, d)
 	return c.Next()

@@ -13,20 +13,23 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/service"
 )
 
-// fakeSessions records the devices whose sessions the API closed.
+// fakeSessions records the devices whose sessions the service closed
+// (service.RevokePrincipal), as the daemon's broker would.
 type fakeSessions struct {
 	mu  sync.Mutex
 	ids []string
 }
 
-var _ Sessions = (*fakeSessions)(nil)
-
-func (f *fakeSessions) Disconnect(id string) {
+func (f *fakeSessions) revoked(p service.Principal) {
+	if p.Kind != service.PrincipalDevice {
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ids = append(f.ids, id)
+	f.ids = append(f.ids, p.Name)
 }
 
 func (f *fakeSessions) all() []string {
@@ -45,11 +48,11 @@ func newTrustHarness(t *testing.T, mod func(*Config)) *trustHarness {
 	th := &trustHarness{clock: testkit.NewClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)), sessions: &fakeSessions{}}
 	th.harness = newHarnessWith(t, func(c *Config) {
 		c.Now = th.clock.Now
-		c.Trust.Sessions = th.sessions
 		if mod != nil {
 			mod(c)
 		}
 	})
+	th.api.Service().OnRevoke(th.sessions.revoked)
 	return th
 }
 

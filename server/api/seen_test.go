@@ -55,14 +55,14 @@ func TestLastSeenAndOverdue(t *testing.T) {
 	if s := h.status(e.DeviceID); s.Overdue || !s.LastSeenAt.Equal(h.clock.Now()) {
 		t.Fatalf("after a poll: %+v", s)
 	}
-	stored, err := h.api.store.Device(context.Background(), e.DeviceID)
+	stored, err := h.api.Service().Device(context.Background(), e.DeviceID)
 	if err != nil || !stored.LastSeenAt.IsZero() {
 		t.Fatalf("a poll wrote lastSeenAt %v before the flush (err %v)", stored.LastSeenAt, err)
 	}
 	if err := h.api.Service().FlushSeen(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	stored, _ = h.api.store.Device(context.Background(), e.DeviceID)
+	stored, _ = h.api.Service().Device(context.Background(), e.DeviceID)
 	if !stored.LastSeenAt.Equal(h.clock.Now()) || stored.SyncIntervalSeconds != 60 {
 		t.Fatalf("after the flush: stored lastSeenAt %v interval %d, want %v and 60", stored.LastSeenAt, stored.SyncIntervalSeconds, h.clock.Now())
 	}

@@ -4,9 +4,7 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -69,10 +67,9 @@ type Config struct {
 	MaxConnections int
 }
 
-// API is the REST API over a store.
+// API is the REST API over the service.
 type API struct {
-	Credentials
-	store  store.Store
+	service.Credentials
 	cfg    Config
 	logger *slog.Logger
 	app    *fiber.App
@@ -94,7 +91,7 @@ type nopPresence struct{}
 func (nopPresence) Connected(string) bool { return false }
 
 // New returns the API. It does not listen; see App and Daemon.
-func New(st store.Store, cfg Config) (*API, error) {
+func New(st service.Store, cfg Config) (*API, error) {
 	if cfg.AdminToken == "" || cfg.EnrollToken == "" {
 		return nil, errors.New("server: admin token and enrollment token are required")
 	}
@@ -108,16 +105,16 @@ func New(st store.Store, cfg Config) (*API, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Trust = cfg.Trust.withDefaults()
-	a := &API{Credentials: Credentials{Devices: st, Operators: st, AdminToken: cfg.AdminToken}, store: st, cfg: cfg, logger: cfg.Logger.With("component", "api")}
-	if a.metrics = cfg.Metrics; a.metrics == nil {
-		a.metrics = NewMetrics()
-	}
-	if err := a.metrics.Register(&DeviceStates{Summaries: st}); err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
+	a := &API{Credentials: service.Credentials{Devices: st, Operators: st, AdminToken: cfg.AdminToken}, cfg: cfg, logger: cfg.Logger.With("component", "api")}
 	if a.svc = cfg.Service; a.svc == nil {
 		a.svc = service.New(st, service.Config{Bell: cfg.Bell, Now: cfg.Now, Logger: cfg.Logger,
 			ReportSkew: cfg.Trust.ReportSkew, RequireReportNonce: cfg.Trust.RequireReportNonce})
+	}
+	if a.metrics = cfg.Metrics; a.metrics == nil {
+		a.metrics = NewMetrics()
+	}
+	if err := a.metrics.Register(&DeviceStates{Summaries: a.svc}); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	// The live stream and the metrics hear of every committed change.
 	a.svc.Subscribe(a.publishChange)
@@ -161,44 +158,11 @@ func bearer(c *fiber.Ctx) string {
 	return ""
 }
 
-func equalToken(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
+func equalToken(a, b string) bool { return service.EqualToken(a, b) }
 
-func hashSecret(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
-}
+func hashSecret(secret string) []byte { return service.HashSecret(secret) }
 
-// Credentials checks operator tokens and device secrets. The API and the
-// broker share it; it implements broker.Credentials.
-type Credentials struct {
-	Devices store.DeviceStore
-	// Operators holds the named operator tokens; nil admits only
-	// AdminToken.
-	Operators  store.OperatorTokenStore
-	AdminToken string
-}
-
-func (cr Credentials) isOperator(token string) bool {
-	_, ok := cr.operatorFor(context.Background(), token)
-	return ok
-}
-
-// AuthenticateDevice reports whether secret is deviceID's current secret.
-func (cr Credentials) AuthenticateDevice(deviceID, secret string) bool {
-	if deviceID == "" || secret == "" {
-		return false
-	}
-	d, err := cr.Devices.DeviceAuth(context.Background(), deviceID)
-	if err != nil {
-		return false
-	}
-	return subtle.ConstantTimeCompare(hashSecret(secret), d.SecretHash) == 1
-}
-
-// AuthenticateOperator reports whether token is an operator token.
-func (cr Credentials) AuthenticateOperator(token string) bool { return cr.isOperator(token) }
+func (a *API) isOperator(token string) bool { return a.IsOperator(token) }
 
 // principal returns the operator the request's token names. A device's
 // secret is 403, anything else 401.
@@ -207,10 +171,10 @@ func (a *API) principal(c *fiber.Ctx) (operator, error) {
 	if tok == "" {
 		return operator{}, errUnauthorized
 	}
-	if op, ok := a.operatorFor(c.UserContext(), tok); ok {
-		return op, nil
+	if op, ok := a.Operator(c.UserContext(), tok); ok {
+		return operator{name: op.Name, role: op.Role}, nil
 	}
-	if _, err := a.store.DeviceBySecretHash(c.UserContext(), hashSecret(tok)); err == nil {
+	if _, err := a.svc.DeviceBySecretHash(c.UserContext(), hashSecret(tok)); err == nil {
 		return operator{}, errForbidden
 	}
 	return operator{}, errUnauthorized
@@ -226,12 +190,9 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.DeviceAuth, error)
 	if tok == "" {
 		return store.DeviceAuth{}, errUnauthorized
 	}
-	d, err := a.store.DeviceAuth(c.UserContext(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return d, errDeviceNotFound
-	}
+	d, err := a.svc.DeviceAuth(c.UserContext(), id)
 	if err != nil {
-		return d, fmt.Errorf("loading device: %w", err)
+		return d, err
 	}
 	if allowOperator && a.isOperator(tok) {
 		return d, nil
@@ -248,8 +209,8 @@ func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.DeviceAuth, error)
 	if a.isOperator(tok) {
 		return d, errForbidden
 	}
-	if other, err := a.store.DeviceBySecretHash(c.UserContext(), h); err == nil {
-		if err := a.checkClientCert(c, store.AuthOf(other)); err != nil {
+	if other, err := a.svc.DeviceBySecretHash(c.UserContext(), h); err == nil {
+		if err := a.checkClientCert(c, other); err != nil {
 			return d, err
 		}
 		return d, errForbidden
@@ -364,12 +325,9 @@ func (a *API) getPolicy(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderETag, etag)
 		return c.SendStatus(http.StatusNotModified)
 	}
-	p, err := a.store.DevicePolicy(c.UserContext(), auth.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
+	p, err := a.svc.DevicePolicy(c.UserContext(), auth.ID)
 	if err != nil {
-		return fmt.Errorf("loading policy: %w", err)
+		return err
 	}
 	c.Set(fiber.HeaderETag, policyETag(p.Version))
 	return c.JSON(p)
@@ -400,8 +358,8 @@ func (a *API) registerToken(c *fiber.Ctx) error {
 	if err := checkString("fcmToken", reg.FCMToken, maxFCMToken); err != nil {
 		return err
 	}
-	if err := a.store.SetFCMToken(c.UserContext(), d.ID, reg.FCMToken); err != nil {
-		return fmt.Errorf("registering token: %w", err)
+	if err := a.svc.SetFCMToken(c.UserContext(), d.ID, reg.FCMToken); err != nil {
+		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
 }
@@ -443,7 +401,7 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 			return err
 		}
 		failingBefore = t
-		matches = append(matches, func(d store.Device) bool { return store.FailingBefore(d, t) })
+		matches = append(matches, func(d store.Device) bool { return service.FailingBefore(d, t) })
 	}
 	var match func(store.Device) bool
 	if len(matches) > 0 {
@@ -473,19 +431,19 @@ func (a *API) listDevices(c *fiber.Ctx) error {
 		}
 		devs, more, err = a.svc.SearchDevices(c.UserContext(), strings.Join(text, " "), c.Query("after"), limit, match)
 	} else if filtered {
-		devs, more, err = a.devicesByInventory(c, iq, c.Query("after"), limit, match)
+		devs, more, err = a.svc.DevicesByInventory(c.UserContext(), iq, c.Query("after"), limit, match)
 	} else if !failingBefore.IsZero() && len(matches) == 1 {
 		// The store answers ?failingSince.lt= alone from its column
 		// (PostgreSQL).
-		devs, more, err = a.store.DevicesFailingBefore(c.UserContext(), failingBefore, c.Query("after"), limit)
+		devs, more, err = a.svc.DevicesFailingBefore(c.UserContext(), failingBefore, c.Query("after"), limit)
 	} else if want != "" && len(matches) == 1 {
 		// The store answers ?state= alone from its index (PostgreSQL).
-		devs, more, err = a.store.DevicesInState(c.UserContext(), want, c.Query("after"), limit)
+		devs, more, err = a.svc.Devices(c.UserContext(), want, c.Query("after"), limit, nil)
 	} else {
-		devs, more, err = a.store.Devices(c.UserContext(), c.Query("after"), limit, match)
+		devs, more, err = a.svc.Devices(c.UserContext(), "", c.Query("after"), limit, match)
 	}
 	if err != nil {
-		return fmt.Errorf("listing devices: %w", err)
+		return err
 	}
 	out := proto.DeviceList{Devices: make([]proto.DeviceStatus, 0, len(devs))}
 	for _, d := range devs {

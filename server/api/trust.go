@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -21,18 +20,9 @@ import (
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
-// Sessions closes a device's live connections. The daemon's broker
-// implements it.
-type Sessions interface {
-	// Disconnect closes deviceID's MQTT session at once, if it has one.
-	Disconnect(deviceID string)
-}
-
 // TrustConfig holds the API's trust settings. Its zero value is usable:
-// no sessions to close, the default skew, no rate limits, no allowlist.
+// the default skew, no rate limits, no allowlist.
 type TrustConfig struct {
-	// Sessions is told when a device is deleted; nil closes nothing.
-	Sessions Sessions
 	// ReportSkew is how far a report's reportedAt may be from the server's
 	// clock either way; 0 means DefaultReportSkew.
 	ReportSkew time.Duration
@@ -65,7 +55,6 @@ const (
 	maxNonce           = 128
 	minNonce           = 16
 	defaultAuditLimit  = 100
-	builtinAdminName   = "admin"
 	operatorNameFormat = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 )
 
@@ -81,25 +70,6 @@ func (t TrustConfig) withDefaults() TrustConfig {
 // operator is an authenticated operator: the token's name and role.
 type operator struct {
 	name, role string
-}
-
-// operatorFor returns the operator token names: the built-in admin token or
-// a named token of either role.
-func (cr Credentials) operatorFor(ctx context.Context, token string) (operator, bool) {
-	if token == "" {
-		return operator{}, false
-	}
-	if equalToken(token, cr.AdminToken) {
-		return operator{name: builtinAdminName, role: proto.RoleAdmin}, true
-	}
-	if cr.Operators == nil {
-		return operator{}, false
-	}
-	t, err := cr.Operators.OperatorTokenByHash(ctx, hashSecret(token))
-	if err != nil {
-		return operator{}, false
-	}
-	return operator{name: t.Name, role: t.Role}, true
 }
 
 // admin returns the operator when it may change things: an admin. A viewer
@@ -118,7 +88,7 @@ func (a *API) admin(c *fiber.Ctx) (operator, error) {
 // audited returns the request context carrying the audit entry of a change
 // op is about to make, for the store to record with the change.
 func (a *API) audited(c *fiber.Ctx, op operator, action, target, detail string) context.Context {
-	return store.WithAudit(c.UserContext(), proto.AuditEntry{
+	return service.WithAudit(c.UserContext(), proto.AuditEntry{
 		At:       a.cfg.Now().UTC(),
 		Actor:    op.name,
 		Action:   action,
@@ -202,8 +172,8 @@ func (a *API) createEnrollToken(c *fiber.Ctx) error {
 		CreatedBy: op.name,
 	}
 	detail := fmt.Sprintf("maxUses=%d expiresAt=%s", t.MaxUses, t.ExpiresAt.Format(time.RFC3339))
-	if err := a.store.CreateEnrollmentToken(a.audited(c, op, "enrollment_token.create", t.ID, detail), t); err != nil {
-		return fmt.Errorf("creating enrollment token: %w", err)
+	if err := a.svc.CreateEnrollmentToken(a.audited(c, op, "enrollment_token.create", t.ID, detail), t); err != nil {
+		return err
 	}
 	out := enrollTokenView(t)
 	out.Token = secret
@@ -212,9 +182,9 @@ func (a *API) createEnrollToken(c *fiber.Ctx) error {
 }
 
 func (a *API) listEnrollTokens(c *fiber.Ctx) error {
-	ts, err := a.store.EnrollmentTokens(c.UserContext())
+	ts, err := a.svc.EnrollmentTokens(c.UserContext())
 	if err != nil {
-		return fmt.Errorf("listing enrollment tokens: %w", err)
+		return err
 	}
 	out := proto.EnrollmentTokenList{Tokens: make([]proto.EnrollmentToken, 0, len(ts))}
 	for _, t := range ts {
@@ -225,14 +195,9 @@ func (a *API) listEnrollTokens(c *fiber.Ctx) error {
 
 func (a *API) revokeEnrollToken(c *fiber.Ctx) error {
 	op := requestOperator(c)
-	var err error
 	id := strings.Clone(c.Params("id"))
-	err = a.store.RevokeEnrollmentToken(a.audited(c, op, "enrollment_token.revoke", id, ""), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errorf("enrollment_token_not_found", "no enrollment token %q", id)
-	}
-	if err != nil {
-		return fmt.Errorf("revoking enrollment token: %w", err)
+	if err := a.svc.RevokeEnrollmentToken(a.audited(c, op, "enrollment_token.revoke", id, ""), id); err != nil {
+		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
 }
@@ -241,7 +206,6 @@ func (a *API) revokeEnrollToken(c *fiber.Ctx) error {
 
 func (a *API) createOperatorToken(c *fiber.Ctx) error {
 	op := requestOperator(c)
-	var err error
 	var req proto.OperatorTokenRequest
 	if err := decode(c, &req, true); err != nil {
 		return err
@@ -252,26 +216,21 @@ func (a *API) createOperatorToken(c *fiber.Ctx) error {
 	if req.Role != proto.RoleAdmin && req.Role != proto.RoleViewer {
 		return errorf("invalid_role", "role must be %q or %q", proto.RoleAdmin, proto.RoleViewer)
 	}
-	errTaken := errorf("token_exists", "an operator token named %q exists", req.Name)
-	if req.Name == builtinAdminName {
-		return errTaken
+	if req.Name == service.BuiltinAdminName {
+		return service.ErrTokenExists(req.Name)
 	}
 	secret := randomToken(32)
 	t := store.OperatorToken{Name: req.Name, Role: req.Role, Hash: hashSecret(secret), CreatedAt: a.cfg.Now().UTC().Truncate(time.Second)}
-	err = a.store.CreateOperatorToken(a.audited(c, op, "token.create", t.Name, "role="+t.Role), t)
-	if errors.Is(err, store.ErrExists) {
-		return errTaken
-	}
-	if err != nil {
-		return fmt.Errorf("creating operator token: %w", err)
+	if err := a.svc.CreateOperatorToken(a.audited(c, op, "token.create", t.Name, "role="+t.Role), t); err != nil {
+		return err
 	}
 	return c.Status(http.StatusCreated).JSON(proto.OperatorToken{Name: t.Name, Role: t.Role, Token: secret, CreatedAt: t.CreatedAt})
 }
 
 func (a *API) listOperatorTokens(c *fiber.Ctx) error {
-	ts, err := a.store.OperatorTokens(c.UserContext())
+	ts, err := a.svc.OperatorTokens(c.UserContext())
 	if err != nil {
-		return fmt.Errorf("listing operator tokens: %w", err)
+		return err
 	}
 	out := proto.OperatorTokenList{Tokens: make([]proto.OperatorToken, 0, len(ts))}
 	for _, t := range ts {
@@ -283,26 +242,14 @@ func (a *API) listOperatorTokens(c *fiber.Ctx) error {
 func (a *API) deleteOperatorToken(c *fiber.Ctx) error {
 	op := requestOperator(c)
 	name := strings.Clone(c.Params("name"))
-	if name == builtinAdminName {
+	if name == service.BuiltinAdminName {
 		return errorf("builtin_token", "the built-in admin token is set by --admin-token and cannot be deleted")
 	}
-	var hash []byte
-	if toks, err := a.store.OperatorTokens(c.UserContext()); err == nil {
-		for _, t := range toks {
-			if t.Name == name {
-				hash = t.Hash
-			}
-		}
+	// Durable before it returns, then every live session of the token is
+	// cut at once (service.RevokePrincipal).
+	if err := a.svc.DeleteOperatorToken(a.audited(c, op, "token.delete", name, ""), name); err != nil {
+		return err
 	}
-	err := a.store.DeleteOperatorToken(a.audited(c, op, "token.delete", name, ""), name)
-	if errors.Is(err, store.ErrNotFound) {
-		return errorf("token_not_found", "no operator token named %q", name)
-	}
-	if err != nil {
-		return fmt.Errorf("deleting operator token: %w", err)
-	}
-	// Durable now: cut every live session of the token at once.
-	a.svc.RevokePrincipal(service.Principal{Kind: service.PrincipalOperator, Name: name, TokenHash: hash})
 	return c.SendStatus(http.StatusNoContent)
 }
 
@@ -323,9 +270,9 @@ func (a *API) audit(c *fiber.Ctx) error {
 			return errorf("invalid_query", "after must be an entry id (a whole number)")
 		}
 	}
-	entries, more, err := a.store.AuditEntries(c.UserContext(), after, limit)
+	entries, more, err := a.svc.AuditEntries(c.UserContext(), after, limit)
 	if err != nil {
-		return fmt.Errorf("reading audit log: %w", err)
+		return err
 	}
 	out := proto.AuditList{Entries: entries}
 	if out.Entries == nil {
@@ -342,17 +289,11 @@ func (a *API) audit(c *fiber.Ctx) error {
 func (a *API) deleteDevice(c *fiber.Ctx) error {
 	op := requestOperator(c)
 	id := strings.Clone(c.Params("id"))
-	err := a.store.DeleteDevice(a.audited(c, op, "device.delete", id, ""), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errDeviceNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("deleting device: %w", err)
-	}
-	// The record is gone (committed) before the session is closed, so a
-	// reconnect with the old secret is already refused.
-	if a.cfg.Trust.Sessions != nil {
-		a.cfg.Trust.Sessions.Disconnect(id)
+	// The record is gone (committed) before the device's sessions are
+	// closed (service.RevokePrincipal), so a reconnect with the old secret
+	// is already refused.
+	if err := a.svc.DeleteDevice(a.audited(c, op, "device.delete", id, ""), id); err != nil {
+		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
 }

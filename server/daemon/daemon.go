@@ -204,7 +204,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if err := d.openPKI(); err != nil {
 		return nil, err
 	}
-	creds := api.Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
+	creds := service.Credentials{Devices: d.store, Operators: d.store, AdminToken: d.cfg.AdminToken}
 	// The live stream hears of presence too; d.api is set below, before
 	// the broker serves.
 	onPresence := func(deviceID string, connected bool) {
@@ -281,7 +281,6 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		Logger:      cfg.Logger,
 		PKI:         d.pki,
 		Trust: api.TrustConfig{
-			Sessions:           d.sessions(),
 			ReportSkew:         cfg.ReportSkew,
 			RequireReportNonce: cfg.RequireReportNonce,
 			EnrollPerMinute:    rateOrDefault(cfg.EnrollPerMinute, api.DefaultEnrollPerMinute),
@@ -317,7 +316,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 				d.broker.DisconnectOperator(p.TokenHash)
 			}
 		case service.PrincipalDevice:
-			d.broker.Disconnect(p.Name)
+			d.sessions().Disconnect(p.Name)
 		}
 	})
 
@@ -519,7 +518,7 @@ func (d *Daemon) presence() api.Presence {
 }
 
 // sessions closes a revoked device's session, wherever it is held.
-func (d *Daemon) sessions() api.Sessions {
+func (d *Daemon) sessions() cluster.Local {
 	if d.node != nil {
 		return d.node
 	}

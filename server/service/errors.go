@@ -81,3 +81,15 @@ func replayError(err error) error {
 	}
 	return nil
 }
+
+// StorageError maps a store's storage failure (a full or failing disk) to
+// its coded error, or returns nil for any other error.
+func StorageError(err error) *Error {
+	switch {
+	case errors.Is(err, store.ErrStorageFull):
+		return Errorf("storage_full", "the server's storage is full; nothing was written. Free space on the data directory's disk")
+	case errors.Is(err, store.ErrStorageFailed):
+		return Errorf("storage_failed", "the server could not write to its storage; nothing was written")
+	}
+	return nil
+}

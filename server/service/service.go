@@ -15,16 +15,25 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
-// Store is the storage the service needs: nothing else.
+// Store is the storage the service needs: nothing else. A store that is
+// also a store.HealthReporter or store.Backuper answers Health and Backup.
 type Store interface {
 	store.DeviceStore
+	store.StateLister
+	store.FailingLister
 	store.ReportStore
+	store.TokenStore
 	store.OverrideStore
 	store.GroupStore
+	store.HistoryStore
+	store.RevocationStore
+	store.OperatorTokenStore
 	store.EnrollmentTokenStore
+	store.AuditStore
 	store.SeenStore
 	store.CommandStore
 	store.RevisionStore
@@ -38,6 +47,12 @@ type Change struct {
 	store.Change
 	Cause   proto.EventCause
 	Command *store.CommandChange
+	// Late is true when a newer state of the device was published
+	// before this change: two commits raced and this one's publisher came
+	// second. Its transitions happened (webhook, metrics take them) but
+	// its Device is not the newest: consumers that show the device's
+	// state (the live stream) skip it.
+	Late bool
 }
 
 // Config configures a Service. Its zero value is usable.
@@ -75,6 +90,10 @@ type Service struct {
 	subs     []func(Change)
 	revokers []func(Principal) // revoke.go
 
+	// order keeps, per device, the newest revision published (striped
+	// by device id), so no subscriber sees an older state after a newer.
+	order [orderStripes]publishOrder
+
 	seenMu sync.Mutex
 	seen   map[string]time.Time // sightings not yet flushed (seen.go)
 
@@ -107,8 +126,11 @@ func New(st Store, cfg Config) *Service {
 func (s *Service) Now() time.Time { return s.cfg.Now() }
 
 // Subscribe adds f to the change stream: it is called once for every
-// committed change, on the goroutine that committed it, after the commit.
-// f must not block (hand off to a queue).
+// committed change, after the commit. Changes of one device reach f in
+// the order the store committed them (store.Device.Rev); one that lost a
+// race to be published comes with Late set. f is called on the goroutine
+// that committed the change, holding that device's publication turn: f
+// must not block (hand off to a queue).
 func (s *Service) Subscribe(f func(Change)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,7 +141,63 @@ func (s *Service) publish(c store.Change, cause proto.EventCause) {
 	s.publishChange(Change{Change: c, Cause: cause})
 }
 
+// orderStripes is how many locks the publication order is striped over.
+const orderStripes = 64
+
+// publishOrder is one stripe of the publication order: the newest
+// revision published per device.
+type publishOrder struct {
+	mu   sync.Mutex
+	last map[string]int64
+}
+
+func (s *Service) orderOf(id string) *publishOrder {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &s.order[h%orderStripes]
+}
+
 func (s *Service) publishChange(ch Change) {
+	if ch.Command != nil || ch.Device.ID == "" {
+		s.fanOut(ch)
+		return
+	}
+	o := s.orderOf(ch.Device.ID)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s.publishInOrder(o, ch)
+}
+
+// publishInOrder publishes a device's change, o (its stripe) held. Two
+// commits of one device may race from their commit to here; the one with
+// the older revision, if it comes second, is marked Late. A revision equal
+// to the last published is the same state read again (presence).
+func (s *Service) publishInOrder(o *publishOrder, ch Change) {
+	if rev := ch.Device.Rev; rev > 0 {
+		switch last := o.last[ch.Device.ID]; {
+		case rev < last:
+			ch.Late = true
+		case rev > last:
+			if o.last == nil {
+				o.last = map[string]int64{}
+			}
+			o.last[ch.Device.ID] = rev
+		}
+	}
+	s.fanOut(ch)
+}
+
+// forget drops what the service remembers of a deleted device.
+func (s *Service) forget(id string) {
+	o := s.orderOf(id)
+	o.mu.Lock()
+	delete(o.last, id)
+	o.mu.Unlock()
+}
+
+func (s *Service) fanOut(ch Change) {
 	s.mu.RLock()
 	subs := s.subs
 	s.mu.RUnlock()
@@ -146,7 +224,18 @@ func (s *Service) ring(changes []store.Change, cause proto.EventCause) {
 // Evaluate returns a device's compliance state and failing settings: the
 // one place the server derives them.
 func Evaluate(d store.Device) (proto.ComplianceState, []proto.SettingFailure) {
-	return store.Derive(d)
+	return policy.Derive(d)
+}
+
+// Current returns device id as it is now, with its derived state, or
+// ErrDeviceNotFound: for a change committed elsewhere (another replica),
+// which this replica only hears of.
+func (s *Service) Current(ctx context.Context, id string) (store.Change, error) {
+	d, err := s.Device(ctx, id)
+	if err != nil {
+		return store.Change{}, err
+	}
+	return policy.Current(d), nil
 }
 
 // --- enroll ------------------------------------------------------------------
@@ -313,7 +402,7 @@ func (s *Service) Explain(ctx context.Context, d store.Device) (proto.PolicyExpl
 		}
 		groups = append(groups, g)
 	}
-	_, _, ex := store.Effective(groups, d.Override)
+	_, _, ex := policy.Effective(groups, d.Override)
 	return proto.PolicyExplanation{DeviceID: d.ID, Policy: d.Policy, Settings: ex}, nil
 }
 
@@ -383,12 +472,17 @@ func (s *Service) DeleteGroup(ctx context.Context, id string) (int, error) {
 
 // PresenceChanged publishes a device's MQTT session opening or closing.
 // Nothing is written, so the device is read (this is no re-read after a
-// write).
+// write), holding its publication turn: a change committed before the
+// read is published before or with an equal revision, one after it with a
+// newer, so the event is never Late.
 func (s *Service) PresenceChanged(deviceID string, connected bool) {
 	cause := proto.CauseDisconnect
 	if connected {
 		cause = proto.CauseConnect
 	}
+	o := s.orderOf(deviceID)
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	d, err := s.st.Device(context.Background(), deviceID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -396,7 +490,5 @@ func (s *Service) PresenceChanged(deviceID string, connected bool) {
 		}
 		return
 	}
-	c := store.Change{Device: d}
-	c.State, c.Failing = Evaluate(d)
-	s.publish(c, cause)
+	s.publishInOrder(o, Change{Change: policy.Current(d), Cause: cause})
 }

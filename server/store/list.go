@@ -24,13 +24,7 @@ type FailingLister interface {
 	// NonCompliantSince is set and strictly before t, with ids greater than
 	// after, in id order; more says whether further ones may exist. A
 	// device keeps its NonCompliantSince while a policy edit makes it
-	// STALE (see TrackFailing), so such devices are listed too.
+	// STALE (see policy.TrackFailing), so such devices are listed too;
+	// policy.FailingBefore is the one definition it must agree with.
 	DevicesFailingBefore(ctx context.Context, t time.Time, after string, limit int) (devs []Device, more bool, err error)
-}
-
-// FailingBefore reports whether d has been failing since before t: the
-// one definition of the ?failingSince.lt= filter, which every backend's
-// DevicesFailingBefore must agree with.
-func FailingBefore(d Device, t time.Time) bool {
-	return !d.NonCompliantSince.IsZero() && d.NonCompliantSince.Before(t)
 }

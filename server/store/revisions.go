@@ -1,11 +1,7 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"slices"
-	"sort"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -69,69 +65,4 @@ type RevisionStore interface {
 	// Revision returns revision n of a layer, or ErrNotFound (also for a
 	// revision dropped past RevisionLimit).
 	Revision(ctx context.Context, kind RevisionKind, id string, n int64) (Revision, error)
-}
-
-var null = json.RawMessage("null")
-
-// DiffRevisions lists what changed from a layer (and group mode) to
-// another: every setting value, every per-setting mode, and the mode.
-func DiffRevisions(from, to Layer, fromMode, toMode proto.Mode) []RevisionChange {
-	var out []RevisionChange
-	add := func(name string, a, b json.RawMessage, oka, okb bool) {
-		if oka == okb && bytes.Equal(a, b) {
-			return
-		}
-		if !oka {
-			a = null
-		}
-		if !okb {
-			b = null
-		}
-		out = append(out, RevisionChange{Setting: name, From: a, To: b})
-	}
-	names := map[string]bool{}
-	for n := range from.Values {
-		names[n] = true
-	}
-	for n := range to.Values {
-		names[n] = true
-	}
-	for _, n := range sortedKeys(names) {
-		a, oka := from.Values[n]
-		b, okb := to.Values[n]
-		add(n, a, b, oka, okb)
-	}
-	modes := map[string]bool{}
-	for n := range from.Modes {
-		modes[n] = true
-	}
-	for n := range to.Modes {
-		modes[n] = true
-	}
-	for _, n := range sortedKeys(modes) {
-		a, oka := from.Modes[n]
-		b, okb := to.Modes[n]
-		add("modes."+n, quote(string(a)), quote(string(b)), oka, okb)
-	}
-	if from.Deadline != to.Deadline {
-		add("deadline", quote(from.Deadline), quote(to.Deadline), from.Deadline != "", to.Deadline != "")
-	}
-	if fromMode != toMode {
-		add("mode", quote(string(fromMode)), quote(string(toMode)), fromMode != "", toMode != "")
-	}
-	return out
-}
-
-func quote(s string) json.RawMessage {
-	b, _ := json.Marshal(s)
-	return b
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return slices.Compact(out)
 }

@@ -37,14 +37,14 @@ type Device struct {
 	Report   *Report `json:"report,omitempty"`
 	FCMToken string  `json:"fcmToken,omitempty"`
 	// Override is the device's own policy layer, which wins over its
-	// groups; Policy is derived from it and the groups (see Effective).
+	// groups; Policy is derived from it and the groups (see policy.Effective).
 	Override Layer `json:"override"`
 	// Groups are the ids of the groups the device belongs to, sorted.
 	Groups []string `json:"groups,omitempty"`
 	// NonCompliantSince is when the device last became NON_COMPLIANT, zero
 	// while it is COMPLIANT or never failed; FailingSince is, per failing
 	// setting, since when it fails. A policy edit (STALE) keeps both; see
-	// TrackFailing, which every change of a device runs.
+	// policy.TrackFailing, which every change of a device runs.
 	NonCompliantSince time.Time            `json:"nonCompliantSince,omitzero"`
 	FailingSince      map[string]time.Time `json:"failingSince,omitempty"`
 	// ClientCert is true when the device was issued a certificate at
@@ -57,6 +57,10 @@ type Device struct {
 	// SyncIntervalSeconds is the sync interval the agent last told (at
 	// enrollment or in a report); 0 when never told.
 	SyncIntervalSeconds int64 `json:"syncIntervalSeconds,omitempty"`
+	// Rev numbers the writes that returned a Change for this device, from
+	// 1 at enrollment, in commit order (policy.Apply stamps it): the
+	// change stream uses it to never show an older state after a newer.
+	Rev int64 `json:"rev,omitempty"`
 }
 
 // Report is an accepted compliance report and when it arrived.

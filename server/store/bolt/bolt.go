@@ -13,6 +13,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -54,7 +55,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta, bucketReports, bucketReplay} {
+		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta, bucketReports, bucketReplay, bucketRevs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -238,7 +239,7 @@ func (s *Store) Devices(_ context.Context, after string, limit int, match func(s
 // keeps no index on the derived state.
 func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState, after string, limit int) ([]store.Device, bool, error) {
 	return s.Devices(ctx, after, limit, func(d store.Device) bool {
-		st, _ := store.Derive(d)
+		st, _ := policy.Derive(d)
 		return st == state
 	})
 }
@@ -246,7 +247,7 @@ func (s *Store) DevicesInState(ctx context.Context, state proto.ComplianceState,
 // DevicesFailingBefore implements store.FailingLister by filtering a
 // scan, like DevicesInState.
 func (s *Store) DevicesFailingBefore(ctx context.Context, t time.Time, after string, limit int) ([]store.Device, bool, error) {
-	return s.Devices(ctx, after, limit, func(d store.Device) bool { return store.FailingBefore(d, t) })
+	return s.Devices(ctx, after, limit, func(d store.Device) bool { return policy.FailingBefore(d, t) })
 }
 
 // SaveReport implements store.ReportStore. Concurrent reports share one
@@ -296,7 +297,7 @@ func (s *Store) SaveReport(_ context.Context, id string, r store.Report) (c stor
 		if err != nil {
 			return err
 		}
-		if err := store.CheckReplay(last, &r); err != nil {
+		if err := policy.CheckReplay(last, &r); err != nil {
 			return err
 		}
 		cur := ev
@@ -333,7 +334,7 @@ func evalReport(id string, v []byte, r *store.Report) (reportEval, error) {
 	if r.SyncIntervalSeconds > 0 {
 		e.after.SyncIntervalSeconds = r.SyncIntervalSeconds
 	}
-	e.to, e.failing = store.Derive(e.after)
+	e.to, e.failing = policy.Derive(e.after)
 	return e, nil
 }
 

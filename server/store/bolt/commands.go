@@ -11,6 +11,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -119,7 +120,7 @@ func (w *cmdTx) insert(c proto.Command) error {
 // when the new state is final.
 func (w *cmdTx) move(c *storedCommand, state proto.CommandState, at time.Time) error {
 	from := c.State
-	store.ApplyCommandState(&c.Command, state, at)
+	policy.ApplyCommandState(&c.Command, state, at)
 	if state.Final() {
 		if err := w.tx.Bucket(bucketOpenCommands).Delete(deviceKey(c.DeviceID, seqKey(c.Seq))); err != nil {
 			return err
@@ -212,7 +213,7 @@ func (s *Store) CreateCommands(ctx context.Context, cmds []proto.Command) ([]pro
 			if c.CommandID == "" || w.tx.Bucket(bucketCommands).Get([]byte(c.CommandID)) != nil {
 				return store.ErrExists
 			}
-			cancels, err := store.AdmitCommand(&c, func() ([]proto.Command, error) {
+			cancels, err := policy.AdmitCommand(&c, func() ([]proto.Command, error) {
 				open, err := w.open(c.DeviceID)
 				cmds := make([]proto.Command, len(open))
 				for i, o := range open {

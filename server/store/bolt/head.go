@@ -10,6 +10,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -36,6 +37,7 @@ var (
 	bucketReports = []byte("reports") // device id -> JSON store.Report without SeenNonces
 	bucketReplay  = []byte("replay")  // device id -> encodeReplay of the last report
 	bucketHeads   = []byte("heads")   // device id -> head (encodeHead)
+	bucketRevs    = []byte("revs")    // device id -> uvarint Device.Rev, written by every write of the device
 )
 
 // head is what the hot paths read of a device without decoding its record.
@@ -149,12 +151,35 @@ func putHead(tx *bbolt.Tx, id string, h head) error {
 	return tx.Bucket(bucketHeads).Put([]byte(id), encodeHead(h))
 }
 
+// getRev is device id's revision as last committed (Device.Rev); ok is
+// false when no write since the revisions were kept under their own key
+// recorded one (the record's own Rev then holds).
+func getRev(tx *bbolt.Tx, id string) (rev int64, ok bool) {
+	b := tx.Bucket(bucketRevs) // absent in a file opened read-only before any write made it
+	if b == nil {
+		return 0, false
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return 0, false
+	}
+	r, n := binary.Uvarint(v)
+	return int64(r), n > 0
+}
+
+func putRev(tx *bbolt.Tx, id string, rev int64) error {
+	return tx.Bucket(bucketRevs).Put([]byte(id), binary.AppendUvarint(nil, uint64(rev)))
+}
+
 // decodeDevice decodes the record v of device id and attaches its last
-// report (with its SeenNonces from the replay record).
+// report (with its SeenNonces from the replay record) and its revision.
 func decodeDevice(tx *bbolt.Tx, id, v []byte) (store.Device, error) {
 	var d store.Device
 	if err := json.Unmarshal(v, &d); err != nil {
 		return d, fmt.Errorf("decoding device %s: %w", id, err)
+	}
+	if rev, ok := getRev(tx, string(id)); ok {
+		d.Rev = rev
 	}
 	if rv := tx.Bucket(bucketReports).Get(id); rv != nil {
 		d.Report = new(store.Report)
@@ -282,7 +307,7 @@ func migrateHeads(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, d := range devs {
-		st, failing := store.Derive(d)
+		st, failing := policy.Derive(d)
 		if d.Report != nil {
 			enc, err := encodeReport(d.Report)
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -98,7 +99,7 @@ func (s *Store) initSummary() error {
 			if err != nil {
 				return err
 			}
-			st, failing := store.Derive(d)
+			st, failing := policy.Derive(d)
 			sum.add(st, headOf(d, st, failing).failing, 1)
 			return nil
 		})
@@ -145,7 +146,7 @@ func (w *writer) put(before *store.Device, after store.Device, cause proto.Event
 		}
 		prev = &h
 	}
-	to, failing := store.Derive(after)
+	to, failing := policy.Derive(after)
 	c, next, err := w.change(before, prev, after, to, failing, cause, at)
 	if err != nil {
 		return c, err
@@ -208,10 +209,18 @@ func (w *writer) change(before *store.Device, prev *head, after store.Device, to
 	if prev != nil {
 		from, fromFailing = prev.state, prev.failing
 	}
-	// Every bump of the desired version passes here: note when, for the
-	// edit-to-compliant latency (an enrollment is not an edit).
-	if before != nil && after.Policy.Version != before.Policy.Version {
-		after.PolicyChangedAt = at.UTC()
+	if before != nil {
+		// The revision as committed: a report does not rewrite the record
+		// that before was read from, so the record's may be behind.
+		b := *before
+		if rev, ok := getRev(w.tx, b.ID); ok {
+			b.Rev = rev
+		}
+		before = &b
+	}
+	c := policy.ApplyDerived(before, &after, from, to, failing, cause, at).Change
+	if err := putRev(w.tx, after.ID, c.Device.Rev); err != nil {
+		return c, head{}, err
 	}
 	next := headOf(after, to, failing)
 	// The counters change only with the state or the failing settings: a
@@ -226,14 +235,10 @@ func (w *writer) change(before *store.Device, prev *head, after store.Device, to
 		}
 		sum.add(to, next.failing, 1)
 	}
-	store.TrackFailing(before, &after, to, failing, at)
-	c := store.Change{Device: after, State: to, Failing: failing}
-	if prev == nil || from != to {
-		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
+	for _, t := range c.Transitions {
 		if err := appendHistory(w.tx, t); err != nil {
 			return c, next, err
 		}
-		c.Transitions = []proto.Transition{t}
 	}
 	return c, next, nil
 }
@@ -272,7 +277,7 @@ func (w *writer) remove(d store.Device) error {
 	if err := w.tx.Bucket(bucketSecrets).Delete(d.SecretHash); err != nil {
 		return err
 	}
-	for _, b := range [][]byte{bucketHeads, bucketReports, bucketReplay, bucketDevices} {
+	for _, b := range [][]byte{bucketHeads, bucketReports, bucketReplay, bucketRevs, bucketDevices} {
 		if err := w.tx.Bucket(b).Delete([]byte(d.ID)); err != nil {
 			return err
 		}
@@ -394,17 +399,11 @@ func (w *writer) allGroups() (map[string]store.Group, error) {
 }
 
 func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
+	if len(d.Groups) == 0 {
+		return nil, nil
+	}
 	all, err := w.allGroups()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Group, 0, len(d.Groups))
-	for _, id := range d.Groups {
-		if g, ok := all[id]; ok {
-			out = append(out, g)
-		}
-	}
-	return out, nil
+	return policy.GroupsOf(d, all), err
 }
 
 // recompute re-derives the effective policy of each device in ids after
@@ -418,22 +417,12 @@ func (w *writer) recompute(ids []string, gid string, member func(string) bool, a
 			return nil, fmt.Errorf("group member %s: %w", id, err)
 		}
 		before := d
-		if gid != "" {
-			has := slices.Contains(d.Groups, gid)
-			switch want := member(id); {
-			case want && !has:
-				d.Groups = append(slices.Clone(d.Groups), gid)
-				sort.Strings(d.Groups)
-			case !want && has:
-				d.Groups = slices.DeleteFunc(slices.Clone(d.Groups), func(x string) bool { return x == gid })
-			}
-		}
-		gs, err := w.groupsOf(d)
+		all, err := w.allGroups()
 		if err != nil {
 			return nil, err
 		}
-		changed := store.Recompute(&d, gs)
-		if !changed && slices.Equal(before.Groups, d.Groups) {
+		changed, write := policy.Regroup(&d, all, gid, member)
+		if !write {
 			continue
 		}
 		c, err := w.put(&before, d, proto.CauseGroup, at)
@@ -461,15 +450,9 @@ func (w *writer) checkDevices(ids []string) error {
 	return nil
 }
 
-func normalizeMembers(ids []string) []string {
-	out := slices.Clone(ids)
-	sort.Strings(out)
-	return slices.Compact(out)
-}
-
 // CreateGroup implements store.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store.Change, err error) {
-	g.Members = normalizeMembers(g.Members)
+	g.Members = policy.NormalizeMembers(g.Members)
 	err = s.updateAudited(ctx, func(w *writer) error {
 		if w.tx.Bucket(bucketGroups).Get([]byte(g.ID)) != nil {
 			return store.ErrExists
@@ -522,7 +505,7 @@ func (s *Store) Groups(_ context.Context) ([]store.Group, error) {
 			return nil
 		})
 	})
-	store.SortGroups(out)
+	policy.SortGroups(out)
 	return out, err
 }
 
@@ -533,11 +516,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 		if err != nil {
 			return err
 		}
-		g, err = change(cur)
-		if err != nil {
+		if g, err = policy.ChangeGroup(cur, change); err != nil {
 			return err
 		}
-		g.ID, g.Members = cur.ID, cur.Members
 		if g.Name != cur.Name {
 			names := w.tx.Bucket(bucketGroupNames)
 			if names.Get([]byte(g.Name)) != nil {
@@ -569,7 +550,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 
 // SetGroupMembers implements store.GroupStore.
 func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (g store.Group, changes []store.Change, err error) {
-	members := normalizeMembers(deviceIDs)
+	members := policy.NormalizeMembers(deviceIDs)
 	err = s.updateAudited(ctx, func(w *writer) error {
 		g, err = getGroup(w.tx, id)
 		if err != nil {
@@ -578,7 +559,7 @@ func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []stri
 		if err := w.checkDevices(members); err != nil {
 			return err
 		}
-		affected := normalizeMembers(append(slices.Clone(g.Members), members...))
+		affected := policy.NormalizeMembers(append(slices.Clone(g.Members), members...))
 		in := map[string]bool{}
 		for _, m := range members {
 			in[m] = true
@@ -627,15 +608,13 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 			return err
 		}
 		before := d
-		d.Override = change(d.Override)
 		gs, err := w.groupsOf(d)
 		if err != nil {
 			return err
 		}
-		changed = store.Recompute(&d, gs)
-		if !changed && layerEqual(before.Override, d.Override) {
-			c = store.Change{Device: d}
-			c.State, c.Failing = store.Derive(d)
+		var write bool
+		if changed, write = policy.EditOverride(&d, gs, change); !write {
+			c = policy.Current(d)
 			return nil
 		}
 		if c, err = w.put(&before, d, proto.CauseEdit, s.now()); err != nil {
@@ -647,12 +626,6 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 		return s.writeAudit(ctx, w.tx)
 	})
 	return c, changed, err
-}
-
-func layerEqual(a, b store.Layer) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // History implements store.HistoryStore.

@@ -12,6 +12,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/bolt"
 	"github.com/doorbell-mdm/doorbell/server/store/storetest"
@@ -236,7 +237,7 @@ func TestConcurrentReportsKeepSummary(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range devs {
-			st, failing := store.Derive(d)
+			st, failing := policy.Derive(d)
 			want[st]++
 			for _, f := range failing {
 				drift[f.Setting]++

@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -39,16 +40,9 @@ func (w *writer) addRevision(ctx context.Context, kind store.RevisionKind, id st
 			return fmt.Errorf("decoding revision %s %s: %w", kind, id, err)
 		}
 	}
-	changes := store.DiffRevisions(prev.Layer, l, prev.Mode, mode)
-	if prev.N > 0 && len(changes) == 0 {
+	r, ok := policy.NextRevision(ctx, prev, l, mode, at)
+	if !ok {
 		return nil
-	}
-	r := store.Revision{N: prev.N + 1, At: at, Layer: l, Mode: mode, Changes: changes}
-	if r.Changes == nil {
-		r.Changes = []store.RevisionChange{}
-	}
-	if e, ok := store.AuditFrom(ctx); ok {
-		r.Actor, r.Action = e.Actor, e.Action
 	}
 	v, err := json.Marshal(r)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -94,7 +95,7 @@ func (w *writer) insertCommand(c proto.Command) error {
 // the new state is final.
 func (w *writer) moveCommand(c *proto.Command, state proto.CommandState, at time.Time) error {
 	from := c.State
-	store.ApplyCommandState(c, state, at)
+	policy.ApplyCommandState(c, state, at)
 	doc, err := json.Marshal(*c)
 	if err != nil {
 		return fmt.Errorf("encoding command %s: %w", c.CommandID, err)
@@ -174,7 +175,7 @@ func (s *Store) CreateCommands(ctx context.Context, cmds []proto.Command) ([]pro
 			if taken {
 				return store.ErrExists
 			}
-			cancels, err := store.AdmitCommand(&c, func() ([]proto.Command, error) { return w.openCommands(c.DeviceID) })
+			cancels, err := policy.AdmitCommand(&c, func() ([]proto.Command, error) { return w.openCommands(c.DeviceID) })
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -65,7 +66,7 @@ func (w *writer) loadPart(d store.Dump, last *int64) error {
 			if err != nil {
 				return err
 			}
-			st, failing := store.Derive(dev)
+			st, failing := policy.Derive(dev)
 			w.count(dev.ID, st, failing, 1)
 			hist := d.History[dev.ID]
 			ids[i], hashes[i], states[i], ns[i], docs[i], since[i] = dev.ID, dev.SecretHash, string(st), int64(len(hist)), doc, nonCompliantSince(dev)

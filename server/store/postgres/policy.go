@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -25,12 +26,6 @@ const groupLock = 0x67726f757073 // "groups"
 func (w *writer) lockGroups() error {
 	_, err := w.tx.Exec(w.ctx, "SELECT pg_advisory_xact_lock($1)", int64(groupLock))
 	return err
-}
-
-func normalizeMembers(ids []string) []string {
-	out := slices.Clone(ids)
-	sort.Strings(out)
-	return slices.Compact(out)
 }
 
 func groupDoc(g store.Group) ([]byte, error) {
@@ -125,25 +120,12 @@ func (w *writer) recompute(rows map[string]row, ids []string, gid string, member
 		}
 		d := r.d
 		before := d
-		if gid != "" {
-			has := slices.Contains(d.Groups, gid)
-			switch want := member(id); {
-			case want && !has:
-				d.Groups = append(slices.Clone(d.Groups), gid)
-				sort.Strings(d.Groups)
-			case !want && has:
-				d.Groups = slices.DeleteFunc(slices.Clone(d.Groups), func(x string) bool { return x == gid })
-			}
-			if len(d.Groups) == 0 {
-				d.Groups = nil
-			}
-		}
-		gs, err := w.groupsOf(d)
+		all, err := w.allGroups()
 		if err != nil {
 			return nil, err
 		}
-		changed := store.Recompute(&d, gs)
-		if !changed && slices.Equal(before.Groups, d.Groups) {
+		changed, write := policy.Regroup(&d, all, gid, member)
+		if !write {
 			continue
 		}
 		c, err := w.put(&before, r.histN, d, proto.CauseGroup, at)
@@ -159,7 +141,7 @@ func (w *writer) recompute(rows map[string]row, ids []string, gid string, member
 
 // CreateGroup implements store.GroupStore.
 func (s *Store) CreateGroup(ctx context.Context, g store.Group) (changes []store.Change, err error) {
-	g.Members = normalizeMembers(g.Members)
+	g.Members = policy.NormalizeMembers(g.Members)
 	err = s.tx(ctx, func(w *writer) error {
 		if err := w.lockGroups(); err != nil {
 			return err
@@ -268,7 +250,7 @@ func (s *Store) Groups(ctx context.Context) ([]store.Group, error) {
 		}
 		return rows.Err()
 	})
-	store.SortGroups(out)
+	policy.SortGroups(out)
 	return out, err
 }
 
@@ -282,11 +264,9 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 		if err != nil {
 			return err
 		}
-		g, err = change(cur)
-		if err != nil {
+		if g, err = policy.ChangeGroup(cur, change); err != nil {
 			return err
 		}
-		g.ID, g.Members = cur.ID, cur.Members
 		if g.Name != cur.Name {
 			var taken bool
 			if err := w.tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM groups WHERE name = $1)", g.Name).Scan(&taken); err != nil {
@@ -326,7 +306,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, change func(store.Gr
 
 // SetGroupMembers implements store.GroupStore.
 func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []string) (g store.Group, changes []store.Change, err error) {
-	next := normalizeMembers(deviceIDs)
+	next := policy.NormalizeMembers(deviceIDs)
 	err = s.tx(ctx, func(w *writer) error {
 		if err := w.lockGroups(); err != nil {
 			return err
@@ -335,7 +315,7 @@ func (s *Store) SetGroupMembers(ctx context.Context, id string, deviceIDs []stri
 		if err != nil {
 			return err
 		}
-		affected := normalizeMembers(append(slices.Clone(g.Members), next...))
+		affected := policy.NormalizeMembers(append(slices.Clone(g.Members), next...))
 		rows, err := w.lockMembers(affected)
 		if err != nil {
 			return err
@@ -418,15 +398,13 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 		}
 		d := cur.d
 		before := d
-		d.Override = change(d.Override)
 		gs, err := w.groupsOf(d)
 		if err != nil {
 			return err
 		}
-		changed = store.Recompute(&d, gs)
-		if !changed && layerEqual(before.Override, d.Override) {
-			c = store.Change{Device: d}
-			c.State, c.Failing = store.Derive(d)
+		var write bool
+		if changed, write = policy.EditOverride(&d, gs, change); !write {
+			c = policy.Current(d)
 			return nil
 		}
 		if c, err = w.put(&before, cur.histN, d, proto.CauseEdit, s.now()); err != nil {
@@ -438,12 +416,6 @@ func (s *Store) UpdateOverride(ctx context.Context, id string, change func(store
 		return w.writeAudit(ctx)
 	})
 	return c, changed, err
-}
-
-func layerEqual(a, b store.Layer) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // History implements store.HistoryStore.

@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -420,16 +421,9 @@ func (s *Store) SaveReport(ctx context.Context, id string, r store.Report) (c st
 			return err
 		}
 		d := cur.d
-		if r.AppliedPolicyVersion > d.Policy.Version {
-			return store.ErrVersionAhead
-		}
-		if err := store.CheckReplay(d.Report, &r); err != nil {
-			return err
-		}
 		before := d
-		d.Report = &r
-		if r.SyncIntervalSeconds > 0 {
-			d.SyncIntervalSeconds = r.SyncIntervalSeconds
+		if err := policy.AcceptReport(&d, r); err != nil {
+			return err
 		}
 		c, err = w.put(&before, cur.histN, d, proto.CauseReport, r.ReceivedAt)
 		return err

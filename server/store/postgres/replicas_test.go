@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres"
 	"github.com/doorbell-mdm/doorbell/server/store/postgres/pgtest"
@@ -96,7 +97,7 @@ func TestTwoStoresOneDatabase(t *testing.T) {
 		if d.Policy.PasswordMinLength == nil || *d.Policy.PasswordMinLength != want {
 			t.Errorf("%s: passwordMinLength %v, want %d", id, d.Policy.PasswordMinLength, want)
 		}
-		st, failing := store.Derive(d)
+		st, failing := policy.Derive(d)
 		counts[st]++
 		for _, f := range failing {
 			drift[f.Setting]++

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -30,16 +31,9 @@ func (w *writer) addRevision(kind store.RevisionKind, id string, l store.Layer, 
 			return fmt.Errorf("decoding revision %s %s: %w", kind, id, err)
 		}
 	}
-	changes := store.DiffRevisions(prev.Layer, l, prev.Mode, mode)
-	if prev.N > 0 && len(changes) == 0 {
+	r, ok := policy.NextRevision(w.ctx, prev, l, mode, at)
+	if !ok {
 		return nil
-	}
-	r := store.Revision{N: prev.N + 1, At: at, Layer: l, Mode: mode, Changes: changes}
-	if r.Changes == nil {
-		r.Changes = []store.RevisionChange{}
-	}
-	if e, ok := store.AuditFrom(w.ctx); ok {
-		r.Actor, r.Action = e.Actor, e.Action
 	}
 	v, err := json.Marshal(r)
 	if err != nil {

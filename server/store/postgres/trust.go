@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -22,7 +23,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		st, failing := store.Derive(cur.d)
+		st, failing := policy.Derive(cur.d)
 		w.count(id, st, failing, -1)
 		if _, err := w.tx.Exec(ctx, "DELETE FROM history WHERE device_id = $1", id); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -61,21 +62,13 @@ func (w *writer) count(id string, state proto.ComplianceState, failing []proto.S
 // version bump and returns what the write does, with the device's new
 // history count.
 func (w *writer) account(before *store.Device, histN int64, after *store.Device, cause proto.EventCause, at time.Time) (store.Change, int64, error) {
-	var from proto.ComplianceState
+	pw := policy.Apply(before, after, cause, at)
 	if before != nil {
-		st, failing := store.Derive(*before)
-		w.count(before.ID, st, failing, -1)
-		from = st
-		if after.Policy.Version != before.Policy.Version {
-			after.PolicyChangedAt = at.UTC()
-		}
+		w.count(before.ID, pw.From, pw.FromFailing, -1)
 	}
-	to, failing := store.Derive(*after)
-	w.count(after.ID, to, failing, 1)
-	store.TrackFailing(before, after, to, failing, at)
-	c := store.Change{State: to, Failing: failing}
-	if before == nil || from != to {
-		t := proto.Transition{DeviceID: after.ID, From: from, To: to, At: at.UTC(), Cause: cause, Failing: failing}
+	c := pw.Change
+	w.count(after.ID, c.State, c.Failing, 1)
+	for _, t := range c.Transitions {
 		rec := t
 		rec.DeviceID = ""
 		v, err := json.Marshal(rec)
@@ -87,9 +80,7 @@ func (w *writer) account(before *store.Device, histN int64, after *store.Device,
 		w.histNs = append(w.histNs, histN)
 		w.histDocs = append(w.histDocs, v)
 		w.transitions = append(w.transitions, t)
-		c.Transitions = []proto.Transition{t}
 	}
-	c.Device = *after
 	return c, histN, nil
 }
 
@@ -172,7 +163,7 @@ func (w *writer) flush() error {
 			if err != nil {
 				return fmt.Errorf("encoding device %s: %w", id, err)
 			}
-			st, _ := store.Derive(p.d)
+			st, _ := policy.Derive(p.d)
 			docs[i], states[i], ns[i], since[i] = v, string(st), p.histN, nonCompliantSince(p.d)
 		}
 		b.Queue(`UPDATE devices d SET doc = u.doc, state = u.state, hist_n = u.n, non_compliant_since = u.since
@@ -266,16 +257,7 @@ func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
 		return nil, nil // most edits: no group to read
 	}
 	all, err := w.allGroups()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Group, 0, len(d.Groups))
-	for _, id := range d.Groups {
-		if g, ok := all[id]; ok {
-			out = append(out, g)
-		}
-	}
-	return out, nil
+	return policy.GroupsOf(d, all), err
 }
 
 // writeAudit queues the audit entry carried by ctx, if any; flush appends

@@ -10,7 +10,7 @@ import (
 )
 
 // testFailingSince checks that a backend keeps NonCompliantSince and
-// FailingSince through reports and edits (store.TrackFailing).
+// FailingSince through reports and edits (policy.TrackFailing).
 func testFailingSince(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, NewDevice("d1"))

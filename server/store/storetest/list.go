@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/policy"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
@@ -105,7 +106,7 @@ func testDevicesFailingBefore(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 		for _, d := range devs {
-			if !store.FailingBefore(d, before) {
+			if !policy.FailingBefore(d, before) {
 				t.Errorf("%s listed as failing before %v but failing since %v", d.ID, before, d.NonCompliantSince)
 			}
 		}

@@ -248,26 +248,48 @@ func testEditBumpsVersion(t *testing.T, s store.Store) {
 
 func testConcurrentUpdates(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	mustCreate(t, s, NewDevice("c1"))
+	c, err := s.CreateDevice(ctx, NewDevice("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Device.Rev != 1 {
+		t.Fatalf("a new device's Rev = %d, want 1", c.Device.Rev)
+	}
 	const n = 40
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	revs := map[int64]int{}
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			// Every call flips the value, so each one is a real change.
-			if _, _, err := s.UpdateOverride(ctx, "c1", func(l store.Layer) store.Layer {
+			c, _, err := s.UpdateOverride(ctx, "c1", func(l store.Layer) store.Layer {
 				on := string(l.Values[proto.SettingCameraDisabled]) == "true"
 				return setCamera(!on)(l)
-			}); err != nil {
+			})
+			if err != nil {
 				t.Error(err)
+				return
 			}
+			mu.Lock()
+			revs[c.Device.Rev]++
+			mu.Unlock()
 		}(i)
 	}
 	wg.Wait()
 	got, _ := s.Device(ctx, "c1")
 	if got.Policy.Version != 1+n {
 		t.Fatalf("version after %d concurrent edits = %d, want %d", n, got.Policy.Version, 1+n)
+	}
+	// Each write has its own revision, in commit order: 2 to n+1, once each.
+	if got.Rev != 1+n {
+		t.Errorf("Rev after %d concurrent edits = %d, want %d", n, got.Rev, 1+n)
+	}
+	for rev := int64(2); rev <= 1+n; rev++ {
+		if revs[rev] != 1 {
+			t.Errorf("Rev %d returned by %d writes, want 1", rev, revs[rev])
+		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package store
+package policy
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 func vals(kv ...string) proto.SettingValues {
@@ -17,11 +18,11 @@ func vals(kv ...string) proto.SettingValues {
 }
 
 func TestEffective(t *testing.T) {
-	low := Group{ID: "g1", Name: "all", Priority: 1, Layer: Layer{Values: vals("cameraDisabled", "false", "passwordMinLength", "4")}}
-	high := Group{ID: "g2", Name: "kiosks", Priority: 10, Layer: Layer{Values: vals("cameraDisabled", "true")}}
-	tieA := Group{ID: "g9", Name: "alpha", Priority: 5, Layer: Layer{Values: vals("passwordMinLength", "6")}}
-	tieB := Group{ID: "g3", Name: "beta", Priority: 5, Layer: Layer{Values: vals("passwordMinLength", "12")}}
-	monitor := Group{ID: "g4", Name: "watch", Priority: 20, Mode: proto.ModeMonitor, Layer: Layer{Values: vals("statusBarDisabled", "true")}}
+	low := store.Group{ID: "g1", Name: "all", Priority: 1, Layer: store.Layer{Values: vals("cameraDisabled", "false", "passwordMinLength", "4")}}
+	high := store.Group{ID: "g2", Name: "kiosks", Priority: 10, Layer: store.Layer{Values: vals("cameraDisabled", "true")}}
+	tieA := store.Group{ID: "g9", Name: "alpha", Priority: 5, Layer: store.Layer{Values: vals("passwordMinLength", "6")}}
+	tieB := store.Group{ID: "g3", Name: "beta", Priority: 5, Layer: store.Layer{Values: vals("passwordMinLength", "12")}}
+	monitor := store.Group{ID: "g4", Name: "watch", Priority: 20, Mode: proto.ModeMonitor, Layer: store.Layer{Values: vals("statusBarDisabled", "true")}}
 	type want struct {
 		values  string // JSON of the effective Settings
 		monitor []string
@@ -29,25 +30,25 @@ func TestEffective(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		groups   []Group
-		override Layer
+		groups   []store.Group
+		override store.Layer
 		want     want
 	}{
-		{"nothing: camera allowed by default", nil, Layer{},
+		{"nothing: camera allowed by default", nil, store.Layer{},
 			want{`{"cameraDisabled":false}`, nil, map[string]string{"cameraDisabled": "default"}}},
-		{"higher priority wins", []Group{low, high}, Layer{},
+		{"higher priority wins", []store.Group{low, high}, store.Layer{},
 			want{`{"cameraDisabled":true,"passwordMinLength":4}`, nil, map[string]string{"cameraDisabled": "group:g2", "passwordMinLength": "group:g1"}}},
-		{"order of groups does not matter", []Group{high, low}, Layer{},
+		{"order of groups does not matter", []store.Group{high, low}, store.Layer{},
 			want{`{"cameraDisabled":true,"passwordMinLength":4}`, nil, map[string]string{"cameraDisabled": "group:g2", "passwordMinLength": "group:g1"}}},
-		{"equal priority: name sorting first wins", []Group{tieB, tieA}, Layer{},
+		{"equal priority: name sorting first wins", []store.Group{tieB, tieA}, store.Layer{},
 			want{`{"cameraDisabled":false,"passwordMinLength":6}`, nil, map[string]string{"cameraDisabled": "default", "passwordMinLength": "group:g9"}}},
-		{"device override wins over every group", []Group{low, high}, Layer{Values: vals("cameraDisabled", "false")},
+		{"device override wins over every group", []store.Group{low, high}, store.Layer{Values: vals("cameraDisabled", "false")},
 			want{`{"cameraDisabled":false,"passwordMinLength":4}`, nil, map[string]string{"cameraDisabled": "device", "passwordMinLength": "group:g1"}}},
-		{"group mode monitors its settings", []Group{monitor, high}, Layer{},
+		{"group mode monitors its settings", []store.Group{monitor, high}, store.Layer{},
 			want{`{"cameraDisabled":true,"statusBarDisabled":true}`, []string{"statusBarDisabled"}, map[string]string{"cameraDisabled": "group:g2", "statusBarDisabled": "group:g4"}}},
-		{"device modes override the mode, not the value", []Group{high}, Layer{Modes: map[string]proto.Mode{"cameraDisabled": proto.ModeMonitor}},
+		{"device modes override the mode, not the value", []store.Group{high}, store.Layer{Modes: map[string]proto.Mode{"cameraDisabled": proto.ModeMonitor}},
 			want{`{"cameraDisabled":true}`, []string{"cameraDisabled"}, map[string]string{"cameraDisabled": "group:g2"}}},
-		{"per-setting group mode", []Group{{ID: "g5", Name: "x", Layer: Layer{Values: vals("cameraDisabled", "true", "passwordMinLength", "8"), Modes: map[string]proto.Mode{"passwordMinLength": proto.ModeMonitor}}}}, Layer{},
+		{"per-setting group mode", []store.Group{{ID: "g5", Name: "x", Layer: store.Layer{Values: vals("cameraDisabled", "true", "passwordMinLength", "8"), Modes: map[string]proto.Mode{"passwordMinLength": proto.ModeMonitor}}}}, store.Layer{},
 			want{`{"cameraDisabled":true,"passwordMinLength":8}`, []string{"passwordMinLength"}, map[string]string{"cameraDisabled": "group:g5", "passwordMinLength": "group:g5"}}},
 	}
 	for _, tt := range tests {
@@ -72,19 +73,19 @@ func TestEffective(t *testing.T) {
 }
 
 func TestRecomputeBumpsOnlyOnChange(t *testing.T) {
-	d := Device{Policy: proto.DevicePolicy{Version: 1}}
+	d := store.Device{Policy: proto.DevicePolicy{Version: 1}}
 	if Recompute(&d, nil) {
 		t.Fatal("Recompute with nothing changed bumped")
 	}
-	g := Group{ID: "g", Name: "g", Layer: Layer{Values: vals("cameraDisabled", "true")}}
-	if !Recompute(&d, []Group{g}) || d.Policy.Version != 2 || !d.Policy.CameraDisabled {
+	g := store.Group{ID: "g", Name: "g", Layer: store.Layer{Values: vals("cameraDisabled", "true")}}
+	if !Recompute(&d, []store.Group{g}) || d.Policy.Version != 2 || !d.Policy.CameraDisabled {
 		t.Fatalf("after group: %+v, want version 2 camera disabled", d.Policy)
 	}
-	if Recompute(&d, []Group{g}) || d.Policy.Version != 2 {
+	if Recompute(&d, []store.Group{g}) || d.Policy.Version != 2 {
 		t.Fatalf("second Recompute bumped: %+v", d.Policy)
 	}
 	g.Mode = proto.ModeMonitor
-	if !Recompute(&d, []Group{g}) || d.Policy.Version != 3 || !reflect.DeepEqual(d.Policy.Monitor, []string{"cameraDisabled"}) {
+	if !Recompute(&d, []store.Group{g}) || d.Policy.Version != 3 || !reflect.DeepEqual(d.Policy.Monitor, []string{"cameraDisabled"}) {
 		t.Fatalf("mode change: %+v, want version 3 monitoring the camera", d.Policy)
 	}
 }

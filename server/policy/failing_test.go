@@ -1,10 +1,11 @@
-package store
+package policy
 
 import (
 	"testing"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 func TestTrackFailing(t *testing.T) {
@@ -16,7 +17,7 @@ func TestTrackFailing(t *testing.T) {
 		}
 		return out
 	}
-	var d Device
+	var d store.Device
 	TrackFailing(nil, &d, proto.StateUnknown, nil, t0)
 	if !d.NonCompliantSince.IsZero() || d.FailingSince != nil {
 		t.Fatalf("new device: %+v", d)
@@ -60,19 +61,19 @@ func TestTrackFailing(t *testing.T) {
 }
 
 func TestEffectiveGuided(t *testing.T) {
-	g := Group{ID: "g1", Name: "laptops", Layer: Layer{Values: proto.SettingValues{"packages": []byte(`[]`), "firewallEnabled": []byte("true")},
+	g := store.Group{ID: "g1", Name: "laptops", Layer: store.Layer{Values: proto.SettingValues{"packages": []byte(`[]`), "firewallEnabled": []byte("true")},
 		Modes: map[string]proto.Mode{"packages": proto.ModeGuided}, Deadline: "48h"}}
-	d := Device{}
-	if !Recompute(&d, []Group{g}) {
+	d := store.Device{}
+	if !Recompute(&d, []store.Group{g}) {
 		t.Fatal("no change")
 	}
 	if len(d.Policy.Guided) != 1 || d.Policy.Guided["packages"] != "48h" {
 		t.Fatalf("guided %v", d.Policy.Guided)
 	}
 	// The device's own mode wins, with its own deadline (default 72h).
-	d.Override = Layer{Modes: map[string]proto.Mode{"firewallEnabled": proto.ModeGuided}}
+	d.Override = store.Layer{Modes: map[string]proto.Mode{"firewallEnabled": proto.ModeGuided}}
 	v := d.Policy.Version
-	if !Recompute(&d, []Group{g}) || d.Policy.Version != v+1 {
+	if !Recompute(&d, []store.Group{g}) || d.Policy.Version != v+1 {
 		t.Fatal("a new guided setting did not bump the version")
 	}
 	if d.Policy.Guided["firewallEnabled"] != DefaultGuidedDeadline || d.Policy.Guided["packages"] != "48h" {
@@ -80,10 +81,10 @@ func TestEffectiveGuided(t *testing.T) {
 	}
 	// A deadline change alone is a policy change.
 	g.Deadline = "24h"
-	if !Recompute(&d, []Group{g}) || d.Policy.Guided["packages"] != "24h" {
+	if !Recompute(&d, []store.Group{g}) || d.Policy.Guided["packages"] != "24h" {
 		t.Fatalf("deadline change: %v", d.Policy.Guided)
 	}
-	if Recompute(&d, []Group{g}) {
+	if Recompute(&d, []store.Group{g}) {
 		t.Fatal("recomputing an unchanged policy bumped it")
 	}
 }

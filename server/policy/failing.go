@@ -1,9 +1,10 @@
-package store
+package policy
 
 import (
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
+	"github.com/doorbell-mdm/doorbell/server/store"
 )
 
 // TrackFailing keeps after's NonCompliantSince and FailingSince as a
@@ -17,7 +18,7 @@ import (
 //   - STALE and UNKNOWN (a policy edit waiting for the next report) keep
 //     what before had: an edit does not restart a deadline or an
 //     escalation.
-func TrackFailing(before *Device, after *Device, to proto.ComplianceState, failing []proto.SettingFailure, at time.Time) {
+func TrackFailing(before *store.Device, after *store.Device, to proto.ComplianceState, failing []proto.SettingFailure, at time.Time) {
 	var since time.Time
 	var prev map[string]time.Time
 	if before != nil {
@@ -42,4 +43,11 @@ func TrackFailing(before *Device, after *Device, to proto.ComplianceState, faili
 	default:
 		after.NonCompliantSince, after.FailingSince = since, prev
 	}
+}
+
+// FailingBefore reports whether d has been failing since before t: the
+// one definition of the ?failingSince.lt= filter, which every backend's
+// DevicesFailingBefore must agree with.
+func FailingBefore(d store.Device, t time.Time) bool {
+	return !d.NonCompliantSince.IsZero() && d.NonCompliantSince.Before(t)
 }
