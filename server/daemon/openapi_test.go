@@ -935,4 +935,3 @@ func TestOpenAPISchemasMatchProto(t *testing.T) {
 		}
 	}
 }
-
