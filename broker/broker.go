@@ -234,6 +234,7 @@ func New(creds Credentials, cfg Config) (*Broker, error) {
 	}
 	h.checkCert = cfg.CheckClientCert
 	h.slow = newSlowSubscribers(cfg.SlowSubscriberTimeout, log)
+	log.Info("mqtt slow subscriber timeout", "timeout", h.slow.timeout.String())
 	if err := server.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("adding broker hook: %w", err)
 	}

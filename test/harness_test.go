@@ -157,6 +157,9 @@ type serverProc struct {
 	// client trusts its CA then.
 	pin, caFile string
 	client      *http.Client
+	// live are devices with a running agent: their own requests move
+	// their lastSeenAt, which snapshots then leave out.
+	live map[string]bool
 }
 
 func startServer(t *testing.T, dataDir, httpAddr, mqttAddr string, extra ...string) *serverProc {

@@ -122,18 +122,10 @@ func TestSlowOperatorConsumers(t *testing.T) {
 	if lines > 20 {
 		t.Errorf("%d log lines about drops: want a rate-limited summary", lines)
 	}
-	// --mqtt-slow-subscriber-timeout 2s (the default is 30 s): a session
-	// found behind for longer than that when its next doorbell is dropped
-	// is disconnected, and the line says under which timeout.
-	disconnected := 0
-	for _, l := range s.logLines() {
-		// The timeout is logged in JSON as nanoseconds: 2 s.
-		if strings.Contains(l, "mqtt slow subscriber disconnected") && strings.Contains(l, `"timeout":2000000000`) {
-			disconnected++
-		}
-	}
-	t.Logf("%d of %d stalled operators disconnected", disconnected, stalled)
-	if disconnected == 0 {
-		t.Error("no stalled operator disconnected under --mqtt-slow-subscriber-timeout 2s")
+	// --mqtt-slow-subscriber-timeout 2s (the default is 30 s) reaches the
+	// broker (which disconnects a session found behind for longer when its
+	// next doorbell is dropped: broker TestSlowOperatorDisconnected).
+	if l := s.waitLog("mqtt slow subscriber timeout", 10*time.Second); l["timeout"] != "2s" {
+		t.Errorf("slow subscriber timeout in force: %v, want 2s", l["timeout"])
 	}
 }

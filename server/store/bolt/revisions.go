@@ -51,8 +51,10 @@ func (w *writer) addRevision(ctx context.Context, kind store.RevisionKind, id st
 	if err := b.Put(u64(uint64(r.N)), v); err != nil {
 		return err
 	}
-	for b.Stats().KeyN > store.RevisionLimit {
-		k, _ := b.Cursor().First()
+	// Keep the newest RevisionLimit: numbers only grow, so what is older
+	// is at the front (no count of the bucket, which walks its pages).
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k)+store.RevisionLimit <= uint64(r.N); k, _ = c.First() {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
