@@ -367,14 +367,27 @@ func TestMQTTStopsWhileConnecting(t *testing.T) {
 	recv(t, h.results, "the sync at start")
 	c := recv(t, accepted, "the MQTT dial")
 	// Stop while the handshake hangs; closing the connection is what a
-	// connect timeout would do, without waiting for it.
+	// connect timeout would do, without waiting for it. A sync that
+	// succeeded meanwhile makes the agent dial again at once: that
+	// handshake hangs the same way and is closed the same way.
+	stopped, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		// Reading the CONNECT proves the agent is mid-handshake.
-		if _, err := packets.ReadPacket(c); err != nil && !errors.Is(err, io.EOF) {
-			return
+		defer close(done)
+		for {
+			// Reading the CONNECT proves the agent is mid-handshake.
+			if _, err := packets.ReadPacket(c); err != nil && !errors.Is(err, io.EOF) {
+				return
+			}
+			c.Close()
+			select {
+			case c = <-accepted:
+			case <-stopped:
+				return
+			}
 		}
-		c.Close()
 	}()
 	stop()
+	close(stopped)
+	<-done
 	assertNoAgentGoroutines(t)
 }
