@@ -828,7 +828,11 @@ func (a *Agent) enforce(ctx context.Context, policy proto.DevicePolicy) (report 
 		}
 		desired = leaveAlone(desired, before, skip)
 	}
-	enforceErr = a.cfg.Enforcer.Enforce(ctx, desired)
+	if pe, ok := a.cfg.Enforcer.(PartialEnforcer); ok && len(skip) > 0 {
+		enforceErr = pe.EnforceExcept(ctx, desired, skip)
+	} else {
+		enforceErr = a.cfg.Enforcer.Enforce(ctx, desired)
+	}
 	// Observe even when Enforce failed: a device that refuses reports its
 	// unchanged state.
 	observed, err := a.cfg.Enforcer.Observe(ctx)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -22,6 +23,16 @@ type Enforcer interface {
 	Enforce(ctx context.Context, desired proto.Settings) error
 	// Observe reads the device's actual settings.
 	Observe(ctx context.Context) (proto.Settings, error)
+}
+
+// PartialEnforcer is an Enforcer that can be told to leave settings alone
+// whatever desired holds for them. The agent uses it for the settings it
+// only monitors, cannot enforce, or waits on the user for: an Enforcer
+// without it gets the always-managed cameraDisabled with the value observed
+// at the start of the sync, so a change made on the device between that
+// observation and the write would be written back.
+type PartialEnforcer interface {
+	EnforceExcept(ctx context.Context, desired proto.Settings, leave []string) error
 }
 
 // ErrLocked is returned by Enforce when the device refuses to change.
@@ -58,6 +69,12 @@ func NewFileEnforcer(path string) *FileEnforcer {
 
 // Enforce implements Enforcer.
 func (e *FileEnforcer) Enforce(ctx context.Context, desired proto.Settings) error {
+	return e.EnforceExcept(ctx, desired, nil)
+}
+
+// EnforceExcept implements PartialEnforcer: the keys named in leave are
+// not written, whatever desired holds.
+func (e *FileEnforcer) EnforceExcept(ctx context.Context, desired proto.Settings, leave []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -88,6 +105,9 @@ func (e *FileEnforcer) Enforce(ctx context.Context, desired proto.Settings) erro
 	}
 	changed := false
 	for k, v := range managed {
+		if slices.Contains(leave, k) {
+			continue
+		}
 		if old, ok := doc[k]; !ok || !sameJSON(old, v) {
 			doc[k], changed = v, true
 		}

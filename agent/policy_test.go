@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -147,5 +149,62 @@ func TestPerSettingReports(t *testing.T) {
 				t.Errorf("SyncResult.Compliant = %v", r.Compliant)
 			}
 		})
+	}
+}
+
+// racingEnforcer is a FileEnforcer whose device changes (meanwhile) after
+// the agent observed it and before it writes, once.
+type racingEnforcer struct {
+	*FileEnforcer
+	meanwhile func()
+}
+
+func (r *racingEnforcer) race() {
+	if f := r.meanwhile; f != nil {
+		r.meanwhile = nil
+		f()
+	}
+}
+
+func (r *racingEnforcer) Enforce(ctx context.Context, d proto.Settings) error {
+	r.race()
+	return r.FileEnforcer.Enforce(ctx, d)
+}
+
+func (r *racingEnforcer) EnforceExcept(ctx context.Context, d proto.Settings, leave []string) error {
+	r.race()
+	return r.FileEnforcer.EnforceExcept(ctx, d, leave)
+}
+
+// TestMonitoredSettingNotWrittenBack: a monitored cameraDisabled that the
+// device's user changes between the agent's observation and its write is
+// left as the user set it. Handing the enforcer the value observed before
+// wrote the old value back (seen as a flaky TestRecoveredMonitoredDevice).
+func TestMonitoredSettingNotWrittenBack(t *testing.T) {
+	srv := newFakeServer(t)
+	path := filepath.Join(t.TempDir(), "device.json")
+	if err := os.WriteFile(path, []byte(`{"cameraDisabled": false}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	enf := &racingEnforcer{FileEnforcer: NewFileEnforcer(path)}
+	h := newHarness(t, srv, t.TempDir(), func(c *Config) { c.Enforcer = enf })
+	r := h.sync(t)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	enf.meanwhile = func() {
+		if err := os.WriteFile(path, []byte(`{"cameraDisabled": true}`+"\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	srv.setDevicePolicy(r.DeviceID, proto.DevicePolicy{Settings: proto.Settings{CameraDisabled: true}, Monitor: []string{proto.SettingCameraDisabled}})
+	if r = h.sync(t); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if enf.meanwhile != nil {
+		t.Fatal("the sync never wrote: the race was not exercised")
+	}
+	if got, err := enf.Observe(t.Context()); err != nil || !got.CameraDisabled {
+		t.Fatalf("device cameraDisabled = %v (%v): the agent wrote a monitored setting back", got.CameraDisabled, err)
 	}
 }
