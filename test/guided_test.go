@@ -4,19 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,54 +19,7 @@ import (
 	"github.com/doorbell-mdm/doorbell/agent/linuxtest"
 	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
-	"github.com/doorbell-mdm/doorbell/server/daemon"
 )
-
-// escalationReceiver is a webhook receiver that keeps every
-// device.escalated event whose signature verifies.
-type escalationReceiver struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	events []proto.EscalationEvent
-	bad    int
-}
-
-func startEscalationReceiver(t *testing.T, secret string) *escalationReceiver {
-	h := &escalationReceiver{}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if r.Header.Get(daemon.SignatureHeader) != daemon.Sign(secret, body) {
-			h.bad++
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if r.Header.Get(daemon.EventHeader) != daemon.EventEscalated {
-			return // transitions and commands: not this test's business
-		}
-		var ev proto.EscalationEvent
-		if err := json.Unmarshal(body, &ev); err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		h.events = append(h.events, ev)
-	}))
-	t.Cleanup(h.srv.Close)
-	return h
-}
-
-func (h *escalationReceiver) forDevice(id string) []proto.EscalationEvent {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []proto.EscalationEvent
-	for _, ev := range h.events {
-		if ev.DeviceID == id {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
 
 // debianAgent runs a real agent in-process on a Debian fixture tree with
 // the recording runner: the runner records the notifier's wall and
@@ -152,7 +100,7 @@ func (s *serverProc) metric(t *testing.T, sample string) float64 {
 //     many more times the server evaluates the rules, before and after a
 //     restart of the server.
 func TestGuidedAndEscalationEndToEnd(t *testing.T) {
-	hook := startEscalationReceiver(t, "esc-secret")
+	hook := startHookReceiver(t, "esc-secret")
 	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0",
 		"--escalation-interval", "500ms", "--webhook-url", hook.srv.URL, "--webhook-secret", "esc-secret")
 	g := startDebianAgent(t, srv, "guided")
@@ -227,7 +175,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		var cmds proto.CommandList
 		testkit.Eventually(t, 30*time.Second, "the notify webhook and the lock command", func() bool {
 			srv.mustAdmin("GET", "/devices/"+eid+"/commands", "", &cmds)
-			return len(hook.forDevice(eid)) > 0 && len(cmds.Commands) > 0
+			return len(hook.escalations(eid)) > 0 && len(cmds.Commands) > 0
 		})
 		c := srv.waitCommand(cmds.Commands[0].CommandID, proto.CommandAcknowledged, 30*time.Second)
 		if c.Type != proto.CommandLock {
@@ -248,7 +196,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		if st := srv.status(eid); st.State != proto.StateNonCompliant {
 			t.Fatalf("the escalated device is %s; the test needs it still failing", st.State)
 		}
-		evs := hook.forDevice(eid)
+		evs := hook.escalations(eid)
 		if len(evs) != 1 || evs[0].Step != "notify" || evs[0].GroupID != eg.GroupID || evs[0].NonCompliantSince.IsZero() {
 			t.Errorf("escalation webhooks %+v, want one notify", evs)
 		}
@@ -275,8 +223,8 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		if count["escalation.notify"] != 1 || count["escalation.command"] != 1 || count["command.create"] != 1 {
 			t.Errorf("server's audit entries for the device %v, want one escalation.notify, escalation.command and command.create", count)
 		}
-		if len(hook.forDevice(gid)) != 0 {
-			t.Errorf("the guided device, in a group without rules, escalated: %+v", hook.forDevice(gid))
+		if len(hook.escalations(gid)) != 0 {
+			t.Errorf("the guided device, in a group without rules, escalated: %+v", hook.escalations(gid))
 		}
 		hook.mu.Lock()
 		bad := hook.bad
@@ -294,7 +242,7 @@ func TestGuidedAndEscalationEndToEnd(t *testing.T) {
 		if st := again.status(eid); st.State != proto.StateNonCompliant {
 			t.Fatalf("after the restart the escalated device is %s", st.State)
 		}
-		if n := len(hook.forDevice(eid)); n != 1 {
+		if n := len(hook.escalations(eid)); n != 1 {
 			t.Errorf("after the restart %d escalation webhooks, want still one", n)
 		}
 		again.mustAdmin("GET", "/devices/"+eid+"/commands", "", &cmds)

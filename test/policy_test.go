@@ -19,13 +19,16 @@ import (
 )
 
 // hookReceiver is an httptest webhook receiver that keeps every event
-// whose signature verifies under secret and counts those that do not.
+// whose signature verifies under secret and counts those that do not:
+// device.escalated events apart (escalated), every other as a
+// daemon.WebhookEvent (events).
 type hookReceiver struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	events []daemon.WebhookEvent
-	bodies [][]byte // every verified body, as received
-	bad    int
+	srv       *httptest.Server
+	mu        sync.Mutex
+	events    []daemon.WebhookEvent
+	escalated []proto.EscalationEvent
+	bodies    [][]byte // every verified body, as received
+	bad       int
 }
 
 func startHookReceiver(t *testing.T, secret string) *hookReceiver {
@@ -40,6 +43,15 @@ func startHookReceiver(t *testing.T, secret string) *hookReceiver {
 			return
 		}
 		h.bodies = append(h.bodies, body)
+		if r.Header.Get(daemon.EventHeader) == daemon.EventEscalated {
+			var ev proto.EscalationEvent
+			if err := json.Unmarshal(body, &ev); err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			h.escalated = append(h.escalated, ev)
+			return
+		}
 		var ev daemon.WebhookEvent
 		if err := json.Unmarshal(body, &ev); err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -49,6 +61,19 @@ func startHookReceiver(t *testing.T, secret string) *hookReceiver {
 	}))
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// escalations are the device.escalated events about device id.
+func (h *hookReceiver) escalations(id string) []proto.EscalationEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []proto.EscalationEvent
+	for _, ev := range h.escalated {
+		if ev.DeviceID == id {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // steps renders a device's transitions as "FROM>TO:cause".
