@@ -707,17 +707,6 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 		a.log.Warn("registering push token", "deviceId", id.DeviceID, "err", err)
 	}
 
-	// Commands first: a lock should not wait for a long enforcement. A
-	// failure here does not fail the sync; the policy fetch below finds
-	// out whether the server still knows the device (a server before
-	// capability 4 answers 404 here for a device it knows).
-	n, err := a.runCommands(ctx, id)
-	res.Commands = n
-	if err != nil && ctx.Err() == nil {
-		res.CommandErr = err
-		a.log.Warn("running commands", "deviceId", id.DeviceID, "err", err)
-	}
-
 	a.mu.Lock()
 	etag, cached, reported, sent := a.etag, a.policy, a.reported, a.sent
 	a.mu.Unlock()
@@ -726,6 +715,19 @@ func (a *Agent) syncDeviceOnce(ctx context.Context, id Identity) SyncResult {
 	if err != nil {
 		res.Err = err
 		return res
+	}
+
+	// Commands before enforcing: a lock should not wait for a long
+	// enforcement. They are fetched only when the server says some are
+	// open (or does not say: before capability 9); results a previous
+	// run could not report go out either way. A failure here does not
+	// fail the sync (a server before capability 4 answers 404 here for a
+	// device it knows).
+	n, err := a.runCommands(ctx, id, !pr.NoCommands)
+	res.Commands = n
+	if err != nil && ctx.Err() == nil {
+		res.CommandErr = err
+		a.log.Warn("running commands", "deviceId", id.DeviceID, "err", err)
 	}
 	if pr.InventoryRequested {
 		a.mu.Lock()

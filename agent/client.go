@@ -66,6 +66,10 @@ type PolicyResponse struct {
 	// InventoryRequested is true when the server asks for the whole
 	// inventory (the "Doorbell-Inventory: full" header; capability 5).
 	InventoryRequested bool
+	// NoCommands is true when the server says the device has no command
+	// to fetch ("Doorbell-Commands: none"; capability 9). A server that
+	// does not say leaves it false: the agent asks.
+	NoCommands bool
 }
 
 // Enroll registers a new device with an enrollment token (POST /enroll).
@@ -87,15 +91,19 @@ func (c *Client) Policy(ctx context.Context, cred Credentials, etag string) (Pol
 	if err != nil {
 		return PolicyResponse{}, fmt.Errorf("fetching policy: %w", err)
 	}
-	inv := resp.Header.Get(proto.InventoryRequestHeader) == "full"
+	pr := PolicyResponse{
+		InventoryRequested: resp.Header.Get(proto.InventoryRequestHeader) == "full",
+		NoCommands:         resp.Header.Get(proto.CommandsHeader) == proto.CommandsNone,
+	}
 	if resp.StatusCode == http.StatusNotModified {
-		return PolicyResponse{ETag: etag, NotModified: true, InventoryRequested: inv}, nil
+		pr.ETag, pr.NotModified = etag, true
+		return pr, nil
 	}
-	tag := resp.Header.Get("ETag")
-	if tag == "" {
-		tag = `"` + strconv.FormatInt(p.Version, 10) + `"`
+	pr.Policy, pr.ETag = p, resp.Header.Get("ETag")
+	if pr.ETag == "" {
+		pr.ETag = `"` + strconv.FormatInt(p.Version, 10) + `"`
 	}
-	return PolicyResponse{Policy: p, ETag: tag, InventoryRequested: inv}, nil
+	return pr, nil
 }
 
 // Report sends what the device observed (POST /devices/{id}/report).

@@ -246,10 +246,11 @@ func interruptedResult(e journalEntry) proto.CommandResult {
 // answering full pages.
 const maxCommandRounds = 8
 
-// runCommands fetches the device's commands and runs each new one at most
-// once, reporting every result. The caller holds sem. It returns how many
-// commands ran.
-func (a *Agent) runCommands(ctx context.Context, id Identity) (int, error) {
+// runCommands reports the results a previous run could not, then, when
+// fetch is set, fetches the device's commands and runs each new one at
+// most once, reporting every result. The caller holds sem. It returns how
+// many commands ran.
+func (a *Agent) runCommands(ctx context.Context, id Identity, fetch bool) (int, error) {
 	if err := a.journal.load(); err != nil {
 		return 0, err
 	}
@@ -261,6 +262,9 @@ func (a *Agent) runCommands(ctx context.Context, id Identity) (int, error) {
 		}
 	}
 	ran := 0
+	if !fetch {
+		return ran, nil
+	}
 	for range maxCommandRounds {
 		cmds, err := a.client.Commands(ctx, cred)
 		if err != nil {

@@ -11,6 +11,18 @@ import (
 	"time"
 )
 
+// CommandsHeader is the response header of GET /devices/{id}/policy (200
+// and 304) that tells the agent whether it has commands to fetch:
+// CommandsPending or CommandsNone (capability 9). Without it (an older
+// server) the agent fetches its commands at every sync.
+const CommandsHeader = "Doorbell-Commands"
+
+// The values of CommandsHeader.
+const (
+	CommandsPending = "pending"
+	CommandsNone    = "none"
+)
+
 // CommandType names what a remote command asks a device to do. The
 // CommandTypes catalog is the one definition of the types and their params:
 // validation, the API schema and the docs follow from it.

@@ -56,7 +56,11 @@ import (
 //   - 8 (2026-11-29): DeviceStatus carries nonCompliantSince and each
 //     failing setting its failingSince; GET /devices?failingSince.lt=
 //     (an RFC 3339 time, or a duration ago such as 72h or 7d).
-const CapabilityVersion = 8
+//   - 9 (2026-11-29): policy answers (200 and 304) carry the
+//     Doorbell-Commands header, "pending" or "none": an agent that reads
+//     "none" does not ask for its commands in that sync (older servers send
+//     no header, and the agent asks as before).
+const CapabilityVersion = 9
 
 // MaxBodyBytes is the largest request body the server accepts.
 const MaxBodyBytes = 64 << 10

@@ -425,3 +425,38 @@ func (h *commandHookReceiver) steps(cid string) []string {
 	}
 	return out
 }
+
+// TestAgentAsksForCommandsOnlyWhenOpen: an agent's syncs ask for its
+// commands only when the policy answer says some are open (capability 9),
+// so a doorbell for a policy edit costs two requests, not three; a queued
+// command is still fetched and run.
+func TestAgentAsksForCommandsOnlyWhenOpen(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
+	a := startAgent(t, "agent-a", srv, t.TempDir())
+	id := enrolled(t, srv, a)
+	testkit.Eventually(t, 30*time.Second, "agent connected", func() bool { return srv.status(id).Connected })
+	const (
+		policyGets   = `doorbell_http_request_duration_seconds_count{code="200",method="GET",route="/devices/:id/policy"}`
+		commandGets  = `doorbell_http_request_duration_seconds_count{code="200",method="GET",route="/devices/:id/commands"}`
+		commandPosts = `doorbell_http_request_duration_seconds_count{code="202",method="POST",route="/devices/:id/commands"}`
+	)
+	before := srv.metric(t, policyGets)
+	for i := range 3 {
+		p := srv.setCamera(id, i%2 == 0)
+		converged(t, srv, id, p.Version, fmt.Sprintf("edit %d applied", i+1), func() bool { return true })
+	}
+	if got := srv.metric(t, policyGets); got < before+3 {
+		t.Fatalf("policy fetches %v -> %v over three edits, want at least 3 more", before, got)
+	}
+	if got := srv.metric(t, commandGets); got > 0 {
+		t.Fatalf("the agent asked for its commands %v times with none open", got)
+	}
+	c := srv.sendCommand(id, `{"type":"lock"}`)
+	srv.waitCommand(c.CommandID, proto.CommandAcknowledged, 10*time.Second)
+	if got := srv.metric(t, commandGets); got < 1 {
+		t.Fatalf("the lock was acknowledged with %v command fetches", got)
+	}
+	if got := srv.metric(t, commandPosts); got != 1 {
+		t.Fatalf("command posts = %v, want 1 (the metric names this test reads are wrong)", got)
+	}
+}

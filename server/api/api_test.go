@@ -402,3 +402,37 @@ func TestListDevices(t *testing.T) {
 	}
 	_ = fmt.Sprint(ids)
 }
+
+// TestPolicyTellsOpenCommands: every policy answer (200 and 304) says
+// whether the device has commands to fetch (capability 9), so an agent
+// asks for them only when some are open.
+func TestPolicyTellsOpenCommands(t *testing.T) {
+	h := newHarness(t)
+	a := h.enroll()
+	pa := "/devices/" + a.DeviceID
+	want := func(what, state string) {
+		t.Helper()
+		for _, etag := range []string{"", `"1"`} {
+			r := h.do("GET", pa+"/policy", a.DeviceSecret, "", "If-None-Match", etag)
+			if r.status != 200 && r.status != 304 || r.header.Get(proto.CommandsHeader) != state {
+				t.Fatalf("%s: GET policy (If-None-Match %q) = %d, %s %q; want %q", what, etag, r.status, proto.CommandsHeader, r.header.Get(proto.CommandsHeader), state)
+			}
+		}
+	}
+	want("no command", proto.CommandsNone)
+	r := h.do("POST", pa+"/commands", adminToken, `{"type":"lock"}`)
+	var c proto.Command
+	r.decode(t, &c)
+	if r.status != 202 {
+		t.Fatalf("queue a lock: %d %s", r.status, r.body)
+	}
+	want("a queued lock", proto.CommandsPending)
+	if r := h.do("GET", pa+"/commands", a.DeviceSecret, ""); r.status != 200 {
+		t.Fatalf("fetch commands: %d %s", r.status, r.body)
+	}
+	want("a delivered lock", proto.CommandsPending)
+	if r := h.do("POST", pa+"/commands/"+c.CommandID+"/result", a.DeviceSecret, `{"state":"ACKNOWLEDGED"}`); r.status != 200 {
+		t.Fatalf("result: %d %s", r.status, r.body)
+	}
+	want("an acknowledged lock", proto.CommandsNone)
+}

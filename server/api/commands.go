@@ -21,8 +21,10 @@ const (
 // loaded, or else the device itself. Handlers tell them apart by whether an
 // operator is in the context (callerOperator).
 func (a *API) asDeviceOrOperatorReader(c *fiber.Ctx) error {
-	if op, err := a.principal(c); err == nil {
-		c.Locals(localOperator, op)
+	// Not principal: for a device's secret it would look the device up a
+	// second time only to learn that the caller is not an operator.
+	if op, ok := a.Operator(c.UserContext(), bearer(c)); ok {
+		c.Locals(localOperator, operator{name: op.Name, role: op.Role})
 		return a.loadDevice(c)
 	}
 	return a.asDevice(c)

@@ -321,6 +321,15 @@ func (a *API) mqttURL(c *fiber.Ctx) string {
 func (a *API) getPolicy(c *fiber.Ctx) error {
 	auth := requestAuth(c)
 	a.inventoryRefreshHeader(c, auth.ID)
+	open, err := a.svc.HasOpenCommands(c.UserContext(), auth.ID)
+	if err != nil {
+		return err
+	}
+	if open {
+		c.Set(proto.CommandsHeader, proto.CommandsPending)
+	} else {
+		c.Set(proto.CommandsHeader, proto.CommandsNone)
+	}
 	if etag := policyETag(auth.PolicyVersion); c.Get(fiber.HeaderIfNoneMatch) == etag {
 		c.Set(fiber.HeaderETag, etag)
 		return c.SendStatus(http.StatusNotModified)

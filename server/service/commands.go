@@ -199,6 +199,16 @@ func (s *Service) DeliverCommands(ctx context.Context, d store.Device) ([]proto.
 	return cmds, nil
 }
 
+// HasOpenCommands reports whether device id has an unfinished command to
+// fetch (proto.CommandsHeader).
+func (s *Service) HasOpenCommands(ctx context.Context, id string) (bool, error) {
+	open, err := s.st.HasOpenCommands(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("reading open commands: %w", err)
+	}
+	return open, nil
+}
+
 // CommandResult records device d's result for one of its commands. A
 // command of another device is not found; a final or expired one is
 // command_state.

@@ -56,6 +56,10 @@ type CommandStore interface {
 	// ones past their expiry become EXPIRED instead. It returns
 	// ErrNotFound for an unknown device.
 	DeliverCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]proto.Command, error)
+	// HasOpenCommands reports whether the device has an unfinished command
+	// (what DeliverCommands would hand it or expire): one read, asked at
+	// every policy poll. An unknown device has none.
+	HasOpenCommands(ctx context.Context, deviceID string) (bool, error)
 	// SetCommandResult records the device's result (ACKNOWLEDGED, ERROR or
 	// NOT_NOW) at now. It returns ErrNotFound when the command does not
 	// exist or belongs to another device, and ErrCommandState when the

@@ -299,6 +299,21 @@ func (s *Store) DeviceCommands(_ context.Context, deviceID, after string, limit 
 	return cmds, more, err
 }
 
+// HasOpenCommands implements store.CommandStore.
+func (s *Store) HasOpenCommands(_ context.Context, deviceID string) (open bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		open = hasOpenCommands(tx, deviceID)
+		return nil
+	})
+	return open, err
+}
+
+func hasOpenCommands(tx *bbolt.Tx, deviceID string) bool {
+	prefix := deviceKey(deviceID, nil)
+	k, _ := tx.Bucket(bucketOpenCommands).Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
+}
+
 // DeliverCommands implements store.CommandStore.
 func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]proto.Command, error) {
 	// Every sync of every device asks; most have nothing open. A read
@@ -308,9 +323,7 @@ func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.T
 		if tx.Bucket(bucketDevices).Get([]byte(deviceID)) == nil {
 			return store.ErrNotFound
 		}
-		prefix := deviceKey(deviceID, nil)
-		k, _ := tx.Bucket(bucketOpenCommands).Cursor().Seek(prefix)
-		open = k != nil && bytes.HasPrefix(k, prefix)
+		open = hasOpenCommands(tx, deviceID)
 		return nil
 	})
 	if err != nil || !open {

@@ -242,6 +242,12 @@ func (s *Store) DeviceCommands(ctx context.Context, deviceID, after string, limi
 	return cmds, more, err
 }
 
+// HasOpenCommands implements store.CommandStore.
+func (s *Store) HasOpenCommands(ctx context.Context, deviceID string) (open bool, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM commands WHERE device_id = $1 AND open)`, deviceID).Scan(&open)
+	return open, err
+}
+
 // DeliverCommands implements store.CommandStore.
 func (s *Store) DeliverCommands(ctx context.Context, deviceID string, now time.Time, limit int) ([]proto.Command, error) {
 	// Every sync of every device asks; most have nothing open. One read

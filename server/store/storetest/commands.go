@@ -274,9 +274,12 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, NewDevice("a1"))
 	mustCreate(t, s, NewDevice("a2"))
+	wantOpen(t, s, "a1", false)
 	c1 := mustCreateCommands(t, s, NewCommand("a1", proto.CommandReboot, 0))[0]
 	c2 := mustCreateCommands(t, s, NewCommand("a1", proto.CommandLock, 1))[0]
 	mustCreateCommands(t, s, NewCommand("a2", proto.CommandLock, 1))
+	wantOpen(t, s, "a1", true)
+	wantOpen(t, s, "nope", false)
 	t1 := cmdT0.Add(5 * time.Second)
 	got, err := s.DeliverCommands(ctx, "a1", t1, 100)
 	if err != nil {
@@ -291,6 +294,7 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 		}
 		wantState(t, s, c.CommandID, proto.CommandDelivered)
 	}
+	wantOpen(t, s, "a1", true) // DELIVERED is not finished
 	// Fetched again (a lost answer): the same commands, still DELIVERED.
 	again, err := s.DeliverCommands(ctx, "a1", t1.Add(time.Second), 100)
 	if err != nil || len(again) != 2 {
@@ -311,6 +315,7 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	wantState(t, s, c2.CommandID, proto.CommandNotNow)
+	wantOpen(t, s, "a1", true) // NOT_NOW is offered again
 	next, err := s.DeliverCommands(ctx, "a1", t2.Add(time.Second), 100)
 	if err != nil || len(next) != 1 || next[0].CommandID != c2.CommandID || next[0].State != proto.CommandDelivered {
 		t.Fatalf("delivery after NOT_NOW = %v, %v; want %s DELIVERED again", next, err, c2.CommandID)
@@ -321,6 +326,7 @@ func testCommandDeliverAndResult(t *testing.T, s store.Store) {
 	if rest, err := s.DeliverCommands(ctx, "a1", t2.Add(3*time.Second), 100); err != nil || len(rest) != 0 {
 		t.Fatalf("delivery after every command finished = %v, %v", rest, err)
 	}
+	wantOpen(t, s, "a1", false)
 	// The limit: the oldest first, the rest stay PENDING for the next fetch.
 	var ids []string
 	for i := range 3 {
@@ -538,5 +544,13 @@ func testCommandAudit(t *testing.T, s store.Store) {
 	want := []string{"command.create a1", "command.cancel " + c.CommandID}
 	if got := actions(t, s); !equalStrings(got, want) {
 		t.Fatalf("audit = %v, want %v", got, want)
+	}
+}
+
+// wantOpen fails unless HasOpenCommands(id) is want.
+func wantOpen(t *testing.T, s store.Store, id string, want bool) {
+	t.Helper()
+	if open, err := s.HasOpenCommands(context.Background(), id); err != nil || open != want {
+		t.Fatalf("HasOpenCommands(%s) = %v, %v; want %v", id, open, err, want)
 	}
 }
