@@ -55,7 +55,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta, bucketReports, bucketReplay, bucketRevs} {
+		for _, b := range [][]byte{bucketDevices, bucketSecrets, bucketGroups, bucketGroupNames, bucketHistory, bucketMeta, bucketReports, bucketReplay, bucketRevs, bucketSeen} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -172,7 +172,8 @@ func putRev(tx *bbolt.Tx, id string, rev int64) error {
 }
 
 // decodeDevice decodes the record v of device id and attaches its last
-// report (with its SeenNonces from the replay record) and its revision.
+// report (with its SeenNonces from the replay record), its revision and
+// when it was last seen.
 func decodeDevice(tx *bbolt.Tx, id, v []byte) (store.Device, error) {
 	var d store.Device
 	if err := json.Unmarshal(v, &d); err != nil {
@@ -180,6 +181,9 @@ func decodeDevice(tx *bbolt.Tx, id, v []byte) (store.Device, error) {
 	}
 	if rev, ok := getRev(tx, string(id)); ok {
 		d.Rev = rev
+	}
+	if at, ok := getSeen(tx, string(id)); ok && at.After(d.LastSeenAt) {
+		d.LastSeenAt = at
 	}
 	if rv := tx.Bucket(bucketReports).Get(id); rv != nil {
 		d.Report = new(store.Report)

@@ -32,6 +32,7 @@ func TestOpenMigratesReportsOutOfRecords(t *testing.T) {
 		ReceivedAt: at, SeenNonces: []string{"n-0000000001"}}
 	failing.NonCompliantSince = at
 	failing.FailingSince = map[string]time.Time{proto.SettingCameraDisabled: at}
+	failing.LastSeenAt = at // in the record, before LastSeenAt had its own key
 	fresh := storetest.NewDevice("old-fresh")
 	fresh.ClientCert = true
 	err = db.Update(func(tx *bbolt.Tx) error {
@@ -68,6 +69,15 @@ func TestOpenMigratesReportsOutOfRecords(t *testing.T) {
 	got, err := s.Device(ctx, "old-failing")
 	if err != nil || got.Report == nil || got.Report.Nonce != "n-0000000001" || !got.NonCompliantSince.Equal(at) {
 		t.Fatalf("migrated device = %+v, %v; want its report and NonCompliantSince kept", got, err)
+	}
+	// LastSeenAt: the record's until MarkSeen writes a later time.
+	for _, seen := range []struct{ mark, want time.Time }{{at, at}, {at.Add(-time.Hour), at}, {at.Add(time.Hour), at.Add(time.Hour)}} {
+		if err := s.MarkSeen(ctx, map[string]time.Time{"old-failing": seen.mark}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Device(ctx, "old-failing"); err != nil || !got.LastSeenAt.Equal(seen.want) {
+			t.Fatalf("after MarkSeen(%v): LastSeenAt %v, %v; want %v", seen.mark, got.LastSeenAt, err, seen.want)
+		}
 	}
 	if a, err := s.DeviceAuth(ctx, "old-fresh"); err != nil || !a.ClientCert || a.PolicyVersion != 1 || string(a.SecretHash) != string(fresh.SecretHash) {
 		t.Fatalf("DeviceAuth(old-fresh) = %+v, %v", a, err)

@@ -277,7 +277,7 @@ func (w *writer) remove(d store.Device) error {
 	if err := w.tx.Bucket(bucketSecrets).Delete(d.SecretHash); err != nil {
 		return err
 	}
-	for _, b := range [][]byte{bucketHeads, bucketReports, bucketReplay, bucketRevs, bucketDevices} {
+	for _, b := range [][]byte{bucketHeads, bucketReports, bucketReplay, bucketRevs, bucketSeen, bucketDevices} {
 		if err := w.tx.Bucket(b).Delete([]byte(d.ID)); err != nil {
 			return err
 		}
