@@ -927,6 +927,8 @@ func (f *fleet) oneAtATime(ctx context.Context, res *Result, phase string, measu
 type fleetEditor interface {
 	// name is what Result.EditPath says.
 	name() string
+	// prepare readies devs for editAll, before the clock starts.
+	prepare(ctx context.Context, devs []*device) error
 	// editAll asks for cameraDisabled=cam on every device and returns each
 	// device's new policy version, by device id.
 	editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error)
@@ -937,6 +939,8 @@ type fleetEditor interface {
 type perDeviceEditor struct{ f *fleet }
 
 func (e perDeviceEditor) name() string { return "per-device" }
+
+func (e perDeviceEditor) prepare(context.Context, []*device) error { return nil }
 
 func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
 	versions := make([]int64, len(devs))
@@ -953,27 +957,37 @@ func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) 
 }
 
 // groupEditor changes the whole fleet with one group edit: a group of
-// every simulated device (created first; it changes no effective policy),
-// then one PUT /groups/{id}/policy, which the server applies in one
-// transaction and rings as one batch. The new versions are then read back
-// a page of devices at a time.
-type groupEditor struct{ f *fleet }
+// every simulated device (created by prepare, before the clock starts; it
+// changes no effective policy), then one PUT /groups/{id}/policy, which
+// the server applies in one transaction and rings as one batch. The new
+// versions are then read back a page of devices at a time.
+type groupEditor struct {
+	f   *fleet
+	gid string
+}
 
-func (e groupEditor) name() string { return "group" }
+func (e *groupEditor) name() string { return "group" }
 
-func (e groupEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
+func (e *groupEditor) prepare(ctx context.Context, devs []*device) error {
 	ids := make([]string, len(devs))
-	mine := make(map[string]bool, len(devs))
 	for i, d := range devs {
 		ids[i] = d.id()
-		mine[ids[i]] = true
 	}
 	var g proto.Group
 	create := map[string]any{"name": fmt.Sprintf("sim-%d-%d", e.f.cfg.First, time.Now().UnixNano()), "priority": 1000, "deviceIds": ids}
 	if err := e.f.admin.Call(ctx, http.MethodPost, "/groups", create, &g); err != nil {
-		return nil, fmt.Errorf("sim: creating the group: %w", err)
+		return fmt.Errorf("sim: creating the group: %w", err)
 	}
-	if err := e.f.admin.Call(ctx, http.MethodPut, "/groups/"+url.PathEscape(g.GroupID)+"/policy",
+	e.gid = g.GroupID
+	return nil
+}
+
+func (e *groupEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
+	mine := make(map[string]bool, len(devs))
+	for _, d := range devs {
+		mine[d.id()] = true
+	}
+	if err := e.f.admin.Call(ctx, http.MethodPut, "/groups/"+url.PathEscape(e.gid)+"/policy",
 		map[string]bool{"cameraDisabled": cam}, nil); err != nil {
 		return nil, fmt.Errorf("sim: editing the group: %w", err)
 	}
@@ -992,7 +1006,7 @@ func (e groupEditor) editAll(ctx context.Context, devs []*device, cam bool) (map
 // else each device on its own.
 func (f *fleet) editor(ctx context.Context) fleetEditor {
 	if f.admin.Call(ctx, http.MethodGet, "/groups", nil, nil) == nil {
-		return groupEditor{f: f}
+		return &groupEditor{f: f}
 	}
 	return perDeviceEditor{f: f}
 }
@@ -1003,6 +1017,9 @@ func (f *fleet) editor(ctx context.Context) fleetEditor {
 func (f *fleet) editAll(ctx context.Context, res *Result) error {
 	ed := f.editor(ctx)
 	res.EditPath = ed.name()
+	if err := ed.prepare(ctx, f.devs); err != nil {
+		return err
+	}
 	cam := !f.devs[0].cam
 	for _, d := range f.devs {
 		d.cam = cam
