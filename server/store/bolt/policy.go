@@ -410,7 +410,7 @@ func (w *writer) groupsOf(d store.Device) ([]store.Group, error) {
 // a group change (w.groups already reflects it), setting membership of
 // group gid to member(id) when gid is not empty.
 func (w *writer) recompute(ids []string, gid string, member func(string) bool, at time.Time) ([]store.Change, error) {
-	var changes []store.Change
+	changes := make([]store.Change, 0, len(ids)) // a Change holds a whole Device: growing the slice copies them
 	for _, id := range ids {
 		d, err := getDevice(w.tx, id)
 		if err != nil {
