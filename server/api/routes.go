@@ -162,7 +162,7 @@ func (a *API) asDevice(c *fiber.Ctx) error { return a.deviceCaller(c, false) }
 func (a *API) asDeviceOrOperator(c *fiber.Ctx) error { return a.deviceCaller(c, true) }
 
 func (a *API) deviceCaller(c *fiber.Ctx, allowOperator bool) error {
-	d, err := a.device(c, allowOperator)
+	d, asOperator, err := a.device(c, allowOperator)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (a *API) deviceCaller(c *fiber.Ctx, allowOperator bool) error {
 	if err := c.Next(); err != nil {
 		return err // a refused request changes nothing, not even lastSeenAt
 	}
-	if !allowOperator || !a.isOperator(bearer(c)) {
+	if !asOperator {
 		a.svc.Seen(d.ID) // batched in memory: no write per poll
 	}
 	return nil

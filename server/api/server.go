@@ -181,41 +181,39 @@ func (a *API) principal(c *fiber.Ctx) (operator, error) {
 }
 
 // device reads what authenticating the device named in the path needs
-// (not its record) and admits its own secret (and the admin token when
-// allowOperator). An unknown device is 404 before any credential check, so
-// a revoked agent learns to re-enroll.
-func (a *API) device(c *fiber.Ctx, allowOperator bool) (store.DeviceAuth, error) {
+// (not its record) and admits its own secret (and an operator's token when
+// allowOperator; asOperator then says so). An unknown device is 404 before
+// any credential check, so a revoked agent learns to re-enroll. The
+// device's own secret is checked first: it is what almost every request
+// carries, and it needs no further read.
+func (a *API) device(c *fiber.Ctx, allowOperator bool) (d store.DeviceAuth, asOperator bool, err error) {
 	id := strings.Clone(c.Params("id"))
 	tok := bearer(c)
 	if tok == "" {
-		return store.DeviceAuth{}, errUnauthorized
+		return store.DeviceAuth{}, false, errUnauthorized
 	}
-	d, err := a.svc.DeviceAuth(c.UserContext(), id)
-	if err != nil {
-		return d, err
-	}
-	if allowOperator && a.isOperator(tok) {
-		return d, nil
+	if d, err = a.svc.DeviceAuth(c.UserContext(), id); err != nil {
+		return d, false, err
 	}
 	// Authenticate the caller first, then authorise: a secret is checked
 	// together with the certificate of the device it belongs to.
 	h := hashSecret(tok)
 	if subtle.ConstantTimeCompare(h, d.SecretHash) == 1 {
-		if err := a.checkClientCert(c, d); err != nil {
-			return d, err
-		}
-		return d, nil
+		return d, false, a.checkClientCert(c, d)
 	}
 	if a.isOperator(tok) {
-		return d, errForbidden
+		if allowOperator {
+			return d, true, nil
+		}
+		return d, false, errForbidden
 	}
 	if other, err := a.svc.DeviceBySecretHash(c.UserContext(), h); err == nil {
 		if err := a.checkClientCert(c, other); err != nil {
-			return d, err
+			return d, false, err
 		}
-		return d, errForbidden
+		return d, false, errForbidden
 	}
-	return d, errUnauthorized
+	return d, false, errUnauthorized
 }
 
 // --- bodies ----------------------------------------------------------------
