@@ -23,15 +23,20 @@
 # goroutine's stack by half at most once per collection, so a server that has
 # just connected its fleet still holds the stacks the connections grew, and a
 # long-running one does not. GCS=0 leaves the reading to the simulator alone
-# (one collection). Results: one JSON line per run in $OUTDIR/idle.jsonl, the
-# profiles beside it, and a table on stdout.
+# (one collection). Two figures per run: the simulator's (connected minus
+# right after enrollment) and, read by this script from the same server,
+# connected minus once the simulator has left and the server's goroutines
+# are steady (over TLS the first is low: it is net of the enrollment's HTTPS
+# connections, which the server still held at its first reading). Results:
+# one JSON line per run in $OUTDIR/idle.jsonl, the profiles beside it, and
+# two tables on stdout.
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 DEVICES=${DEVICES:-2000}
 MODES=${MODES:-mqtt tls}
 GCS=${GCS:-3}
-SETTLE=${SETTLE:-20s}
+SETTLE=${SETTLE:-30s} # in seconds, "<n>s"; at least 15s
 OUTDIR=${OUTDIR:-bin/mochi-patched}
 HTTP=${HTTP:-127.0.0.1:18280}
 MQTT=${MQTT:-127.0.0.1:18983}
@@ -89,6 +94,20 @@ fi
 
 mqtt_port=${MQTT##*:}
 
+# established prints how many MQTT connections are established (state 01 in
+# /proc/net/tcp, local port $mqtt_port).
+established() {
+	awk -v p="$(printf ':%04X' "$mqtt_port")" '$4 == "01" && substr($2, length($2) - 4) == p' /proc/net/tcp | wc -l
+}
+
+# reading prints the server's VmRSS, heap in use, stacks in use (bytes) and
+# goroutines, after the full collection /debug/memory makes.
+reading() {
+	m=$(curl -fsS "http://$PPROF/debug/memory")
+	rss=$(awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$server_pid/status")
+	echo "$rss $(echo "$m" | sed -n 's/.*"heapInuse":\([0-9]*\).*/\1/p') $(echo "$m" | sed -n 's/.*"stackInuse":\([0-9]*\).*/\1/p') $(echo "$m" | sed -n 's/.*"goroutines":\([0-9]*\).*/\1/p')"
+}
+
 # run VARIANT MODE: a fresh server, the idle scenario, profiles while idle.
 run() {
 	variant=$1 mode=$2
@@ -120,11 +139,14 @@ run() {
 	sim_pid=$!
 	# Every device connected: as many established MQTT sockets (state 01 in
 	# /proc/net/tcp, local port $mqtt_port) as devices.
-	until [ "$(awk -v p="$(printf ':%04X' "$mqtt_port")" '$4 == "01" && substr($2, length($2) - 4) == p' /proc/net/tcp | wc -l)" -ge "$DEVICES" ]; do
+	until [ "$(established)" -ge "$DEVICES" ]; do
 		kill -0 "$sim_pid" 2>/dev/null || break
 		sleep 0.5
 	done
-	sleep 2
+	# Read near the end of the simulator's settle, as it does: by then the
+	# server has let go of the HTTPS connections the devices enrolled over
+	# (fasthttp keeps an idle worker goroutine 10 s).
+	sleep $((${SETTLE%s} - 8))
 	n=0
 	while [ $n -lt "$GCS" ]; do
 		curl -fsS "http://$PPROF/debug/memory" >/dev/null
@@ -134,12 +156,28 @@ run() {
 	p=$OUTDIR/$variant-$mode
 	curl -fsS "http://$PPROF/debug/pprof/goroutine?debug=1" >"$p.goroutine.txt"
 	curl -fsS "http://$PPROF/debug/pprof/heap?gc=1" >"$p.heap.pb.gz"
+	idle=$(reading)
 	wait "$sim_pid"
 	sim_pid=""
+	# The same server once the simulator has gone: its devices' MQTT
+	# sessions (clean sessions) and HTTPS connections closed and the
+	# server's goroutine count steady, everything else (enrolled devices,
+	# caches) as while idle. Connected minus this, per device, is a second
+	# idle figure that, unlike the simulator's, does not depend on when the
+	# server released the enrollment's HTTPS connections.
+	prev=-1 steady=0 i=0
+	while [ $steady -lt 3 ] && [ $i -lt 90 ]; do
+		sleep 1
+		g=$(curl -fsS "http://$PPROF/debug/memory" | sed -n 's/.*"goroutines":\([0-9]*\).*/\1/p')
+		if [ "$g" = "$prev" ] && [ "$(established)" -eq 0 ]; then steady=$((steady + 1)); else steady=0; fi
+		prev=$g i=$((i + 1))
+	done
+	gone=$(reading)
 	kill "$server_pid"
 	wait "$server_pid" 2>/dev/null || true
 	server_pid=""
-	sed "s/^{/{\"variant\":\"$variant\",\"gcs\":$GCS,/" "$work/sim.json" >>"$OUTDIR/idle.jsonl"
+	extra=$(echo "$idle $gone" | awk -v n="$DEVICES" '{printf "\"connectedMinusGone\":{\"rss\":%.0f,\"heap\":%.0f,\"stack\":%.0f,\"goroutines\":%.3f},", ($1-$5)/n, ($2-$6)/n, ($3-$7)/n, ($4-$8)/n}')
+	sed "s/^{/{\"variant\":\"$variant\",\"gcs\":$GCS,$extra/" "$work/sim.json" >>"$OUTDIR/idle.jsonl"
 	go tool pprof -sample_index=inuse_space -top -nodecount=25 "$p.heap.pb.gz" >"$p.heap.txt" 2>/dev/null || true
 }
 
@@ -151,16 +189,22 @@ for mode in $MODES; do
 done
 
 field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
-printf '%-9s %-5s %12s %12s %12s %11s  %s\n' variant mode "RSS KB/dev" "heap KB/dev" "stack KB/dev" "goroutines" "load at start"
-while read -r line; do
-	v=$(echo "$line" | sed -n 's/.*"variant":"\([a-z]*\)".*/\1/p')
-	m=mqtt
-	echo "$line" | grep -q '"tls":true' && m=tls
-	l=$(echo "$line" | sed -n 's/.*"loadAvg":"\([^"]*\)".*/\1/p')
-	printf '%-9s %-5s %12.1f %12.1f %12.1f %11.2f  %s\n' "$v" "$m" \
-		"$(echo "$line" | field serverBytesPerDevice | awk '{print $1/1024}')" \
-		"$(echo "$line" | field serverHeapPerDevice | awk '{print $1/1024}')" \
-		"$(echo "$line" | field serverStackPerDevice | awk '{print $1/1024}')" \
-		"$(echo "$line" | field serverGoroutinesPerDevice)" "$l"
-done <"$OUTDIR/idle.jsonl"
+kb() { field "$1" | awk '{print $1/1024}'; }
+# table TITLE RSS HEAP STACK GOROUTINES: one row per run, those fields per device.
+table() {
+	echo "$1"
+	printf '%-9s %-5s %12s %12s %12s %11s  %s\n' variant mode "RSS KB/dev" "heap KB/dev" "stack KB/dev" "goroutines" "load at start"
+	while read -r line; do
+		v=$(echo "$line" | sed -n 's/.*"variant":"\([a-z]*\)".*/\1/p')
+		m=mqtt
+		echo "$line" | grep -q '"tls":true' && m=tls
+		l=$(echo "$line" | sed -n 's/.*"loadAvg":"\([^"]*\)".*/\1/p')
+		printf '%-9s %-5s %12.1f %12.1f %12.1f %11.2f  %s\n' "$v" "$m" \
+			"$(echo "$line" | kb "$2")" "$(echo "$line" | kb "$3")" "$(echo "$line" | kb "$4")" \
+			"$(echo "$line" | field "$5")" "$l"
+	done <"$OUTDIR/idle.jsonl"
+}
+table "doorbell sim's idle figure (connected minus after enrollment):" \
+	serverBytesPerDevice serverHeapPerDevice serverStackPerDevice serverGoroutinesPerDevice
+table "the same server, connected minus after the simulator left:" rss heap stack goroutines
 echo "profiles: $OUTDIR/{upstream,patched}-{mqtt,tls}.{goroutine.txt,heap.pb.gz,heap.txt}"
