@@ -109,14 +109,27 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		// mochi sets no deadline until CONNECT is read; it replaces this one
 		// with the client's keepalive afterwards.
 		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
-		go func() {
-			defer l.wg.Done()
-			defer l.untrack(conn)
-			if err := establish(l.id, conn); err != nil {
-				l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "error", err)
-			}
-		}()
+		go l.serveConn(conn, establish)
 	}
+}
+
+// serveConn runs establish for one connection; it is the bottom frame of the
+// connection's goroutine, which waits in mochi's read loop for the life of an
+// idle client, so it is kept small: the log call is in its own function.
+func (l *listener) serveConn(conn net.Conn, establish listeners.EstablishFn) {
+	defer l.wg.Done()
+	defer l.untrack(conn)
+	if err := establish(l.id, conn); err != nil {
+		l.logEnded(conn, err)
+	}
+}
+
+// logEnded logs the end of a connection. Never inlined, so that its
+// arguments are not part of serveConn's frame.
+//
+//go:noinline
+func (l *listener) logEnded(conn net.Conn, err error) {
+	l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 }
 
 // track registers a new connection. It reports ok false once closed, and
