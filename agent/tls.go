@@ -87,6 +87,10 @@ type tlsState struct {
 	certPEM  string           // the certificate cert and sessions belong to
 	cert     *tls.Certificate // parsed certPEM; nil when unusable
 	sessions tls.ClientSessionCache
+
+	// users counts the HTTP work running (holdConnections).
+	usersMu sync.Mutex
+	users   int
 }
 
 // sessionCache is the agent's tls.ClientSessionCache: it forgets every
@@ -378,6 +382,32 @@ func (a *Agent) newHTTPClient() *http.Client {
 	// same verification, for the one host the agent talks to.
 	tr.TLSClientConfig = a.tlsConfigFor(a.client.base.Hostname())
 	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: tr}
+}
+
+// holdConnections marks the start of HTTP work: a sync (with what runs
+// right after it: command results, the inventory upload), an inventory
+// pass, a push-token registration. The agent keeps its HTTP connections
+// only while such work runs: release ends it, and when the last running
+// one ends the agent closes its idle connections. So an idle device holds
+// no connection to the API (only its MQTT one, or none), and the server's
+// HTTP connections are bounded by the devices syncing at the moment, not
+// by those that synced within a keep-alive timeout; the next sync's
+// connection resumes the TLS session (abbreviated handshake, no
+// certificates), which docs/PERFORMANCE.md measures.
+func (a *Agent) holdConnections() (release func()) {
+	st := &a.tlsState
+	st.usersMu.Lock()
+	st.users++
+	st.usersMu.Unlock()
+	return func() {
+		st.usersMu.Lock()
+		st.users--
+		last := st.users == 0
+		st.usersMu.Unlock()
+		if last {
+			a.closeIdleConnections()
+		}
+	}
 }
 
 // closeIdleConnections makes the next request open a connection that
