@@ -16,6 +16,7 @@ import (
 
 	"github.com/doorbell-mdm/doorbell/agent"
 	"github.com/doorbell-mdm/doorbell/internal/testkit"
+	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/daemon"
 	"github.com/doorbell-mdm/doorbell/server/pki"
 	"github.com/doorbell-mdm/doorbell/server/servertest"
@@ -76,10 +77,16 @@ next:
 	return math.NaN()
 }
 
+// inventoryFunc is an agent.Collector.
+type inventoryFunc func(ctx context.Context) (proto.Inventory, error)
+
+func (f inventoryFunc) Collect(ctx context.Context) (proto.Inventory, error) { return f(ctx) }
+
 // TestTLSAgentReleasesConnectionAfterSync: an agent (its own HTTP client)
-// holds no HTTPS connection to the server once its sync is done, as the
-// server sees it (its open connections), and its next sync connects again
-// on a resumed TLS session. Before, the agent kept the connection alive
+// holds no HTTPS connection to the server once its sync is done (with the
+// inventory upload that follows the enrolling sync), as the server sees it
+// (its open connections), and its next sync connects again on a resumed
+// TLS session. Before, the agent kept the connection alive
 // for 90 s after every sync, so a fleet-wide edit held one server
 // connection per device.
 func TestTLSAgentReleasesConnectionAfterSync(t *testing.T) {
@@ -89,10 +96,15 @@ func TestTLSAgentReleasesConnectionAfterSync(t *testing.T) {
 		AdminToken: tlsAdmin, EnrollToken: tlsEnroll, TLS: &pki.Config{}, HTTPIdleTimeout: time.Hour,
 	})}
 	s.url = "https://" + s.d.HTTPAddr()
+	uploads := make(chan agent.InventoryResult, 4)
 	a, err := agent.New(agent.Config{
 		ServerURL: s.url, ServerPin: s.d.Pin(), EnrollToken: tlsEnroll,
 		Enforcer: &agent.MemoryEnforcer{}, IDStore: agent.NewFileIDStore(t.TempDir()),
 		Interval: time.Hour, DisableMQTT: true,
+		Inventory: inventoryFunc(func(context.Context) (proto.Inventory, error) {
+			return proto.Inventory{System: &proto.InventorySystem{Hostname: "release-test"}}, nil
+		}),
+		OnInventory: func(r agent.InventoryResult) { uploads <- r },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +114,16 @@ func TestTLSAgentReleasesConnectionAfterSync(t *testing.T) {
 	figures := func() serverFigures { scrapes++; return s.figures() }
 	if err := a.Sync(ctx); err != nil {
 		t.Fatalf("enrolling sync: %v", err)
+	}
+	// The enrolling sync uploaded the inventory right after, on the
+	// same connection.
+	select {
+	case r := <-uploads:
+		if r.Err != nil || len(r.Sent) == 0 {
+			t.Fatalf("inventory after the enrolling sync: sent %v, err %v", r.Sent, r.Err)
+		}
+	default:
+		t.Fatal("the enrolling sync did not upload the inventory")
 	}
 	// The agent's connection goes once it closed it: only the scrape's
 	// own stays open.
