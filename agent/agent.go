@@ -48,7 +48,11 @@ type Config struct {
 	// Model, OSVersion and AgentVersion are sent at enrollment.
 	Model, OSVersion, AgentVersion string
 	// HTTPClient makes the REST calls; nil means a client with a
-	// DefaultHTTPTimeout timeout.
+	// DefaultHTTPTimeout timeout. The agent calls its
+	// CloseIdleConnections when a sync (or an inventory pass, or a
+	// push-token registration) ends, so an idle device holds no
+	// connection to the API; a client shared by several agents should
+	// therefore have a Transport without that method.
 	HTTPClient *http.Client
 	// Logger receives the agent's logs; nil discards them. Secrets and
 	// tokens are never logged.
@@ -447,6 +451,7 @@ func (a *Agent) SetPushToken(token string) error {
 		return fmt.Errorf("setting push token: %w", ctx.Err())
 	}
 	defer func() { <-a.sem }()
+	defer a.holdConnections()()
 
 	a.mu.Lock()
 	err := a.loadLocked()
@@ -489,7 +494,9 @@ func (a *Agent) registerToken(ctx context.Context, id Identity) error {
 
 // Sync runs one sync (runMdmSync) now: enroll if needed, register a pending
 // push token, fetch the policy, enforce it, observe and report. Syncs never
-// overlap: Sync waits for a running one to finish first.
+// overlap: Sync waits for a running one to finish first. When it ends the
+// agent closes its idle HTTP connections (holdConnections): an idle device
+// holds none.
 //
 // A failed enforcement is not an error: the device's unchanged state is
 // reported (non-compliant) and Sync returns nil, so a device that refuses
@@ -502,11 +509,13 @@ func (a *Agent) Sync(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer func() { <-a.sem }()
+	release := a.holdConnections()
 	start := a.clock.Now()
 	res := a.runMdmSync(ctx)
 	if res.Err == nil {
 		a.inventoryAfterSync(ctx)
 	}
+	release() // the sync's connection closes now (holdConnections)
 	res.Duration = a.clock.Now().Sub(start)
 	if res.Err != nil {
 		a.log.Debug("sync failed", "deviceId", res.DeviceID, "err", res.Err)

@@ -190,6 +190,7 @@ func (a *Agent) inventoryPass(ctx context.Context, full bool) InventoryResult {
 		return InventoryResult{Err: ctx.Err()}
 	}
 	defer func() { <-a.invSem }()
+	defer a.holdConnections()()
 	var res InventoryResult
 	if a.cfg.Inventory == nil {
 		return res

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
@@ -87,6 +88,10 @@ type tlsState struct {
 	certPEM  string           // the certificate cert and sessions belong to
 	cert     *tls.Certificate // parsed certPEM; nil when unusable
 	sessions tls.ClientSessionCache
+
+	// users counts the HTTP work running (holdConnections).
+	usersMu sync.Mutex
+	users   int
 }
 
 // sessionCache is the agent's tls.ClientSessionCache: it forgets every
@@ -175,9 +180,22 @@ func (a *Agent) httpsEnabled() bool {
 // leaf must still chain to it, be valid now, be meant for servers and name
 // the host dialled, so a device certificate from the same CA or a stranger's
 // leaf next to our CA certificate is refused.
+//
+// A resumed session was verified when it was made (a session is kept only
+// after a handshake this accepted, and only for the device certificate it
+// was made with); like crypto/tls's own verification, resuming it only
+// checks that the leaf has not expired and names host. That saves a chain
+// verification per connection, and the agent connects anew for every sync.
 func (a *Agent) verifyServer(cs tls.ConnectionState, host string) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("server presented no certificate")
+	}
+	if cs.DidResume {
+		leaf := cs.PeerCertificates[0]
+		if time.Now().After(leaf.NotAfter) {
+			return errors.New("the resumed session's server certificate has expired")
+		}
+		return leaf.VerifyHostname(host)
 	}
 	id, _ := a.currentIdentity()
 	var roots *x509.CertPool
@@ -378,6 +396,32 @@ func (a *Agent) newHTTPClient() *http.Client {
 	// same verification, for the one host the agent talks to.
 	tr.TLSClientConfig = a.tlsConfigFor(a.client.base.Hostname())
 	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: tr}
+}
+
+// holdConnections marks the start of HTTP work: a sync (with what runs
+// right after it: command results, the inventory upload), an inventory
+// pass, a push-token registration. The agent keeps its HTTP connections
+// only while such work runs: release ends it, and when the last running
+// one ends the agent closes its idle connections. So an idle device holds
+// no connection to the API (only its MQTT one, or none), and the server's
+// HTTP connections are bounded by the devices syncing at the moment, not
+// by those that synced within a keep-alive timeout; the next sync's
+// connection resumes the TLS session (abbreviated handshake, no
+// certificates), which docs/PERFORMANCE.md measures.
+func (a *Agent) holdConnections() (release func()) {
+	st := &a.tlsState
+	st.usersMu.Lock()
+	st.users++
+	st.usersMu.Unlock()
+	return func() {
+		st.usersMu.Lock()
+		st.users--
+		last := st.users == 0
+		st.usersMu.Unlock()
+		if last {
+			a.closeIdleConnections()
+		}
+	}
 }
 
 // closeIdleConnections makes the next request open a connection that

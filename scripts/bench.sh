@@ -20,11 +20,15 @@ MQTT=${MQTT:-127.0.0.1:18883}
 FCM=${FCM:-127.0.0.1:18404}
 OUT=${OUT:-bin/bench.jsonl}
 PPROF=${PPROF:-127.0.0.1:18606}
-# Over TLS every device holds an MQTT and an HTTPS connection, in the
-# simulator and in the server: at most ~9,000 fit in 20,000 open files per
-# process (more needs several simulator processes, --slice).
+# Over TLS an idle device holds only its MQTT connection (an agent closes its
+# HTTPS connection when its sync ends), but when the whole fleet syncs at once
+# (edit-all, restart) the simulator holds an HTTPS connection per device too:
+# those rows run in TLS_PROCS simulator processes (--slice), as many as the
+# open-file limit needs (2 sockets per device), started together and combined
+# by scripts/benchtable.
 TLS_DEVICES=${TLS_DEVICES:-$DEVICES}
-[ "$TLS_DEVICES" -gt 9000 ] && TLS_DEVICES=9000
+files=$(ulimit -n); [ "$files" = unlimited ] || [ "$files" -gt 20000 ] && files=20000
+TLS_PROCS=${TLS_PROCS:-$(( (2 * TLS_DEVICES + files - 401) / (files - 400) ))}
 
 work=$(mktemp -d)
 server_pid=""
@@ -80,7 +84,7 @@ sim() {
 }
 
 # tls_sim is sim over TLS: every simulated device enrolls with its own key
-# and certificate and holds its own HTTPS and MQTT/TLS connections.
+# and certificate and makes its own HTTPS and MQTT/TLS connections.
 tls_sim() {
 	want "tls:$2" || return 0
 	echo "bench: TLS $* (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
@@ -91,25 +95,69 @@ tls_sim() {
 	stop_server
 }
 
-# restart_sim: the reconnect storm over TLS. The simulator stops the server
-# once the fleet is connected; this restarts it on the same data and the
-# simulator measures until every device is back.
+# slices_start starts TLS_PROCS simulator processes over TLS, each with its
+# --slice of the fleet, and once every one is enrolled and connected starts
+# their measured part at one moment (--ready-file, then SIGUSR1).
+slices_start() {
+	sim_pids=""
+	k=1
+	while [ $k -le "$TLS_PROCS" ]; do
+		rm -f "$work/ready.$k"
+		"$BIN" sim --server "https://$HTTP" --ca-file "$work/data/tls/ca.pem" --enroll-token bench-enroll --admin-token bench-admin \
+			--devices "$TLS_DEVICES" --slice "$k/$TLS_PROCS" --ready-file "$work/ready.$k" --server-pid "$server_pid" --mode mqtt \
+			--quiet --json "$@" >"$work/out.$k" &
+		sim_pids="$sim_pids $!"
+		k=$((k + 1))
+	done
+	k=1
+	while [ $k -le "$TLS_PROCS" ]; do
+		until [ -e "$work/ready.$k" ]; do
+			for p in $sim_pids; do
+				kill -0 "$p" 2>/dev/null || { echo "bench: a simulator process failed before the start" >&2; slices_wait; return 1; }
+			done
+			sleep 0.2
+		done
+		k=$((k + 1))
+	done
+	for p in $sim_pids; do kill -USR1 "$p"; done
+}
+
+# slices_wait waits for the simulator processes and appends their lines.
+slices_wait() {
+	for p in $sim_pids; do wait "$p" || echo "bench: a simulator process failed" >&2; done
+	k=1
+	while [ $k -le "$TLS_PROCS" ]; do cat "$work/out.$k" >>"$OUT"; k=$((k + 1)); done
+}
+
+# tls_slices is tls_sim for a scenario where the whole fleet syncs at once,
+# in TLS_PROCS processes.
+tls_slices() {
+	want "tls:$2" || return 0
+	echo "bench: TLS $* in $TLS_PROCS simulator processes (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	start_server tls
+	slices_start "$@" && slices_wait
+	stop_server
+}
+
+# restart_sim: the reconnect storm over TLS. The (first) simulator stops the
+# server once the fleet is connected; this restarts it on the same data and
+# the simulators measure until every device is back.
 restart_sim() {
 	want tls:restart || return 0
-	echo "bench: TLS restart storm (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	echo "bench: TLS restart storm in $TLS_PROCS simulator processes (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	start_server tls
-	"$BIN" sim --server "https://$HTTP" --ca-file "$work/data/tls/ca.pem" --enroll-token bench-enroll --admin-token bench-admin \
-		--devices "$TLS_DEVICES" --server-pid "$server_pid" --mode mqtt --scenario restart \
-		--quiet --json >>"$OUT" &
-	sim_pid=$!
-	while kill -0 "$server_pid" 2>/dev/null && kill -0 "$sim_pid" 2>/dev/null; do
+	slices_start --scenario restart || { stop_server; return 0; }
+	alive=1
+	while kill -0 "$server_pid" 2>/dev/null && [ $alive = 1 ]; do
+		alive=0
+		for p in $sim_pids; do kill -0 "$p" 2>/dev/null && alive=1; done
 		sleep 0.2 # waiting for the simulator to stop the server
 	done
 	if ! kill -0 "$server_pid" 2>/dev/null; then
 		wait "$server_pid" 2>/dev/null || true
 		start_server tls keep
 	fi
-	wait "$sim_pid" || echo "bench: the restart scenario failed" >&2
+	slices_wait
 	stop_server
 }
 
@@ -125,7 +173,7 @@ sim --mode fcm --scenario edit-all
 sim --mode poll --scenario edit-one --interval "$POLL_INTERVAL"
 sim --mode poll --scenario edit-all --interval "$POLL_INTERVAL"
 tls_sim --scenario edit-one
-tls_sim --scenario edit-all
+tls_slices --scenario edit-all
 tls_sim --scenario idle
 tls_sim --scenario reports
 restart_sim

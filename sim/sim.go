@@ -122,6 +122,17 @@ type Config struct {
 	Timeout time.Duration
 	// Progress receives a progress line while the run works; nil = none.
 	Progress io.Writer
+	// Slice and Slices are K and N of --slice K/N: this process runs the
+	// K-th of N slices of the fleet (0 or 1 slices: this one alone). With
+	// several, the first (First 0) stops the server in the restart
+	// scenario and the others only measure.
+	Slice, Slices int
+	// WaitStart, when set, is called once every device is enrolled and
+	// connected, right before the scenario's measured part; the run goes
+	// on when it returns (nil) or fails with its error. Several simulator
+	// processes (--slice) start a fleet-wide scenario at one moment
+	// through it (doorbell sim --ready-file).
+	WaitStart func(ctx context.Context) error
 }
 
 // Result holds a run's figures. Fields that do not apply to the scenario are
@@ -170,6 +181,10 @@ type Result struct {
 	// resumed a TLS session (the server keeps its session-ticket keys).
 	HTTPSHandshakes int64 `json:"httpsHandshakes,omitempty"`
 	HTTPSResumed    int64 `json:"httpsResumed,omitempty"`
+	// TLSHandshakesPerSec is, for restart over TLS, the TLS handshakes the
+	// fleet made per second until the last device was back: the counted
+	// HTTPS ones and one MQTT/TLS connection per device.
+	TLSHandshakesPerSec float64 `json:"tlsHandshakesPerSec,omitempty"`
 	// ReportsPerSec is, for reports, durable reports the server accepted
 	// (2xx) per second.
 	ReportsPerSec float64 `json:"reportsPerSec,omitempty"`
@@ -179,6 +194,10 @@ type Result struct {
 	LoadAvg string `json:"loadAvg,omitempty"`
 	// TLS is true when the server URL is https.
 	TLS bool `json:"tls,omitempty"`
+	// Slice is K/N of --slice when several simulator processes share the
+	// fleet: each reports its own devices (scripts/benchtable combines
+	// them).
+	Slice string `json:"slice,omitempty"`
 
 	// Extras.
 	Edits             int     `json:"edits,omitempty"`             // edit-one: edits measured; edit-all: edit requests
@@ -247,16 +266,24 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// FilesNeeded estimates the open files a run needs: one socket per MQTT
-// device, the HTTP connections, and some slack. Over TLS (tls true) every
-// device also holds its own HTTP connection.
-func FilesNeeded(devices, httpConns int, mode string, tls bool) uint64 {
+// FilesNeeded estimates the open files a run of scenario needs: one socket
+// per MQTT device, the HTTP connections, and some slack. Over TLS (tls true)
+// every device makes its own HTTPS connections, which it holds only while it
+// syncs (an agent closes them when its sync ends): where the whole fleet
+// syncs at once (edit-all, restart) that is one more socket per device;
+// elsewhere (enroll and connect are ramped, edit-one syncs one device, the
+// reports scenario's workers one device each) at most httpConns+ramp more.
+func FilesNeeded(devices, httpConns, ramp int, mode, scenario string, tls bool) uint64 {
 	n := uint64(2*httpConns + 64) // agents' and operator's connections
 	if mode == ModeMQTT {
 		n += uint64(devices)
 	}
 	if tls {
-		n += uint64(devices)
+		if scenario == ScenarioEditAll || scenario == ScenarioRestart {
+			n += uint64(devices)
+		} else {
+			n += uint64(min(devices, httpConns+ramp))
+		}
 	}
 	return n
 }
@@ -268,14 +295,11 @@ func checkFiles(c Config) error {
 		return fmt.Errorf("sim: reading the open-file limit: %w", err)
 	}
 	tls := strings.HasPrefix(c.ServerURL, "https://")
-	need := FilesNeeded(c.Devices, c.HTTPConns, c.Mode, tls)
+	need := FilesNeeded(c.Devices, c.HTTPConns, c.Ramp, c.Mode, c.Scenario, tls)
 	if need <= limit {
 		return nil
 	}
-	per := int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Mode, tls))
-	if perDev := int(FilesNeeded(1, c.HTTPConns, c.Mode, tls) - FilesNeeded(0, c.HTTPConns, c.Mode, tls)); perDev > 1 {
-		per /= perDev
-	}
+	per := (int(limit) - int(FilesNeeded(0, c.HTTPConns, c.Ramp, c.Mode, c.Scenario, tls))) / max(1, perDevice(c, tls))
 	if per < 1 {
 		return fmt.Errorf("sim: the open-file limit %d is too low even for --http-conns %d", limit, c.HTTPConns)
 	}
@@ -283,6 +307,19 @@ func checkFiles(c Config) error {
 	return fmt.Errorf("sim: %d %s devices need about %d open files, over this process's limit of %d (at most %d per process): "+
 		"start %d simulator processes, each with --devices %d and its own --slice K/%d (K = 1..%d)",
 		c.Devices, c.Mode, need, limit, MaxOpenFiles, procs, c.Devices, procs, procs)
+}
+
+// perDevice is how many sockets a device of c holds at most (for the
+// advice of checkFiles).
+func perDevice(c Config, tls bool) int {
+	n := 0
+	if c.Mode == ModeMQTT {
+		n++
+	}
+	if tls && (c.Scenario == ScenarioEditAll || c.Scenario == ScenarioRestart) {
+		n++
+	}
+	return n
 }
 
 // device is one simulated device: its agent, identity and what it reported.
@@ -405,6 +442,12 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// sharedPool is a transport shared by many agents: it has no
+// CloseIdleConnections, which every agent calls at the end of its sync.
+type sharedPool struct{ rt http.RoundTripper }
+
+func (p sharedPool) RoundTrip(r *http.Request) (*http.Response, error) { return p.rt.RoundTrip(r) }
+
 // fleet is one run's state.
 type fleet struct {
 	cfg      Config
@@ -414,6 +457,7 @@ type fleet struct {
 	// those that resumed a session (over TLS only).
 	handshakes, resumed atomic.Int64
 	agentHTTP           *http.Client
+	sharedHTTP          *http.Client   // agentHTTP for the agents (sharedPool)
 	tls                 bool           // the server URL is https
 	serverPID           int            // 0 = unknown
 	admin               *client.Client // the operator's calls, over a counted HTTP client of its own
@@ -456,6 +500,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	f.agentHTTP = newHTTPClient(cfg.HTTPConns, &f.requests, roots)
+	// Over plain HTTP the agents share one pool (a simulator economy):
+	// through a transport without CloseIdleConnections, so an agent that
+	// ends its sync does not close the others' connections.
+	f.sharedHTTP = &http.Client{Timeout: f.agentHTTP.Timeout, Transport: sharedPool{f.agentHTTP.Transport}}
 	var err error
 	if _, err = parseHost(f.server(0)); err != nil {
 		return Result{}, err
@@ -480,6 +528,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	res := Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Devices: cfg.Devices, LoadAvg: loadAvg(),
 		TLS: strings.HasPrefix(cfg.ServerURL, "https://")}
+	if cfg.Slices > 1 {
+		res.Slice = fmt.Sprintf("%d/%d", cfg.Slice, cfg.Slices)
+	}
 	if err := f.scenario(ctx, &res); err != nil {
 		return res, err
 	}
@@ -516,7 +567,6 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	}
 	var memBefore serverMemory
 	if f.cfg.Scenario == ScenarioIdle {
-		f.closeIdleHTTP() // the enrollments' connections: not part of either reading
 		var err error
 		if memBefore, err = f.serverMemory(ctx); err != nil {
 			return err
@@ -528,6 +578,12 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 	}
 	if err := f.connect(ctx); err != nil {
 		return err
+	}
+	if f.cfg.WaitStart != nil && f.cfg.Scenario != ScenarioEnroll && f.cfg.Scenario != ScenarioIdle {
+		f.prog.set("waiting for the start", 0, 0)
+		if err := f.cfg.WaitStart(ctx); err != nil {
+			return err
+		}
 	}
 	if f.cfg.Scenario == ScenarioEnroll {
 		d := time.Since(t0)
@@ -546,10 +602,8 @@ func (f *fleet) scenario(ctx context.Context, res *Result) error {
 			return err
 		}
 	case ScenarioIdle:
-		// An idle device holds its MQTT session only: its HTTP connection
-		// (over TLS, its own) closes once idle, as an agent's transport
-		// does after 90 s; close them now rather than wait.
-		f.closeIdleHTTP()
+		// An idle device holds its MQTT session only: the agent closed
+		// its HTTP connection (over TLS, its own) when its sync ended.
 		f.prog.set("idle: settling", 0, 0)
 		select {
 		case <-ctx.Done():
@@ -611,8 +665,10 @@ func (f *fleet) restart(ctx context.Context, pid int, res *Result) error {
 	reqs0 := f.requests.Load()
 	hs0, res0 := f.handshakes.Load(), f.resumed.Load()
 	t0 := time.Now()
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("sim: stopping the server (pid %d): %w", pid, err)
+	if f.cfg.First == 0 { // with --slice, the first slice stops it
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			return fmt.Errorf("sim: stopping the server (pid %d): %w", pid, err)
+		}
 	}
 	f.prog.set("restart: reconnecting", len(f.devs), 0)
 	for i, w := range ws {
@@ -626,19 +682,10 @@ func (f *fleet) restart(ctx context.Context, pid int, res *Result) error {
 	res.RequestsPerSec = float64(f.requests.Load()-reqs0) / d.Seconds()
 	res.ReconnectsPerSec = float64(len(f.devs)) / d.Seconds()
 	res.HTTPSHandshakes, res.HTTPSResumed = f.handshakes.Load()-hs0, f.resumed.Load()-res0
-	return nil
-}
-
-// closeIdleHTTP closes the devices' own idle HTTP connections (over TLS).
-func (f *fleet) closeIdleHTTP() {
-	for _, d := range f.devs {
-		d.mu.Lock()
-		hc := d.http
-		d.mu.Unlock()
-		if hc != nil {
-			hc.CloseIdleConnections()
-		}
+	if f.tls {
+		res.TLSHandshakesPerSec = float64(res.HTTPSHandshakes+int64(len(f.devs))) / d.Seconds()
 	}
+	return nil
 }
 
 // serverMemory is the answer of the server's GET /debug/memory.
@@ -683,11 +730,12 @@ func (f *fleet) ids() map[string]bool {
 }
 
 func (f *fleet) newAgent(d *device, mqtt bool) (*agent.Agent, error) {
-	hc := f.agentHTTP
+	hc := f.sharedHTTP
 	var tr *http.Transport
 	if f.tls {
 		// The device's own connections, made with its own certificate
-		// through the agent's dialer (set below, once the agent exists).
+		// through the agent's dialer (set below, once the agent exists);
+		// the agent closes them when its sync ends.
 		tr = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 90 * time.Second}
 		hc = &http.Client{Timeout: 60 * time.Second, Transport: countingTransport{tr, &f.requests}}
 	}
@@ -1061,6 +1109,7 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 		cred   agent.Credentials
 		rep    agentReport
 		client *agent.Client
+		own    *http.Client // over TLS, the device's own connections
 	}
 	clients := map[string]*agent.Client{}
 	jobs := make([]job, len(f.devs))
@@ -1083,7 +1132,7 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 			if err != nil {
 				return err
 			}
-			jobs[i].client = c
+			jobs[i].client, jobs[i].own = c, hc
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Duration)
@@ -1113,6 +1162,11 @@ func (f *fleet) reports(ctx context.Context, res *Result) error {
 						firstErr.CompareAndSwap(nil, err)
 					}
 					continue
+				}
+				if j.own != nil {
+					// As an agent does when its sync ends: the
+					// next report resumes the TLS session.
+					j.own.CloseIdleConnections()
 				}
 				ok.Add(1)
 				f.prog.add(1)

@@ -108,3 +108,24 @@ func TestFCMServerRoutesByToken(t *testing.T) {
 		t.Errorf("unknown token: %d, want 404 (UNREGISTERED)", code)
 	}
 }
+
+// TestFilesNeededOverTLS: an agent holds its HTTPS connection only while it
+// syncs, so 10,000 TLS devices fit in one process of 20,000 files unless
+// the whole fleet syncs at once (edit-all, restart).
+func TestFilesNeededOverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		fits     bool
+	}{
+		{ScenarioIdle, true}, {ScenarioEditOne, true}, {ScenarioReports, true}, {ScenarioEnroll, true},
+		{ScenarioEditAll, false}, {ScenarioRestart, false},
+	} {
+		n := FilesNeeded(10000, 128, 200, ModeMQTT, tc.scenario, true)
+		if fits := n <= MaxOpenFiles; fits != tc.fits {
+			t.Errorf("%s: %d files for 10,000 TLS devices; fits in %d: %v, want %v", tc.scenario, n, MaxOpenFiles, fits, tc.fits)
+		}
+		if half := FilesNeeded(5000, 128, 200, ModeMQTT, tc.scenario, true); half > MaxOpenFiles {
+			t.Errorf("%s: %d files for 5,000 TLS devices, over %d", tc.scenario, half, MaxOpenFiles)
+		}
+	}
+}

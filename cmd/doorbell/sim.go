@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/sim"
@@ -45,6 +47,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.ServerDebug, "server-pprof", "", "idle: the server's debug listener (serve --pprof ADDR): free its memory before each reading and report heap, stacks and goroutines per device")
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "idle: wait this long after connecting before reading memory")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up on a device after this long")
+	var readyFile string
+	fs.StringVar(&readyFile, "ready-file", "", "once the fleet is enrolled and connected, create this file and wait for SIGUSR1 before the measured part (several --slice processes start together; not for enroll and idle)")
 	fs.BoolVar(&asJSON, "json", false, "print the figures as one JSON object")
 	fs.BoolVar(&silent, "quiet", false, "no progress line on stderr")
 	if err := parse(fs, args); err != nil {
@@ -64,6 +68,24 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	total := cfg.Devices
 	cfg.First = total * (k - 1) / n
 	cfg.Devices = total*k/n - cfg.First
+	cfg.Slice, cfg.Slices = k, n
+	if readyFile != "" {
+		// Registered now: the signal may come as soon as the file exists.
+		start := make(chan os.Signal, 1)
+		signal.Notify(start, syscall.SIGUSR1)
+		defer signal.Stop(start)
+		cfg.WaitStart = func(ctx context.Context) error {
+			if err := os.WriteFile(readyFile, nil, 0o644); err != nil {
+				return fmt.Errorf("sim: --ready-file: %w", err)
+			}
+			select {
+			case <-start:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	if !silent {
 		cfg.Progress = stderr
 	}

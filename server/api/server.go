@@ -4,6 +4,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -65,7 +66,18 @@ type Config struct {
 	// it is answered 503 and closed at once. 0 means fasthttp's default
 	// (262,144).
 	MaxConnections int
+	// IdleTimeout is how long an idle keep-alive connection is kept; 0
+	// means the package's IdleTimeout.
+	IdleTimeout time.Duration
 }
+
+// IdleTimeout is how long the server keeps an idle keep-alive connection
+// (it was 2 minutes). Agents close theirs when a sync ends; this bounds what
+// a client that keeps them (an agent before that, a browser) pins of the
+// HTTP connection cap, its connection rate x IdleTimeout, and is still
+// longer than the pauses inside one client's burst of requests. A request
+// after a longer pause pays one resumed TLS handshake (docs/PERFORMANCE.md).
+const IdleTimeout = 5 * time.Second
 
 // API is the REST API over the service.
 type API struct {
@@ -134,7 +146,7 @@ func New(st service.Store, cfg Config) (*API, error) {
 		ReadBufferSize:        8 << 10,            // also the limit on request line + headers
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           2 * time.Minute,
+		IdleTimeout:           cmp.Or(cfg.IdleTimeout, IdleTimeout),
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(a.logger),
 	})

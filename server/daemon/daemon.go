@@ -86,6 +86,9 @@ type DaemonConfig struct {
 	// as the file descriptor limit allows (netx.FDBudget), negative = no
 	// limit.
 	HTTPMaxConnections int
+	// HTTPIdleTimeout is how long an idle keep-alive HTTP connection is
+	// kept; 0 = api.IdleTimeout.
+	HTTPIdleTimeout time.Duration
 	// SlowSubscriberTimeout: see broker.Config (0 = its default).
 	SlowSubscriberTimeout time.Duration
 }
@@ -112,7 +115,9 @@ type Daemon struct {
 	hook    *Webhook // nil without WebhookURL
 	esc     *escalate.Escalator
 	httpLn  net.Listener
-	pki     *pki.Authority
+	// handshakes counts the listeners' TLS handshakes (tls.go).
+	handshakes *prometheus.CounterVec
+	pki        *pki.Authority
 }
 
 // NewDaemon opens the data dir and binds both listeners, so the addresses are
@@ -139,7 +144,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 	if cfg.EscalationInterval == 0 {
 		cfg.EscalationInterval = escalate.DefaultInterval
 	}
-	d := &Daemon{cfg: cfg, logger: cfg.Logger.With("component", "daemon")}
+	d := &Daemon{cfg: cfg, logger: cfg.Logger.With("component", "daemon"), handshakes: newHandshakeCounter()}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -263,7 +268,11 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		esc.Notify = d.hook.Escalated
 	}
 	d.esc = escalate.New(esc)
-	collectors := []prometheus.Collector{bellStats, api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount), d.esc.Collector()}
+	collectors := []prometheus.Collector{bellStats, api.BrokerStats(d.brokerInfo, d.broker.ConnectedCount), d.esc.Collector(),
+		d.handshakes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "doorbell_http_connections",
+			Help: "HTTP connections open now, idle keep-alive ones included (over --http-max-connections one is answered 503).",
+		}, func() float64 { return float64(d.api.App().Server().GetOpenConnectionsCount()) })}
 	if d.bolt != nil {
 		collectors = append(collectors, api.BoltStats(d.bolt.DBStats))
 	}
@@ -289,6 +298,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		},
 		Metrics:        metrics,
 		MaxConnections: d.httpConnectionLimit(),
+		IdleTimeout:    cfg.HTTPIdleTimeout,
 	})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/doorbell-mdm/doorbell/broker"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/pki"
@@ -52,7 +54,7 @@ func (d *Daemon) brokerTLS(bc broker.Config) broker.Config {
 	if d.pki == nil {
 		return bc
 	}
-	bc.TLS = d.pki.TLSConfig()
+	bc.TLS = d.countHandshakes(d.pki.TLSConfig(), "mqtt")
 	bc.CheckClientCert = d.checkMQTTCert
 	return bc
 }
@@ -85,7 +87,29 @@ func (d *Daemon) wrapHTTP(ln net.Listener) net.Listener {
 	if d.pki == nil {
 		return ln
 	}
-	return tls.NewListener(ln, d.pki.TLSConfig())
+	return tls.NewListener(ln, d.countHandshakes(d.pki.TLSConfig(), "http"))
+}
+
+// newHandshakeCounter is doorbell_tls_handshakes_total.
+func newHandshakeCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doorbell_tls_handshakes_total",
+		Help: "TLS handshakes completed, by listener (http, mqtt) and whether the client resumed a session (resumed=\"true\": no certificates sent or verified).",
+	}, []string{"listener", "resumed"})
+}
+
+// countHandshakes makes c count its completed handshakes as listener's.
+func (d *Daemon) countHandshakes(c *tls.Config, listener string) *tls.Config {
+	full, resumed := d.handshakes.WithLabelValues(listener, "false"), d.handshakes.WithLabelValues(listener, "true")
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if cs.DidResume {
+			resumed.Inc()
+		} else {
+			full.Inc()
+		}
+		return nil
+	}
+	return c
 }
 
 // PKI is the server's certificate authority, nil when TLS is off.

@@ -51,16 +51,16 @@ func (t realTimer) C() <-chan time.Time { return t.t.C }
 func (t realTimer) Stop() bool          { return t.t.Stop() }
 
 type tlsServer struct {
-	t         *testing.T
+	t         testing.TB
 	d         *daemon.Daemon
 	url       string
 	connected chan string
 }
 
-func startTLS(t *testing.T, tc *pki.Config) *tlsServer { return startTLSIn(t, tc, "") }
+func startTLS(t testing.TB, tc *pki.Config) *tlsServer { return startTLSIn(t, tc, "") }
 
 // startTLSIn is startTLS on data directory dir ("" = a new one).
-func startTLSIn(t *testing.T, tc *pki.Config, dir string) *tlsServer {
+func startTLSIn(t testing.TB, tc *pki.Config, dir string) *tlsServer {
 	t.Helper()
 	s := &tlsServer{t: t, connected: make(chan string, 16)}
 	s.d = servertest.Start(t, daemon.DaemonConfig{
@@ -126,7 +126,7 @@ func (s *tlsServer) deviceCount() int {
 }
 
 // newCSR returns a CSR and the key pair it is for.
-func newCSR(t *testing.T) (string, *ecdsa.PrivateKey) {
+func newCSR(t testing.TB) (string, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}, key)
@@ -136,7 +136,7 @@ func newCSR(t *testing.T) (string, *ecdsa.PrivateKey) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), key
 }
 
-func keyPair(t *testing.T, certPEM string, key *ecdsa.PrivateKey) tls.Certificate {
+func keyPair(t testing.TB, certPEM string, key *ecdsa.PrivateKey) tls.Certificate {
 	t.Helper()
 	der, _ := x509.MarshalECPrivateKey(key)
 	c, err := tls.X509KeyPair([]byte(certPEM), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
