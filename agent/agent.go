@@ -322,7 +322,7 @@ func (a *Agent) scheduleLoop(ctx context.Context) {
 		} else {
 			failures = 0
 		}
-		d := nextSyncDelay(failures, a.cfg.Interval, a.rnd)
+		d := nextSyncDelay(failures, IsBusy(err), a.cfg.Interval, a.rnd)
 		if err != nil {
 			a.log.Warn("sync failed", "err", err, "failures", failures, "retryIn", d)
 		}

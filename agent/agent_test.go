@@ -536,31 +536,32 @@ func TestSchedulerBackoff(t *testing.T) {
 
 	steps := []struct {
 		name      string
-		fail      bool // the server fails this step's sync
+		fail      int // the status the server fails this step's sync with
 		wantDelay time.Duration
+		jitter    time.Duration // wantDelay ± jitter
 	}{
-		{name: "first failure waits 30s", wantDelay: 30 * time.Second},
-		{name: "second failure waits 60s", fail: true, wantDelay: 60 * time.Second},
-		{name: "third failure waits 120s", fail: true, wantDelay: 120 * time.Second},
-		{name: "success waits the interval", wantDelay: 10 * time.Minute},
-		{name: "a failure after success starts over at 30s", fail: true, wantDelay: 30 * time.Second},
+		{name: "a busy server (503) is asked again after 2s", wantDelay: 2 * time.Second, jitter: time.Second},
+		{name: "second failure (500) waits 60s", fail: 500, wantDelay: 60 * time.Second, jitter: 6 * time.Second},
+		{name: "third failure waits 120s", fail: 500, wantDelay: 120 * time.Second, jitter: 12 * time.Second},
+		{name: "success waits the interval", wantDelay: 10 * time.Minute, jitter: time.Minute},
+		{name: "a failure after success starts over at 30s", fail: 500, wantDelay: 30 * time.Second, jitter: 3 * time.Second},
+		{name: "rate limited (429): 4s, the second failure from the busy base", fail: 429, wantDelay: 4 * time.Second, jitter: 2 * time.Second},
 	}
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			if i > 0 {
-				if st.fail {
-					srv.failOnce("policy", http.StatusInternalServerError)
+				if st.fail != 0 {
+					srv.failOnce("policy", st.fail)
 				}
-				h.clock.Advance(steps[i-1].wantDelay + steps[i-1].wantDelay/10)
+				h.clock.Advance(steps[i-1].wantDelay + steps[i-1].jitter)
 			}
 			r := recv(t, h.results, "OnSync")
-			if failed := r.Err != nil; failed != (st.fail || i == 0) {
+			if failed := r.Err != nil; failed != (st.fail != 0 || i == 0) {
 				t.Fatalf("sync error = %v", r.Err)
 			}
 			d := h.clock.waitTimer(t, 0, time.Hour)
-			lo, hi := st.wantDelay*9/10, st.wantDelay*11/10
-			if d < lo || d > hi {
-				t.Errorf("next sync in %v, want %v ±10%%", d, st.wantDelay)
+			if lo, hi := st.wantDelay-st.jitter, st.wantDelay+st.jitter; d < lo || d > hi {
+				t.Errorf("next sync in %v, want %v ±%v", d, st.wantDelay, st.jitter)
 			}
 		})
 	}

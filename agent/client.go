@@ -247,6 +247,13 @@ func StatusOf(err error) int {
 // the device (never enrolled there, or deleted).
 func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
+// IsBusy reports whether err is the server turning the request away for
+// now: 503 (over its connection cap, or unavailable) or 429 (rate limited).
+func IsBusy(err error) bool {
+	s := StatusOf(err)
+	return s == http.StatusServiceUnavailable || s == http.StatusTooManyRequests
+}
+
 // IsUnauthorized reports whether err is a 401 answer: a wrong or missing
 // credential.
 func IsUnauthorized(err error) bool { return StatusOf(err) == http.StatusUnauthorized }

@@ -38,6 +38,12 @@ const (
 	DefaultInterval = 15 * time.Minute
 	// syncBackoffBase is the first retry delay after a failed sync.
 	syncBackoffBase = 30 * time.Second
+	// busyBackoffBase is the first retry delay after the server answered
+	// that it is busy (503, 429): a fleet-wide doorbell can bring more
+	// devices at once than the server takes connections, and those turned
+	// away come back within seconds, spread ±50%, not after 30 s.
+	busyBackoffBase = 2 * time.Second
+	busyJitter      = 0.5
 	// syncJitter spreads every sync delay by ±10%.
 	syncJitter = 0.10
 	// mqttBackoffBase and mqttBackoffMax bound MQTT reconnect delays.
@@ -51,11 +57,15 @@ const (
 // nextSyncDelay is how long the scheduler waits before the next periodic
 // sync: the interval after a success (failures == 0), otherwise an
 // exponential backoff from 30s doubling per consecutive failure and capped at
-// the interval; always jittered ±10%.
-func nextSyncDelay(failures int, interval time.Duration, rnd func() float64) time.Duration {
+// the interval; always jittered ±10%. When the last failure was the server
+// saying it is busy the backoff starts at 2s, jittered ±50%.
+func nextSyncDelay(failures int, busy bool, interval time.Duration, rnd func() float64) time.Duration {
 	b := backoff.Backoff{Min: syncBackoffBase, Max: interval, Jitter: syncJitter, Rand: rnd}
 	if failures <= 0 {
 		return b.Spread(interval)
+	}
+	if busy {
+		b.Min, b.Jitter = busyBackoffBase, busyJitter
 	}
 	return b.Delay(failures)
 }

@@ -13,6 +13,7 @@ func TestNextSyncDelay(t *testing.T) {
 	tests := []struct {
 		name     string
 		failures int
+		busy     bool
 		interval time.Duration
 		rnd      float64
 		want     time.Duration
@@ -28,10 +29,14 @@ func TestNextSyncDelay(t *testing.T) {
 		{name: "capped, highest jitter", failures: 6, interval: interval, rnd: 1, want: interval * 11 / 10},
 		{name: "many failures do not overflow", failures: 10000, interval: interval, rnd: 0.5, want: interval},
 		{name: "interval below the base", failures: 1, interval: 10 * time.Second, rnd: 0.5, want: 10 * time.Second},
+		{name: "busy server, first failure", failures: 1, busy: true, interval: interval, rnd: 0.5, want: 2 * time.Second},
+		{name: "busy server, lowest jitter", failures: 1, busy: true, interval: interval, rnd: 0, want: time.Second},
+		{name: "busy server, third failure", failures: 3, busy: true, interval: interval, rnd: 0.5, want: 8 * time.Second},
+		{name: "busy server, capped", failures: 20, busy: true, interval: interval, rnd: 0.5, want: interval},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nextSyncDelay(tt.failures, tt.interval, constRand(tt.rnd)); got != tt.want {
+			if got := nextSyncDelay(tt.failures, tt.busy, tt.interval, constRand(tt.rnd)); got != tt.want {
 				t.Errorf("nextSyncDelay(%d, %v) = %v, want %v", tt.failures, tt.interval, got, tt.want)
 			}
 		})
@@ -47,7 +52,7 @@ func TestNextSyncDelaySchedule(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for round := range 50 {
 		for i, b := range base {
-			d := nextSyncDelay(i+1, interval, rnd.Float64)
+			d := nextSyncDelay(i+1, false, interval, rnd.Float64)
 			if d < b*9/10 || d > b*11/10 {
 				t.Fatalf("round %d failure %d: delay %v, want %v ±10%%", round, i+1, d, b)
 			}
@@ -60,7 +65,7 @@ func TestNextSyncDelaySchedule(t *testing.T) {
 	// Reproducible.
 	a, b := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(7, 7))
 	for i := 1; i < 8; i++ {
-		if x, y := nextSyncDelay(i, interval, a.Float64), nextSyncDelay(i, interval, b.Float64); x != y {
+		if x, y := nextSyncDelay(i, false, interval, a.Float64), nextSyncDelay(i, false, interval, b.Float64); x != y {
 			t.Fatalf("same seed, different delays: %v, %v", x, y)
 		}
 	}
