@@ -536,7 +536,7 @@ func TestSchedulerBackoff(t *testing.T) {
 
 	steps := []struct {
 		name      string
-		fail      int // the status the server fails this step's sync with
+		fail      int // the status the server fails this step's sync with (connReset: a reset)
 		wantDelay time.Duration
 		jitter    time.Duration // wantDelay ± jitter
 	}{
@@ -546,6 +546,7 @@ func TestSchedulerBackoff(t *testing.T) {
 		{name: "success waits the interval", wantDelay: 10 * time.Minute, jitter: time.Minute},
 		{name: "a failure after success starts over at 30s", fail: 500, wantDelay: 30 * time.Second, jitter: 3 * time.Second},
 		{name: "rate limited (429): 4s, the second failure from the busy base", fail: 429, wantDelay: 4 * time.Second, jitter: 2 * time.Second},
+		{name: "a reset connection is busy too: 8s", fail: connReset, wantDelay: 8 * time.Second, jitter: 4 * time.Second},
 	}
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/proto"
@@ -248,10 +249,16 @@ func StatusOf(err error) int {
 func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
 
 // IsBusy reports whether err is the server turning the request away for
-// now: 503 (over its connection cap, or unavailable) or 429 (rate limited).
+// now: 503 (over its connection cap, or unavailable), 429 (rate limited),
+// or a connection it reset or closed before answering (a server over its
+// connection cap closes what it cannot serve, and a client still writing
+// its request sees the reset, not the 503). A refused connection (nothing
+// listening) is not busy.
 func IsBusy(err error) bool {
-	s := StatusOf(err)
-	return s == http.StatusServiceUnavailable || s == http.StatusTooManyRequests
+	if s := StatusOf(err); s != 0 {
+		return s == http.StatusServiceUnavailable || s == http.StatusTooManyRequests
+	}
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // IsUnauthorized reports whether err is a 401 answer: a wrong or missing

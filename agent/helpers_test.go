@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -194,6 +195,10 @@ func (s *fakeServer) device(route string, h func(w http.ResponseWriter, r *http.
 		if st := s.injected(route); st != 0 {
 			call.Status = st
 			s.record(call)
+			if st == connReset {
+				resetConnection(w)
+				return
+			}
 			writeError(w, st, "injected", "injected failure")
 			return
 		}
@@ -290,6 +295,23 @@ func (s *fakeServer) revoke(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.devices, id)
+}
+
+// connReset, given to failOnce as the status, makes the server reset the
+// connection instead of answering, as a server over its connection cap
+// does to a client still writing its request.
+const connReset = -1
+
+// resetConnection closes the request's connection with a TCP reset.
+func resetConnection(w http.ResponseWriter) {
+	c, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic("hijacking the connection: " + err.Error())
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close sends RST
+	}
+	_ = c.Close()
 }
 
 func (s *fakeServer) failOnce(route string, status int) {
