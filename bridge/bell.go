@@ -29,12 +29,6 @@ type ringKey struct {
 
 func keyOf(r Ring) ringKey { return ringKey{r.DeviceID, r.Command} }
 
-// Answerer is a Bell that paces its rings by the devices' answers (the
-// MQTT bell): Answered says that the device made a request.
-type Answerer interface {
-	Answered(deviceID string)
-}
-
 // Bell delivers doorbells. Ring must not block on delivery: it queues the
 // rings and returns, and delivery happens off the caller's path.
 type Bell interface {

@@ -13,7 +13,7 @@ import (
 // other).
 func TestMQTTCommandDoorbell(t *testing.T) {
 	pub, ch := recorder()
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{}, nil)
+	bell := bridge.NewMQTTBell(pub, nil)
 	bell.Ring(
 		bridge.Ring{DeviceID: "d1", Version: 3},
 		bridge.Ring{DeviceID: "d1", Command: true},

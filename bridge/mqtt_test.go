@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/doorbell-mdm/doorbell/bridge"
-	"github.com/doorbell-mdm/doorbell/internal/testkit"
 	"github.com/doorbell-mdm/doorbell/proto"
 )
 
@@ -17,18 +15,13 @@ import (
 const wait = 5 * time.Second
 
 type fakePublisher struct {
-	publish   func(topic string, payload []byte, retain bool, qos byte) error
-	connected func(deviceID string) bool // nil: every device is connected
+	publish func(topic string, payload []byte, retain bool, qos byte) error
 }
 
 var _ bridge.Publisher = (*fakePublisher)(nil)
 
 func (f *fakePublisher) Publish(topic string, payload []byte, retain bool, qos byte) error {
 	return f.publish(topic, payload, retain, qos)
-}
-
-func (f *fakePublisher) Connected(deviceID string) bool {
-	return f.connected == nil || f.connected(deviceID)
 }
 
 type published struct {
@@ -92,7 +85,7 @@ func doorbellPayload(version int64) string {
 
 func TestMQTTBellDelivers(t *testing.T) {
 	pub, ch := recorder()
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{}, nil)
+	bell := bridge.NewMQTTBell(pub, nil)
 	bell.Ring(bridge.Ring{DeviceID: "dev-a", Version: 7, FCMToken: "ignored"}) // before Run: queued
 	stop := run(t, bell)
 
@@ -138,7 +131,7 @@ func TestMQTTBellCoalesces(t *testing.T) {
 				ch <- published{topic, string(payload), retain, qos}
 				return nil
 			}}
-			bell := bridge.NewMQTTBell(pub, bridge.Pace{}, nil)
+			bell := bridge.NewMQTTBell(pub, nil)
 			stop := run(t, bell)
 
 			bell.Ring(bridge.Ring{DeviceID: "dev-a", Version: 1})
@@ -179,7 +172,7 @@ func TestMQTTBellCoalesces(t *testing.T) {
 
 func TestMQTTBellDeliversEveryDevice(t *testing.T) {
 	pub, ch := recorder()
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{}, nil)
+	bell := bridge.NewMQTTBell(pub, nil)
 	run(t, bell)
 
 	want := map[string]string{}
@@ -220,7 +213,7 @@ func TestMQTTBellDropsFailedPublish(t *testing.T) {
 		}
 		return nil
 	}}
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{}, nil)
+	bell := bridge.NewMQTTBell(pub, nil)
 	stop := run(t, bell)
 
 	bell.Ring(bridge.Ring{DeviceID: "dev-bad", Version: 1})
@@ -240,7 +233,7 @@ func TestMQTTBellDropsFailedPublish(t *testing.T) {
 
 func TestMQTTBellRunStopsOnCancel(t *testing.T) {
 	pub, _ := recorder()
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{}, nil)
+	bell := bridge.NewMQTTBell(pub, nil)
 	stop := run(t, bell)
 	if err := stop(); err != nil {
 		t.Errorf("Run = %v, want nil", err)
@@ -259,66 +252,4 @@ func TestMQTTBellRunStopsOnCancel(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Ring blocked after Run returned")
 	}
-}
-
-// TestMQTTBellPaces: with a window of 2 the bell publishes two doorbells and
-// holds the rest until a device answers or a ring's wait runs out.
-func TestMQTTBellPaces(t *testing.T) {
-	pub, ch := recorder()
-	clock := testkit.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{Window: 2, Wait: 10 * time.Second, Now: clock.Now, After: clock.After}, nil)
-	for _, id := range []string{"a", "b", "c", "d"} {
-		bell.Ring(bridge.Ring{DeviceID: id, Version: 1})
-	}
-	stop := run(t, bell)
-	defer stop()
-	rung := map[string]bool{}
-	ring := func(what string) string {
-		t.Helper()
-		id := deviceOf(next(t, ch).topic)
-		if rung[id] {
-			t.Fatalf("%s: %s rung twice", what, id)
-		}
-		rung[id] = true
-		return id
-	}
-	first := []string{ring("first"), ring("second")}
-	// The window is full: the bell waits for the first ring's wait to end.
-	clock.WaitTimer(t, wait, 10*time.Second, 10*time.Second)
-	if len(ch) != 0 {
-		t.Fatalf("a third doorbell with the window full: %+v", <-ch)
-	}
-	// An answer frees a slot; an answer from a device not rung frees none.
-	bell.Answered("z")
-	bell.Answered(first[0])
-	third := ring("after an answer")
-	clock.WaitTimer(t, wait, 10*time.Second, 10*time.Second)
-	if len(ch) != 0 {
-		t.Fatalf("two doorbells for one answer: %s and %+v", third, <-ch)
-	}
-	// No answer: the oldest rings stop counting after their wait.
-	clock.Advance(10 * time.Second)
-	last := ring("after the wait")
-	if len(rung) != 4 {
-		t.Fatalf("rung %v (third %s, last %s), want a to d once each", rung, third, last)
-	}
-}
-
-// TestMQTTBellPacesOnlyConnected: a doorbell for a device with no session
-// here takes no slot of the window.
-func TestMQTTBellPacesOnlyConnected(t *testing.T) {
-	pub, ch := recorder()
-	pub.connected = func(id string) bool { return id != "offline" }
-	bell := bridge.NewMQTTBell(pub, bridge.Pace{Window: 1, Wait: time.Hour}, nil)
-	bell.Ring(bridge.Ring{DeviceID: "offline", Version: 1}, bridge.Ring{DeviceID: "a", Version: 1})
-	stop := run(t, bell)
-	defer stop()
-	got := map[string]bool{deviceOf(next(t, ch).topic): true, deviceOf(next(t, ch).topic): true}
-	if !got["offline"] || !got["a"] {
-		t.Fatalf("rung %v, want offline and a with a window of 1", got)
-	}
-}
-
-func deviceOf(topic string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(topic, "devices/"), "/policy_changed")
 }

@@ -30,15 +30,6 @@ func (m multi) Ring(rings ...Ring) {
 	}
 }
 
-// Answered passes the answer to every bell that paces by answers.
-func (m multi) Answered(deviceID string) {
-	for _, b := range m {
-		if a, ok := b.(Answerer); ok {
-			a.Answered(deviceID)
-		}
-	}
-}
-
 // Run runs every bell's Run on its own goroutine. It returns only once ctx
 // is done and all of them have returned, even when some return early (with
 // no bells it just waits for ctx), so it behaves like one bell in a group

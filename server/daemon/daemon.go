@@ -93,10 +93,6 @@ type DaemonConfig struct {
 	SlowSubscriberTimeout time.Duration
 }
 
-// RingAnswerWait is how long an unanswered MQTT doorbell counts against the
-// bell's window (bridge.Pace).
-const RingAnswerWait = 10 * time.Second
-
 // DefaultHTTPMaxConnections is the upper bound of the HTTP connection cap
 // when Config.HTTPMaxConnections is 0; the file limit usually lowers it.
 const DefaultHTTPMaxConnections = 50_000
@@ -235,15 +231,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 		mqttPort = p
 	}
 
-	// The MQTT bell keeps at most half the HTTP connection cap of doorbells
-	// unanswered, so a fleet-wide edit brings its devices at the pace they
-	// are served, under the cap, instead of all at once.
-	httpLimit := d.httpConnectionLimit()
-	pace := bridge.Pace{Wait: RingAnswerWait}
-	if httpLimit > 0 {
-		pace.Window = max(httpLimit/2, 1)
-	}
-	mqttBell := bridge.NewMQTTBell(d.broker, pace, cfg.Logger)
+	mqttBell := bridge.NewMQTTBell(d.broker, cfg.Logger)
 	bellStats := api.Bells{MQTT: mqttBell}
 	bells := []bridge.Bell{mqttBell}
 	if cfg.FCM != nil {
@@ -309,7 +297,7 @@ func NewDaemon(ctx context.Context, cfg DaemonConfig) (_ *Daemon, err error) {
 			AgentAllowlist:     cfg.AgentAllowlist,
 		},
 		Metrics:        metrics,
-		MaxConnections: httpLimit,
+		MaxConnections: d.httpConnectionLimit(),
 		IdleTimeout:    cfg.HTTPIdleTimeout,
 	})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/doorbell-mdm/doorbell/bridge"
 	"github.com/doorbell-mdm/doorbell/proto"
 	"github.com/doorbell-mdm/doorbell/server/store"
 )
@@ -23,9 +22,6 @@ func (s *Service) Seen(id string) {
 	}
 	s.seen[id] = now
 	s.seenMu.Unlock()
-	if a, ok := s.cfg.Bell.(bridge.Answerer); ok {
-		a.Answered(id) // a ring to it no longer holds back others
-	}
 }
 
 // LastSeen is when d was last seen: the pending sighting, else the stored
