@@ -1006,12 +1006,13 @@ func (e perDeviceEditor) editAll(ctx context.Context, devs []*device, cam bool) 
 
 // groupEditor changes the whole fleet with one group edit: a group of
 // every simulated device (created by prepare, before the clock starts; it
-// changes no effective policy), then one PUT /groups/{id}/policy, which
-// the server applies in one transaction and rings as one batch. The new
-// versions are then read back a page of devices at a time.
+// changes no effective policy; prepare also reads each device's version),
+// then one PUT /groups/{id}/policy, which the server applies in one
+// transaction and rings as one batch.
 type groupEditor struct {
-	f   *fleet
-	gid string
+	f    *fleet
+	gid  string
+	base map[string]int64 // each device's version before the edit
 }
 
 func (e *groupEditor) name() string { return "group" }
@@ -1027,26 +1028,32 @@ func (e *groupEditor) prepare(ctx context.Context, devs []*device) error {
 		return fmt.Errorf("sim: creating the group: %w", err)
 	}
 	e.gid = g.GroupID
-	return nil
+	// Each member's version now: the edit makes it one more (a change
+	// grows a device's version by exactly one), so nothing is read back
+	// while the clock runs.
+	e.base = make(map[string]int64, len(devs))
+	mine := make(map[string]bool, len(devs))
+	for _, id := range ids {
+		mine[id] = true
+	}
+	return e.f.admin.AllDevices(ctx, client.ListOptions{}, 0, func(st proto.DeviceStatus) bool {
+		if mine[st.DeviceID] {
+			e.base[st.DeviceID] = st.DesiredVersion
+		}
+		return true
+	})
 }
 
 func (e *groupEditor) editAll(ctx context.Context, devs []*device, cam bool) (map[string]int64, error) {
-	mine := make(map[string]bool, len(devs))
-	for _, d := range devs {
-		mine[d.id()] = true
-	}
 	if err := e.f.admin.Call(ctx, http.MethodPut, "/groups/"+url.PathEscape(e.gid)+"/policy",
 		map[string]bool{"cameraDisabled": cam}, nil); err != nil {
 		return nil, fmt.Errorf("sim: editing the group: %w", err)
 	}
 	out := make(map[string]int64, len(devs))
-	err := e.f.admin.AllDevices(ctx, client.ListOptions{}, 0, func(st proto.DeviceStatus) bool {
-		if mine[st.DeviceID] {
-			out[st.DeviceID] = st.DesiredVersion
-		}
-		return true
-	})
-	return out, err
+	for _, d := range devs {
+		out[d.id()] = e.base[d.id()] + 1
+	}
+	return out, nil
 }
 
 // editor picks how edit-all edits the fleet: through one group when the
