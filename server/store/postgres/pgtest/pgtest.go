@@ -5,7 +5,7 @@
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 //
-//	dsn := pgtest.NewDatabase(t) // skips t when PostgreSQL is not installed
+//	dsn := pgtest.NewDatabase(t) // skips t when PostgreSQL is not installed (fails it as root)
 package pgtest
 
 import (
@@ -166,18 +166,31 @@ func (c *Cluster) Resume() error {
 }
 
 // StartPrivate starts a cluster of t's own (one it may halt), stopped when
-// t ends. Like NewDatabase, it skips t when PostgreSQL is not installed.
+// t ends. Like NewDatabase, it skips t when PostgreSQL is not installed (fails it as root).
 func StartPrivate(t testing.TB) *Cluster {
 	t.Helper()
 	c, err := Start()
-	if errors.Is(err, ErrNotInstalled) || (err != nil && strings.Contains(err.Error(), "no postgres user")) {
-		t.Skipf("PostgreSQL cannot be started here: %v", err)
-	}
+	skipIfNotInstalled(t, err)
 	if err != nil {
 		t.Fatalf("starting a test PostgreSQL: %v", err)
 	}
 	t.Cleanup(func() { c.Stop() })
 	return c
+}
+
+// skipIfNotInstalled skips t when err says PostgreSQL is not installed here,
+// unless this process is root: `make test` runs as root and installs it
+// first (make deps), so there a missing server is a failed install step,
+// never a skip.
+func skipIfNotInstalled(t testing.TB, err error) {
+	t.Helper()
+	if !errors.Is(err, ErrNotInstalled) && (err == nil || !strings.Contains(err.Error(), "no postgres user")) {
+		return
+	}
+	if os.Geteuid() == 0 {
+		t.Fatalf("PostgreSQL cannot be started, and this is root: run `make deps` (make test does): %v", err)
+	}
+	t.Skipf("PostgreSQL cannot be started here (not root; `make deps` as root installs it): %v", err)
 }
 
 // credential returns the identity the server runs as: the `postgres` user
@@ -349,7 +362,7 @@ func Shared() (*Cluster, error) {
 }
 
 // NewDatabase returns the URL of a new empty database on the shared
-// cluster. It skips t when PostgreSQL is not installed, and fails it when
+// cluster. It skips t when PostgreSQL is not installed (fails it as root), and fails it when
 // an installed PostgreSQL does not start.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
@@ -364,13 +377,12 @@ func NewDatabase(t testing.TB) string {
 }
 
 // cluster returns the shared cluster, skipping t when PostgreSQL is not
-// installed and failing it when an installed one does not start.
+// installed (failing it as root) and failing it when an installed one does
+// not start.
 func cluster(t testing.TB) *Cluster {
 	t.Helper()
 	c, err := Shared()
-	if errors.Is(err, ErrNotInstalled) || (err != nil && strings.Contains(err.Error(), "no postgres user")) {
-		t.Skipf("PostgreSQL cannot be started here: %v", err)
-	}
+	skipIfNotInstalled(t, err)
 	if err != nil {
 		t.Fatalf("starting the test PostgreSQL: %v", err)
 	}
