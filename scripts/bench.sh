@@ -30,6 +30,7 @@ TLS_DEVICES=${TLS_DEVICES:-$DEVICES}
 files=$(ulimit -n); [ "$files" = unlimited ] || [ "$files" -gt 20000 ] && files=20000
 TLS_PROCS=${TLS_PROCS:-$(( (2 * TLS_DEVICES + files - 401) / (files - 400) ))}
 
+. "$(dirname "$0")/serve.sh"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
@@ -43,20 +44,10 @@ trap cleanup EXIT INT TERM
 start_server() {
 	tls=off
 	[ "${1:-}" = tls ] && tls=auto
-	[ "${2:-}" = keep ] || rm -rf "$work/data"
-	rm -f "$work/server.log"
-	"$BIN" serve --data "$work/data" --http "$HTTP" --mqtt "$MQTT" --tls $tls --enroll-rate -1 --device-rate -1 --pprof "$PPROF" \
-		--admin-token bench-admin --enroll-token bench-enroll \
-		--fcm-project sim --fcm-endpoint "http://$FCM/v1" --log-format json >"$work/server.out" 2>"$work/server.log" &
-	server_pid=$!
-	i=0
-	until grep -q '"msg":"serving"' "$work/server.log" 2>/dev/null; do
-		i=$((i + 1))
-		if [ $i -gt 300 ] || ! kill -0 "$server_pid" 2>/dev/null; then
-			echo "server did not start:"; cat "$work/server.log"; exit 1
-		fi
-		sleep 0.1
-	done
+	keep=""
+	[ "${2:-}" = keep ] && keep=keep
+	# shellcheck disable=SC2086 # $keep is one word or none
+	serve_fresh "$BIN" $tls $keep -- --fcm-project sim --fcm-endpoint "http://$FCM/v1"
 }
 
 stop_server() {

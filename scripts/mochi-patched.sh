@@ -45,6 +45,7 @@ PATCH=$repo/docs/upstream/mochi-idle-memory.patch
 mkdir -p "$OUTDIR" bin
 OUTDIR=$(cd "$OUTDIR" && pwd)
 
+. "$(dirname "$0")/serve.sh"
 work=$(mktemp -d)
 server_pid=""
 sim_pid=""
@@ -116,19 +117,7 @@ run() {
 	if [ "$mode" = tls ]; then
 		tls=auto scheme=https
 	fi
-	rm -rf "$work/data"
-	"$bin" serve --data "$work/data" --http "$HTTP" --mqtt "$MQTT" --tls $tls --enroll-rate -1 --device-rate -1 \
-		--pprof "$PPROF" --admin-token bench-admin --enroll-token bench-enroll --log-format json \
-		>"$work/server.out" 2>"$work/server.log" &
-	server_pid=$!
-	i=0
-	until grep -q '"msg":"serving"' "$work/server.log" 2>/dev/null; do
-		i=$((i + 1))
-		if [ $i -gt 300 ] || ! kill -0 "$server_pid" 2>/dev/null; then
-			echo "server did not start:"; cat "$work/server.log"; exit 1
-		fi
-		sleep 0.1
-	done
+	serve_fresh "$bin" $tls
 	[ "$mode" = tls ] && ca="--ca-file $work/data/tls/ca.pem"
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo "mochi-patched: $variant $mode idle, $DEVICES devices (load $load)" >&2
